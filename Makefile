@@ -1,0 +1,39 @@
+# The two commands every newcomer needs (see README):
+#   make demo   the main job: local stack up, functions running, load changing, instances following
+#   make test   every test, against real Cassandra, VictoriaMetrics and Prometheus
+# Both install what is missing and are safe to run again.
+
+SHELL := /usr/bin/env bash
+GO    ?= go
+STACK := e2e/stack/stack.sh
+
+.PHONY: demo test unit vet stack-up stack-down stack-status bench fuzz fmt
+
+demo:
+	e2e/demo.sh
+
+test:
+	e2e/run-tests.sh
+
+# Unit tests only: integration tests skip with a message naming `make test`.
+unit:
+	$(GO) test -count=1 ./...
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+stack-up:
+	$(STACK) start all
+
+stack-down:
+	$(STACK) stop all
+
+stack-status:
+	$(STACK) status all
+
+bench:
+	e2e/bench.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

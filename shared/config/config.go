@@ -1,0 +1,209 @@
+// Package config reads each role's settings from the environment (and from
+// func-go's ./cfg file, which arrives merged into the same map) once, at
+// Start, and validates them there: a bad value stops the function from
+// becoming ready with an error that names the variable and the form it
+// expects, instead of surfacing as a strange decision hours later.
+//
+// Secrets are read from files named by *_FILE variables (or, for the
+// Cassandra password, from the environment) and are never printed: String
+// methods of types holding them redact.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"function/shared/buckets"
+)
+
+// Role selects which handlers a process serves. The chart may run one image
+// as two Knative Services (discovery: one at a time; scale: many).
+type Role string
+
+// The roles.
+const (
+	RoleAll       Role = "all"
+	RoleDiscovery Role = "discovery"
+	RoleScale     Role = "scale"
+)
+
+// Serves reports whether the role includes r.
+func (r Role) Serves(other Role) bool { return r == RoleAll || r == other }
+
+// Cassandra is how to reach the store.
+type Cassandra struct {
+	Hosts             []string      `envconfig:"CASSANDRA_HOSTS" default:"127.0.0.1:9042" desc:"comma-separated contact points, host[:port]"`
+	Keyspace          string        `envconfig:"CASSANDRA_KEYSPACE" default:"nvcf_autoscaler" desc:"keyspace, created if missing"`
+	ReplicationFactor int           `envconfig:"CASSANDRA_REPLICATION_FACTOR" default:"1" desc:"SimpleStrategy replication factor used when creating the keyspace"`
+	Replication       string        `envconfig:"CASSANDRA_REPLICATION" desc:"full CQL replication map; overrides CASSANDRA_REPLICATION_FACTOR (e.g. {'class':'NetworkTopologyStrategy','dc1':3})"`
+	Username          string        `envconfig:"CASSANDRA_USERNAME" desc:"user for password authentication"`
+	Password          string        `envconfig:"CASSANDRA_PASSWORD" desc:"password (prefer CASSANDRA_PASSWORD_FILE)"`
+	PasswordFile      string        `envconfig:"CASSANDRA_PASSWORD_FILE" desc:"file holding the password"`
+	LocalDC           string        `envconfig:"CASSANDRA_LOCAL_DC" desc:"prefer coordinators in this datacenter"`
+	Consistency       string        `envconfig:"CASSANDRA_CONSISTENCY" default:"LOCAL_QUORUM" desc:"consistency of reads and writes"`
+	SerialConsistency string        `envconfig:"CASSANDRA_SERIAL_CONSISTENCY" default:"LOCAL_SERIAL" desc:"SERIAL or LOCAL_SERIAL for lightweight transactions"`
+	CQLTimeout        time.Duration `envconfig:"CASSANDRA_TIMEOUT" default:"10s" desc:"per-request timeout"`
+	PageSize          int           `envconfig:"CASSANDRA_PAGE_SIZE" default:"2000" desc:"rows per page when reading a bucket"`
+}
+
+// TSDB is how to reach the Prometheus-compatible store.
+type TSDB struct {
+	URL          string        `envconfig:"TSDB_URL" desc:"base URL of Prometheus, VictoriaMetrics, Thanos or Mimir (required)"`
+	Auth         string        `envconfig:"TSDB_AUTH" default:"none" desc:"none, token or mtls"`
+	TokenFile    string        `envconfig:"TSDB_TOKEN_FILE" desc:"bearer token file (auth=token), re-read when it changes"`
+	CAFile       string        `envconfig:"TSDB_CA_FILE" desc:"CA bundle for the TSDB's certificate"`
+	CertFile     string        `envconfig:"TSDB_CERT_FILE" desc:"client certificate (auth=mtls)"`
+	KeyFile      string        `envconfig:"TSDB_KEY_FILE" desc:"client key (auth=mtls)"`
+	QueryTimeout time.Duration `envconfig:"TSDB_TIMEOUT" default:"30s" desc:"HTTP timeout of one query"`
+	EnvLabel     string        `envconfig:"TSDB_ENV_LABEL" desc:"environment label to filter every selector on (off when empty)"`
+	EnvValue     string        `envconfig:"TSDB_ENV_VALUE" desc:"value of TSDB_ENV_LABEL"`
+}
+
+// Common is shared by every role.
+type Common struct {
+	Role     Role   `envconfig:"AUTOSCALER_ROLE" default:"all" desc:"all, discovery or scale"`
+	NodeID   string `envconfig:"NODE_ID" desc:"owner name used in locks (default: hostname-pid)"`
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	Buckets  int    `envconfig:"BUCKETS" default:"128" desc:"token-range buckets the ring is split into"`
+	Cassandra
+	TSDB
+}
+
+var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// load fills spec from cfg (func-go's merged env and ./cfg) and the process
+// environment; the environment wins, as in func-go.
+func load(cfg map[string]string, spec any) error {
+	for k, v := range cfg {
+		if _, set := os.LookupEnv(k); !set {
+			if err := os.Setenv(k, v); err != nil {
+				return fmt.Errorf("config: set %s: %w", k, err)
+			}
+		}
+	}
+	if err := envconfig.Process("", spec); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("config: %s=%q is not a valid %s", pe.KeyName, pe.Value, pe.TypeName)
+		}
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// validate checks the settings every role shares and resolves secret files.
+func (c *Common) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	switch c.Role {
+	case RoleAll, RoleDiscovery, RoleScale:
+	default:
+		add("AUTOSCALER_ROLE=%q: want all, discovery or scale", c.Role)
+	}
+	if c.NodeID == "" {
+		host, _ := os.Hostname()
+		c.NodeID = fmt.Sprintf("%s-%d", host, os.Getpid())
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	if err := buckets.Validate(c.Buckets); err != nil {
+		add("BUCKETS=%d: want an integer in [1, %d]", c.Buckets, buckets.MaxCount)
+	}
+
+	if len(c.Hosts) == 0 || c.Hosts[0] == "" {
+		add("CASSANDRA_HOSTS is empty: want host[:port][,host[:port]...]")
+	}
+	if !regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`).MatchString(c.Keyspace) {
+		add("CASSANDRA_KEYSPACE=%q: want a lower-case identifier ([a-z][a-z0-9_]*, at most 48 characters)", c.Keyspace)
+	}
+	if c.Replication == "" {
+		if c.ReplicationFactor < 1 {
+			add("CASSANDRA_REPLICATION_FACTOR=%d: want an integer >= 1", c.ReplicationFactor)
+		}
+		c.Replication = fmt.Sprintf("{'class': 'SimpleStrategy', 'replication_factor': %d}", c.ReplicationFactor)
+	} else if !strings.HasPrefix(strings.TrimSpace(c.Replication), "{") {
+		add("CASSANDRA_REPLICATION=%q: want a CQL map such as {'class': 'NetworkTopologyStrategy', 'dc1': 3}", c.Replication)
+	}
+	if _, err := ParseConsistency(c.Consistency); err != nil {
+		add("CASSANDRA_CONSISTENCY=%q: %v", c.Consistency, err)
+	}
+	if c.SerialConsistency != "SERIAL" && c.SerialConsistency != "LOCAL_SERIAL" {
+		add("CASSANDRA_SERIAL_CONSISTENCY=%q: want SERIAL or LOCAL_SERIAL", c.SerialConsistency)
+	}
+	if c.CQLTimeout <= 0 {
+		add("CASSANDRA_TIMEOUT=%s: want a positive duration such as 10s", c.CQLTimeout)
+	}
+	if c.PageSize < 1 {
+		add("CASSANDRA_PAGE_SIZE=%d: want an integer >= 1", c.PageSize)
+	}
+	if c.PasswordFile != "" {
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			add("CASSANDRA_PASSWORD_FILE=%q: cannot read: %v", c.PasswordFile, errors.Unwrap(err))
+		} else {
+			c.Password = strings.TrimRight(string(b), "\r\n")
+		}
+	}
+
+	if c.URL == "" {
+		add("TSDB_URL is not set: want the base URL of a Prometheus-compatible API, e.g. http://victoria-metrics:8428")
+	} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("TSDB_URL=%q: want an absolute http(s) URL", c.URL)
+	}
+	switch c.Auth {
+	case "none":
+	case "token":
+		if c.TokenFile == "" {
+			add("TSDB_AUTH=token needs TSDB_TOKEN_FILE")
+		}
+	case "mtls":
+		if c.CertFile == "" || c.KeyFile == "" {
+			add("TSDB_AUTH=mtls needs TSDB_CERT_FILE and TSDB_KEY_FILE")
+		}
+	default:
+		add("TSDB_AUTH=%q: want none, token or mtls", c.Auth)
+	}
+	if c.QueryTimeout <= 0 {
+		add("TSDB_TIMEOUT=%s: want a positive duration such as 30s", c.QueryTimeout)
+	}
+	if c.EnvLabel != "" && !labelNameRE.MatchString(c.EnvLabel) {
+		add("TSDB_ENV_LABEL=%q: want a Prometheus label name matching %s", c.EnvLabel, labelNameRE)
+	}
+	if (c.EnvLabel == "") != (c.EnvValue == "") {
+		add("TSDB_ENV_LABEL and TSDB_ENV_VALUE must be set together")
+	}
+	return errors.Join(errs...)
+}
+
+// ParseConsistency accepts Cassandra's consistency names.
+func ParseConsistency(s string) (string, error) {
+	switch s {
+	case "ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE":
+		return s, nil
+	}
+	return "", errors.New("want one of ONE, QUORUM, LOCAL_QUORUM, EACH_QUORUM, LOCAL_ONE, ALL")
+}
+
+// Redacted is what String methods print instead of a secret.
+const Redacted = "[redacted]"
+
+// String describes the settings without any secret, for the start-up log.
+func (c Common) String() string {
+	pw := ""
+	if c.Password != "" {
+		pw = Redacted
+	}
+	return fmt.Sprintf("role=%s node=%s buckets=%d cassandra=%s keyspace=%s user=%q password=%s tsdb=%s auth=%s",
+		c.Role, c.NodeID, c.Buckets, strings.Join(c.Hosts, ","), c.Keyspace, c.Username, pw, c.URL, c.Auth)
+}

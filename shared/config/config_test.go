@@ -1,0 +1,120 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// valid is the smallest environment every role accepts.
+func valid() map[string]string {
+	return map[string]string{
+		"TSDB_URL":     "http://127.0.0.1:8428",
+		"K_SINK":       "http://127.0.0.1:9999",
+		"NVCF_API_URL": "http://127.0.0.1:9401",
+	}
+}
+
+// setEnv makes the test's environment exactly env for the variables this
+// package reads, so the machine's own environment cannot leak in.
+func setEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k := strings.SplitN(kv, "=", 2)[0]
+		if strings.HasPrefix(k, "CASSANDRA_") || strings.HasPrefix(k, "TSDB_") || strings.HasPrefix(k, "NVCF_") ||
+			k == "K_SINK" || k == "BUCKETS" || k == "AUTOSCALER_ROLE" || k == "POLICY_MODE" {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	setEnv(t, valid())
+	s, err := Load(nil)
+	require.NoError(t, err)
+	require.Equal(t, RoleAll, s.Role)
+	require.Equal(t, 128, s.Buckets)
+	require.Equal(t, []string{"127.0.0.1:9042"}, s.Hosts)
+	require.Equal(t, "{'class': 'SimpleStrategy', 'replication_factor': 1}", s.Replication)
+	require.Equal(t, "nvcf", s.Scale.PolicyMode)
+	require.Equal(t, 70.0, s.Scale.UpThreshold)
+	require.NotEmpty(t, s.NodeID)
+}
+
+func TestCfgMapIsReadButEnvWins(t *testing.T) {
+	env := valid()
+	env["BUCKETS"] = "7"
+	setEnv(t, env)
+	s, err := Load(map[string]string{"BUCKETS": "9", "CASSANDRA_KEYSPACE": "from_cfg"})
+	require.NoError(t, err)
+	require.Equal(t, 7, s.Buckets)
+	require.Equal(t, "from_cfg", s.Keyspace)
+}
+
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	cases := []struct {
+		name, key, value, want string
+	}{
+		{"bad duration", "CASSANDRA_TIMEOUT", "soon", "CASSANDRA_TIMEOUT"},
+		{"negative buckets", "BUCKETS", "-1", "BUCKETS=-1"},
+		{"not a number", "BUCKETS", "many", "BUCKETS"},
+		{"missing tsdb", "TSDB_URL", "", "TSDB_URL is not set"},
+		{"relative tsdb", "TSDB_URL", "victoria:8428", "TSDB_URL"},
+		{"auth mode", "TSDB_AUTH", "basic", "TSDB_AUTH"},
+		{"token without file", "TSDB_AUTH", "token", "TSDB_TOKEN_FILE"},
+		{"env label", "TSDB_ENV_LABEL", "1bad", "TSDB_ENV_LABEL"},
+		{"keyspace", "CASSANDRA_KEYSPACE", "Bad-Name", "CASSANDRA_KEYSPACE"},
+		{"consistency", "CASSANDRA_CONSISTENCY", "SOME", "CASSANDRA_CONSISTENCY"},
+		{"serial", "CASSANDRA_SERIAL_CONSISTENCY", "QUORUM", "CASSANDRA_SERIAL_CONSISTENCY"},
+		{"role", "AUTOSCALER_ROLE", "leader", "AUTOSCALER_ROLE"},
+		{"missing sink", "K_SINK", "", "K_SINK is not set"},
+		{"lock ttl", "DISCOVERY_LOCK_TTL", "90s", "DISCOVERY_LOCK_TTL"},
+		{"policy mode", "POLICY_MODE", "magic", "POLICY_MODE"},
+		{"transport", "NVCF_TRANSPORT", "smtp", "NVCF_TRANSPORT"},
+		{"nvcf url", "NVCF_API_URL", "", "NVCF_API_URL is not set"},
+		{"nvcf timeout", "NVCF_TIMEOUT", "20s", "NVCF_TIMEOUT"},
+		{"bounds", "MAX_INSTANCES", "-2", "MAX_INSTANCES"},
+		{"password file", "CASSANDRA_PASSWORD_FILE", "/nonexistent/pw", "CASSANDRA_PASSWORD_FILE"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := valid()
+			env[c.key] = c.value
+			setEnv(t, env)
+			_, err := Load(nil)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), c.want)
+		})
+	}
+}
+
+func TestRoleLimitsWhatIsRequired(t *testing.T) {
+	setEnv(t, map[string]string{"TSDB_URL": "http://127.0.0.1:8428", "AUTOSCALER_ROLE": "scale", "NVCF_DRY_RUN": "true"})
+	_, err := Load(nil)
+	require.NoError(t, err, "a scale-only process needs no K_SINK")
+
+	setEnv(t, map[string]string{"TSDB_URL": "http://127.0.0.1:8428", "AUTOSCALER_ROLE": "discovery", "K_SINK": "http://127.0.0.1:1"})
+	_, err = Load(nil)
+	require.NoError(t, err, "a discovery-only process needs no NVCF API")
+}
+
+func TestSecretsAreReadFromFilesAndNeverPrinted(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	require.NoError(t, os.WriteFile(pw, []byte("s3cr3t-cassandra\n"), 0o600))
+	env := valid()
+	env["CASSANDRA_PASSWORD_FILE"] = pw
+	env["CASSANDRA_USERNAME"] = "autoscaler"
+	setEnv(t, env)
+	s, err := Load(nil)
+	require.NoError(t, err)
+	require.Equal(t, "s3cr3t-cassandra", s.Password)
+	require.NotContains(t, s.Common.String(), "s3cr3t")
+	require.Contains(t, s.Common.String(), Redacted)
+}

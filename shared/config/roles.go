@@ -1,0 +1,198 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+)
+
+// Discovery configures the discovery function.
+type Discovery struct {
+	// Period is the PingSource's cron period. The lock TTL and the bucket
+	// deadline are checked against it so one cycle cannot overlap the next.
+	Period          time.Duration `envconfig:"DISCOVERY_PERIOD" default:"60s" desc:"cron period of the PingSource"`
+	LockTTL         time.Duration `envconfig:"DISCOVERY_LOCK_TTL" default:"50s" desc:"discovery lock TTL; must be shorter than DISCOVERY_PERIOD"`
+	Lookback        time.Duration `envconfig:"DISCOVERY_LOOKBACK" default:"600s" desc:"how far back requests or workers make a version active"`
+	RowTTL          time.Duration `envconfig:"ACTIVE_ROW_TTL" default:"1800s" desc:"TTL of discovered rows; versions not seen again age out"`
+	Sink            string        `envconfig:"K_SINK" desc:"where bucket events go (injected by the SinkBinding)"`
+	SendConcurrency int           `envconfig:"SEND_CONCURRENCY" default:"16" desc:"bucket events sent in parallel"`
+	SendAttempts    int           `envconfig:"SEND_ATTEMPTS" default:"4" desc:"attempts per bucket event before the cycle reports it failed"`
+	BucketDeadline  time.Duration `envconfig:"BUCKET_DEADLINE" default:"55s" desc:"a bucket event older than this is dropped by the scale function"`
+}
+
+// Scale configures the scale function.
+type Scale struct {
+	Concurrency     int           `envconfig:"SCALE_CONCURRENCY" default:"10" desc:"functions decided and written in parallel per bucket"`
+	FunctionLockTTL time.Duration `envconfig:"FUNCTION_LOCK_TTL" default:"15s" desc:"per-function write lock TTL; bounds one NVCF write"`
+	StateTTL        time.Duration `envconfig:"STATE_TTL" default:"24h" desc:"TTL of per-function scaling state"`
+	RowTTL          time.Duration `envconfig:"ACTIVE_ROW_TTL" default:"1800s" desc:"TTL refreshed on rows of functions still above zero"`
+	NotFoundRetry   time.Duration `envconfig:"NOT_FOUND_RETRY" default:"10m" desc:"how long a version the NVCF API called NotFound is left alone"`
+
+	Window   time.Duration `envconfig:"UTILIZATION_WINDOW" default:"70s" desc:"rate window of the utilization query"`
+	Step     time.Duration `envconfig:"UTILIZATION_STEP" default:"60s" desc:"step of the utilization samples"`
+	Lookback time.Duration `envconfig:"UTILIZATION_LOOKBACK" default:"600s" desc:"how many samples the policy sees"`
+
+	PolicyMode          string        `envconfig:"POLICY_MODE" default:"nvcf" desc:"nvcf (reference-compatible) or target (target tracking)"`
+	PolicyOverridesFile string        `envconfig:"POLICY_OVERRIDES_FILE" desc:"JSON file of per-function and per-version policy overrides"`
+	UpThreshold         float64       `envconfig:"SCALE_UP_THRESHOLD" default:"70" desc:"utilization percent above which to scale up"`
+	DownThreshold       float64       `envconfig:"SCALE_DOWN_THRESHOLD" default:"30" desc:"utilization percent below which to scale down"`
+	UpFactor            float64       `envconfig:"SCALE_UP_FACTOR" default:"1.2" desc:"nvcf mode: multiply instances by this to scale up"`
+	DownFactor          float64       `envconfig:"SCALE_DOWN_FACTOR" default:"0.8" desc:"nvcf mode: multiply instances by this to scale down"`
+	TargetUtilization   float64       `envconfig:"TARGET_UTILIZATION" default:"60" desc:"target mode: utilization percent per instance to aim for"`
+	Tolerance           float64       `envconfig:"TARGET_TOLERANCE" default:"0.1" desc:"target mode: relative change ignored"`
+	Decay               float64       `envconfig:"UTILIZATION_DECAY" default:"0" desc:"exponential decay of the utilization average (0 = mean)"`
+	ScaleToZero         bool          `envconfig:"SCALE_TO_ZERO" default:"true" desc:"allow idle functions to go to zero"`
+	IdleTimeout         time.Duration `envconfig:"SCALE_TO_ZERO_IDLE_TIMEOUT" default:"1800s" desc:"no invocations for this long (and low utilization) scales to zero"`
+	DownStabilization   time.Duration `envconfig:"SCALE_DOWN_STABILIZATION" default:"300s" desc:"scale down only to the highest recommendation inside this window"`
+	MaxScaleUpRate      float64       `envconfig:"MAX_SCALE_UP_RATE" default:"10" desc:"at most this many times the current instances per decision (0 = unlimited)"`
+	MaxScaleDownRate    float64       `envconfig:"MAX_SCALE_DOWN_RATE" default:"2" desc:"at most divide the current instances by this per decision (0 = unlimited)"`
+	MinInstances        int           `envconfig:"MIN_INSTANCES" default:"0" desc:"default lower bound (the NVCF API also clamps to its spec)"`
+	MaxInstances        int           `envconfig:"MAX_INSTANCES" default:"0" desc:"default upper bound, 0 = unbounded (the NVCF API clamps)"`
+
+	NVCFTransport          string        `envconfig:"NVCF_TRANSPORT" default:"http" desc:"http or grpc"`
+	NVCFURL                string        `envconfig:"NVCF_API_URL" desc:"base URL of the NVCF HTTP API (transport http)"`
+	NVCFGRPCAddr           string        `envconfig:"NVCF_GRPC_ADDR" desc:"host:port of the nvcf.Autoscaler gRPC service (transport grpc)"`
+	NVCFGRPCInsecure       bool          `envconfig:"NVCF_GRPC_INSECURE" default:"false" desc:"plaintext gRPC (local testing only)"`
+	NVCFAccountScoped      bool          `envconfig:"NVCF_ACCOUNT_SCOPED" default:"false" desc:"use /v2/nvcf/accounts/{ncaId}/predictions/..."`
+	NVCFTokenFile          string        `envconfig:"NVCF_TOKEN_FILE" desc:"static bearer token file, re-read when it changes"`
+	NVCFOAuthTokenURL      string        `envconfig:"NVCF_OAUTH_TOKEN_URL" desc:"OAuth2 client-credentials token endpoint"`
+	NVCFOAuthClientID      string        `envconfig:"NVCF_OAUTH_CLIENT_ID" desc:"OAuth2 client id"`
+	NVCFOAuthClientSecretF string        `envconfig:"NVCF_OAUTH_CLIENT_SECRET_FILE" desc:"file holding the OAuth2 client secret"`
+	NVCFTimeout            time.Duration `envconfig:"NVCF_TIMEOUT" default:"5s" desc:"timeout of one NVCF call"`
+	NVCFRate               float64       `envconfig:"NVCF_RATE" default:"2000" desc:"client-side rate limit, requests per second"`
+	NVCFBurst              int           `envconfig:"NVCF_BURST" default:"5000" desc:"client-side rate-limit burst"`
+	NVCFMaxAttempts        int           `envconfig:"NVCF_MAX_ATTEMPTS" default:"4" desc:"attempts per write on 429/5xx/unavailable"`
+	NVCFMaxQueueAge        time.Duration `envconfig:"NVCF_MAX_QUEUE_AGE" default:"15s" desc:"a write waiting longer than this for the limiter fails"`
+	NVCFDryRun             bool          `envconfig:"NVCF_DRY_RUN" default:"false" desc:"log what would be written, write nothing"`
+}
+
+// Settings is everything a process needs; the role-specific parts are
+// validated only when the role serves them.
+type Settings struct {
+	Common
+	Discovery Discovery `ignored:"true"`
+	Scale     Scale     `ignored:"true"`
+}
+
+// Load reads and validates the settings for the role named by
+// AUTOSCALER_ROLE. The error lists every problem at once, each naming its
+// variable, so an operator fixes a manifest in one go.
+func Load(cfg map[string]string) (Settings, error) {
+	var s Settings
+	if err := load(cfg, &s.Common); err != nil {
+		return s, err
+	}
+	if err := load(nil, &s.Discovery); err != nil {
+		return s, err
+	}
+	if err := load(nil, &s.Scale); err != nil {
+		return s, err
+	}
+	errs := []error{s.Common.validate()}
+	if s.Role.Serves(RoleDiscovery) {
+		errs = append(errs, s.Discovery.validate())
+	}
+	if s.Role.Serves(RoleScale) {
+		errs = append(errs, s.Scale.validate())
+	}
+	return s, errors.Join(errs...)
+}
+
+func (d *Discovery) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if d.Period < time.Minute {
+		add("DISCOVERY_PERIOD=%s: want at least 1m (PingSource schedules have minute granularity)", d.Period)
+	}
+	if d.LockTTL < time.Second || d.LockTTL >= d.Period {
+		add("DISCOVERY_LOCK_TTL=%s: want at least 1s and shorter than DISCOVERY_PERIOD (%s) so a dead leader's lock frees before the next tick", d.LockTTL, d.Period)
+	}
+	if d.Lookback < time.Minute {
+		add("DISCOVERY_LOOKBACK=%s: want at least 1m", d.Lookback)
+	}
+	if d.RowTTL < d.Period {
+		add("ACTIVE_ROW_TTL=%s: want at least DISCOVERY_PERIOD (%s), or rows vanish between cycles", d.RowTTL, d.Period)
+	}
+	if d.Sink == "" {
+		add("K_SINK is not set: want the URL bucket events are sent to (a SinkBinding injects it)")
+	} else if u, err := url.Parse(d.Sink); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		add("K_SINK=%q: want an absolute http(s) URL", d.Sink)
+	}
+	if d.SendConcurrency < 1 {
+		add("SEND_CONCURRENCY=%d: want an integer >= 1", d.SendConcurrency)
+	}
+	if d.SendAttempts < 1 {
+		add("SEND_ATTEMPTS=%d: want an integer >= 1", d.SendAttempts)
+	}
+	if d.BucketDeadline <= 0 || d.BucketDeadline > d.Period {
+		add("BUCKET_DEADLINE=%s: want a positive duration no longer than DISCOVERY_PERIOD (%s)", d.BucketDeadline, d.Period)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Scale) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Concurrency < 1 {
+		add("SCALE_CONCURRENCY=%d: want an integer >= 1", s.Concurrency)
+	}
+	if s.FunctionLockTTL < 2*time.Second {
+		add("FUNCTION_LOCK_TTL=%s: want at least 2s", s.FunctionLockTTL)
+	}
+	if s.StateTTL < time.Hour {
+		add("STATE_TTL=%s: want at least 1h", s.StateTTL)
+	}
+	if s.RowTTL < time.Minute {
+		add("ACTIVE_ROW_TTL=%s: want at least 1m", s.RowTTL)
+	}
+	if s.Step < time.Second || s.Window < s.Step/2 || s.Lookback < s.Step {
+		add("UTILIZATION_STEP=%s, UTILIZATION_WINDOW=%s, UTILIZATION_LOOKBACK=%s: want step >= 1s, window >= step/2 and lookback >= step", s.Step, s.Window, s.Lookback)
+	}
+	switch s.PolicyMode {
+	case "nvcf", "target":
+	default:
+		add("POLICY_MODE=%q: want nvcf or target", s.PolicyMode)
+	}
+	if s.PolicyOverridesFile != "" {
+		if _, err := os.Stat(s.PolicyOverridesFile); err != nil {
+			add("POLICY_OVERRIDES_FILE=%q: %v", s.PolicyOverridesFile, errors.Unwrap(err))
+		}
+	}
+	switch s.NVCFTransport {
+	case "http":
+		if !s.NVCFDryRun && s.NVCFURL == "" {
+			add("NVCF_API_URL is not set: want the NVCF API base URL (or NVCF_DRY_RUN=true)")
+		} else if s.NVCFURL != "" {
+			if u, err := url.Parse(s.NVCFURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				add("NVCF_API_URL=%q: want an absolute http(s) URL", s.NVCFURL)
+			}
+		}
+	case "grpc":
+		if !s.NVCFDryRun && s.NVCFGRPCAddr == "" {
+			add("NVCF_GRPC_ADDR is not set: want host:port of nvcf.Autoscaler (or NVCF_DRY_RUN=true)")
+		}
+	default:
+		add("NVCF_TRANSPORT=%q: want http or grpc", s.NVCFTransport)
+	}
+	if s.NVCFOAuthTokenURL != "" && (s.NVCFOAuthClientID == "" || s.NVCFOAuthClientSecretF == "") {
+		add("NVCF_OAUTH_TOKEN_URL needs NVCF_OAUTH_CLIENT_ID and NVCF_OAUTH_CLIENT_SECRET_FILE")
+	}
+	if s.NVCFOAuthTokenURL != "" && s.NVCFTokenFile != "" {
+		add("NVCF_OAUTH_TOKEN_URL and NVCF_TOKEN_FILE are exclusive: choose one way to authenticate")
+	}
+	if s.NVCFTimeout <= 0 || s.NVCFTimeout >= s.FunctionLockTTL {
+		add("NVCF_TIMEOUT=%s: want a positive duration shorter than FUNCTION_LOCK_TTL (%s), so a write finishes while its lock is held", s.NVCFTimeout, s.FunctionLockTTL)
+	}
+	if s.NVCFRate <= 0 || s.NVCFBurst < 1 {
+		add("NVCF_RATE=%g, NVCF_BURST=%d: want a positive rate and a burst >= 1", s.NVCFRate, s.NVCFBurst)
+	}
+	if s.NVCFMaxAttempts < 1 {
+		add("NVCF_MAX_ATTEMPTS=%d: want an integer >= 1", s.NVCFMaxAttempts)
+	}
+	if s.MinInstances < 0 || (s.MaxInstances != 0 && s.MaxInstances < s.MinInstances) {
+		add("MIN_INSTANCES=%d, MAX_INSTANCES=%d: want 0 <= min and max = 0 (unbounded) or max >= min", s.MinInstances, s.MaxInstances)
+	}
+	return errors.Join(errs...)
+}

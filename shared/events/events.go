@@ -1,0 +1,183 @@
+// Package events defines the CloudEvents the autoscaler receives and sends:
+// their types, payloads, deterministic ids, and strict parsing that turns a
+// malformed event into a non-retryable 400 naming what is wrong.
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"function/shared/buckets"
+)
+
+// Event types. Triggers filter on these, so they are part of the install
+// contract.
+const (
+	// TypePing is what a Knative PingSource sends: a discovery tick.
+	TypePing = "dev.knative.sources.ping"
+	// TypeBucket asks the scale function to decide one bucket.
+	TypeBucket = "com.nvidia.nvcf.autoscaler.bucket"
+	// TypeActivate asks for an immediate 0 -> min instances for a version
+	// the invocation plane saw invoked while at zero.
+	TypeActivate = "com.nvidia.nvcf.autoscaler.function.activate"
+
+	// TypeDiscoveryResult, TypeBucketResult and TypeActivateResult are the
+	// reply events that report what a handler did.
+	TypeDiscoveryResult = "com.nvidia.nvcf.autoscaler.discovery.result"
+	TypeBucketResult    = "com.nvidia.nvcf.autoscaler.bucket.result"
+	TypeActivateResult  = "com.nvidia.nvcf.autoscaler.function.activate.result"
+)
+
+// Source is the CloudEvents source of events this service emits.
+const Source = "/nvcf/autoscaler"
+
+// Bucket is the payload of a TypeBucket event.
+type Bucket struct {
+	Bucket  int `json:"bucket"`
+	Buckets int `json:"buckets"`
+	// Cycle identifies the discovery cycle: the tick time in unix
+	// milliseconds. Cycles are ordered, which is what lets the scale function
+	// refuse a late event from an older cycle.
+	Cycle    int64     `json:"cycle"`
+	Deadline time.Time `json:"deadline"`
+	// Versions is how many versions discovery put in the bucket (a hint for
+	// logs; the scale function reads the bucket from Cassandra).
+	Versions int `json:"versions,omitempty"`
+}
+
+// Range returns the token range of the bucket.
+func (b Bucket) Range() buckets.Range { return buckets.For(b.Bucket, b.Buckets) }
+
+// BucketEventID is deterministic per cycle and bucket, so the Broker and the
+// scale function can recognise a resend as the same event.
+func BucketEventID(cycle int64, bucket, count int) string {
+	return fmt.Sprintf("cycle-%d-bucket-%d-of-%d", cycle, bucket, count)
+}
+
+// Activate is the payload of a TypeActivate event.
+type Activate struct {
+	FunctionID        string `json:"functionId"`
+	FunctionVersionID string `json:"functionVersionId"`
+	NcaID             string `json:"ncaId,omitempty"`
+}
+
+// idRE is what the autoscaler accepts as a function or version id: NVCF
+// uses UUIDs; the looser form admits test ids while keeping out anything
+// that could break a PromQL selector or a lock name.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// ValidID reports whether s is an acceptable function, version or NCA id.
+func ValidID(s string) bool { return idRE.MatchString(s) }
+
+// BadRequest marks an event no retry can fix: Knative gets a 400 and moves
+// on (to the dead-letter sink, if any).
+func BadRequest(format string, args ...any) error {
+	return cehttp.NewResult(http.StatusBadRequest, format, args...)
+}
+
+// Unavailable marks a failure a retry can fix (a dependency is down): the
+// 503 makes Knative redeliver with back-off.
+func Unavailable(format string, args ...any) error {
+	return cehttp.NewResult(http.StatusServiceUnavailable, format, args...)
+}
+
+// decodeStrict decodes a JSON payload rejecting unknown fields and trailing
+// data, so a typo in a hand-written curl fails loudly.
+func decodeStrict(e event.Event, into any) error {
+	if ct := e.DataContentType(); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasSuffix(ct, "+json") {
+		return fmt.Errorf("datacontenttype %q: want application/json", ct)
+	}
+	data := e.Data()
+	if len(bytes.TrimSpace(data)) == 0 {
+		return errors.New("event has no data")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(into); err != nil {
+		return fmt.Errorf("decode data: %w", err)
+	}
+	if dec.More() {
+		return errors.New("decode data: trailing data after the JSON object")
+	}
+	return nil
+}
+
+// ParseBucket reads and validates a TypeBucket event.
+func ParseBucket(e event.Event) (Bucket, error) {
+	var b Bucket
+	if err := decodeStrict(e, &b); err != nil {
+		return b, BadRequest("bucket event %s: %v", e.ID(), err)
+	}
+	if err := buckets.Validate(b.Buckets); err != nil {
+		return b, BadRequest("bucket event %s: buckets: %v", e.ID(), err)
+	}
+	if b.Bucket < 0 || b.Bucket >= b.Buckets {
+		return b, BadRequest("bucket event %s: bucket %d out of range [0, %d)", e.ID(), b.Bucket, b.Buckets)
+	}
+	if b.Cycle <= 0 {
+		return b, BadRequest("bucket event %s: cycle %d: want the tick time in unix milliseconds", e.ID(), b.Cycle)
+	}
+	if b.Deadline.IsZero() {
+		return b, BadRequest("bucket event %s: deadline missing", e.ID())
+	}
+	return b, nil
+}
+
+// ParseActivate reads and validates a TypeActivate event.
+func ParseActivate(e event.Event) (Activate, error) {
+	var a Activate
+	if err := decodeStrict(e, &a); err != nil {
+		return a, BadRequest("activate event %s: %v", e.ID(), err)
+	}
+	if !ValidID(a.FunctionID) {
+		return a, BadRequest("activate event %s: functionId %q: want 1-128 characters of [A-Za-z0-9._:-]", e.ID(), a.FunctionID)
+	}
+	if !ValidID(a.FunctionVersionID) {
+		return a, BadRequest("activate event %s: functionVersionId %q: want 1-128 characters of [A-Za-z0-9._:-]", e.ID(), a.FunctionVersionID)
+	}
+	if a.NcaID != "" && !ValidID(a.NcaID) {
+		return a, BadRequest("activate event %s: ncaId %q: want 1-128 characters of [A-Za-z0-9._:-]", e.ID(), a.NcaID)
+	}
+	return a, nil
+}
+
+// CycleOf returns the cycle of a PingSource tick: its event time truncated
+// to the second, in unix milliseconds. Retries of the same tick keep the
+// event time, so they map to the same cycle. A tick without a time uses
+// fallback (the receive time).
+func CycleOf(e event.Event, fallback time.Time) int64 {
+	t := e.Time()
+	if t.IsZero() {
+		t = fallback
+	}
+	return t.Truncate(time.Second).UnixMilli()
+}
+
+// FormatCycle renders a cycle for logs and replies.
+func FormatCycle(cycle int64) string {
+	return strconv.FormatInt(cycle, 10) + " (" + time.UnixMilli(cycle).UTC().Format(time.RFC3339) + ")"
+}
+
+// NewReply builds a result event whose id derives from the event it answers,
+// so a retried request yields a recognisably identical reply.
+func NewReply(in event.Event, typ string, payload any) (*event.Event, error) {
+	out := event.New()
+	out.SetID(in.ID() + "/result")
+	out.SetType(typ)
+	out.SetSource(Source)
+	out.SetTime(time.Now().UTC())
+	if err := out.SetData(event.ApplicationJSON, payload); err != nil {
+		return nil, fmt.Errorf("encode %s reply: %w", typ, err)
+	}
+	return &out, nil
+}

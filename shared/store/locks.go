@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gocql/gocql"
+)
+
+// Lock is a held lease: Owner holds Name until ExpiresAt unless it refreshes.
+type Lock struct {
+	Name       string
+	Owner      string
+	AcquiredAt time.Time
+	ExpiresAt  time.Time
+}
+
+// HeldError is returned when a lock belongs to someone else. It says who
+// holds it and until when, so callers can answer "skipped: held by X until T".
+type HeldError struct{ Lock Lock }
+
+func (e *HeldError) Error() string {
+	return fmt.Sprintf("lock %q held by %q until %s", e.Lock.Name, e.Lock.Owner, e.Lock.ExpiresAt.UTC().Format(time.RFC3339Nano))
+}
+
+// ErrNotOwner is returned when refreshing or releasing a lock the caller
+// does not hold (it expired, or another owner took it).
+var ErrNotOwner = errors.New("not the lock owner")
+
+// AcquireLock takes name for owner for ttl with INSERT ... IF NOT EXISTS.
+// Acquiring a lock the caller already holds refreshes it, so a retried
+// invocation does not lock itself out. A lost race returns *HeldError.
+func (s *Store) AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (Lock, error) {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return Lock{}, fmt.Errorf("acquire lock %q: %w", name, err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	l := Lock{Name: name, Owner: owner, AcquiredAt: now, ExpiresAt: now.Add(time.Duration(secs) * time.Second)}
+	existing := map[string]interface{}{}
+	applied, err := s.session.Query(
+		fmt.Sprintf(`INSERT INTO %s (lock_name, node_id, acquired_at, expires_at) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?`, s.tLocks),
+		name, owner, l.AcquiredAt, l.ExpiresAt, secs,
+	).WithContext(ctx).MapScanCAS(existing)
+	if err != nil {
+		// A CAS timeout leaves the outcome unknown: read it back serially
+		// rather than guess, so a lock we did take is not reported as lost.
+		held, rerr := s.ReadLock(ctx, name)
+		if rerr == nil && held.Owner == owner {
+			return held, nil
+		}
+		return Lock{}, fmt.Errorf("acquire lock %q: %w", name, err)
+	}
+	if applied {
+		return l, nil
+	}
+	held := lockFromRow(name, existing)
+	if held.Owner == owner {
+		if err := s.RefreshLock(ctx, name, owner, ttl); err != nil {
+			return Lock{}, err
+		}
+		return l, nil
+	}
+	return Lock{}, &HeldError{Lock: held}
+}
+
+// RefreshLock extends owner's lease on name to ttl from now.
+func (s *Store) RefreshLock(ctx context.Context, name, owner string, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("refresh lock %q: %w", name, err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	existing := map[string]interface{}{}
+	// node_id is written again on purpose: an UPDATE's TTL applies only to
+	// the cells it sets, and a node_id cell left with the old TTL would
+	// expire first and leave an ownerless row that nobody can acquire.
+	applied, err := s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET node_id = ?, acquired_at = ?, expires_at = ? WHERE lock_name = ? IF node_id = ?`, s.tLocks),
+		secs, owner, now, now.Add(time.Duration(secs)*time.Second), name, owner,
+	).WithContext(ctx).MapScanCAS(existing)
+	if err != nil {
+		return fmt.Errorf("refresh lock %q: %w", name, err)
+	}
+	if !applied {
+		return fmt.Errorf("refresh lock %q by %q: %w (%s)", name, owner, ErrNotOwner, ownerText(existing))
+	}
+	return nil
+}
+
+// ReleaseLock deletes name if owner holds it.
+func (s *Store) ReleaseLock(ctx context.Context, name, owner string) error {
+	existing := map[string]interface{}{}
+	applied, err := s.session.Query(
+		fmt.Sprintf(`DELETE FROM %s WHERE lock_name = ? IF node_id = ?`, s.tLocks), name, owner,
+	).WithContext(ctx).MapScanCAS(existing)
+	if err != nil {
+		return fmt.Errorf("release lock %q: %w", name, err)
+	}
+	if !applied {
+		return fmt.Errorf("release lock %q by %q: %w (%s)", name, owner, ErrNotOwner, ownerText(existing))
+	}
+	return nil
+}
+
+// ReadLock returns the current holder of name with a serial read, which sees
+// the outcome of every LWT that completed before it. A free lock returns an
+// empty Owner.
+func (s *Store) ReadLock(ctx context.Context, name string) (Lock, error) {
+	row := map[string]interface{}{}
+	err := s.session.Query(
+		fmt.Sprintf(`SELECT node_id, acquired_at, expires_at FROM %s WHERE lock_name = ?`, s.tLocks), name,
+	).WithContext(ctx).Consistency(serialRead(s.cfg.SerialConsistency)).MapScan(row)
+	if errors.Is(err, gocql.ErrNotFound) {
+		return Lock{Name: name}, nil
+	}
+	if err != nil {
+		return Lock{}, fmt.Errorf("read lock %q: %w", name, err)
+	}
+	return lockFromRow(name, row), nil
+}
+
+// serialRead maps the configured serial consistency onto the read
+// consistency that makes a plain SELECT linearizable with LWTs.
+func serialRead(sc gocql.SerialConsistency) gocql.Consistency {
+	if sc == gocql.Serial {
+		return gocql.Consistency(gocql.Serial)
+	}
+	return gocql.Consistency(gocql.LocalSerial)
+}
+
+func lockFromRow(name string, row map[string]interface{}) Lock {
+	l := Lock{Name: name}
+	l.Owner, _ = row["node_id"].(string)
+	l.AcquiredAt, _ = row["acquired_at"].(time.Time)
+	l.ExpiresAt, _ = row["expires_at"].(time.Time)
+	return l
+}
+
+func ownerText(row map[string]interface{}) string {
+	owner, _ := row["node_id"].(string)
+	if owner == "" {
+		return "lock is free"
+	}
+	return fmt.Sprintf("held by %q", owner)
+}

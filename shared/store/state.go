@@ -1,0 +1,166 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"function/shared/buckets"
+)
+
+// ScalingState is what the scale function remembers about a version between
+// stateless invocations.
+type ScalingState struct {
+	VersionKey
+	// Exists is false when no state was ever written for the version.
+	Exists bool
+	// LastRequested is the instance count last accepted by the NVCF API;
+	// valid when HasLastRequested.
+	LastRequested    int
+	HasLastRequested bool
+	// LastCycle is the cycle (unix milliseconds of its tick) whose decision
+	// was last applied. A cycle at or before it never writes again, which is
+	// what makes replayed and late bucket events harmless.
+	LastCycle     int64
+	LastWrittenAt time.Time
+	// Status is the NVCF outcome of the last write ("ok", "not_found", ...).
+	Status string
+	// NotFoundAt is when the NVCF API last answered NotFound, so a deleted
+	// function is not retried every cycle.
+	NotFoundAt time.Time
+	// Recommendations is the policy's recent-recommendation history, opaque
+	// to the store (the scale function encodes it).
+	Recommendations string
+}
+
+func (s *Store) stateColumns() string {
+	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations`
+}
+
+func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
+	var st ScalingState
+	var lastRequested *int
+	var lastCycle *int64
+	var status, recs *string
+	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs)
+	if !ok {
+		return st, false
+	}
+	st.Exists = true
+	if lastRequested != nil {
+		st.LastRequested, st.HasLastRequested = *lastRequested, true
+	}
+	if lastCycle != nil {
+		st.LastCycle = *lastCycle
+	}
+	if status != nil {
+		st.Status = *status
+	}
+	if recs != nil {
+		st.Recommendations = *recs
+	}
+	return st, true
+}
+
+// ReadStates returns the scaling state of every version in bucket r.
+func (s *Store) ReadStates(ctx context.Context, r buckets.Range) (map[VersionKey]ScalingState, error) {
+	iter := s.session.Query(
+		fmt.Sprintf(`SELECT %s FROM %s WHERE token(function_id, function_version_id) >= ? AND token(function_id, function_version_id) <= ?`, s.stateColumns(), s.tState),
+		r.Start, r.End,
+	).WithContext(ctx).PageSize(s.cfg.PageSize).Iter()
+	out := map[VersionKey]ScalingState{}
+	for {
+		st, ok := scanState(iter.Scan)
+		if !ok {
+			break
+		}
+		out[st.VersionKey] = st
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("read scaling state of %s: %w", r, err)
+	}
+	return out, nil
+}
+
+// ReadState returns one version's state at the configured consistency.
+// Callers that hold the version's lock use it to see the last holder's
+// write: that write and this read are both quorum, so they intersect.
+func (s *Store) ReadState(ctx context.Context, key VersionKey) (ScalingState, error) {
+	q := s.session.Query(
+		fmt.Sprintf(`SELECT %s FROM %s WHERE function_id = ? AND function_version_id = ?`, s.stateColumns(), s.tState),
+		key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx)
+	var scanErr error
+	st, ok := scanState(func(dest ...interface{}) bool {
+		scanErr = q.Scan(dest...)
+		return scanErr == nil
+	})
+	if !ok {
+		if isNotFound(scanErr) {
+			return ScalingState{VersionKey: key}, nil
+		}
+		return ScalingState{}, fmt.Errorf("read scaling state of %s: %w", key, scanErr)
+	}
+	return st, nil
+}
+
+// RecordWrite stores the outcome of an NVCF write for cycle. The caller
+// holds the version's lock, which is what serialises writers.
+func (s *Store) RecordWrite(ctx context.Context, key VersionKey, requested int, cycle int64, status string, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("record write for %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_requested = ?, last_cycle = ?, last_written_at = ?, status = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, requested, cycle, time.Now().UTC(), status, key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("record write of %d for %s in cycle %d: %w", requested, key, cycle, err)
+	}
+	return nil
+}
+
+// RecordOutcome stores a non-write outcome (such as NotFound) for cycle, so
+// the next cycle can see it without asking the NVCF API again.
+func (s *Store) RecordOutcome(ctx context.Context, key VersionKey, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("record outcome for %s: %w", key, err)
+	}
+	var nf interface{}
+	if !notFoundAt.IsZero() {
+		nf = notFoundAt.UTC()
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_cycle = ?, status = ?, not_found_at = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, cycle, status, nf, key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("record outcome %q for %s in cycle %d: %w", status, key, cycle, err)
+	}
+	return nil
+}
+
+// SaveRecommendations stores the policy history of a version. It is a plain
+// (non-LWT) write of one column: losing a race here only loses one sample of
+// stabilization history, never a decision.
+func (s *Store) SaveRecommendations(ctx context.Context, key VersionKey, encoded string, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("save recommendations for %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET recommendations = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, encoded, key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("save recommendations for %s: %w", key, err)
+	}
+	return nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, gocql.ErrNotFound) }

@@ -1,0 +1,181 @@
+// Package store keeps the autoscaler's shared state in Cassandra: the active
+// function versions discovery found, the per-version scaling state the scale
+// function needs to stay idempotent across stateless replicas, and
+// lightweight-transaction (LWT) locks with TTLs for coordination.
+//
+// The reference layout (keyspace nvcf_autoscaler, tables
+// recently_invoked_functions, running_functions_without_invocations and
+// locks) is kept so operators recognise it; scaling_state is ours.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gocql/gocql"
+)
+
+// Config says how to reach Cassandra and how to lay out the keyspace.
+type Config struct {
+	Hosts             []string // contact points, host or host:port
+	Keyspace          string   // validated CQL identifier
+	Replication       string   // CQL replication map used when creating the keyspace
+	Username          string
+	Password          string // never logged
+	LocalDC           string // prefer this datacenter when set
+	Consistency       gocql.Consistency
+	SerialConsistency gocql.SerialConsistency
+	Timeout           time.Duration // per request
+	ConnectTimeout    time.Duration
+	PageSize          int
+}
+
+// DefaultConfig is a single local node with the reference's consistency.
+func DefaultConfig() Config {
+	return Config{
+		Hosts:             []string{"127.0.0.1:9042"},
+		Keyspace:          "nvcf_autoscaler",
+		Replication:       "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+		Consistency:       gocql.LocalQuorum,
+		SerialConsistency: gocql.LocalSerial,
+		Timeout:           10 * time.Second,
+		ConnectTimeout:    10 * time.Second,
+		PageSize:          2000,
+	}
+}
+
+var keyspaceRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+
+// Validate reports the first unusable setting.
+func (c Config) Validate() error {
+	if len(c.Hosts) == 0 || c.Hosts[0] == "" {
+		return errors.New("no Cassandra contact points")
+	}
+	if !keyspaceRE.MatchString(c.Keyspace) {
+		return fmt.Errorf("keyspace %q: want a lower-case CQL identifier matching %s", c.Keyspace, keyspaceRE)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(c.Replication), "{") {
+		return fmt.Errorf("replication %q: want a CQL map such as {'class': 'SimpleStrategy', 'replication_factor': 1}", c.Replication)
+	}
+	if c.Timeout <= 0 || c.ConnectTimeout <= 0 {
+		return errors.New("timeouts must be positive")
+	}
+	if c.PageSize < 1 {
+		return fmt.Errorf("page size %d must be positive", c.PageSize)
+	}
+	return nil
+}
+
+// Store is a connected Cassandra session with the schema in place.
+type Store struct {
+	session *gocql.Session
+	cfg     Config
+	// Table names qualified with the keyspace, so one session (opened
+	// without a keyspace) serves schema creation and queries alike.
+	tInvoked, tRunning, tState, tLocks string
+}
+
+// Open connects, creates the keyspace and tables if they are missing, and
+// returns a ready store.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cassandra config: %w", err)
+	}
+	cluster := gocql.NewCluster(cfg.Hosts...)
+	cluster.Consistency = cfg.Consistency
+	cluster.SerialConsistency = cfg.SerialConsistency
+	cluster.Timeout = cfg.Timeout
+	cluster.ConnectTimeout = cfg.ConnectTimeout
+	cluster.PageSize = cfg.PageSize
+	// Schema changes wait for agreement; a single node agrees at once.
+	cluster.MaxWaitSchemaAgreement = 30 * time.Second
+	cluster.RetryPolicy = &gocql.SimpleRetryPolicy{NumRetries: 2}
+	cluster.ReconnectionPolicy = &gocql.ConstantReconnectionPolicy{MaxRetries: 1 << 20, Interval: time.Second}
+	if cfg.Username != "" {
+		cluster.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
+	}
+	if cfg.LocalDC != "" {
+		cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.DCAwareRoundRobinPolicy(cfg.LocalDC))
+	} else {
+		cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
+	}
+	session, err := cluster.CreateSession()
+	if err != nil {
+		return nil, fmt.Errorf("connect to cassandra %s: %w", strings.Join(cfg.Hosts, ","), err)
+	}
+	q := func(t string) string { return cfg.Keyspace + "." + t }
+	s := &Store{
+		session:  session,
+		cfg:      cfg,
+		tInvoked: q("recently_invoked_functions"),
+		tRunning: q("running_functions_without_invocations"),
+		tState:   q("scaling_state"),
+		tLocks:   q("locks"),
+	}
+	if err := s.EnsureSchema(ctx); err != nil {
+		session.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close releases the session.
+func (s *Store) Close() { s.session.Close() }
+
+// Ping runs the cheapest query that proves a coordinator answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var v string
+	if err := s.session.Query(`SELECT release_version FROM system.local`).WithContext(ctx).Consistency(gocql.One).Scan(&v); err != nil {
+		return fmt.Errorf("ping cassandra: %w", err)
+	}
+	return nil
+}
+
+// EnsureSchema creates what is missing; it never alters or drops, so running
+// it from every replica on every start is safe.
+func (s *Store) EnsureSchema(ctx context.Context) error {
+	stmts := []string{
+		fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s`, s.cfg.Keyspace, s.cfg.Replication),
+		// Default TTLs match the reference; writes set their own TTL.
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+			function_id text, function_version_id text, nca_id text, last_updated_at timestamp,
+			PRIMARY KEY ((function_id, function_version_id))) WITH default_time_to_live = 600`, s.tInvoked),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+			function_id text, function_version_id text, nca_id text, last_updated_at timestamp,
+			PRIMARY KEY ((function_id, function_version_id))) WITH default_time_to_live = 600`, s.tRunning),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+			function_id text, function_version_id text,
+			last_requested int, last_cycle bigint, last_written_at timestamp,
+			status text, not_found_at timestamp, recommendations text,
+			PRIMARY KEY ((function_id, function_version_id)))`, s.tState),
+		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
+			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, s.tLocks),
+	}
+	for _, stmt := range stmts {
+		if err := s.session.Query(stmt).WithContext(ctx).Exec(); err != nil {
+			return fmt.Errorf("ensure schema (%s): %w", firstLine(stmt), err)
+		}
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '('); i > 0 {
+		return strings.TrimSpace(s[:i])
+	}
+	return s
+}
+
+// ttlSeconds converts a TTL for CQL, which counts whole seconds; a
+// sub-second TTL would become 0, which Cassandra reads as "never expire".
+func ttlSeconds(ttl time.Duration) (int, error) {
+	secs := int(ttl / time.Second)
+	if secs < 1 {
+		return 0, fmt.Errorf("ttl %s is below Cassandra's 1 s resolution", ttl)
+	}
+	return secs, nil
+}

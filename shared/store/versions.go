@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"function/shared/buckets"
+)
+
+// VersionKey is a row's partition key: one deployed version of a function.
+type VersionKey struct {
+	FunctionID        string
+	FunctionVersionID string
+}
+
+func (k VersionKey) String() string { return k.FunctionID + "/" + k.FunctionVersionID }
+
+// ActiveVersion is a function version discovery saw recently.
+type ActiveVersion struct {
+	VersionKey
+	NcaID string
+	// Invoked is true for versions with requests in the lookback (the
+	// reference's recently_invoked_functions); false for versions that only
+	// have running workers (running_functions_without_invocations).
+	Invoked       bool
+	LastUpdatedAt time.Time
+}
+
+// upsertParallelism bounds in-flight writes: enough to hide round trips,
+// few enough not to swamp a small cluster. Unlogged multi-partition batches
+// would only move this fan-out to the coordinator.
+const upsertParallelism = 64
+
+// UpsertVersions writes every version with a fresh TTL, so a version that
+// stops appearing ages out on its own. It returns how many rows were written;
+// on error some rows may have been written, which is harmless because the
+// write is idempotent.
+func (s *Store) UpsertVersions(ctx context.Context, versions []ActiveVersion, ttl time.Duration) (int, error) {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return 0, fmt.Errorf("upsert versions: %w", err)
+	}
+	return s.forEachParallel(ctx, len(versions), func(i int) error {
+		v := versions[i]
+		table := s.tRunning
+		if v.Invoked {
+			table = s.tInvoked
+		}
+		at := v.LastUpdatedAt
+		if at.IsZero() {
+			at = time.Now()
+		}
+		err := s.session.Query(
+			fmt.Sprintf(`INSERT INTO %s (function_id, function_version_id, nca_id, last_updated_at) VALUES (?, ?, ?, ?) USING TTL ?`, table),
+			v.FunctionID, v.FunctionVersionID, v.NcaID, at.UTC(), secs,
+		).WithContext(ctx).Idempotent(true).Exec()
+		if err != nil {
+			return fmt.Errorf("upsert %s into %s: %w", v.VersionKey, table, err)
+		}
+		return nil
+	})
+}
+
+// forEachParallel runs fn for 0..n-1 with bounded parallelism and returns
+// how many calls succeeded and the first error.
+func (s *Store) forEachParallel(ctx context.Context, n int, fn func(i int) error) (int, error) {
+	var (
+		mu      sync.Mutex
+		done    int
+		errs    []error
+		wg      sync.WaitGroup
+		indexes = make(chan int)
+	)
+	workers := min(upsertParallelism, n)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range indexes {
+				err := fn(i)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				} else {
+					done++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for i := 0; i < n; i++ {
+		select {
+		case indexes <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(indexes)
+	wg.Wait()
+	if len(errs) > 0 {
+		return done, fmt.Errorf("%d of %d writes failed, first: %w", len(errs), n, errs[0])
+	}
+	if err := ctx.Err(); err != nil && done < n {
+		return done, fmt.Errorf("%d of %d writes done: %w", done, n, err)
+	}
+	return done, nil
+}
+
+// ReadBucket returns the active versions whose partition tokens fall in r,
+// merged across both reference tables (a version both invoked and running
+// appears once, as invoked). Paging is done by the driver at the configured
+// page size, so a bucket of any size streams in bounded memory per page.
+func (s *Store) ReadBucket(ctx context.Context, r buckets.Range) ([]ActiveVersion, error) {
+	seen := map[VersionKey]int{}
+	var out []ActiveVersion
+	for _, t := range []struct {
+		table   string
+		invoked bool
+	}{{s.tInvoked, true}, {s.tRunning, false}} {
+		iter := s.session.Query(
+			fmt.Sprintf(`SELECT function_id, function_version_id, nca_id, last_updated_at FROM %s
+				WHERE token(function_id, function_version_id) >= ? AND token(function_id, function_version_id) <= ?`, t.table),
+			r.Start, r.End,
+		).WithContext(ctx).PageSize(s.cfg.PageSize).Iter()
+		var v ActiveVersion
+		for iter.Scan(&v.FunctionID, &v.FunctionVersionID, &v.NcaID, &v.LastUpdatedAt) {
+			v.Invoked = t.invoked
+			if i, ok := seen[v.VersionKey]; ok {
+				out[i].Invoked = out[i].Invoked || v.Invoked
+				continue
+			}
+			seen[v.VersionKey] = len(out)
+			out = append(out, v)
+		}
+		if err := iter.Close(); err != nil {
+			return nil, fmt.Errorf("read %s from %s: %w", r, t.table, err)
+		}
+	}
+	return out, nil
+}
+
+// ReadVersion returns one active version, or ErrNotActive.
+func (s *Store) ReadVersion(ctx context.Context, key VersionKey) (ActiveVersion, error) {
+	for _, t := range []struct {
+		table   string
+		invoked bool
+	}{{s.tInvoked, true}, {s.tRunning, false}} {
+		v := ActiveVersion{VersionKey: key, Invoked: t.invoked}
+		err := s.session.Query(
+			fmt.Sprintf(`SELECT nca_id, last_updated_at FROM %s WHERE function_id = ? AND function_version_id = ?`, t.table),
+			key.FunctionID, key.FunctionVersionID,
+		).WithContext(ctx).Scan(&v.NcaID, &v.LastUpdatedAt)
+		if err == nil {
+			return v, nil
+		}
+		if !isNotFound(err) {
+			return ActiveVersion{}, fmt.Errorf("read version %s from %s: %w", key, t.table, err)
+		}
+	}
+	return ActiveVersion{}, fmt.Errorf("read version %s: %w", key, ErrNotActive)
+}
+
+// ErrNotActive says a version has no live row: discovery has not seen it
+// within the row TTL.
+var ErrNotActive = errors.New("function version is not active")
+
+// TouchVersions refreshes the TTL of versions that still need scaling, so a
+// function that is running but briefly missing from discovery's query does
+// not age out from under its instances.
+func (s *Store) TouchVersions(ctx context.Context, versions []ActiveVersion, ttl time.Duration) (int, error) {
+	now := time.Now()
+	touched := make([]ActiveVersion, len(versions))
+	for i, v := range versions {
+		v.LastUpdatedAt = now
+		touched[i] = v
+	}
+	return s.UpsertVersions(ctx, touched, ttl)
+}

@@ -1,0 +1,161 @@
+// Package telemetry gives the autoscaler its own logs and metrics: slog JSON
+// lines carrying the domain keys (function_id, function_version_id, bucket,
+// cycle) and a Prometheus registry of self-metrics that operators alert on.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// NewLogger returns a JSON logger at level (debug, info, warn, error).
+func NewLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	switch level {
+	case "debug":
+		l = slog.LevelDebug
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// Metrics are the self-metrics of one process. Each process has its own
+// registry (not the global one) so tests can run several side by side.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Ready            prometheus.Gauge
+	CurrentInstances *prometheus.GaugeVec
+	DesiredInstances *prometheus.GaugeVec
+	Utilization      *prometheus.GaugeVec
+	Status           *prometheus.GaugeVec
+	Decisions        *prometheus.CounterVec
+	Writes           *prometheus.CounterVec
+	BucketDuration   prometheus.Histogram
+	CycleDuration    *prometheus.HistogramVec
+	Queries          *prometheus.CounterVec
+	TSDBDuration     *prometheus.HistogramVec
+	NVCFDuration     *prometheus.HistogramVec
+	Locks            *prometheus.CounterVec
+	Discovered       *prometheus.GaugeVec
+	BucketsSent      *prometheus.CounterVec
+	SampleAge        prometheus.Gauge
+}
+
+// StatusCode values of nvcf_autoscaler_function_status, compatible in spirit
+// with the reference's autoscaling status metric: 0 is ok.
+const (
+	StatusOK           = 0
+	StatusHeld         = 1
+	StatusTSDBError    = 2
+	StatusNotFound     = 3
+	StatusNotActive    = 4
+	StatusBeyondLimits = 5
+	StatusRateLimited  = 6
+	StatusError        = 7
+)
+
+// NewMetrics registers every self-metric in a fresh registry.
+func NewMetrics() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	version := []string{"function_id", "function_version_id"}
+	m := &Metrics{Registry: r}
+	m.Ready = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_ready", Help: "1 when Cassandra and the TSDB answer."})
+	m.CurrentInstances = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_current_instances", Help: "Instances seen in the TSDB at the last settled step."}, version)
+	m.DesiredInstances = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_desired_instances", Help: "Instances the policy decided."}, version)
+	m.Utilization = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_utilization_percent", Help: "Latest utilization the policy used."}, version)
+	m.Status = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_function_status", Help: "0 ok, 1 held, 2 tsdb error, 3 not found, 4 not active, 5 beyond limits, 6 rate limited, 7 error."}, version)
+	m.Decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_decisions_total", Help: "Decisions by reason."}, []string{"reason"})
+	m.Writes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_nvcf_writes_total", Help: "NVCF instance writes by outcome."}, []string{"outcome"})
+	m.BucketDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nvcf_autoscaler_bucket_duration_seconds", Help: "Time to decide one bucket.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)})
+	m.CycleDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "nvcf_autoscaler_discovery_duration_seconds", Help: "Discovery phases.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}, []string{"phase"})
+	m.Queries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_tsdb_queries_total", Help: "PromQL queries issued, by caller."}, []string{"caller"})
+	m.TSDBDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "nvcf_autoscaler_tsdb_request_duration_seconds", Help: "TSDB HTTP requests.", Buckets: prometheus.DefBuckets}, []string{"endpoint", "status"})
+	m.NVCFDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "nvcf_autoscaler_nvcf_request_duration_seconds", Help: "NVCF API requests.", Buckets: prometheus.DefBuckets}, []string{"endpoint", "status"})
+	m.Locks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_lock_attempts_total", Help: "LWT lock attempts by kind and outcome."}, []string{"kind", "outcome"})
+	m.Discovered = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_discovered_versions", Help: "Versions found by the last discovery, by kind."}, []string{"kind"})
+	m.BucketsSent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_bucket_events_total", Help: "Bucket events sent by outcome."}, []string{"outcome"})
+	m.SampleAge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_utilization_sample_age_seconds", Help: "Age of the newest utilization sample used in the last bucket."})
+	for _, c := range []prometheus.Collector{m.Ready, m.CurrentInstances, m.DesiredInstances, m.Utilization, m.Status, m.Decisions, m.Writes,
+		m.BucketDuration, m.CycleDuration, m.Queries, m.TSDBDuration, m.NVCFDuration, m.Locks, m.Discovered, m.BucketsSent, m.SampleAge} {
+		f(c)
+	}
+	return m
+}
+
+// SetReady records readiness.
+func (m *Metrics) SetReady(ready bool) {
+	if ready {
+		m.Ready.Set(1)
+	} else {
+		m.Ready.Set(0)
+	}
+}
+
+// ObserveTSDB is the TSDB client's observer hook.
+func (m *Metrics) ObserveTSDB(endpoint, status string, d time.Duration) {
+	m.TSDBDuration.WithLabelValues(endpoint, status).Observe(d.Seconds())
+}
+
+// ObserveNVCF is the NVCF client's observer hook.
+func (m *Metrics) ObserveNVCF(endpoint, status string, d time.Duration) {
+	m.NVCFDuration.WithLabelValues(endpoint, status).Observe(d.Seconds())
+}
+
+// Lock counts one lock attempt.
+func (m *Metrics) Lock(kind string, err error) {
+	outcome := "acquired"
+	if err != nil {
+		outcome = "failed"
+	}
+	m.Locks.WithLabelValues(kind, outcome).Inc()
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// Serve exposes /metrics on addr until ctx ends. func-go owns the main port
+// and serves only CloudEvents and health there, so metrics need their own.
+func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "error", err.Error())
+		}
+	}()
+	return ln.Addr(), nil
+}
+
+// StatusLabel renders a status code for logs.
+func StatusLabel(code int) string { return strconv.Itoa(code) }
