@@ -72,6 +72,9 @@ type Common struct {
 	NodeID   string `envconfig:"NODE_ID" desc:"owner name used in locks (default: hostname-pid)"`
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	Buckets  int    `envconfig:"BUCKETS" default:"128" desc:"token-range buckets the ring is split into"`
+	// MetricsAddress serves /metrics beside func-go's port, which only
+	// carries CloudEvents and health.
+	MetricsAddress string `envconfig:"METRICS_ADDRESS" desc:"host:port for /metrics (off when empty; the chart sets :9095)"`
 	Cassandra
 	TSDB
 }

@@ -103,14 +103,16 @@ func Load(cfg map[string]string) (Settings, error) {
 func (d *Discovery) validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if d.Period < time.Minute {
-		add("DISCOVERY_PERIOD=%s: want at least 1m (PingSource schedules have minute granularity)", d.Period)
+	// PingSource schedules have minute granularity; shorter periods exist
+	// for the accelerated local loop, where a stand-in sends the ticks.
+	if d.Period < time.Second {
+		add("DISCOVERY_PERIOD=%s: want at least 1s (1m or more with a PingSource)", d.Period)
 	}
 	if d.LockTTL < time.Second || d.LockTTL >= d.Period {
 		add("DISCOVERY_LOCK_TTL=%s: want at least 1s and shorter than DISCOVERY_PERIOD (%s) so a dead leader's lock frees before the next tick", d.LockTTL, d.Period)
 	}
-	if d.Lookback < time.Minute {
-		add("DISCOVERY_LOOKBACK=%s: want at least 1m", d.Lookback)
+	if d.Lookback < 10*time.Second {
+		add("DISCOVERY_LOOKBACK=%s: want at least 10s", d.Lookback)
 	}
 	if d.RowTTL < d.Period {
 		add("ACTIVE_ROW_TTL=%s: want at least DISCOVERY_PERIOD (%s), or rows vanish between cycles", d.RowTTL, d.Period)
@@ -144,8 +146,8 @@ func (s *Scale) validate() error {
 	if s.StateTTL < time.Hour {
 		add("STATE_TTL=%s: want at least 1h", s.StateTTL)
 	}
-	if s.RowTTL < time.Minute {
-		add("ACTIVE_ROW_TTL=%s: want at least 1m", s.RowTTL)
+	if s.RowTTL < 10*time.Second {
+		add("ACTIVE_ROW_TTL=%s: want at least 10s", s.RowTTL)
 	}
 	if s.Step < time.Second || s.Window < s.Step/2 || s.Lookback < s.Step {
 		add("UTILIZATION_STEP=%s, UTILIZATION_WINDOW=%s, UTILIZATION_LOOKBACK=%s: want step >= 1s, window >= step/2 and lookback >= step", s.Step, s.Window, s.Lookback)

@@ -34,10 +34,13 @@ type ScalingState struct {
 	// Recommendations is the policy's recent-recommendation history, opaque
 	// to the store (the scale function encodes it).
 	Recommendations string
+	// WatchSince is when the scale function first decided this version:
+	// how far back "no invocation seen" is evidence of idleness.
+	WatchSince time.Time
 }
 
 func (s *Store) stateColumns() string {
-	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations`
+	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since`
 }
 
 func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
@@ -45,7 +48,7 @@ func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	var lastRequested *int
 	var lastCycle *int64
 	var status, recs *string
-	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs)
+	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince)
 	if !ok {
 		return st, false
 	}
@@ -159,6 +162,24 @@ func (s *Store) SaveRecommendations(ctx context.Context, key VersionKey, encoded
 	).WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("save recommendations for %s: %w", key, err)
+	}
+	return nil
+}
+
+// MarkWatched records when the scale function started watching a version.
+// It is written once per version (callers check WatchSince first), so it
+// costs nothing per cycle.
+func (s *Store) MarkWatched(ctx context.Context, key VersionKey, at time.Time, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("mark %s watched: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET watch_since = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, at.UTC(), key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("mark %s watched: %w", key, err)
 	}
 	return nil
 }

@@ -150,8 +150,11 @@ func (s *Store) EnsureSchema(ctx context.Context) error {
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			function_id text, function_version_id text,
 			last_requested int, last_cycle bigint, last_written_at timestamp,
-			status text, not_found_at timestamp, recommendations text,
+			status text, not_found_at timestamp, recommendations text, watch_since timestamp,
 			PRIMARY KEY ((function_id, function_version_id)))`, s.tState),
+		// Columns added after the first release: existing installs get them
+		// on upgrade without a manual migration.
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS watch_since timestamp`, s.tState),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, s.tLocks),
 	}

@@ -279,6 +279,35 @@ func TestScalingStateRoundTrip(t *testing.T) {
 	require.Equal(t, "not_found", all[k].Status)
 	require.True(t, nf.Equal(all[k].NotFoundAt))
 	require.Equal(t, 4, all[k].LastRequested, "an outcome keeps the last accepted count")
+
+	require.True(t, all[k].WatchSince.IsZero())
+	watched := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	require.NoError(t, s.MarkWatched(ctx, k, watched, time.Hour))
+	st, err = s.ReadState(ctx, k)
+	require.NoError(t, err)
+	require.True(t, watched.Equal(st.WatchSince))
+}
+
+func TestInvokedRowsAgeOutButTouchesKeepRunningRows(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	k := VersionKey{FunctionID: "f", FunctionVersionID: "v"}
+	seen := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	_, err := s.UpsertVersions(ctx, []ActiveVersion{{VersionKey: k, NcaID: "n", Invoked: true, LastUpdatedAt: seen}}, 2*time.Second)
+	require.NoError(t, err)
+	rows, err := s.ReadBucket(ctx, buckets.For(0, 1))
+	require.NoError(t, err)
+	require.Len(t, rows, 1)
+	require.True(t, rows[0].Invoked)
+	require.True(t, seen.Equal(rows[0].InvokedAt))
+
+	// The scale function's TTL refresh must not fake an invocation.
+	_, err = s.TouchVersions(ctx, rows, time.Hour)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		rows, err := s.ReadBucket(ctx, buckets.For(0, 1))
+		return err == nil && len(rows) == 1 && !rows[0].Invoked && rows[0].InvokedAt.IsZero()
+	}, 10*time.Second, 250*time.Millisecond, "the invoked row ages out; the touched running row stays")
 }
 
 func TestUnreachableClusterFailsWithContext(t *testing.T) {

@@ -27,6 +27,10 @@ type ActiveVersion struct {
 	// have running workers (running_functions_without_invocations).
 	Invoked       bool
 	LastUpdatedAt time.Time
+	// InvokedAt is when discovery last saw the version invoked (the
+	// invoked row's last_updated_at); zero when that row has aged out,
+	// which means no invocation for at least the row TTL.
+	InvokedAt time.Time
 }
 
 // upsertParallelism bounds in-flight writes: enough to hide round trips,
@@ -129,8 +133,18 @@ func (s *Store) ReadBucket(ctx context.Context, r buckets.Range) ([]ActiveVersio
 		var v ActiveVersion
 		for iter.Scan(&v.FunctionID, &v.FunctionVersionID, &v.NcaID, &v.LastUpdatedAt) {
 			v.Invoked = t.invoked
+			v.InvokedAt = time.Time{}
+			if t.invoked {
+				v.InvokedAt = v.LastUpdatedAt
+			}
 			if i, ok := seen[v.VersionKey]; ok {
 				out[i].Invoked = out[i].Invoked || v.Invoked
+				if v.LastUpdatedAt.After(out[i].LastUpdatedAt) {
+					out[i].LastUpdatedAt = v.LastUpdatedAt
+				}
+				if out[i].NcaID == "" {
+					out[i].NcaID = v.NcaID
+				}
 				continue
 			}
 			seen[v.VersionKey] = len(out)
@@ -155,6 +169,9 @@ func (s *Store) ReadVersion(ctx context.Context, key VersionKey) (ActiveVersion,
 			key.FunctionID, key.FunctionVersionID,
 		).WithContext(ctx).Scan(&v.NcaID, &v.LastUpdatedAt)
 		if err == nil {
+			if t.invoked {
+				v.InvokedAt = v.LastUpdatedAt
+			}
 			return v, nil
 		}
 		if !isNotFound(err) {
@@ -170,12 +187,15 @@ var ErrNotActive = errors.New("function version is not active")
 
 // TouchVersions refreshes the TTL of versions that still need scaling, so a
 // function that is running but briefly missing from discovery's query does
-// not age out from under its instances.
+// not age out from under its instances. The refresh goes to the running
+// table only: an invoked row must age out when invocations stop, because
+// its absence is the evidence of idleness that scale to zero relies on.
 func (s *Store) TouchVersions(ctx context.Context, versions []ActiveVersion, ttl time.Duration) (int, error) {
 	now := time.Now()
 	touched := make([]ActiveVersion, len(versions))
 	for i, v := range versions {
 		v.LastUpdatedAt = now
+		v.Invoked = false
 		touched[i] = v
 	}
 	return s.UpsertVersions(ctx, touched, ttl)
