@@ -1,0 +1,403 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Sample is one utilization point, in percent busy, at the TSDB's 60 s
+// step. NaN and ±Inf are allowed: they mean the point is unknown.
+type Sample struct {
+	At    time.Time
+	Value float64
+}
+
+// Recommendation is a raw recommendation made by an earlier decision,
+// stored by the caller for the scale-down stabilization window.
+type Recommendation struct {
+	At    time.Time
+	Count int
+}
+
+// Input is everything Decide knows about one function version.
+type Input struct {
+	Now time.Time
+
+	// Current is the instance count at the last settled minute. A query
+	// that succeeded and found no workers is Current 0 with CurrentKnown
+	// true; CurrentKnown false means the count could not be determined.
+	Current      int
+	CurrentKnown bool
+
+	// LastRequested is the last count written for this version.
+	LastRequested      int
+	LastRequestedKnown bool
+
+	// Utilization is oldest first; empty means no data.
+	Utilization []Sample
+	// MetricsOK is false when the TSDB query failed: the state is unknown.
+	MetricsOK bool
+
+	// LastInvokedAt is the newest invocation seen; zero means none was
+	// found in the span the caller searched.
+	LastInvokedAt time.Time
+	// InvocationsSince is where that search started. Zero means the caller
+	// searched exactly the span of Utilization. A version with no
+	// invocation counts as idle only when the searched span is at least
+	// IdleTimeout long: absence of evidence over a shorter span (or after a
+	// TSDB restart) is not idleness.
+	InvocationsSince time.Time
+
+	// Recent are earlier raw recommendations (Decision.Recommendation);
+	// only those inside ScaleDownStabilization of Now are used.
+	Recent []Recommendation
+}
+
+// Reason says which rule produced a decision. The final rule that changed
+// the number wins: a clamp reports clamped_*, not the step before it.
+type Reason string
+
+// Reasons.
+const (
+	ReasonScaleUp                Reason = "scale_up"
+	ReasonScaleUpSaturated       Reason = "scale_up_saturated"
+	ReasonScaleDown              Reason = "scale_down"
+	ReasonHoldInBand             Reason = "hold_in_band"
+	ReasonHoldNotSticky          Reason = "hold_not_sticky"
+	ReasonHoldNoMetrics          Reason = "hold_no_metrics"
+	ReasonHoldMetricsError       Reason = "hold_metrics_error"
+	ReasonHoldUtilizationUnknown Reason = "hold_utilization_unknown"
+	ReasonHoldCurrentUnknown     Reason = "hold_current_unknown"
+	ReasonHoldWaitingForWorkers  Reason = "hold_waiting_for_workers"
+	ReasonHoldAtZero             Reason = "hold_at_zero"
+	ReasonScaleFromZero          Reason = "scale_from_zero"
+	ReasonScaleToZero            Reason = "scale_to_zero"
+	ReasonStabilized             Reason = "stabilized"
+	ReasonRateLimitedUp          Reason = "rate_limited_up"
+	ReasonRateLimitedDown        Reason = "rate_limited_down"
+	ReasonClampedMin             Reason = "clamped_min"
+	ReasonClampedMax             Reason = "clamped_max"
+	ReasonInvalidPolicy          Reason = "invalid_policy"
+)
+
+// Decision is the policy's answer for one version.
+type Decision struct {
+	// Desired is the instance count to request. When Valid is false it is
+	// only informative: the largest of current, last requested and min, so
+	// a caller that ignores Valid still never scales down on bad data.
+	Desired int
+	// Valid is false when the inputs cannot be trusted; the caller should
+	// hold and not record Recommendation.
+	Valid  bool
+	Reason Reason
+	// Recommendation is the raw recommendation before stabilization, rate
+	// bounds and clamping: store it and pass it back in Input.Recent.
+	Recommendation int
+	// Detail is short human text with the numbers behind the decision.
+	Detail string
+}
+
+// floatSlack absorbs binary representation error so that, say, 5*1.2
+// computed as 6.000000000000001 is still 6 instances, not 7.
+const floatSlack = 1e-9
+
+func ceilCount(x float64) int  { return int(math.Ceil(x - floatSlack)) }
+func floorCount(x float64) int { return int(math.Floor(x + floatSlack)) }
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// Decide returns the desired instance count for one version. Rules, in
+// order:
+//
+//  1. An invalid policy, a failed metrics query or an unknown current count
+//     hold (Valid false). So does a version at 0 whose last request was
+//     above 0: its new workers have not reported yet.
+//  2. At 0 instances: stay there while idle (with scale to zero on), else
+//     come up to max(1, MinInstances). The activation event is the fast
+//     path; this is the backstop when it was lost.
+//  3. No samples, or a latest sample that is NaN/Inf, hold. The reference
+//     reads such points as 0 and would scale down; we treat them as
+//     unknown, because a TSDB outage read as zero load is the classic way
+//     to drop a service at peak (KEDA #3065, faas-idler #33).
+//  4. Scale to zero (the only path to 0): enabled, idle for IdleTimeout,
+//     and both the average and the latest utilization below DownThreshold.
+//     The latest check is stricter than the reference: a version that is
+//     busy right now is not idle whatever the invocation metric says.
+//  5. The mode's raw recommendation (see ModeNVCF, ModeTarget).
+//  6. Scale-down stabilization, then step-rate bounds, then [Min, Max].
+//
+// Scale to zero skips 6's stabilization and rate bounds: the idle timeout
+// already demands a far longer and stricter quiet period than either.
+func Decide(p Policy, in Input) Decision {
+	if err := p.Validate(); err != nil {
+		return hold(p, in, ReasonInvalidPolicy, err.Error())
+	}
+	if !in.MetricsOK {
+		return hold(p, in, ReasonHoldMetricsError, "utilization query failed; keeping the current size")
+	}
+	if !in.CurrentKnown || in.Current < 0 {
+		return hold(p, in, ReasonHoldCurrentUnknown, "instance count unknown")
+	}
+	cur := in.Current
+	lastReq := lastRequested(in)
+	if cur == 0 && lastReq > 0 {
+		return hold(p, in, ReasonHoldWaitingForWorkers,
+			fmt.Sprintf("requested %d, no worker reported yet", lastReq))
+	}
+	if cur == 0 {
+		return p.atZero(in)
+	}
+
+	n := len(in.Utilization)
+	if n == 0 {
+		return hold(p, in, ReasonHoldNoMetrics, fmt.Sprintf("cur=%d, no utilization samples", cur))
+	}
+	latest := in.Utilization[n-1].Value
+	if !finite(latest) {
+		return hold(p, in, ReasonHoldUtilizationUnknown, fmt.Sprintf("cur=%d, latest sample is %v", cur, latest))
+	}
+	avg := weightedAverage(in.Utilization, p.Decay)
+
+	if p.ScaleToZero && avg < p.DownThreshold && latest < p.DownThreshold {
+		if idle, why := p.idle(in); idle {
+			return p.toZero(cur, fmt.Sprintf("cur=%d latest=%.1f avg=%.1f < %g, %s", cur, latest, avg, p.DownThreshold, why))
+		}
+	}
+
+	var rec int
+	var reason Reason
+	var detail string
+	switch p.Mode {
+	case ModeTarget:
+		rec, reason, detail = p.target(cur, latest)
+	default:
+		rec, reason, detail = p.nvcf(cur, in.Utilization, latest)
+	}
+	detail = fmt.Sprintf("cur=%d latest=%.1f avg=%.1f %s", cur, latest, avg, detail)
+	return p.finish(in, cur, rec, reason, detail)
+}
+
+// hold builds a decision the caller must not act on. Desired never goes
+// below what is running or was last asked for, so bad data cannot shrink a
+// version or take it to zero.
+func hold(p Policy, in Input, reason Reason, detail string) Decision {
+	d := max(p.MinInstances, lastRequested(in), 0)
+	if in.CurrentKnown && in.Current > d {
+		d = in.Current
+	}
+	return Decision{Desired: d, Valid: false, Reason: reason, Recommendation: d, Detail: detail}
+}
+
+func lastRequested(in Input) int {
+	if !in.LastRequestedKnown || in.LastRequested < 0 {
+		return 0
+	}
+	return in.LastRequested
+}
+
+// atZero decides for a version with no workers and nothing pending.
+func (p Policy) atZero(in Input) Decision {
+	if p.ScaleToZero && !p.recentlyInvoked(in) {
+		d := Decision{Desired: 0, Valid: true, Reason: ReasonHoldAtZero, Detail: "at zero, no invocation within the idle timeout"}
+		if p.MinInstances > 0 {
+			d.Desired, d.Reason = p.MinInstances, ReasonClampedMin
+			d.Detail += fmt.Sprintf("; raised to min %d", p.MinInstances)
+		}
+		return d
+	}
+	// From zero there is nothing to multiply and no utilization to read:
+	// jump straight to the floor, as Ray Serve does, and let the next
+	// cycles size it from real samples.
+	d := Decision{Desired: max(1, p.MinInstances), Valid: true, Reason: ReasonScaleFromZero, Recommendation: 1,
+		Detail: "at zero and recently invoked"}
+	if !p.ScaleToZero {
+		d.Detail = "at zero with scale to zero off"
+	}
+	return d
+}
+
+// recentlyInvoked is positive evidence of use inside the idle timeout.
+func (p Policy) recentlyInvoked(in Input) bool {
+	return !in.LastInvokedAt.IsZero() && in.Now.Sub(in.LastInvokedAt) < p.IdleTimeout
+}
+
+// idle reports whether the version has gone IdleTimeout without an
+// invocation, and why, with evidence covering the whole timeout.
+func (p Policy) idle(in Input) (bool, string) {
+	if !in.LastInvokedAt.IsZero() {
+		since := in.Now.Sub(in.LastInvokedAt)
+		return since >= p.IdleTimeout, fmt.Sprintf("last invoked %s ago", since.Truncate(time.Second))
+	}
+	from := in.InvocationsSince
+	if from.IsZero() {
+		for _, s := range in.Utilization {
+			if !s.At.IsZero() {
+				from = s.At
+				break
+			}
+		}
+	}
+	if from.IsZero() {
+		return false, "no invocation data"
+	}
+	span := in.Now.Sub(from)
+	return span >= p.IdleTimeout, fmt.Sprintf("no invocation in %s", span.Truncate(time.Second))
+}
+
+func (p Policy) toZero(cur int, detail string) Decision {
+	d := Decision{Desired: 0, Valid: true, Reason: ReasonScaleToZero, Recommendation: 0, Detail: detail}
+	if p.MinInstances > 0 {
+		d.Desired, d.Reason = p.MinInstances, ReasonClampedMin
+		d.Detail += fmt.Sprintf("; held at min %d", p.MinInstances)
+	}
+	return d
+}
+
+// weightedAverage skips unknown points rather than reading them as 0 (the
+// reference's choice), which only ever makes scale to zero harder.
+func weightedAverage(samples []Sample, decay float64) float64 {
+	n := len(samples)
+	var sum, weights float64
+	for i, s := range samples {
+		if !finite(s.Value) {
+			continue
+		}
+		w := 1.0
+		if decay > 0 {
+			w = math.Exp(-decay * float64(n-1-i))
+		}
+		sum += w * s.Value
+		weights += w
+	}
+	if weights == 0 {
+		return math.NaN()
+	}
+	return sum / weights
+}
+
+// nvcf is the reference's static policy. Stickiness adds to the latest
+// sample rule rather than replacing it: a step needs the latest sample
+// and enough of the window to breach. Unknown points never count as
+// breaching.
+func (p Policy) nvcf(cur int, samples []Sample, latest float64) (int, Reason, string) {
+	band := fmt.Sprintf("band=[%g,%g]", p.DownThreshold, p.UpThreshold)
+	var notSticky string
+	if latest > p.UpThreshold {
+		ok, got, need := sticky(p.UpStickiness, samples, func(v float64) bool { return v > p.UpThreshold })
+		if ok {
+			return ceilCount(float64(cur) * p.UpFactor), ReasonScaleUp, fmt.Sprintf("%s x%g", band, p.UpFactor)
+		}
+		notSticky = fmt.Sprintf("up held: %d of %d sticky minutes", got, need)
+	}
+	if latest < p.DownThreshold {
+		ok, got, need := sticky(p.DownStickiness, samples, func(v float64) bool { return v < p.DownThreshold })
+		if ok {
+			return max(floorCount(float64(cur)*p.DownFactor), 1), ReasonScaleDown, fmt.Sprintf("%s x%g", band, p.DownFactor)
+		}
+		notSticky = fmt.Sprintf("down held: %d of %d sticky minutes", got, need)
+	}
+	if notSticky != "" {
+		return cur, ReasonHoldNotSticky, band + " " + notSticky
+	}
+	return cur, ReasonHoldInBand, band
+}
+
+// sticky counts breaching samples in the rule's window, anchored at the
+// latest sample (the last settled minute) rather than at Now, so a late
+// TSDB does not shrink the window.
+func sticky(s Stickiness, samples []Sample, breach func(float64) bool) (ok bool, got, need int) {
+	if !s.Enabled() {
+		return true, 0, 0
+	}
+	need = s.minutesNeeded()
+	anchor := samples[len(samples)-1].At
+	from := anchor.Add(-s.Size)
+	for _, smp := range samples {
+		if smp.At.After(from) && !smp.At.After(anchor) && finite(smp.Value) && breach(smp.Value) {
+			got++
+		}
+	}
+	return got >= need, got, need
+}
+
+// target sizes the version so that its busy work (utilization x
+// instances) lands on TargetUtilization. The tolerance is on the metric
+// ratio, as in HPA, not on desired/current: at one instance the latter
+// rounds any change to 100 % and flaps between 1 and 2.
+//
+// A saturated sample only says demand is at least the current capacity.
+// Then the step is the largest one the policy allows in one decision,
+// MaxScaleUpRate (or doubling, HPA's default, when unlimited), and never
+// less than the proportional or UpFactor step. That reaches adequate
+// capacity in one or two cycles; it cannot run away because each decision
+// multiplies the settled Current (cycles before new workers report
+// recompute the same number instead of compounding) and is bounded by
+// MaxInstances and by the NVCF deployment spec.
+func (p Policy) target(cur int, latest float64) (int, Reason, string) {
+	ratio := math.Max(latest, 0) / p.TargetUtilization
+	busy := math.Max(latest, 0) * float64(cur) / 100
+	detail := fmt.Sprintf("target=%g busy=%.2f ratio=%.2f", p.TargetUtilization, busy, ratio)
+	proportional := max(ceilCount(float64(cur)*ratio), 1)
+	if latest >= SaturatedUtilization {
+		growth := math.Max(2, p.UpFactor)
+		if p.MaxScaleUpRate > 0 {
+			growth = p.MaxScaleUpRate
+		}
+		rec := max(proportional, ceilCount(float64(cur)*p.UpFactor), ceilCount(float64(cur)*growth))
+		return rec, ReasonScaleUpSaturated, fmt.Sprintf("%s saturated x%g", detail, growth)
+	}
+	if math.Abs(ratio-1) <= p.Tolerance {
+		return cur, ReasonHoldInBand, fmt.Sprintf("%s within ±%g", detail, p.Tolerance)
+	}
+	switch {
+	case proportional > cur:
+		return proportional, ReasonScaleUp, detail
+	case proportional < cur:
+		return proportional, ReasonScaleDown, detail
+	}
+	return cur, ReasonHoldInBand, detail
+}
+
+// finish applies stabilization, rate bounds and the [Min, Max] clamp to a
+// raw recommendation for a running version.
+func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Decision {
+	desired := rec
+	if desired < cur && p.ScaleDownStabilization > 0 {
+		// HPA's rule: a downward move goes only as far as the highest
+		// recommendation in the window, and never above the current size
+		// (an old up recommendation must not cause an up move now).
+		hi := desired
+		from := in.Now.Add(-p.ScaleDownStabilization)
+		for _, r := range in.Recent {
+			if r.At.After(from) && r.Count > hi {
+				hi = r.Count
+			}
+		}
+		if hi = min(hi, cur); hi > desired {
+			desired, reason = hi, ReasonStabilized
+			detail += fmt.Sprintf("; stabilized at %d (highest in %s)", hi, p.ScaleDownStabilization)
+		}
+	}
+	if desired > cur && p.MaxScaleUpRate > 0 {
+		if limit := ceilCount(float64(cur) * p.MaxScaleUpRate); desired > limit {
+			desired, reason = limit, ReasonRateLimitedUp
+			detail += fmt.Sprintf("; up rate x%g allows %d", p.MaxScaleUpRate, limit)
+		}
+	}
+	if desired < cur && p.MaxScaleDownRate > 0 {
+		if limit := max(floorCount(float64(cur)/p.MaxScaleDownRate), 1); desired < limit {
+			desired, reason = limit, ReasonRateLimitedDown
+			detail += fmt.Sprintf("; down rate /%g allows %d", p.MaxScaleDownRate, limit)
+		}
+	}
+	if floor := max(p.MinInstances, 1); desired < floor {
+		desired, reason = floor, ReasonClampedMin
+		detail += fmt.Sprintf("; min %d", floor)
+	}
+	if p.MaxInstances > 0 && desired > p.MaxInstances {
+		desired, reason = p.MaxInstances, ReasonClampedMax
+		detail += fmt.Sprintf("; max %d", p.MaxInstances)
+	}
+	return Decision{Desired: desired, Valid: true, Reason: reason, Recommendation: rec, Detail: detail}
+}

@@ -1,0 +1,227 @@
+// Package policy is the pure scaling decision: given what was measured about
+// one function version and how it should be scaled, it returns the desired
+// instance count, a reason and whether the decision may be acted on.
+//
+// It does no I/O and reads no clock; the caller passes the time in. That
+// keeps every rule testable as a table and lets the handler stay a thin
+// shell that gathers inputs, calls Decide and acts on the result. Like
+// Knative KPA's ScaleValid, a decision built on inputs the policy cannot
+// trust is returned with Valid false instead of a guess: the caller holds.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// Mode selects how the raw recommendation is computed.
+type Mode string
+
+const (
+	// ModeNVCF reproduces the reference autoscaler's static policy:
+	// multiplicative steps when the latest sample leaves the
+	// [DownThreshold, UpThreshold] band.
+	ModeNVCF Mode = "nvcf"
+	// ModeTarget is target tracking (HPA, KEDA, OpenFaaS Pro): size the
+	// version so that its utilization lands on TargetUtilization in one
+	// step instead of climbing 20 % per cycle.
+	ModeTarget Mode = "target"
+)
+
+// SaturatedUtilization is the utilization percent at or above which target
+// mode treats the measurement as a lower bound: busy workers cannot report
+// the work queued behind them, so proportional sizing would under-shoot.
+const SaturatedUtilization = 95.0
+
+// maxStickinessSize mirrors the reference: stickiness looks at most at the
+// last hour of minute samples.
+const maxStickinessSize = time.Hour
+
+// Stickiness asks that a threshold has been breached for a while, not only
+// by the latest sample, before a step is taken in that direction. The zero
+// value turns it off.
+type Stickiness struct {
+	// Size is how far back to look, anchored at the latest sample.
+	Size time.Duration
+	// Threshold is how many minutes (one sample per minute) inside Size
+	// must breach; a partial minute counts as a whole one.
+	Threshold time.Duration
+}
+
+// Enabled reports whether the stickiness rule applies.
+func (s Stickiness) Enabled() bool { return s != Stickiness{} }
+
+// Policy is how one function version is scaled. Build it from Defaults and
+// check it with Validate; Decide holds (Valid false) on an invalid policy.
+type Policy struct {
+	Mode Mode
+
+	// MinInstances and MaxInstances bound every valid decision; Max 0 means
+	// unbounded here (the NVCF API still clamps to the deployment spec).
+	// Apart from scale to zero, decisions never go below 1 even with
+	// MinInstances 0, because 0 is reserved for an idle function.
+	MinInstances, MaxInstances int
+
+	// UpThreshold and DownThreshold are utilization percents: above the
+	// first the reference scales up, below the second it scales down. The
+	// down threshold also gates scale to zero in both modes.
+	UpThreshold, DownThreshold float64
+	// UpFactor (> 1) and DownFactor (0..1) are the reference's
+	// multiplicative steps.
+	UpFactor, DownFactor float64
+	// UpStickiness and DownStickiness are the reference's optional
+	// per-direction persistence rules (NVCF mode only).
+	UpStickiness, DownStickiness Stickiness
+
+	// Decay weighs recent samples more in the average utilization used for
+	// scale to zero: weight exp(-Decay*(n-1-i)); 0 is a plain mean.
+	Decay float64
+
+	// ScaleToZero enables the only path to 0 instances: no invocation for
+	// IdleTimeout and average utilization below DownThreshold.
+	ScaleToZero bool
+	IdleTimeout time.Duration
+
+	// TargetUtilization is the busy percent per instance target mode aims
+	// for; it must stay below SaturatedUtilization so that "at target" and
+	// "saturated" can be told apart.
+	TargetUtilization float64
+	// Tolerance skips target-mode changes while |utilization/target - 1|
+	// is within it, so noise around the target does not flap.
+	Tolerance float64
+
+	// ScaleDownStabilization keeps a downward decision at the highest
+	// recommendation made inside this window (0 = off); upward decisions
+	// apply at once. Scale up fast, scale down slowly.
+	ScaleDownStabilization time.Duration
+	// MaxScaleUpRate bounds one upward decision to ceil(current*rate);
+	// MaxScaleDownRate bounds one downward decision to floor(current/rate)
+	// (never below 1). Both must be > 1 when set, which guarantees a step
+	// of at least one instance; 0 means unlimited.
+	MaxScaleUpRate, MaxScaleDownRate float64
+}
+
+// Defaults is the reference autoscaler's static policy: 70/30 thresholds,
+// x1.2 / x0.8 steps, no stickiness, plain mean, scale to zero after 30
+// minutes idle, and none of the reference's missing guards (stabilization
+// and rate bounds are off so that NVCF mode replays the reference). The
+// target-mode fields hold usable values so that switching Mode is enough.
+func Defaults() Policy {
+	return Policy{
+		Mode:              ModeNVCF,
+		UpThreshold:       70,
+		DownThreshold:     30,
+		UpFactor:          1.2,
+		DownFactor:        0.8,
+		ScaleToZero:       true,
+		IdleTimeout:       1800 * time.Second,
+		TargetUtilization: 60,
+		Tolerance:         0.1,
+	}
+}
+
+// FieldError is one invalid policy field. Field is the JSON name used in
+// override documents (e.g. "upThreshold"), so callers can map it to their
+// own setting names.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+// Error reads "field: problem".
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Validate reports every invalid field at once, joined; each error is a
+// *FieldError naming the field.
+func (p Policy) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+	if p.Mode != ModeNVCF && p.Mode != ModeTarget {
+		bad("mode", "must be %q or %q, got %q", ModeNVCF, ModeTarget, p.Mode)
+	}
+	if p.MinInstances < 0 {
+		bad("minInstances", "must be >= 0, got %d", p.MinInstances)
+	}
+	if p.MaxInstances < 0 {
+		bad("maxInstances", "must be >= 0 (0 = unbounded), got %d", p.MaxInstances)
+	} else if p.MaxInstances > 0 && p.MinInstances > p.MaxInstances {
+		bad("maxInstances", "must be >= minInstances (%d), got %d", p.MinInstances, p.MaxInstances)
+	}
+
+	thresholdsOK := true
+	for _, t := range []struct {
+		field string
+		v     float64
+	}{{"upThreshold", p.UpThreshold}, {"downThreshold", p.DownThreshold}} {
+		if !finite(t.v) || t.v < 0 || t.v > 100 {
+			bad(t.field, "must be a percent in [0, 100], got %v", t.v)
+			thresholdsOK = false
+		}
+	}
+	if thresholdsOK && p.UpThreshold <= p.DownThreshold {
+		bad("upThreshold", "must be > downThreshold (%v), got %v", p.DownThreshold, p.UpThreshold)
+	}
+	if !finite(p.UpFactor) || p.UpFactor <= 1 {
+		bad("upFactor", "must be > 1, got %v", p.UpFactor)
+	}
+	if !finite(p.DownFactor) || p.DownFactor <= 0 || p.DownFactor >= 1 {
+		bad("downFactor", "must be in (0, 1), got %v", p.DownFactor)
+	}
+	for _, s := range []struct {
+		field string
+		v     Stickiness
+	}{{"upStickiness", p.UpStickiness}, {"downStickiness", p.DownStickiness}} {
+		if msg := s.v.problem(); msg != "" {
+			bad(s.field, "%s", msg)
+		}
+	}
+	if !finite(p.Decay) || p.Decay < 0 {
+		bad("decay", "must be >= 0, got %v", p.Decay)
+	}
+	if p.IdleTimeout < 0 || (p.ScaleToZero && p.IdleTimeout == 0) {
+		bad("idleTimeout", "must be > 0 when scaleToZero is on (and never negative), got %s", p.IdleTimeout)
+	}
+	if !finite(p.TargetUtilization) || p.TargetUtilization <= 0 || p.TargetUtilization >= SaturatedUtilization {
+		bad("targetUtilization", "must be a percent in (0, %v), got %v", SaturatedUtilization, p.TargetUtilization)
+	}
+	if !finite(p.Tolerance) || p.Tolerance < 0 || p.Tolerance >= 1 {
+		bad("tolerance", "must be in [0, 1), got %v", p.Tolerance)
+	}
+	if p.ScaleDownStabilization < 0 {
+		bad("scaleDownStabilization", "must be >= 0, got %s", p.ScaleDownStabilization)
+	}
+	for _, r := range []struct {
+		field string
+		v     float64
+	}{{"maxScaleUpRate", p.MaxScaleUpRate}, {"maxScaleDownRate", p.MaxScaleDownRate}} {
+		if !finite(r.v) || r.v < 0 || (r.v > 0 && r.v <= 1) {
+			bad(r.field, "must be 0 (unlimited) or > 1, got %v", r.v)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// problem explains what is wrong with an enabled stickiness rule, or "".
+func (s Stickiness) problem() string {
+	if !s.Enabled() {
+		return ""
+	}
+	switch {
+	case s.Size <= 0 || s.Size >= maxStickinessSize:
+		return fmt.Sprintf("size must be in (0, %s), got %s", maxStickinessSize, s.Size)
+	case s.Threshold <= 0 || s.Threshold >= s.Size:
+		return fmt.Sprintf("threshold must be in (0, size %s), got %s", s.Size, s.Threshold)
+	}
+	return ""
+}
+
+// minutesNeeded is how many breaching samples the rule asks for.
+func (s Stickiness) minutesNeeded() int {
+	return int((s.Threshold + time.Minute - 1) / time.Minute)
+}
