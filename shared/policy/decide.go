@@ -361,9 +361,17 @@ func (p Policy) target(cur int, latest float64) (int, Reason, string) {
 
 // finish applies stabilization, rate bounds and the [Min, Max] clamp to a
 // raw recommendation for a running version.
+//
+// Moves are measured from the larger of the running count and the last
+// request, as HPA measures from the spec rather than the ready pods: while
+// requested instances are still provisioning, the measured count lags, and
+// a recommendation between the two is a scale-down of the request, not a
+// hold. Measuring from the running count alone let a cycle undo the
+// previous cycle's scale-up before its instances had even reported.
 func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Decision {
 	desired := rec
-	if desired < cur && p.ScaleDownStabilization > 0 {
+	base := max(cur, lastRequested(in))
+	if desired < base && p.ScaleDownStabilization > 0 {
 		// HPA's rule: a downward move goes only as far as the highest
 		// recommendation in the window, and never above the current size
 		// (an old up recommendation must not cause an up move now).
@@ -374,19 +382,19 @@ func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Dec
 				hi = r.Count
 			}
 		}
-		if hi = min(hi, cur); hi > desired {
+		if hi = min(hi, base); hi > desired {
 			desired, reason = hi, ReasonStabilized
 			detail += fmt.Sprintf("; stabilized at %d (highest in %s)", hi, p.ScaleDownStabilization)
 		}
 	}
-	if desired > cur && p.MaxScaleUpRate > 0 {
-		if limit := ceilCount(float64(cur) * p.MaxScaleUpRate); desired > limit {
+	if desired > base && p.MaxScaleUpRate > 0 {
+		if limit := ceilCount(float64(base) * p.MaxScaleUpRate); desired > limit {
 			desired, reason = limit, ReasonRateLimitedUp
 			detail += fmt.Sprintf("; up rate x%g allows %d", p.MaxScaleUpRate, limit)
 		}
 	}
-	if desired < cur && p.MaxScaleDownRate > 0 {
-		if limit := max(floorCount(float64(cur)/p.MaxScaleDownRate), 1); desired < limit {
+	if desired < base && p.MaxScaleDownRate > 0 {
+		if limit := max(floorCount(float64(base)/p.MaxScaleDownRate), 1); desired < limit {
 			desired, reason = limit, ReasonRateLimitedDown
 			detail += fmt.Sprintf("; down rate /%g allows %d", p.MaxScaleDownRate, limit)
 		}

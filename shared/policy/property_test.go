@@ -203,11 +203,16 @@ func TestPropertyRateBounds(t *testing.T) {
 		if !d.Valid || idleRule(d, in) {
 			continue
 		}
-		cur := float64(in.Current)
-		if p.MaxScaleUpRate > 0 && d.Desired > in.Current {
+		// Moves are measured from the larger of running and requested.
+		base := in.Current
+		if in.LastRequestedKnown && in.LastRequested > base {
+			base = in.LastRequested
+		}
+		cur := float64(base)
+		if p.MaxScaleUpRate > 0 && d.Desired > base {
 			require.LessOrEqual(t, d.Desired, max(ceilCount(cur*p.MaxScaleUpRate), p.MinInstances), "case %d: %+v", i, d)
 		}
-		if p.MaxScaleDownRate > 0 && d.Desired < in.Current {
+		if p.MaxScaleDownRate > 0 && d.Desired < base {
 			bound := max(floorCount(cur/p.MaxScaleDownRate), 1)
 			if p.MaxInstances > 0 {
 				bound = min(bound, p.MaxInstances)
