@@ -1,0 +1,335 @@
+// Package closedloop runs the autoscaler against the simulator in a closed
+// loop on the real local stack (Cassandra, VictoriaMetrics scraping the
+// simulator) and asserts on what a user would see: instances following
+// load, slow and bounded scale-down, event-driven scale from zero, and no
+// damage from TSDB, Cassandra, discovery and NVCF failures.
+//
+// Run with `make test`; a bare `go test` skips unless the servers are up.
+package closedloop
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"function/e2e/harness"
+	"function/e2e/nvcfsim"
+	"function/e2e/sim"
+	"function/e2e/world"
+	"function/shared/testenv"
+)
+
+const period = 4 * time.Second
+
+func newWorld(t *testing.T, name string, env map[string]string, fns ...sim.ScenarioFunction) *world.World {
+	t.Helper()
+	hosts := testenv.RequireCassandra(t)
+	vm := testenv.RequireVM(t)
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	logDir := filepath.Join(root, ".cache", "e2e", name)
+	require.NoError(t, os.RemoveAll(logDir))
+	o := world.Options{
+		Root: root, LogDir: logDir, Cassandra: hosts[0], TSDBURL: vm,
+		Keyspace: fmt.Sprintf("e2e_%s_%d", name, time.Now().Unix()),
+		SimAddr:  simAddr(), Period: period, Env: env,
+		Lifecycle: sim.Options{ProvisioningDelay: 2 * time.Second, TerminationDelay: time.Second},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	w, err := world.Start(ctx, o, fns...)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		writeReport(t, w, name)
+		w.Stop()
+		if t.Failed() {
+			t.Logf("process logs are in %s", logDir)
+		}
+	})
+	return w
+}
+
+func simAddr() string {
+	if a := os.Getenv("SIM_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:9401"
+}
+
+// fn builds a scenario function: 1 thread per instance, 1 s per request, so
+// one instance serves 1 request per second at 100 %.
+func fn(id string, min, max, initial int, load sim.LoadSpec) sim.ScenarioFunction {
+	return sim.ScenarioFunction{FunctionID: id, FunctionVersionID: id + "-v1", NcaID: "nca-e2e", MinInstances: min, MaxInstances: max,
+		InitialInstances: initial, ServiceTime: sim.Duration(time.Second), Threads: 1, Load: load}
+}
+
+func d(x time.Duration) sim.Duration { return sim.Duration(x) }
+
+// writesOf returns the NVCF writes recorded for one version, in order.
+func writesOf(w *world.World, vid string) []nvcfsim.Write {
+	var out []nvcfsim.Write
+	for _, wr := range w.NVCF.Writes() {
+		if wr.VersionID == vid {
+			out = append(out, wr)
+		}
+	}
+	return out
+}
+
+// TestClosedLoop drives a 10x load step through both policy modes side by
+// side, then removes the load, and checks recovery, stabilization and scale
+// to zero, plus event-driven activation and NVCF error bursts.
+func TestClosedLoop(t *testing.T) {
+	warmup, high := 24*time.Second, 96*time.Second
+	load := sim.LoadSpec{Kind: "phases", Phases: []sim.LoadSpec{
+		{Kind: "constant", Rate: 0.5, For: d(warmup)},
+		{Kind: "constant", Rate: 5, For: d(high)},
+		{Kind: "idle"},
+	}}
+	overrides := filepath.Join(t.TempDir(), "overrides.json")
+	require.NoError(t, os.WriteFile(overrides, []byte(`{"functions": {"fn-target": {"mode": "target"}}}`), 0o644))
+
+	fns := []sim.ScenarioFunction{fn("fn-nvcf", 0, 20, 1, load), fn("fn-target", 0, 20, 1, load)}
+	const idle = 12
+	for i := 0; i < idle; i++ {
+		fns = append(fns, fn(fmt.Sprintf("fn-idle-%02d", i), 0, 4, 0, sim.LoadSpec{Kind: "idle"}))
+	}
+	w := newWorld(t, "loop", map[string]string{
+		"POLICY_OVERRIDES_FILE": overrides,
+		"TARGET_UTILIZATION":    "60",
+		"MAX_SCALE_UP_RATE":     "10",
+		"MAX_SCALE_DOWN_RATE":   "2",
+		"DISCOVERY_LOOKBACK":    "20s",
+	}, fns...)
+	start := time.Now()
+	stepAt, dropAt := start.Add(warmup), start.Add(warmup+high)
+
+	// Scale from zero, event driven: each idle function gets one activation.
+	ctx := context.Background()
+	var latencies []time.Duration
+	for i := 0; i < idle; i++ {
+		id := fmt.Sprintf("fn-idle-%02d", i)
+		t0 := time.Now()
+		status, reply, err := w.Activate(ctx, id, id+"-v1", "nca-e2e")
+		require.NoError(t, err)
+		require.Equal(t, 200, status, "activation reply: %v", reply)
+		latencies = append(latencies, time.Since(t0))
+		got, ok := w.NVCF.Desired(id, id+"-v1")
+		require.True(t, ok)
+		require.Equal(t, 1, got, "activation must write max(min, 1) before it answers")
+	}
+	// A second activation of the same version is single-flight: no write.
+	before := len(writesOf(w, "fn-idle-00-v1"))
+	status, _, err := w.Activate(ctx, "fn-idle-00", "fn-idle-00-v1", "nca-e2e")
+	require.NoError(t, err)
+	require.Equal(t, 200, status)
+	require.Len(t, writesOf(w, "fn-idle-00-v1"), before)
+	p50, p99 := percentile(latencies, 50), percentile(latencies, 99)
+	t.Logf("RESULT scale-from-zero latency over %d activations: p50=%s p99=%s", len(latencies), p50, p99)
+	require.Less(t, p99, time.Second, "activation must take a function from zero to one in under one second")
+
+	// 10x step: both modes must bring utilization under the up threshold.
+	recovered := map[string]time.Time{}
+	require.NoError(t, world.WaitFor(warmup+high, func() bool {
+		for _, id := range []string{"fn-nvcf", "fn-target"} {
+			if _, done := recovered[id]; done {
+				continue
+			}
+			s, _ := w.Latest(id, id+"-v1")
+			if time.Now().After(stepAt.Add(2*period)) && s.Load > 4 && s.Utilization < 70 && s.Queue < 1 {
+				recovered[id] = time.Now()
+			}
+		}
+		return len(recovered) == 2
+	}), "recovery not reached: %s", describe(w))
+	cycles := map[string]float64{}
+	for id, at := range recovered {
+		cycles[id] = math.Ceil(at.Sub(stepAt).Seconds() / period.Seconds())
+		t.Logf("RESULT %s recovered from the 10x step after %.0f cycles (%.1fs)", id, cycles[id], at.Sub(stepAt).Seconds())
+	}
+	require.LessOrEqual(t, cycles["fn-nvcf"], 24.0)
+	require.LessOrEqual(t, cycles["fn-target"], 10.0)
+	require.Less(t, cycles["fn-target"], cycles["fn-nvcf"], "target tracking must recover faster than multiplicative steps")
+
+	// NVCF 503 burst during steady state: bounded retries, no write storm.
+	w.NVCF.ResetRecords()
+	w.NVCF.FailNext(6, nvcfsim.Fault{Kind: nvcfsim.FaultUnavailable})
+	time.Sleep(3 * period)
+
+	// Load removed: down no faster than the stabilization window allows,
+	// and to zero only after the idle timeout.
+	time.Sleep(time.Until(dropAt))
+	peakAt := map[string]int{}
+	for _, id := range []string{"fn-nvcf", "fn-target"} {
+		peakAt[id], _ = w.NVCF.Desired(id, id+"-v1")
+	}
+	require.NoError(t, world.WaitFor(150*time.Second, func() bool {
+		d1, _ := w.NVCF.Desired("fn-nvcf", "fn-nvcf-v1")
+		d2, _ := w.NVCF.Desired("fn-target", "fn-target-v1")
+		return d1 == 0 && d2 == 0
+	}), "did not reach zero: %s", describe(w))
+	for _, id := range []string{"fn-nvcf", "fn-target"} {
+		ws := writesOf(w, id+"-v1")
+		var firstDown, zero time.Time
+		peak := peakAt[id]
+		for _, wr := range ws {
+			if wr.Time.Before(dropAt) {
+				continue
+			}
+			if firstDown.IsZero() && wr.Applied < peak {
+				firstDown = wr.Time
+			}
+			if zero.IsZero() && wr.Applied == 0 {
+				zero = wr.Time
+			}
+		}
+		require.False(t, firstDown.IsZero(), "%s never scaled down", id)
+		t.Logf("RESULT %s after load removal: first scale-down %.1fs, zero %.1fs", id, firstDown.Sub(dropAt).Seconds(), zero.Sub(dropAt).Seconds())
+		// Utilization reads low about one window after the drop; the
+		// stabilization window (20 s) must pass before the first step down.
+		require.GreaterOrEqual(t, firstDown.Sub(dropAt), 20*time.Second, "%s scaled down inside the stabilization window", id)
+		require.GreaterOrEqual(t, zero.Sub(dropAt), 40*time.Second, "%s reached zero before the idle timeout", id)
+	}
+
+	// No function written twice inside one cycle (activations excluded).
+	for _, id := range []string{"fn-nvcf", "fn-target"} {
+		assertOneWritePerCycle(t, writesOf(w, id+"-v1"), start)
+	}
+	// Retries stayed bounded: 6 injected failures cost at most 6 extra calls.
+	failed := 0
+	for _, wr := range w.NVCF.Writes() {
+		if wr.Outcome == nvcfsim.OutcomeFault {
+			failed++
+		}
+	}
+	require.LessOrEqual(t, failed, 6)
+
+	for _, id := range []string{"fn-nvcf", "fn-target"} {
+		t.Logf("RESULT %s instance-minutes over the run: %.2f", id, instanceMinutes(w.History(), id))
+	}
+}
+
+// TestFailuresDoNotScaleDown takes the TSDB away, restarts Cassandra and
+// kills the discovery leader mid-run; nothing may scale down on missing
+// data, and the loop must recover.
+func TestFailuresDoNotScaleDown(t *testing.T) {
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	stack := filepath.Join(root, "e2e", "stack", "stack.sh")
+	fns := []sim.ScenarioFunction{
+		// Idle-ish but busy enough to stay up: 20 % on 4 instances would be
+		// scaled down by a policy that trusted missing data as zero.
+		fn("fn-steady", 1, 10, 4, sim.LoadSpec{Kind: "constant", Rate: 2.4}),
+	}
+	w := newWorld(t, "faults", map[string]string{"SCALE_DOWN_STABILIZATION": "0s"}, fns...)
+	// Let the loop settle: 2.4 req/s on 4 instances = 60 %: in band.
+	time.Sleep(8 * period)
+	settled, _ := w.NVCF.Desired("fn-steady", "fn-steady-v1")
+
+	t.Run("tsdb outage holds", func(t *testing.T) {
+		w.NVCF.ResetRecords()
+		run(t, stack, "stop", "vm")
+		outage := time.Now()
+		time.Sleep(5 * period)
+		for _, wr := range w.NVCF.Writes() {
+			require.GreaterOrEqual(t, wr.Applied, settled, "scaled down during the TSDB outage: %+v", wr)
+		}
+		run(t, stack, "start", "vm")
+		t.Logf("RESULT tsdb outage of %.0fs: %d NVCF writes, none down", time.Since(outage).Seconds(), len(w.NVCF.Writes()))
+		// Scaling resumes: cycles succeed again.
+		require.NoError(t, world.WaitFor(20*period, func() bool { return lastCycleOK(w) }), "cycles did not resume: %+v", tailCycles(w))
+	})
+
+	t.Run("cassandra restart and discovery killed", func(t *testing.T) {
+		run(t, stack, "restart", "cassandra")
+		w.KillDiscovery()
+		require.NoError(t, w.StartDiscovery(context.Background(), nil))
+		require.NoError(t, world.WaitFor(30*period, func() bool { return lastCycleOK(w) }), "cycles did not resume: %+v", tailCycles(w))
+		got, _ := w.NVCF.Desired("fn-steady", "fn-steady-v1")
+		require.GreaterOrEqual(t, got, settled, "instances lost across the restart")
+		assertOneWritePerCycle(t, writesOf(w, "fn-steady-v1"), time.Time{})
+	})
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	require.NoError(t, err, "%s %v:\n%s", name, args, out)
+}
+
+func lastCycleOK(w *world.World) bool {
+	cs := w.Cycles()
+	if len(cs) == 0 {
+		return false
+	}
+	c := cs[len(cs)-1]
+	return c.Status == 200 && !strings.Contains(c.Reply, `"skipped":true`)
+}
+
+func tailCycles(w *world.World) []world.Cycle {
+	cs := w.Cycles()
+	if len(cs) > 3 {
+		cs = cs[len(cs)-3:]
+	}
+	return cs
+}
+
+func assertOneWritePerCycle(t *testing.T, ws []nvcfsim.Write, since time.Time) {
+	t.Helper()
+	seen := map[int64]int{}
+	for _, wr := range ws {
+		if wr.Time.Before(since) || wr.Outcome != "" {
+			continue
+		}
+		seen[wr.Time.Truncate(period).UnixMilli()]++
+	}
+	for c, n := range seen {
+		require.LessOrEqual(t, n, 1, "written %d times in the cycle starting %s", n, time.UnixMilli(c).UTC().Format(time.RFC3339))
+	}
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+func instanceMinutes(h []sim.Snapshot, fid string) float64 {
+	var total float64
+	var last time.Time
+	for _, s := range h {
+		if s.FunctionID != fid {
+			continue
+		}
+		if !last.IsZero() {
+			total += float64(s.Active+s.Pending) * s.At.Sub(last).Minutes()
+		}
+		last = s.At
+	}
+	return total
+}
+
+func describe(w *world.World) string {
+	b, _ := json.Marshal(w.Data.Snapshots())
+	return string(b)
+}
+
+// writeReport leaves the run's snapshots and writes as JSON for the note
+// and for plots.
+func writeReport(t *testing.T, w *world.World, name string) {
+	b, err := json.MarshalIndent(map[string]any{"snapshots": w.History(), "writes": w.NVCF.Writes(), "cycles": w.Cycles()}, "", " ")
+	if err == nil {
+		_ = os.WriteFile(filepath.Join(w.Opts.LogDir, name+"-report.json"), b, 0o644)
+	}
+}

@@ -1,0 +1,269 @@
+// Package function is the NVCF autoscaler as a Knative function: kn func
+// wraps New() in func-go's CloudEvents runtime, which calls Start once,
+// probes Ready and Alive, and passes every CloudEvent to Handle. Handle
+// routes by event type: PingSource ticks go to discovery, bucket and
+// activation events to the scale function.
+package function
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"function/functions/discovery"
+	"function/functions/scale"
+	"function/shared/config"
+	"function/shared/events"
+	"function/shared/nvcf"
+	"function/shared/store"
+	"function/shared/telemetry"
+	"function/shared/tsdb"
+)
+
+// Function is the instanced function func-go serves.
+type Function struct {
+	settings config.Settings
+	log      *slog.Logger
+	metrics  *telemetry.Metrics
+
+	// ready holds the wired handlers once every dependency answered at
+	// least once; until then Handle answers 503 so Knative redelivers.
+	ready atomic.Pointer[handlers]
+
+	mu         sync.Mutex
+	lastHealth health
+	stop       context.CancelFunc
+	closers    []func()
+}
+
+type handlers struct {
+	store     *store.Store
+	tsdb      *tsdb.Client
+	discovery *discovery.Handler
+	scale     *scale.Handler
+}
+
+type health struct {
+	at     time.Time
+	ready  bool
+	reason string
+}
+
+// New returns an unstarted function; func-go calls Start.
+func New() *Function { return &Function{log: slog.New(slog.NewJSONHandler(os.Stderr, nil))} }
+
+// Start validates the configuration (a bad value fails Start naming the
+// variable) and connects to Cassandra and the TSDB in the background, with
+// back-off, so a dependency that is still starting delays readiness instead
+// of crash-looping the pod.
+func (f *Function) Start(ctx context.Context, cfg map[string]string) error {
+	s, err := config.Load(cfg)
+	if err != nil {
+		f.log.Error("invalid configuration", "error", err.Error())
+		return err
+	}
+	f.settings = s
+	f.log = telemetry.NewLogger(os.Stderr, s.LogLevel).With("node_id", s.NodeID, "role", string(s.Role))
+	f.metrics = telemetry.NewMetrics()
+	f.log.Info("starting", "config", s.Common.String())
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	f.stop = cancel
+	if s.MetricsAddress != "" {
+		addr, err := f.metrics.Serve(runCtx, s.MetricsAddress, f.log)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("METRICS_ADDRESS=%q: %w", s.MetricsAddress, err)
+		}
+		f.log.Info("serving self-metrics", "address", addr.String())
+	}
+	go f.connect(runCtx)
+	return nil
+}
+
+// connect opens every dependency, retrying with capped back-off until the
+// function stops.
+func (f *Function) connect(ctx context.Context) {
+	backoff := 250 * time.Millisecond
+	for {
+		h, err := f.wire(ctx)
+		if err == nil {
+			f.ready.Store(h)
+			f.log.Info("dependencies connected; serving")
+			return
+		}
+		f.log.Warn("dependencies not ready; retrying", "error", err.Error(), "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (f *Function) wire(ctx context.Context) (*handlers, error) {
+	s := f.settings
+	sc := store.DefaultConfig()
+	sc.Hosts = s.Hosts
+	sc.Keyspace = s.Keyspace
+	sc.Replication = s.Replication
+	sc.Username = s.Username
+	sc.Password = s.Password
+	sc.LocalDC = s.LocalDC
+	sc.Consistency = consistency(s.Consistency)
+	sc.SerialConsistency = serialConsistency(s.SerialConsistency)
+	sc.Timeout = s.CQLTimeout
+	sc.PageSize = s.PageSize
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := store.Open(openCtx, sc)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := tsdb.New(tsdbConfig(s, f.metrics))
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("tsdb client: %w", err)
+	}
+	if err := tc.Ping(openCtx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("tsdb %s: %w", s.URL, err)
+	}
+	h := &handlers{store: st, tsdb: tc}
+	if s.Role.Serves(config.RoleDiscovery) {
+		h.discovery, err = discovery.New(discovery.Deps{
+			Settings: s, Store: st, TSDB: tc, Log: f.log, Metrics: f.metrics,
+		})
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("discovery: %w", err)
+		}
+	}
+	if s.Role.Serves(config.RoleScale) {
+		nc, err := nvcf.New(nvcfConfig(s.Scale, f.log, f.metrics))
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("nvcf client: %w", err)
+		}
+		h.scale, err = scale.New(scale.Deps{
+			Settings: s, Store: st, TSDB: tc, NVCF: nc, Log: f.log, Metrics: f.metrics,
+		})
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("scale: %w", err)
+		}
+	}
+	f.mu.Lock()
+	f.closers = append(f.closers, st.Close)
+	f.mu.Unlock()
+	return h, nil
+}
+
+// Stop releases connections.
+func (f *Function) Stop(context.Context) error {
+	if f.stop != nil {
+		f.stop()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.closers {
+		c()
+	}
+	f.closers = nil
+	return nil
+}
+
+// healthCacheTTL keeps frequent probes from turning into a query storm.
+const healthCacheTTL = 2 * time.Second
+
+// Ready is false until Cassandra and the TSDB have answered, and again
+// whenever either stops answering, with the reason logged on each change.
+func (f *Function) Ready(ctx context.Context) (bool, error) {
+	h := f.ready.Load()
+	f.mu.Lock()
+	last := f.lastHealth
+	f.mu.Unlock()
+	if h != nil && time.Since(last.at) < healthCacheTTL {
+		return last.ready, nil
+	}
+	now := health{at: time.Now(), ready: true}
+	if h == nil {
+		now = health{at: now.at, reason: "connecting to Cassandra and the TSDB"}
+	} else {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		var problems []string
+		if err := h.store.Ping(pctx); err != nil {
+			problems = append(problems, err.Error())
+		}
+		if err := h.tsdb.Ping(pctx); err != nil {
+			problems = append(problems, "tsdb: "+err.Error())
+		}
+		if len(problems) > 0 {
+			now = health{at: now.at, reason: strings.Join(problems, "; ")}
+		}
+	}
+	f.mu.Lock()
+	changed := now.ready != f.lastHealth.ready || (h != nil && f.lastHealth.at.IsZero())
+	f.lastHealth = now
+	f.mu.Unlock()
+	if f.metrics != nil {
+		f.metrics.SetReady(now.ready)
+	}
+	if changed {
+		if now.ready {
+			f.log.Info("ready")
+		} else {
+			f.log.Warn("not ready", "reason", now.reason)
+		}
+	}
+	return now.ready, nil
+}
+
+// Alive is true while the process can serve; dependencies are Ready's
+// concern, so an outage never gets healthy pods restarted.
+func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
+
+// Handle routes one CloudEvent. Unknown types and events for a role this
+// process does not serve are 400s: no retry makes them routable.
+func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	switch e.Type() {
+	case events.TypePing, events.TypeBucket, events.TypeActivate:
+	default:
+		return nil, events.BadRequest("unknown event type %q: this function handles %s, %s and %s",
+			e.Type(), events.TypePing, events.TypeBucket, events.TypeActivate)
+	}
+	h := f.ready.Load()
+	if h == nil {
+		return nil, events.Unavailable("not ready: still connecting to Cassandra and the TSDB")
+	}
+	switch e.Type() {
+	case events.TypePing:
+		if h.discovery == nil {
+			return nil, f.wrongRole(e)
+		}
+		return h.discovery.Handle(ctx, e)
+	case events.TypeBucket:
+		if h.scale == nil {
+			return nil, f.wrongRole(e)
+		}
+		return h.scale.HandleBucket(ctx, e)
+	default: // events.TypeActivate
+		if h.scale == nil {
+			return nil, f.wrongRole(e)
+		}
+		return h.scale.HandleActivate(ctx, e)
+	}
+}
+
+func (f *Function) wrongRole(e event.Event) error {
+	return events.BadRequest("event type %q is not served by role %q: check the Trigger filters", e.Type(), f.settings.Role)
+}

@@ -1,0 +1,288 @@
+// Package discovery handles the PingSource tick: one leader per cycle (an
+// LWT lock whose TTL is shorter than the cron period) finds the active
+// function versions in the TSDB, upserts them into Cassandra with a TTL, and
+// fans out one bucket event per non-empty bucket to K_SINK.
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"function/shared/buckets"
+	"function/shared/config"
+	"function/shared/events"
+	"function/shared/store"
+	"function/shared/telemetry"
+	"function/shared/tsdb"
+)
+
+// LockName is the discovery leader lock in the locks table.
+const LockName = "discovery"
+
+// Store is what discovery needs from Cassandra.
+type Store interface {
+	AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (store.Lock, error)
+	ReleaseLock(ctx context.Context, name, owner string) error
+	UpsertVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
+}
+
+// TSDB is what discovery needs from the metrics store.
+type TSDB interface {
+	ActiveVersions(ctx context.Context, now time.Time, lookback time.Duration, filter tsdb.LabelFilter) ([]tsdb.ActiveVersion, tsdb.Skipped, error)
+}
+
+// Sender delivers one event to the sink; a nil error means acknowledged.
+type Sender interface {
+	Send(ctx context.Context, e event.Event) error
+}
+
+// Deps are the handler's collaborators.
+type Deps struct {
+	Settings config.Settings
+	Store    Store
+	TSDB     TSDB
+	Sender   Sender // nil: CloudEvents over HTTP to K_SINK
+	Log      *slog.Logger
+	Metrics  *telemetry.Metrics
+	Now      func() time.Time // nil: time.Now
+}
+
+// Handler is the discovery function.
+type Handler struct {
+	d Deps
+}
+
+// New checks the dependencies and builds the handler.
+func New(d Deps) (*Handler, error) {
+	if d.Store == nil || d.TSDB == nil {
+		return nil, errors.New("discovery needs a store and a TSDB client")
+	}
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if d.Metrics == nil {
+		d.Metrics = telemetry.NewMetrics()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Sender == nil {
+		s, err := NewHTTPSender(d.Settings.Discovery.Sink)
+		if err != nil {
+			return nil, err
+		}
+		d.Sender = s
+	}
+	return &Handler{d: d}, nil
+}
+
+// Result is the payload of the discovery reply event.
+type Result struct {
+	Cycle       int64          `json:"cycle"`
+	Skipped     bool           `json:"skipped,omitempty"`
+	SkipReason  string         `json:"skipReason,omitempty"`
+	Found       int            `json:"found"`
+	Invoked     int            `json:"invoked"`
+	Upserted    int            `json:"upserted"`
+	Invalid     map[string]int `json:"invalid,omitempty"`
+	BucketsSent []int          `json:"bucketsSent,omitempty"`
+	BucketsFail []int          `json:"bucketsFailed,omitempty"`
+	QueryMS     int64          `json:"queryMs"`
+	UpsertMS    int64          `json:"upsertMs"`
+	SendMS      int64          `json:"sendMs"`
+}
+
+// Handle runs one discovery cycle for a PingSource tick.
+func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	s := h.d.Settings
+	now := h.d.Now()
+	cycle := events.CycleOf(e, now)
+	log := h.d.Log.With("cycle", cycle, "event_id", e.ID())
+	res := Result{Cycle: cycle}
+
+	// The owner includes the event id: two different ticks never share a
+	// lease, while Knative's redelivery of the same tick to the same pod
+	// re-enters it instead of skipping its own retry.
+	owner := s.NodeID + "/" + e.ID()
+	_, err := h.d.Store.AcquireLock(ctx, LockName, owner, s.Discovery.LockTTL)
+	h.d.Metrics.Lock("discovery", err)
+	var held *store.HeldError
+	if errors.As(err, &held) {
+		res.Skipped = true
+		res.SkipReason = fmt.Sprintf("held by %s until %s", held.Lock.Owner, held.Lock.ExpiresAt.UTC().Format(time.RFC3339))
+		log.Info("discovery skipped", "reason", res.SkipReason)
+		return events.NewReply(e, events.TypeDiscoveryResult, res)
+	}
+	if err != nil {
+		return nil, events.Unavailable("discovery cycle %d: %v", cycle, err)
+	}
+	// On failure the lease is given back so Knative's retry (possibly on
+	// another pod) can run the cycle; on success it is kept until its TTL,
+	// so a duplicate tick in the same period does nothing.
+	fail := func(err error) (*event.Event, error) {
+		if rerr := h.d.Store.ReleaseLock(context.WithoutCancel(ctx), LockName, owner); rerr != nil {
+			log.Warn("release discovery lock after failure", "error", rerr.Error())
+		}
+		return nil, err
+	}
+
+	t0 := time.Now()
+	found, skipped, err := h.d.TSDB.ActiveVersions(ctx, now, s.Discovery.Lookback, tsdb.LabelFilter{Name: s.EnvLabel, Value: s.EnvValue})
+	res.QueryMS = time.Since(t0).Milliseconds()
+	h.d.Metrics.CycleDuration.WithLabelValues("query").Observe(time.Since(t0).Seconds())
+	if err != nil {
+		log.Error("discovery query failed; nothing upserted", "error", err.Error())
+		return fail(events.Unavailable("discovery cycle %d: query active versions: %v", cycle, err))
+	}
+	res.Found = len(found)
+	res.Invalid = skipped.Reasons()
+
+	rows := make([]store.ActiveVersion, len(found))
+	perBucket := map[int]int{}
+	for i, v := range found {
+		rows[i] = store.ActiveVersion{
+			VersionKey:    store.VersionKey{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID},
+			NcaID:         v.NcaID,
+			Invoked:       v.Invoked,
+			LastUpdatedAt: now,
+		}
+		if v.Invoked {
+			res.Invoked++
+		}
+		perBucket[buckets.OfVersion(v.FunctionID, v.FunctionVersionID, s.Buckets)]++
+	}
+	h.d.Metrics.Discovered.WithLabelValues("invoked").Set(float64(res.Invoked))
+	h.d.Metrics.Discovered.WithLabelValues("running").Set(float64(res.Found - res.Invoked))
+
+	t1 := time.Now()
+	res.Upserted, err = h.d.Store.UpsertVersions(ctx, rows, s.Discovery.RowTTL)
+	res.UpsertMS = time.Since(t1).Milliseconds()
+	h.d.Metrics.CycleDuration.WithLabelValues("upsert").Observe(time.Since(t1).Seconds())
+	if err != nil {
+		return fail(events.Unavailable("discovery cycle %d: upserted %d of %d: %v", cycle, res.Upserted, len(rows), err))
+	}
+
+	t2 := time.Now()
+	tick := time.UnixMilli(cycle)
+	res.BucketsSent, res.BucketsFail = h.fanOut(ctx, log, cycle, tick.Add(s.Discovery.BucketDeadline), perBucket)
+	res.SendMS = time.Since(t2).Milliseconds()
+	h.d.Metrics.CycleDuration.WithLabelValues("send").Observe(time.Since(t2).Seconds())
+	h.d.Metrics.CycleDuration.WithLabelValues("total").Observe(time.Since(t0).Seconds())
+
+	log.Info("discovery cycle done", "found", res.Found, "invoked", res.Invoked, "upserted", res.Upserted,
+		"invalid", res.Invalid, "buckets_sent", len(res.BucketsSent), "buckets_failed", res.BucketsFail,
+		"query_ms", res.QueryMS, "upsert_ms", res.UpsertMS, "send_ms", res.SendMS)
+	if len(res.BucketsFail) > 0 {
+		return fail(events.Unavailable("discovery cycle %d: bucket events not delivered after %d attempts: buckets %v",
+			cycle, s.Discovery.SendAttempts, res.BucketsFail))
+	}
+	return events.NewReply(e, events.TypeDiscoveryResult, res)
+}
+
+// fanOut sends one event per non-empty bucket with bounded parallelism and
+// per-event retries, returning the delivered and the failed buckets.
+func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, cycle int64, deadline time.Time, perBucket map[int]int) (sent, failed []int) {
+	s := h.d.Settings
+	order := make([]int, 0, len(perBucket))
+	for b := range perBucket {
+		order = append(order, b)
+	}
+	sort.Ints(order)
+
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, s.Discovery.SendConcurrency)
+	for _, b := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ev := bucketEvent(cycle, b, s.Buckets, perBucket[b], deadline)
+			err := h.sendWithRetry(ctx, ev, s.Discovery.SendAttempts)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				log.Warn("bucket event not delivered", "bucket", b, "error", err.Error())
+				h.d.Metrics.BucketsSent.WithLabelValues("failed").Inc()
+				failed = append(failed, b)
+				return
+			}
+			h.d.Metrics.BucketsSent.WithLabelValues("sent").Inc()
+			sent = append(sent, b)
+		}()
+	}
+	wg.Wait()
+	sort.Ints(sent)
+	sort.Ints(failed)
+	return sent, failed
+}
+
+func bucketEvent(cycle int64, bucket, count, versions int, deadline time.Time) event.Event {
+	e := event.New()
+	e.SetID(events.BucketEventID(cycle, bucket, count))
+	e.SetType(events.TypeBucket)
+	e.SetSource(events.Source + "/discovery")
+	e.SetSubject(fmt.Sprintf("bucket/%d", bucket))
+	e.SetTime(time.UnixMilli(cycle).UTC())
+	// SetData cannot fail for this plain struct.
+	_ = e.SetData(event.ApplicationJSON, events.Bucket{
+		Bucket: bucket, Buckets: count, Cycle: cycle, Deadline: deadline.UTC(), Versions: versions,
+	})
+	return e
+}
+
+// sendWithRetry retries with exponential back-off and full jitter, so a
+// sink that restarts is not hit by every bucket at the same instant.
+func (h *Handler) sendWithRetry(ctx context.Context, e event.Event, attempts int) error {
+	backoff := 100 * time.Millisecond
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = h.d.Sender.Send(ctx, e); err == nil {
+			return nil
+		}
+		if i == attempts-1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last send error: %v)", ctx.Err(), err)
+		case <-time.After(time.Duration(rand.Int64N(int64(backoff))) + backoff/2):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	return err
+}
+
+// HTTPSender sends CloudEvents in binary mode to a fixed URL.
+type HTTPSender struct {
+	client cloudevents.Client
+	target string
+}
+
+// NewHTTPSender returns a sender to target (K_SINK).
+func NewHTTPSender(target string) (*HTTPSender, error) {
+	c, err := cloudevents.NewClientHTTP()
+	if err != nil {
+		return nil, fmt.Errorf("cloudevents client: %w", err)
+	}
+	return &HTTPSender{client: c, target: target}, nil
+}
+
+// Send delivers e and reports anything but an acknowledgement as an error.
+func (s *HTTPSender) Send(ctx context.Context, e event.Event) error {
+	res := s.client.Send(cloudevents.ContextWithTarget(ctx, s.target), e)
+	if cloudevents.IsUndelivered(res) || !cloudevents.IsACK(res) {
+		return fmt.Errorf("send %s to %s: %w", e.ID(), s.target, res)
+	}
+	return nil
+}

@@ -1,0 +1,84 @@
+package scale
+
+import (
+	"context"
+	"errors"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"function/shared/buckets"
+	"function/shared/events"
+	"function/shared/store"
+)
+
+type bucketsRange = buckets.Range
+
+// ActivateResult is the payload of the activation reply event.
+type ActivateResult struct {
+	Outcome
+	ElapsedMS int64 `json:"elapsedMs"`
+}
+
+// HandleActivate scales a version invoked while at zero straight to
+// max(min, 1), without waiting for the next cycle. It is single-flight per
+// version: concurrent activations meet at the version's lock, and one that
+// arrives after another already wrote finds a non-zero count and stops.
+func (h *Handler) HandleActivate(ctx context.Context, e event.Event) (*event.Event, error) {
+	a, err := events.ParseActivate(e)
+	if err != nil {
+		return nil, err
+	}
+	start := h.d.Now()
+	key := store.VersionKey{FunctionID: a.FunctionID, FunctionVersionID: a.FunctionVersionID}
+	log := h.d.Log.With("function_id", key.FunctionID, "function_version_id", key.FunctionVersionID, "event_id", e.ID())
+
+	// The version may be newer than the last discovery: the event's NCA id
+	// stands in until discovery has a row.
+	v, err := h.d.Store.ReadVersion(ctx, key)
+	if errors.Is(err, store.ErrNotActive) {
+		v = store.ActiveVersion{VersionKey: key, NcaID: a.NcaID, Invoked: true, LastUpdatedAt: start}
+	} else if err != nil {
+		return nil, events.Unavailable("activate %s: %v", key, err)
+	}
+	if v.NcaID == "" {
+		v.NcaID = a.NcaID
+	}
+	p, note := h.policies.For(ctx, v)
+	desired := max(p.MinInstances, 1)
+	if p.MaxInstances > 0 && desired > p.MaxInstances {
+		desired = p.MaxInstances
+	}
+	o := Outcome{FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, Desired: desired, Valid: true, Reason: "activation", Detail: note}
+
+	st, err := h.d.Store.ReadState(ctx, key)
+	if err != nil {
+		return nil, events.Unavailable("activate %s: %v", key, err)
+	}
+	o.LastRequested = st.LastRequested
+	stillNeeded := func(fresh store.ScalingState) (bool, string) {
+		if fresh.HasLastRequested && fresh.LastRequested > 0 {
+			return false, "already_active"
+		}
+		return true, ""
+	}
+	if ok, why := stillNeeded(st); !ok {
+		o.Action = why
+	} else {
+		h.write(ctx, log, &o, v, desired, 0, stillNeeded)
+	}
+	if o.Action == "written" {
+		// Make sure the next cycle sees the version even before discovery
+		// does; an activation is an invocation, so the row is an invoked one.
+		v.Invoked, v.LastUpdatedAt = true, h.d.Now()
+		if _, err := h.d.Store.UpsertVersions(ctx, []store.ActiveVersion{v}, h.d.Settings.Scale.RowTTL); err != nil {
+			log.Warn("upsert activated version", "error", err.Error())
+		}
+	}
+	h.d.Metrics.Decisions.WithLabelValues("activation").Inc()
+	log.Info("activation", "desired", desired, "action", o.Action, "last_requested", st.LastRequested)
+	res := ActivateResult{Outcome: o, ElapsedMS: h.d.Now().Sub(start).Milliseconds()}
+	if o.Action == "error" {
+		return nil, events.Unavailable("activate %s: %s", key, o.Error)
+	}
+	return events.NewReply(e, events.TypeActivateResult, res)
+}

@@ -1,0 +1,88 @@
+package scale
+
+import (
+	"encoding/json"
+	"time"
+
+	"function/shared/policy"
+	"function/shared/tsdb"
+)
+
+// history is a version's recommendation history for the scale-down
+// stabilization window, stored as change points: the recommendation at any
+// time is the last point at or before it. Storing only changes means the
+// history costs a Cassandra write only when the recommendation moves, not
+// every cycle.
+type history []histPoint
+
+type histPoint struct {
+	At    int64 `json:"t"` // unix milliseconds
+	Count int   `json:"c"`
+}
+
+func decodeHistory(s string) history {
+	var h history
+	if s == "" || json.Unmarshal([]byte(s), &h) != nil {
+		// A corrupt history only weakens stabilization for one window; it
+		// must never block a decision.
+		return nil
+	}
+	return h
+}
+
+func (h history) encode() string {
+	b, _ := json.Marshal(h)
+	return string(b)
+}
+
+// forPolicy returns the recommendations in force during (now-window, now],
+// the one in force at the window's start dated at the start.
+func (h history) forPolicy(now time.Time, window time.Duration) []policy.Recommendation {
+	if window <= 0 || len(h) == 0 {
+		return nil
+	}
+	from := now.Add(-window)
+	var out []policy.Recommendation
+	for i, p := range h {
+		at := time.UnixMilli(p.At)
+		switch {
+		case at.After(from):
+			out = append(out, policy.Recommendation{At: at, Count: p.Count})
+		case i == len(h)-1 || !time.UnixMilli(h[i+1].At).Before(from):
+			// Last point before the window: still in force at its start.
+			out = append(out, policy.Recommendation{At: from.Add(time.Millisecond), Count: p.Count})
+		}
+	}
+	return out
+}
+
+// add records rec at now and prunes points that no longer matter; changed
+// says whether anything needs saving.
+func (h history) add(now time.Time, rec int, window time.Duration) (history, bool) {
+	if window <= 0 {
+		return h, false
+	}
+	from := now.Add(-window).UnixMilli()
+	// Keep points inside the window plus the last one before it.
+	keep := 0
+	for i := range h {
+		if h[i].At <= from && i+1 < len(h) && h[i+1].At <= from {
+			keep = i + 1
+		}
+	}
+	pruned := keep > 0
+	h = append(history(nil), h[keep:]...)
+	if len(h) > 0 && h[len(h)-1].Count == rec {
+		return h, pruned
+	}
+	return append(h, histPoint{At: now.UnixMilli(), Count: rec}), true
+}
+
+func toSamples(in []tsdb.Sample) []policy.Sample {
+	out := make([]policy.Sample, len(in))
+	for i, s := range in {
+		out[i] = policy.Sample{At: s.At, Value: s.Value}
+	}
+	return out
+}
+

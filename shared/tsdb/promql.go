@@ -1,0 +1,330 @@
+// Package tsdb reads the autoscaler's inputs from any Prometheus-compatible
+// store (Prometheus, VictoriaMetrics, Thanos, Mimir) with PromQL over the
+// HTTP API, and only that: it never scrapes and never writes samples.
+//
+// Every query is a POST form body, so a bucket's long selector never hits
+// URL length limits; failures are retried only where a retry can help
+// (5xx, 429, connection errors), with bounded, jittered back-off.
+package tsdb
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config says how to reach the TSDB.
+type Config struct {
+	URL       string // base URL, may include a path prefix (e.g. /prometheus, /select/0/prometheus)
+	Auth      string // none, token or mtls
+	TokenFile string // bearer token (auth=token), re-read when it changes
+	CAFile    string // CA bundle for the server's certificate
+	CertFile  string // client certificate (auth=mtls)
+	KeyFile   string // client key (auth=mtls)
+	// APIPrefix is the API path under URL; "/api/v1" unless a gateway
+	// exposes another (the reference's token mode uses "/v1").
+	APIPrefix   string
+	Timeout     time.Duration // one HTTP request
+	MaxAttempts int           // per query, including the first
+	MaxBackoff  time.Duration // cap of the back-off between attempts
+	// MaxSelectorBytes bounds the id list in one batched selector; a larger
+	// bucket is split into several queries. VictoriaMetrics limits a whole
+	// query to -search.maxQueryLen (16 KiB by default): raise that on the
+	// server or lower this.
+	MaxSelectorBytes int
+	Observer         func(endpoint, status string, d time.Duration)
+}
+
+// Client issues PromQL queries.
+type Client struct {
+	cfg     Config
+	base    *url.URL
+	http    *http.Client
+	token   *tokenFile
+	queries atomic.Int64
+}
+
+// New validates cfg and builds a client; it does not contact the server.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("tsdb url %q: want an absolute http(s) URL", cfg.URL)
+	}
+	if cfg.APIPrefix == "" {
+		cfg.APIPrefix = "/api/v1"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	if cfg.MaxSelectorBytes <= 0 {
+		cfg.MaxSelectorBytes = 1 << 20
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	c := &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tsdb CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tsdb CA file %s: no PEM certificates", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	switch cfg.Auth {
+	case "", "none":
+	case "token":
+		if cfg.TokenFile == "" {
+			return nil, errors.New("tsdb auth token needs a token file")
+		}
+		c.token = &tokenFile{path: cfg.TokenFile}
+		if _, err := c.token.get(); err != nil {
+			return nil, err
+		}
+	case "mtls":
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tsdb client certificate: %w", err)
+		}
+		tlsCfg.Certificates = []tls.Certificate{cert}
+	default:
+		return nil, fmt.Errorf("tsdb auth %q: want none, token or mtls", cfg.Auth)
+	}
+	tr.TLSClientConfig = tlsCfg
+	return c, nil
+}
+
+// Queries returns how many PromQL queries this client has issued (one per
+// logical query, however many attempts it took).
+func (c *Client) Queries() int64 { return c.queries.Load() }
+
+// Ping proves the query API answers; readiness depends on it.
+func (c *Client) Ping(ctx context.Context) error {
+	_, _, err := c.Query(ctx, "vector(1)", time.Now())
+	return err
+}
+
+// Query runs an instant query at time at.
+func (c *Client) Query(ctx context.Context, query string, at time.Time) ([]Series, Warnings, error) {
+	form := url.Values{"query": {query}, "time": {formatTime(at)}}
+	return c.do(ctx, "query", query, form)
+}
+
+// QueryRange runs a range query from start to end at step.
+func (c *Client) QueryRange(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]Series, Warnings, error) {
+	if step <= 0 {
+		return nil, nil, fmt.Errorf("query_range: step %s must be positive", step)
+	}
+	form := url.Values{
+		"query": {query}, "start": {formatTime(start)}, "end": {formatTime(end)},
+		"step": {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)},
+	}
+	return c.do(ctx, "query_range", query, form)
+}
+
+func formatTime(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMilli())/1e3, 'f', 3, 64)
+}
+
+// QueryError is a failed query: what was asked, what the server said, and
+// whether asking again can help.
+type QueryError struct {
+	Query     string
+	Status    int // HTTP status; 0 for transport errors
+	Type      string
+	Message   string
+	Attempts  int
+	retryable bool
+	Err       error
+}
+
+func (e *QueryError) Error() string {
+	q := e.Query
+	if len(q) > 200 {
+		q = q[:200] + fmt.Sprintf("... (%d bytes)", len(e.Query))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "promql %q", q)
+	if e.Status != 0 {
+		fmt.Fprintf(&b, ": status %d", e.Status)
+	}
+	if e.Type != "" {
+		fmt.Fprintf(&b, " %s", e.Type)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	if e.Attempts > 1 {
+		fmt.Fprintf(&b, " (after %d attempts)", e.Attempts)
+	}
+	return b.String()
+}
+
+func (e *QueryError) Unwrap() error { return e.Err }
+
+// Retryable reports whether a later attempt at the same query may succeed.
+func Retryable(err error) bool {
+	var qe *QueryError
+	if errors.As(err, &qe) {
+		return qe.retryable
+	}
+	return false
+}
+
+func (c *Client) do(ctx context.Context, endpoint, query string, form url.Values) ([]Series, Warnings, error) {
+	c.queries.Add(1)
+	u := *c.base
+	u.Path = strings.TrimRight(u.Path, "/") + c.cfg.APIPrefix + "/" + endpoint
+	body := form.Encode()
+	backoff := 200 * time.Millisecond
+	var last *QueryError
+	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
+		series, warns, qe := c.attempt(ctx, endpoint, u.String(), query, body)
+		if qe == nil {
+			return series, warns, nil
+		}
+		qe.Attempts = attempt
+		last = qe
+		if !qe.retryable || attempt == c.cfg.MaxAttempts {
+			break
+		}
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
+		select {
+		case <-ctx.Done():
+			last.Err = errors.Join(last.Err, ctx.Err())
+			last.retryable = false
+			return nil, nil, last
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, c.cfg.MaxBackoff)
+	}
+	return nil, nil, last
+}
+
+func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string) ([]Series, Warnings, *QueryError) {
+	start := time.Now()
+	status := "error"
+	defer func() {
+		if c.cfg.Observer != nil {
+			c.cfg.Observer(endpoint, status, time.Since(start))
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewBufferString(body))
+	if err != nil {
+		return nil, nil, &QueryError{Query: query, Err: err}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if c.token != nil {
+		tok, err := c.token.get()
+		if err != nil {
+			return nil, nil, &QueryError{Query: query, Err: err}
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		status = "transport_error"
+		// Connection refused, reset or timed out: the server may be back
+		// shortly. A cancelled caller is not.
+		return nil, nil, &QueryError{Query: query, Err: scrubURL(err), retryable: ctx.Err() == nil && isTransient(err)}
+	}
+	defer resp.Body.Close()
+	status = strconv.Itoa(resp.StatusCode)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 512<<20))
+	if err != nil {
+		return nil, nil, &QueryError{Query: query, Status: resp.StatusCode, Err: err, retryable: true}
+	}
+	series, warns, apiErr, perr := parseResponse(b)
+	retryable := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+	switch {
+	case apiErr != nil:
+		return nil, warns, &QueryError{Query: query, Status: resp.StatusCode, Type: apiErr.ErrorType, Message: apiErr.Error, retryable: retryable}
+	case resp.StatusCode/100 != 2:
+		msg := strings.TrimSpace(string(b))
+		if len(msg) > 300 {
+			msg = msg[:300]
+		}
+		return nil, warns, &QueryError{Query: query, Status: resp.StatusCode, Message: msg, retryable: retryable}
+	case perr != nil:
+		return nil, warns, &QueryError{Query: query, Status: resp.StatusCode, Err: perr}
+	}
+	return series, warns, nil
+}
+
+func isTransient(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+// scrubURL drops the URL from transport errors: it can carry credentials
+// in userinfo, and the query is reported separately anyway.
+func scrubURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// tokenFile reads a bearer token and re-reads it when the file changes, so
+// a rotated Kubernetes secret takes effect without a restart.
+type tokenFile struct {
+	path string
+	mu   sync.Mutex
+	mod  time.Time
+	size int64
+	tok  string
+}
+
+func (t *tokenFile) get() (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fi, err := os.Stat(t.path)
+	if err != nil {
+		return "", fmt.Errorf("tsdb token file: %w", err)
+	}
+	if t.tok != "" && fi.ModTime().Equal(t.mod) && fi.Size() == t.size {
+		return t.tok, nil
+	}
+	b, err := os.ReadFile(t.path)
+	if err != nil {
+		return "", fmt.Errorf("tsdb token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("tsdb token file %s is empty", t.path)
+	}
+	t.tok, t.mod, t.size = tok, fi.ModTime(), fi.Size()
+	return tok, nil
+}
