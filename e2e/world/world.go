@@ -226,7 +226,9 @@ func (w *World) StartDiscovery(ctx context.Context, env map[string]string) error
 	return nil
 }
 
-func (w *World) binPath() string { return filepath.Join(w.Opts.Root, ".cache", "bin", "autoscaler-func") }
+func (w *World) binPath() string {
+	return filepath.Join(w.Opts.Root, ".cache", "bin", "autoscaler-func")
+}
 
 func copyEnv(m map[string]string) map[string]string {
 	out := make(map[string]string, len(m))
@@ -387,4 +389,3 @@ func WaitFor(timeout time.Duration, cond func() bool) error {
 	}
 	return ErrTimeout
 }
-

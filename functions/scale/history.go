@@ -85,4 +85,3 @@ func toSamples(in []tsdb.Sample) []policy.Sample {
 	}
 	return out
 }
-

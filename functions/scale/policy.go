@@ -24,7 +24,7 @@ var envOf = map[string]string{
 	"scaleToZero": "SCALE_TO_ZERO", "idleTimeout": "SCALE_TO_ZERO_IDLE_TIMEOUT",
 	"targetUtilization": "TARGET_UTILIZATION", "tolerance": "TARGET_TOLERANCE",
 	"scaleDownStabilization": "SCALE_DOWN_STABILIZATION",
-	"maxScaleUpRate": "MAX_SCALE_UP_RATE", "maxScaleDownRate": "MAX_SCALE_DOWN_RATE",
+	"maxScaleUpRate":         "MAX_SCALE_UP_RATE", "maxScaleDownRate": "MAX_SCALE_DOWN_RATE",
 }
 
 // DefaultPolicy builds the default policy from the settings and validates

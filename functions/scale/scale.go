@@ -344,7 +344,9 @@ const (
 )
 
 // lockName is the per-version write lock.
-func lockName(key store.VersionKey) string { return "fn:" + key.FunctionID + ":" + key.FunctionVersionID }
+func lockName(key store.VersionKey) string {
+	return "fn:" + key.FunctionID + ":" + key.FunctionVersionID
+}
 
 // write takes the version's lock, re-reads its state (another replica may
 // have written it since the bucket was read), lets stillNeeded veto, writes
