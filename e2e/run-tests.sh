@@ -30,5 +30,20 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' 
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
 go vet ./...
 
-echo "== go test (unit, integration, e2e)"
-go test -count=1 -timeout 60m ./... 2>&1 | tee .cache/test.log
+mkdir -p .cache
+# The closed-loop tests stop and restart servers (TSDB outage, Cassandra
+# restart), so they run after every other package, alone.
+pkgs=$(go list ./... | grep -v /e2e/closedloop)
+echo "== go test: unit and integration"
+go test -count=1 -timeout 30m $pkgs 2>&1 | tee .cache/test.log
+echo "== go test: closed loop (e2e)"
+set +e
+go test -count=1 -timeout 30m -v ./e2e/closedloop > .cache/e2e.log 2>&1
+rc=$?
+set -e
+grep -E '^(=== RUN|--- |PASS|FAIL|ok)|RESULT|Error Trace|Error:|rror:' .cache/e2e.log || true
+if [ $rc -ne 0 ]; then
+  echo "closed-loop tests failed (full output: .cache/e2e.log; process logs: .cache/e2e/*/)"
+  tail -n 60 .cache/e2e.log
+  exit $rc
+fi

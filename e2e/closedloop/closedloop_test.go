@@ -264,7 +264,9 @@ func TestFailuresDoNotScaleDown(t *testing.T) {
 
 func run(t *testing.T, name string, args ...string) {
 	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
 	require.NoError(t, err, "%s %v:\n%s", name, args, out)
 }
 

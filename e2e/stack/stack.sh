@@ -136,7 +136,7 @@ launch() {
   local name=$1; shift
   mkdir -p "$RUN" "$LOGS"
   printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$LOGS/$name.log"
-  setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null &
+  setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null 9>&- &
   echo $! > "$(pidfile "$name")"
 }
 
