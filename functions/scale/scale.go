@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -72,6 +73,7 @@ type Deps struct {
 type Handler struct {
 	d        Deps
 	policies *policySource
+	seq      atomic.Uint64
 }
 
 // New checks the dependencies, loads the policy defaults and overrides, and
@@ -357,7 +359,10 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 	stillNeeded func(store.ScalingState) (bool, string)) {
 	s := h.d.Settings.Scale
 	key := v.VersionKey
-	owner := h.d.Settings.NodeID + "/" + fmt.Sprint(cycle)
+	// Unique per write attempt: two events for the same version in one
+	// process (a redelivery racing the original, concurrent activations)
+	// must not share a lease, or both would pass the lock.
+	owner := fmt.Sprintf("%s/%d/%d", h.d.Settings.NodeID, cycle, h.seq.Add(1))
 	_, err := h.d.Store.AcquireLock(ctx, lockName(key), owner, s.FunctionLockTTL)
 	h.d.Metrics.Lock("function", err)
 	var held *store.HeldError

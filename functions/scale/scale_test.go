@@ -1,0 +1,310 @@
+package scale
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/stretchr/testify/require"
+
+	"function/e2e/nvcfsim"
+	"function/shared/config"
+	"function/shared/events"
+	"function/shared/nvcf"
+	"function/shared/store"
+	"function/shared/testenv"
+	"function/shared/tsdb"
+	"function/shared/tsdb/tsdbtest"
+)
+
+type fixture struct {
+	settings config.Settings
+	store    *store.Store
+	tsdb     *tsdb.Client
+	sim      *nvcfsim.Server
+	nvcf     *nvcf.Client
+	versions []store.ActiveVersion
+}
+
+// setup seeds n versions (workers at 90 %, 50 % or 10 %) into the real
+// VictoriaMetrics, registers them with the NVCF simulator, and writes their
+// rows into a keyspace of the test's own on the real Cassandra, all in one
+// bucket.
+func setup(t testing.TB, n int) *fixture {
+	hosts := testenv.RequireCassandra(t)
+	vm := testenv.RequireVM(t)
+	ctx := context.Background()
+	run := fmt.Sprintf("scale%d", time.Now().UnixNano())
+	f := &fixture{}
+
+	var ws []tsdbtest.Worker
+	sim, err := nvcfsim.Start(nvcfsim.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sim.Close(context.Background()) })
+	f.sim = sim
+	utils := []float64{0.9, 0.5, 0.1}
+	for i := 0; i < n; i++ {
+		fid, vid := fmt.Sprintf("%s-f%04d", run, i), fmt.Sprintf("%s-v%04d", run, i)
+		ws = append(ws, tsdbtest.Worker{FunctionID: fid, FunctionVersionID: vid, NcaID: "nca", Instances: 2,
+			Utilization: utils[i%3], RequestsPerSecond: 1, Extra: map[string]string{"test_env": run}})
+		sim.Register(nvcfsim.FunctionVersion{FunctionID: fid, VersionID: vid, NcaID: "nca", Status: nvcfsim.StatusActive,
+			Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 50}}})
+		f.versions = append(f.versions, store.ActiveVersion{VersionKey: store.VersionKey{FunctionID: fid, FunctionVersionID: vid},
+			NcaID: "nca", Invoked: true, LastUpdatedAt: time.Now()})
+	}
+	now := time.Now()
+	require.NoError(t, tsdbtest.ImportVM(ctx, vm, tsdbtest.Generate(ws, now.Add(-15*time.Minute), now)))
+
+	sc := store.DefaultConfig()
+	sc.Hosts = hosts
+	sc.Keyspace = fmt.Sprintf("test_scale_%d_%d", time.Now().UnixNano()%1e9, rand.Intn(1e6))
+	f.store, err = store.Open(ctx, sc)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.store.Close() })
+	_, err = f.store.UpsertVersions(ctx, f.versions, time.Hour)
+	require.NoError(t, err)
+
+	f.tsdb, err = tsdb.New(tsdb.Config{URL: vm})
+	require.NoError(t, err)
+	f.nvcf, err = nvcf.New(nvcf.Config{Transport: nvcf.TransportHTTP, BaseURL: sim.HTTPURL(), BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+	require.NoError(t, err)
+
+	f.settings = defaultSettings(t)
+	f.settings.NodeID = "node-a"
+	f.settings.Buckets = 1
+	f.settings.EnvLabel, f.settings.EnvValue = "test_env", run
+	return f
+}
+
+// defaultSettings are the documented defaults, read the way Start reads them.
+func defaultSettings(t testing.TB) config.Settings {
+	s, err := config.Load(map[string]string{"AUTOSCALER_ROLE": "scale", "TSDB_URL": "http://127.0.0.1:1", "NVCF_DRY_RUN": "true"})
+	require.NoError(t, err)
+	return s
+}
+
+func (f *fixture) handler(t testing.TB, node string, client NVCF) *Handler {
+	s := f.settings
+	s.NodeID = node
+	if client == nil {
+		client = f.nvcf
+	}
+	h, err := New(Deps{Settings: s, Store: f.store, TSDB: f.tsdb, NVCF: client, Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	return h
+}
+
+func bucketEvent(cycle time.Time) event.Event {
+	e := event.New()
+	e.SetID(events.BucketEventID(cycle.UnixMilli(), 0, 1))
+	e.SetType(events.TypeBucket)
+	e.SetSource("test")
+	_ = e.SetData(event.ApplicationJSON, events.Bucket{Bucket: 0, Buckets: 1, Cycle: cycle.UnixMilli(), Deadline: cycle.Add(time.Minute)})
+	return e
+}
+
+func decode(t testing.TB, reply *event.Event) BucketResult {
+	require.NotNil(t, reply)
+	var r BucketResult
+	require.NoError(t, json.Unmarshal(reply.Data(), &r))
+	return r
+}
+
+func TestBucketOf500DecidedWithConstantQueries(t *testing.T) {
+	f := setup(t, 500)
+	h := f.handler(t, "node-a", nil)
+	q0 := f.tsdb.Queries()
+	reply, err := h.HandleBucket(context.Background(), bucketEvent(time.Now()))
+	require.NoError(t, err)
+	r := decode(t, reply)
+	require.Equal(t, int64(3), f.tsdb.Queries()-q0, "three PromQL queries for the whole bucket")
+	require.Equal(t, 500, r.Versions)
+	require.Equal(t, 500, r.Written, "every version gets its first request")
+	byReason := map[string]int{}
+	for _, o := range r.Outcomes {
+		byReason[o.Reason]++
+		require.True(t, o.CurrentKnown)
+		require.Equal(t, 2, o.Current)
+	}
+	// 90 % -> up to 3, 50 % -> hold at 2, 10 % -> down (stabilization has
+	// no history yet on a first decision).
+	require.Equal(t, 167, byReason["scale_up"], "%v", byReason)
+	require.Equal(t, 167, byReason["hold_in_band"], "%v", byReason)
+	require.Equal(t, 166, byReason["scale_down"]+byReason["stabilized"]+byReason["rate_limited_down"], "%v", byReason)
+	got, _ := f.sim.Desired(f.versions[0].FunctionID, f.versions[0].FunctionVersionID)
+	require.Equal(t, 3, got)
+}
+
+func TestConcurrentHandlersAndReplaysWriteOnce(t *testing.T) {
+	f := setup(t, 120)
+	cycle := time.Now()
+	var wg sync.WaitGroup
+	for _, node := range []string{"node-a", "node-b"} {
+		h := f.handler(t, node, nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := h.HandleBucket(context.Background(), bucketEvent(cycle))
+			require.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	for _, v := range f.versions {
+		require.LessOrEqual(t, f.sim.Calls(v.FunctionID, v.FunctionVersionID), 1, "%s written twice", v.VersionKey)
+	}
+	written := len(f.sim.Writes())
+	require.Equal(t, 120, written)
+
+	// Knative redelivers the same event: nothing new is written.
+	reply, err := f.handler(t, "node-c", nil).HandleBucket(context.Background(), bucketEvent(cycle))
+	require.NoError(t, err)
+	require.Zero(t, decode(t, reply).Written)
+	require.Len(t, f.sim.Writes(), written)
+
+	// A late event past its deadline is dropped whole.
+	late := bucketEvent(cycle.Add(-2 * time.Minute))
+	reply, err = f.handler(t, "node-c", nil).HandleBucket(context.Background(), late)
+	require.NoError(t, err)
+	require.True(t, decode(t, reply).Expired)
+	require.Len(t, f.sim.Writes(), written)
+}
+
+func TestNVCFThrottlingIsRetriedAndNotFoundRemembered(t *testing.T) {
+	f := setup(t, 7)
+	// A version with metrics and a Cassandra row that the NVCF API no
+	// longer knows (deleted).
+	ghost := f.versions[6]
+	f.sim.Remove(ghost.FunctionID, ghost.FunctionVersionID)
+
+	f.sim.FailNext(2, nvcfsim.Fault{Kind: nvcfsim.FaultRateLimited, RetryAfter: 10 * time.Millisecond})
+	h := f.handler(t, "node-a", nil)
+	reply, err := h.HandleBucket(context.Background(), bucketEvent(time.Now()))
+	require.NoError(t, err, "429s are retried inside the write")
+	r := decode(t, reply)
+	require.Equal(t, 6, r.Written)
+	var ghostOutcome Outcome
+	for _, o := range r.Outcomes {
+		if o.FunctionID == ghost.FunctionID {
+			ghostOutcome = o
+		}
+	}
+	require.Equal(t, "not_found", ghostOutcome.Action)
+	// One NotFound answer, possibly after one injected 429.
+	calls := f.sim.Calls(ghost.FunctionID, ghost.FunctionVersionID)
+	require.LessOrEqual(t, calls, 2)
+
+	// 503s are retried too.
+	f.sim.FailNext(2, nvcfsim.Fault{Kind: nvcfsim.FaultUnavailable})
+	_, err = h.HandleBucket(context.Background(), bucketEvent(time.Now().Add(time.Second)))
+	require.NoError(t, err)
+
+	// Next cycles do not ask again for the NotFound version.
+	for i := 2; i < 4; i++ {
+		_, err := h.HandleBucket(context.Background(), bucketEvent(time.Now().Add(time.Duration(i)*time.Second)))
+		require.NoError(t, err)
+	}
+	require.Equal(t, calls, f.sim.Calls(ghost.FunctionID, ghost.FunctionVersionID), "NotFound is remembered, not retried every cycle")
+}
+
+func TestPermanentNVCFOutageAnswersRetryable(t *testing.T) {
+	f := setup(t, 3)
+	f.sim.FailNext(1000, nvcfsim.Fault{Kind: nvcfsim.FaultUnavailable})
+	_, err := f.handler(t, "node-a", nil).HandleBucket(context.Background(), bucketEvent(time.Now()))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "3 of 3 NVCF writes failed")
+	require.Contains(t, err.Error(), fmt.Sprint(http.StatusServiceUnavailable))
+	// Bounded: at most MaxAttempts calls per version.
+	for _, v := range f.versions {
+		require.LessOrEqual(t, f.sim.Calls(v.FunctionID, v.FunctionVersionID), f.settings.Scale.NVCFMaxAttempts)
+	}
+}
+
+func TestActivationIsImmediateAndSingleFlight(t *testing.T) {
+	f := setup(t, 1)
+	f.sim.Register(nvcfsim.FunctionVersion{FunctionID: "cold-f", VersionID: "cold-v", NcaID: "nca", Status: nvcfsim.StatusActive,
+		Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 4}}})
+	h := f.handler(t, "node-a", nil)
+	e := event.New()
+	e.SetID("act-1")
+	e.SetType(events.TypeActivate)
+	e.SetSource("test")
+	_ = e.SetData(event.ApplicationJSON, events.Activate{FunctionID: "cold-f", FunctionVersionID: "cold-v", NcaID: "nca"})
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := h.HandleActivate(context.Background(), e)
+			require.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	got, _ := f.sim.Desired("cold-f", "cold-v")
+	require.Equal(t, 1, got)
+	require.Equal(t, 1, f.sim.Calls("cold-f", "cold-v"), "eight concurrent activations, one write")
+	v, err := f.store.ReadVersion(context.Background(), store.VersionKey{FunctionID: "cold-f", FunctionVersionID: "cold-v"})
+	require.NoError(t, err)
+	require.True(t, v.Invoked, "the activated version is in Cassandra before discovery sees it")
+}
+
+// perFunction is the reference's approach: the same three queries, one
+// version at a time.
+type perFunction struct{ c *tsdb.Client }
+
+func (p perFunction) BucketMetrics(ctx context.Context, vs []tsdb.FunctionVersion, now time.Time, o tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.VersionMetrics, error) {
+	out := map[tsdb.FunctionVersion]tsdb.VersionMetrics{}
+	for _, v := range vs {
+		m, err := p.c.BucketMetrics(ctx, []tsdb.FunctionVersion{v}, now, o)
+		if err != nil {
+			return nil, err
+		}
+		for k, x := range m {
+			out[k] = x
+		}
+	}
+	return out, nil
+}
+
+// BenchmarkBucket1000 decides one bucket of 1,000 versions against the
+// real servers, batched and one-query-per-function, in the same process,
+// and reports the ratios (writes go to a dry-run client so both variants
+// do identical work apart from the TSDB).
+func BenchmarkBucket1000(b *testing.B) {
+	f := setup(b, 1000)
+	dry, err := nvcf.New(nvcf.Config{DryRun: true, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(b, err)
+	run := func(m Metrics) (time.Duration, int64) {
+		s := f.settings
+		h, err := New(Deps{Settings: s, Store: f.store, TSDB: m, NVCF: dry, Log: slog.New(slog.DiscardHandler)})
+		require.NoError(b, err)
+		q0 := f.tsdb.Queries()
+		t0 := time.Now()
+		// A fresh cycle each time; dry-run writes are not recorded, so
+		// every run decides the same inputs.
+		_, err = h.HandleBucket(context.Background(), bucketEvent(time.Now()))
+		require.NoError(b, err)
+		return time.Since(t0), f.tsdb.Queries() - q0
+	}
+	var batchedT, perT time.Duration
+	var batchedQ, perQ int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t1, q1 := run(f.tsdb)
+		t2, q2 := run(perFunction{f.tsdb})
+		batchedT, perT, batchedQ, perQ = batchedT+t1, perT+t2, batchedQ+q1, perQ+q2
+	}
+	n := float64(b.N)
+	b.ReportMetric(batchedT.Seconds()/n, "batched-s/bucket")
+	b.ReportMetric(perT.Seconds()/n, "perfn-s/bucket")
+	b.ReportMetric(float64(batchedQ)/n, "batched-queries/bucket")
+	b.ReportMetric(float64(perQ)/n, "perfn-queries/bucket")
+	b.ReportMetric(float64(perQ)/float64(batchedQ), "x-fewer-queries")
+	b.ReportMetric(perT.Seconds()/batchedT.Seconds(), "x-faster")
+}
