@@ -1,0 +1,149 @@
+package function
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"function/e2e/harness"
+	"function/shared/testenv"
+)
+
+// The root function runs inside func-go's runtime exactly as kn func
+// builds it (e2e/funcmain is the scaffolding's main), and is driven with
+// plain HTTP requests, as an operator would with curl.
+
+func post(t *testing.T, url string, hdr map[string]string, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func ceHeaders(typ string) map[string]string {
+	return map[string]string{
+		"Ce-Id": "curl-1", "Ce-Specversion": "1.0", "Ce-Source": "curl", "Ce-Type": typ,
+		"Content-Type": "application/json",
+	}
+}
+
+func TestRootFunctionOverHTTP(t *testing.T) {
+	hosts := testenv.RequireCassandra(t)
+	vm := testenv.RequireVM(t)
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	bin, err := harness.Build(root)
+	require.NoError(t, err)
+	logDir := t.TempDir()
+	ctx := context.Background()
+	p, err := harness.StartFunction(ctx, bin, "root", logDir, map[string]string{
+		"CASSANDRA_HOSTS": hosts[0], "CASSANDRA_KEYSPACE": fmt.Sprintf("test_root_%d", time.Now().UnixNano()%1e9),
+		"TSDB_URL": vm, "K_SINK": "http://127.0.0.1:9", "NVCF_DRY_RUN": "true",
+	}, 90*time.Second)
+	require.NoError(t, err)
+	defer p.Stop()
+
+	cases := []struct {
+		name   string
+		hdr    map[string]string
+		body   string
+		status int
+		says   string
+	}{
+		{"unknown type", ceHeaders("com.example.unknown"), `{}`, 400, `unknown event type "com.example.unknown"`},
+		{"bucket with bad payload", ceHeaders("com.nvidia.nvcf.autoscaler.bucket"), `{"bucket":"x"}`, 400, "bucket event curl-1"},
+		{"bucket out of range", ceHeaders("com.nvidia.nvcf.autoscaler.bucket"), `{"bucket":9,"buckets":4,"cycle":1,"deadline":"2030-01-01T00:00:00Z"}`, 400, "out of range"},
+		{"activation with a bad id", ceHeaders("com.nvidia.nvcf.autoscaler.function.activate"), `{"functionId":"a b","functionVersionId":"v"}`, 400, "functionId"},
+		{"missing required attribute", map[string]string{"Ce-Id": "x", "Ce-Specversion": "1.0", "Ce-Type": "t", "Content-Type": "application/json"}, `{}`, 400, "source"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := post(t, p.URL(), c.hdr, c.body)
+			require.Equal(t, c.status, status, body)
+			require.Contains(t, body, c.says)
+		})
+	}
+
+	// A structured-mode event that is not JSON: func-go's runtime rejects it
+	// before our handler runs; it must not be a 2xx and must not kill us.
+	status, body := post(t, p.URL(), map[string]string{"Content-Type": "application/cloudevents+json"}, `{"specversion":`)
+	require.GreaterOrEqual(t, status, 400, body)
+
+	// Still serving after all of that.
+	resp, err := http.Get("http://" + p.Addr + "/health/liveness")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	require.True(t, p.Ready(ctx))
+
+	// A real tick: discovery runs (its sink is unreachable, so the cycle
+	// answers a retryable 503 naming the buckets, or 200 when there is
+	// nothing to send).
+	status, body = post(t, p.URL(), ceHeaders("dev.knative.sources.ping"), `{"message":"tick"}`)
+	require.Contains(t, []int{200, 503}, status, body)
+}
+
+func TestNotReadyUntilCassandraAnswers(t *testing.T) {
+	vm := testenv.RequireVM(t)
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	bin, err := harness.Build(root)
+	require.NoError(t, err)
+	addr, err := harness.FreeAddr()
+	require.NoError(t, err)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "LISTEN_ADDRESS="+addr, "CASSANDRA_HOSTS=127.0.0.1:1", "TSDB_URL="+vm,
+		"K_SINK=http://127.0.0.1:9", "NVCF_DRY_RUN=true")
+	logf, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	require.NoError(t, err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + "/health/liveness")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 30*time.Second, 100*time.Millisecond)
+	resp, err := http.Get("http://" + addr + "/health/readiness")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 503, resp.StatusCode, "not ready while Cassandra does not answer")
+	status, body := post(t, "http://"+addr+"/", ceHeaders("dev.knative.sources.ping"), `{}`)
+	require.Equal(t, 503, status, "a retry can fix this: %s", body)
+	require.Contains(t, body, "not ready")
+}
+
+func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	bin, err := harness.Build(root)
+	require.NoError(t, err)
+	addr, err := harness.FreeAddr()
+	require.NoError(t, err)
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"LISTEN_ADDRESS=" + addr, "PATH=" + os.Getenv("PATH"), "BUCKETS=-1", "K_SINK=http://127.0.0.1:9", "NVCF_DRY_RUN=true"}
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "the process must exit")
+	require.Contains(t, string(out), "TSDB_URL is not set")
+	require.Contains(t, string(out), "BUCKETS=-1")
+}
