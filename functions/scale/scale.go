@@ -273,6 +273,13 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 
 	p, pnote := h.policies.For(ctx, v)
 	recent := decodeHistory(st.Recommendations)
+	if len(recent) == 0 && haveMetrics && m.InstancesKnown {
+		// First sight of this version (or the autoscaler is new): what is
+		// running now stands as the recommendation in force, as HPA seeds
+		// its history, so a fresh install cannot scale everything down in
+		// its first cycle before the stabilization window saw anything.
+		recent = history{{At: now.UnixMilli(), Count: max(m.Instances, st.LastRequested)}}
+	}
 	in := policy.Input{
 		Now:                now,
 		LastRequested:      st.LastRequested,
@@ -305,7 +312,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	h.d.Metrics.Utilization.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(o.Utilization)
 
 	if d.Valid {
-		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed {
+		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
 			if err := h.d.Store.SaveRecommendations(ctx, key, next.encode(), s.StateTTL); err != nil {
 				log.Warn("save recommendation history", "error", err.Error())
 			}

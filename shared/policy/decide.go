@@ -327,13 +327,14 @@ func sticky(s Stickiness, samples []Sample, breach func(float64) bool) (ok bool,
 // rounds any change to 100 % and flaps between 1 and 2.
 //
 // A saturated sample only says demand is at least the current capacity.
-// Then the step is the largest one the policy allows in one decision,
-// MaxScaleUpRate (or doubling, HPA's default, when unlimited), and never
-// less than the proportional or UpFactor step. That reaches adequate
-// capacity in one or two cycles; it cannot run away because each decision
-// multiplies the settled Current (cycles before new workers report
-// recompute the same number instead of compounding) and is bounded by
-// MaxInstances and by the NVCF deployment spec.
+// Then the step doubles (KPA's panic and HPA's default 100 % policy),
+// never less than the proportional or UpFactor step, and never more than
+// MaxScaleUpRate. Doubling rather than the largest allowed step keeps the
+// overshoot under 2x: with GPU instances, ten times the capacity for one
+// saturated minute costs more than one extra cycle of climbing. It cannot
+// run away because each decision multiplies the settled Current (cycles
+// before new workers report recompute the same number instead of
+// compounding) and is bounded by MaxInstances and the NVCF spec.
 func (p Policy) target(cur int, latest float64) (int, Reason, string) {
 	ratio := math.Max(latest, 0) / p.TargetUtilization
 	busy := math.Max(latest, 0) * float64(cur) / 100
@@ -342,7 +343,7 @@ func (p Policy) target(cur int, latest float64) (int, Reason, string) {
 	if latest >= SaturatedUtilization {
 		growth := math.Max(2, p.UpFactor)
 		if p.MaxScaleUpRate > 0 {
-			growth = p.MaxScaleUpRate
+			growth = math.Min(growth, p.MaxScaleUpRate)
 		}
 		rec := max(proportional, ceilCount(float64(cur)*p.UpFactor), ceilCount(float64(cur)*growth))
 		return rec, ReasonScaleUpSaturated, fmt.Sprintf("%s saturated x%g", detail, growth)

@@ -133,7 +133,7 @@ func TestDecide(t *testing.T) {
 		{"target no load keeps one", target(), running(10, 0), 1, true, ReasonScaleDown, 1},
 		{"target down rounds up to capacity", target(), running(3, 40), 2, true, ReasonScaleDown, 2},
 		{"target saturated doubles", target(), running(3, 100), 6, true, ReasonScaleUpSaturated, 6},
-		{"target saturated uses rate", target(func(p *Policy) { p.MaxScaleUpRate = 10 }), running(3, 97), 30, true, ReasonScaleUpSaturated, 30},
+		{"target saturated doubles under the rate", target(func(p *Policy) { p.MaxScaleUpRate = 10 }), running(3, 97), 6, true, ReasonScaleUpSaturated, 6},
 		{"target saturated above 100", target(), running(2, 130), 5, true, ReasonScaleUpSaturated, 5},
 		{"target saturated small rate", target(func(p *Policy) { p.MaxScaleUpRate = 1.5 }), running(3, 100), 5, true, ReasonScaleUpSaturated, 5},
 		{"target custom", target(func(p *Policy) { p.TargetUtilization, p.Tolerance = 50, 0 }), running(4, 55), 5, true, ReasonScaleUp, 5},

@@ -77,7 +77,7 @@ func TestLoadStepTargetReachesCapacityFast(t *testing.T) {
 		p         Policy
 		maxCycles int
 	}{
-		{"rate 10", target(func(p *Policy) { p.MaxScaleUpRate, p.ScaleDownStabilization = 10, 5*time.Minute }), 1},
+		{"rate 10 still doubles", target(func(p *Policy) { p.MaxScaleUpRate, p.ScaleDownStabilization = 10, 5*time.Minute }), 4},
 		{"unlimited rate doubles", target(func(p *Policy) { p.ScaleDownStabilization = 5 * time.Minute }), 4},
 	} {
 		t.Run(c.name, func(t *testing.T) {
