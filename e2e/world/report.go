@@ -1,0 +1,93 @@
+package world
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"function/e2e/sim"
+)
+
+// Decision is one "decision" log line of a scale process.
+type Decision struct {
+	Time              string  `json:"time"`
+	FunctionID        string  `json:"function_id"`
+	FunctionVersionID string  `json:"function_version_id"`
+	Current           int     `json:"current"`
+	Desired           int     `json:"desired"`
+	Utilization       float64 `json:"utilization"`
+	Reason            string  `json:"reason"`
+	Action            string  `json:"action"`
+	Detail            string  `json:"detail"`
+}
+
+// Decisions reads the decision lines from a scale process's JSON log.
+func Decisions(path string) []Decision {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []Decision
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !strings.Contains(string(line), `"msg":"decision"`) {
+			continue
+		}
+		var d Decision
+		if json.Unmarshal(line, &d) == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Plot draws, per function, offered load (requests/s) and instances
+// (active + pending) over time as an SVG with one panel per function.
+func Plot(names []string, byFn map[string][]sim.Snapshot, start time.Time) string {
+	const w, ph, pad = 900.0, 180.0, 50.0
+	var b strings.Builder
+	height := float64(len(names))*(ph+pad) + pad
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", w, height)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	for i, name := range names {
+		ss := byFn[name]
+		if len(ss) == 0 {
+			continue
+		}
+		top := pad + float64(i)*(ph+pad)
+		maxT := ss[len(ss)-1].At.Sub(start).Seconds()
+		maxY := 1.0
+		for _, s := range ss {
+			maxY = max(maxY, s.Load, float64(s.Active+s.Pending))
+		}
+		maxY *= 1.1
+		x := func(t time.Time) float64 { return pad + (t.Sub(start).Seconds()/max(maxT, 1))*(w-2*pad) }
+		y := func(v float64) float64 { return top + ph - v/maxY*ph }
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-weight="bold">%s</text>`+"\n", pad, top-8, name)
+		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="none" stroke="#ccc"/>`+"\n", pad, top, w-2*pad, ph)
+		for _, tick := range []float64{0, maxY / 2, maxY / 1.1} {
+			fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" fill="#666">%.1f</text>`+"\n", pad-4, y(tick)+4, tick)
+		}
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" fill="#666">%.0fs</text>`+"\n", w-pad, top+ph+14, maxT)
+		line := func(color string, dash string, v func(sim.Snapshot) float64) {
+			var pts []string
+			for _, s := range ss {
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(s.At), y(v(s))))
+			}
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" stroke-dasharray="%s" points="%s"/>`+"\n", color, dash, strings.Join(pts, " "))
+		}
+		line("#d62728", "", func(s sim.Snapshot) float64 { return s.Load })
+		line("#1f77b4", "", func(s sim.Snapshot) float64 { return float64(s.Active + s.Pending) })
+		line("#2ca02c", "4 3", func(s sim.Snapshot) float64 { return float64(max(s.Desired, 0)) })
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="#d62728">load (req/s)</text><text x="%.0f" y="%.0f" fill="#1f77b4">instances</text><text x="%.0f" y="%.0f" fill="#2ca02c">desired</text>`+"\n",
+			w-pad-260, top-8, w-pad-160, top-8, w-pad-80, top-8)
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
