@@ -147,3 +147,53 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 	require.Contains(t, string(out), "TSDB_URL is not set")
 	require.Contains(t, string(out), "BUCKETS=-1")
 }
+
+// Secrets fed through every channel (env and files) must appear in no log
+// line and no metric.
+func TestSecretsAppearInNoLogAndNoMetric(t *testing.T) {
+	hosts := testenv.RequireCassandra(t)
+	vm := testenv.RequireVM(t)
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	bin, err := harness.Build(root)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	const (
+		cassPW  = "cass-SECRET-4f9a"
+		tsdbTok = "tsdb-SECRET-77c1"
+		nvcfTok = "nvcf-SECRET-0b3e"
+	)
+	write := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(v+"\n"), 0o600))
+		return p
+	}
+	metricsAddr, err := harness.FreeAddr()
+	require.NoError(t, err)
+	p, err := harness.StartFunction(context.Background(), bin, "secrets", dir, map[string]string{
+		"CASSANDRA_HOSTS": hosts[0], "CASSANDRA_KEYSPACE": fmt.Sprintf("test_secret_%d", time.Now().UnixNano()%1e9),
+		"CASSANDRA_USERNAME": "autoscaler", "CASSANDRA_PASSWORD": cassPW,
+		"TSDB_URL": vm, "TSDB_AUTH": "token", "TSDB_TOKEN_FILE": write("tsdb", tsdbTok),
+		"NVCF_API_URL": "http://127.0.0.1:9", "NVCF_TOKEN_FILE": write("nvcf", nvcfTok), "NVCF_MAX_ATTEMPTS": "1",
+		"K_SINK": "http://127.0.0.1:9", "LOG_LEVEL": "debug", "METRICS_ADDRESS": metricsAddr,
+	}, 90*time.Second)
+	require.NoError(t, err)
+	// Exercise every path that logs: a tick, an activation whose NVCF
+	// write fails (the error path), bad events.
+	post(t, p.URL(), ceHeaders("dev.knative.sources.ping"), `{}`)
+	post(t, p.URL(), ceHeaders("com.nvidia.nvcf.autoscaler.function.activate"), `{"functionId":"f","functionVersionId":"v"}`)
+	post(t, p.URL(), ceHeaders("nope"), `{}`)
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(metrics), "nvcf_autoscaler_ready")
+	p.Stop()
+	logs, err := os.ReadFile(p.LogPath)
+	require.NoError(t, err)
+	require.Contains(t, string(logs), `"msg":"starting"`)
+	for _, secret := range []string{cassPW, tsdbTok, nvcfTok} {
+		require.NotContains(t, string(logs), secret)
+		require.NotContains(t, string(metrics), secret)
+	}
+}
