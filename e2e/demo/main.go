@@ -60,6 +60,15 @@ func main() {
 
 	start := time.Now()
 	end := start.Add(sc.Duration.D())
+	if len(sc.Faults) > 0 {
+		go w.RunFaults(ctx, start, sc.Faults, func(ev world.FaultEvent) {
+			msg := "ok"
+			if ev.Err != "" {
+				msg = ev.Err
+			}
+			fmt.Printf(">>> fault %s at %.0fs: %s\n", ev.Fault.Kind, ev.At.Sub(start).Seconds(), msg)
+		})
+	}
 	t := time.NewTicker(4 * time.Second)
 	defer t.Stop()
 	header()
