@@ -241,13 +241,22 @@ func bucketEvent(cycle int64, bucket, count, versions int, deadline time.Time) e
 	return e
 }
 
+// sendTimeout bounds one delivery attempt to the sink (the Broker's
+// ingress answers in milliseconds when healthy).
+const sendTimeout = 10 * time.Second
+
 // sendWithRetry retries with exponential back-off and full jitter, so a
 // sink that restarts is not hit by every bucket at the same instant.
 func (h *Handler) sendWithRetry(ctx context.Context, e event.Event, attempts int) error {
 	backoff := 100 * time.Millisecond
 	var err error
 	for i := 0; i < attempts; i++ {
-		if err = h.d.Sender.Send(ctx, e); err == nil {
+		// A sink that accepts the connection and never answers must not
+		// hold the whole cycle: each attempt gets its own deadline.
+		actx, cancel := context.WithTimeout(ctx, sendTimeout)
+		err = h.d.Sender.Send(actx, e)
+		cancel()
+		if err == nil {
 			return nil
 		}
 		if i == attempts-1 {

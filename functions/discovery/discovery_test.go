@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/stretchr/testify/require"
@@ -43,31 +42,27 @@ type sink struct {
 
 func newSink(t *testing.T, failFirst int32, failAll bool) *sink {
 	s := &sink{failFirst: failFirst, failAll: failAll, got: map[string]int{}, payloads: map[string]events.Bucket{}}
-	h, err := cloudevents.NewHTTPReceiveHandler(context.Background(), mustProtocol(t), func(ctx context.Context, e event.Event) error {
+	// A plain handler reading binary-mode CloudEvents: the sink must answer
+	// concurrent deliveries independently, as the Broker's ingress does.
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := s.calls.Add(1)
 		if s.failAll || n <= s.failFirst {
-			return cehttp.NewResult(http.StatusServiceUnavailable, "sink down")
+			http.Error(w, "sink down", http.StatusServiceUnavailable)
+			return
 		}
 		var b events.Bucket
-		if err := json.Unmarshal(e.Data(), &b); err != nil {
-			return cehttp.NewResult(http.StatusBadRequest, "bad payload")
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil || r.Header.Get("Ce-Type") != events.TypeBucket {
+			http.Error(w, "bad event", http.StatusBadRequest)
+			return
 		}
 		s.mu.Lock()
-		s.got[e.ID()]++
-		s.payloads[e.ID()] = b
+		s.got[r.Header.Get("Ce-Id")]++
+		s.payloads[r.Header.Get("Ce-Id")] = b
 		s.mu.Unlock()
-		return nil
-	})
-	require.NoError(t, err)
-	s.srv = httptest.NewServer(h)
+		w.WriteHeader(http.StatusAccepted)
+	}))
 	t.Cleanup(s.srv.Close)
 	return s
-}
-
-func mustProtocol(t *testing.T) *cehttp.Protocol {
-	p, err := cloudevents.NewHTTP()
-	require.NoError(t, err)
-	return p
 }
 
 type fixture struct {
