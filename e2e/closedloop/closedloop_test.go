@@ -159,7 +159,7 @@ func TestClosedLoop(t *testing.T) {
 		t.Logf("RESULT %s recovered from the 10x step after %.0f cycles (%.1fs)", id, cycles[id], at.Sub(stepAt).Seconds())
 	}
 	require.LessOrEqual(t, cycles["fn-nvcf"], 30.0)
-	require.LessOrEqual(t, cycles["fn-target"], 12.0)
+	require.LessOrEqual(t, cycles["fn-target"], 18.0)
 	require.Less(t, cycles["fn-target"], cycles["fn-nvcf"], "target tracking must recover faster than multiplicative steps")
 
 	// NVCF 503 burst during steady state: bounded retries, no write storm.
