@@ -43,13 +43,17 @@ func ceHeaders(typ string) map[string]string {
 	}
 }
 
+// funcBinary builds the function as kn func's scaffolding would, once.
+func funcBinary(t *testing.T) string {
+	t.Helper()
+	bin := funcBinary(t)
+	return bin
+}
+
 func TestRootFunctionOverHTTP(t *testing.T) {
 	hosts := testenv.RequireCassandra(t)
 	vm := testenv.RequireVM(t)
-	root, err := harness.RepoRoot()
-	require.NoError(t, err)
-	bin, err := harness.Build(root)
-	require.NoError(t, err)
+	bin := funcBinary(t)
 	logDir := t.TempDir()
 	ctx := context.Background()
 	p, err := harness.StartFunction(ctx, bin, "root", logDir, map[string]string{
@@ -101,10 +105,7 @@ func TestRootFunctionOverHTTP(t *testing.T) {
 
 func TestNotReadyUntilCassandraAnswers(t *testing.T) {
 	vm := testenv.RequireVM(t)
-	root, err := harness.RepoRoot()
-	require.NoError(t, err)
-	bin, err := harness.Build(root)
-	require.NoError(t, err)
+	bin := funcBinary(t)
 	addr, err := harness.FreeAddr()
 	require.NoError(t, err)
 	cmd := exec.Command(bin)
@@ -134,10 +135,7 @@ func TestNotReadyUntilCassandraAnswers(t *testing.T) {
 }
 
 func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
-	root, err := harness.RepoRoot()
-	require.NoError(t, err)
-	bin, err := harness.Build(root)
-	require.NoError(t, err)
+	bin := funcBinary(t)
 	addr, err := harness.FreeAddr()
 	require.NoError(t, err)
 	cmd := exec.Command(bin)
@@ -153,10 +151,7 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 func TestSecretsAppearInNoLogAndNoMetric(t *testing.T) {
 	hosts := testenv.RequireCassandra(t)
 	vm := testenv.RequireVM(t)
-	root, err := harness.RepoRoot()
-	require.NoError(t, err)
-	bin, err := harness.Build(root)
-	require.NoError(t, err)
+	bin := funcBinary(t)
 	dir := t.TempDir()
 	const (
 		cassPW  = "cass-SECRET-4f9a"
