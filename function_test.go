@@ -46,7 +46,10 @@ func ceHeaders(typ string) map[string]string {
 // funcBinary builds the function as kn func's scaffolding would, once.
 func funcBinary(t *testing.T) string {
 	t.Helper()
-	bin := funcBinary(t)
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	bin, err := harness.Build(root)
+	require.NoError(t, err)
 	return bin
 }
 
