@@ -179,6 +179,13 @@ stop_server() {
     kill -KILL "$pid" 2>/dev/null || true
     for _ in $(seq 1 20); do [ -n "$(pid_of "$name")" ] || break; sleep 0.25; done
   fi
+  # A JVM's main thread can exit (the leader shows as a zombie) while its
+  # other threads still finish shutting down and hold the ports; a restart
+  # must wait for the ports, not only the PID.
+  local p
+  for p in $("${name}_ports"); do
+    for _ in $(seq 1 120); do port_taken "$p" || break; sleep 0.25; done
+  done
   rm -f "$(pidfile "$name")"
   say "$name stopped (pid $pid)"
 }
