@@ -244,12 +244,22 @@ func TestFailuresDoNotScaleDown(t *testing.T) {
 		w.NVCF.ResetRecords()
 		run(t, stack, "stop", "vm")
 		outage := time.Now()
-		time.Sleep(5 * period)
+		// Readiness follows the TSDB: every function process reports not
+		// ready while it is gone, and ready again once it is back.
+		for _, p := range append([]*harness.Process{w.Discovery}, w.Scale...) {
+			require.NoError(t, world.WaitFor(10*time.Second, func() bool { return !p.Ready(context.Background()) }),
+				"%s still ready with the TSDB down", p.Name)
+		}
+		time.Sleep(time.Until(outage.Add(5 * period)))
 		for _, wr := range w.NVCF.Writes() {
 			require.GreaterOrEqual(t, wr.Applied, settled, "scaled down during the TSDB outage: %+v", wr)
 		}
 		run(t, stack, "start", "vm")
 		t.Logf("RESULT tsdb outage of %.0fs: %d NVCF writes, none down", time.Since(outage).Seconds(), len(w.NVCF.Writes()))
+		for _, p := range append([]*harness.Process{w.Discovery}, w.Scale...) {
+			require.NoError(t, world.WaitFor(30*time.Second, func() bool { return p.Ready(context.Background()) }),
+				"%s not ready again after the TSDB came back", p.Name)
+		}
 		// Scaling resumes: cycles succeed again.
 		require.NoError(t, world.WaitFor(20*period, func() bool { return lastCycleOK(w) }), "cycles did not resume: %+v", tailCycles(w))
 	})
