@@ -122,6 +122,7 @@ func (f *Function) wire(ctx context.Context) (*handlers, error) {
 	sc.SerialConsistency = serialConsistency(s.SerialConsistency)
 	sc.Timeout = s.CQLTimeout
 	sc.PageSize = s.PageSize
+	sc.SkipSchema = !s.EnsureSchema
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := store.Open(openCtx, sc)

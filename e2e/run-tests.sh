@@ -36,6 +36,10 @@ mkdir -p .cache
 pkgs=$(go list ./... | grep -v /e2e/closedloop)
 echo "== go test: unit and integration"
 go test -count=1 -timeout 30m $pkgs 2>&1 | tee .cache/test.log
+echo "== packaging: the Helm chart and knative/ through helm and Knative's validation"
+HELM=$(e2e/packaging/install-helm.sh)
+export HELM
+(cd e2e/packaging && go vet ./... && go test -count=1 -timeout 10m ./...) 2>&1 | tee .cache/packaging.log
 echo "== go test: closed loop (e2e)"
 set +e
 go test -count=1 -timeout 30m -v ./e2e/closedloop > .cache/e2e.log 2>&1

@@ -51,6 +51,7 @@ type Cassandra struct {
 	SerialConsistency string        `envconfig:"CASSANDRA_SERIAL_CONSISTENCY" default:"LOCAL_SERIAL" desc:"SERIAL or LOCAL_SERIAL for lightweight transactions"`
 	CQLTimeout        time.Duration `envconfig:"CASSANDRA_TIMEOUT" default:"10s" desc:"per-request timeout"`
 	PageSize          int           `envconfig:"CASSANDRA_PAGE_SIZE" default:"2000" desc:"rows per page when reading a bucket"`
+	EnsureSchema      bool          `envconfig:"CASSANDRA_ENSURE_SCHEMA" default:"true" desc:"create the keyspace and tables at start; false only checks they exist (the chart's schema Job creates them)"`
 }
 
 // TSDB is how to reach the Prometheus-compatible store.

@@ -32,6 +32,10 @@ type Config struct {
 	Timeout           time.Duration // per request
 	ConnectTimeout    time.Duration
 	PageSize          int
+	// SkipSchema leaves creating the schema to someone else (the chart's
+	// schema Job, run as an administrative user) so the autoscaler's user
+	// needs no CREATE permission; Open then only checks the tables exist.
+	SkipSchema bool
 }
 
 // DefaultConfig is a single local node with the reference's consistency.
@@ -111,12 +115,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s := &Store{
 		session:  session,
 		cfg:      cfg,
-		tInvoked: q("recently_invoked_functions"),
-		tRunning: q("running_functions_without_invocations"),
-		tState:   q("scaling_state"),
-		tLocks:   q("locks"),
+		tInvoked: q(tableInvoked),
+		tRunning: q(tableRunning),
+		tState:   q(tableState),
+		tLocks:   q(tableLocks),
 	}
-	if err := s.EnsureSchema(ctx); err != nil {
+	prepare := s.EnsureSchema
+	if cfg.SkipSchema {
+		prepare = s.CheckSchema
+	}
+	if err := prepare(ctx); err != nil {
 		session.Close()
 		return nil, err
 	}
@@ -135,33 +143,74 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// EnsureSchema creates what is missing; it never alters or drops, so running
-// it from every replica on every start is safe.
-func (s *Store) EnsureSchema(ctx context.Context) error {
-	stmts := []string{
-		fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s`, s.cfg.Keyspace, s.cfg.Replication),
+// Table names, unqualified.
+const (
+	tableInvoked = "recently_invoked_functions"
+	tableRunning = "running_functions_without_invocations"
+	tableState   = "scaling_state"
+	tableLocks   = "locks"
+)
+
+// SchemaStatements is the whole schema as CQL for keyspace and replication
+// (a CQL map). Every statement is idempotent: it creates what is missing and
+// never alters or drops what exists. The Helm chart's schema Job runs the
+// same statements (charts/nvcf-autoscaler/files/schema.cql; a test keeps the
+// two identical).
+func SchemaStatements(keyspace, replication string) []string {
+	q := func(t string) string { return keyspace + "." + t }
+	return []string{
+		fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s`, keyspace, replication),
 		// Default TTLs match the reference; writes set their own TTL.
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			function_id text, function_version_id text, nca_id text, last_updated_at timestamp,
-			PRIMARY KEY ((function_id, function_version_id))) WITH default_time_to_live = 600`, s.tInvoked),
+			PRIMARY KEY ((function_id, function_version_id))) WITH default_time_to_live = 600`, q(tableInvoked)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			function_id text, function_version_id text, nca_id text, last_updated_at timestamp,
-			PRIMARY KEY ((function_id, function_version_id))) WITH default_time_to_live = 600`, s.tRunning),
+			PRIMARY KEY ((function_id, function_version_id))) WITH default_time_to_live = 600`, q(tableRunning)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			function_id text, function_version_id text,
 			last_requested int, last_cycle bigint, last_written_at timestamp,
 			status text, not_found_at timestamp, recommendations text, watch_since timestamp,
-			PRIMARY KEY ((function_id, function_version_id)))`, s.tState),
+			PRIMARY KEY ((function_id, function_version_id)))`, q(tableState)),
 		// Columns added after the first release: existing installs get them
 		// on upgrade without a manual migration.
-		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS watch_since timestamp`, s.tState),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS watch_since timestamp`, q(tableState)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
-			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, s.tLocks),
+			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, q(tableLocks)),
 	}
-	for _, stmt := range stmts {
+}
+
+// EnsureSchema creates what is missing; it never alters or drops, so running
+// it from every replica on every start is safe.
+func (s *Store) EnsureSchema(ctx context.Context) error {
+	for _, stmt := range SchemaStatements(s.cfg.Keyspace, s.cfg.Replication) {
 		if err := s.session.Query(stmt).WithContext(ctx).Exec(); err != nil {
 			return fmt.Errorf("ensure schema (%s): %w", firstLine(stmt), err)
 		}
+	}
+	return nil
+}
+
+// CheckSchema reports the tables missing from the keyspace, for installs
+// where the schema is created by someone else.
+func (s *Store) CheckSchema(ctx context.Context) error {
+	have := map[string]bool{}
+	iter := s.session.Query(`SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?`, s.cfg.Keyspace).WithContext(ctx).Iter()
+	var name string
+	for iter.Scan(&name) {
+		have[name] = true
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("check schema of keyspace %s: %w", s.cfg.Keyspace, err)
+	}
+	var missing []string
+	for _, t := range []string{tableInvoked, tableRunning, tableState, tableLocks} {
+		if !have[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("keyspace %s lacks tables %s: run the schema Job (cassandra.schemaJob.enabled) or set CASSANDRA_ENSURE_SCHEMA=true", s.cfg.Keyspace, strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -59,6 +59,26 @@ func TestSchemaIsIdempotent(t *testing.T) {
 	require.NoError(t, s.Ping(ctx))
 }
 
+// With SkipSchema (the chart's schema Job creates the tables), Open refuses
+// a keyspace that lacks them, naming what is missing, and accepts one that
+// has them.
+func TestSkipSchemaChecksTables(t *testing.T) {
+	s := openTestStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	cfg := s.cfg
+	cfg.SkipSchema = true
+	checked, err := Open(ctx, cfg)
+	require.NoError(t, err, "the schema exists: Open must accept it")
+	checked.Close()
+
+	cfg.Keyspace = s.cfg.Keyspace + "_absent"
+	_, err = Open(ctx, cfg)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "lacks tables recently_invoked_functions, running_functions_without_invocations, scaling_state, locks")
+}
+
 func TestLockRaceHasExactlyOneWinner(t *testing.T) {
 	s := openTestStore(t)
 	ctx := context.Background()

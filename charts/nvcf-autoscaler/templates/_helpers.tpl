@@ -1,0 +1,137 @@
+{{/* Names and labels shared by every object of the release. */}}
+{{- define "nvcf-autoscaler.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.labels" -}}
+app.kubernetes.io/name: {{ include "nvcf-autoscaler.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.broker" -}}
+{{- .Values.broker.name | default (include "nvcf-autoscaler.fullname" .) -}}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.serviceAccount" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "nvcf-autoscaler.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name | default "default" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* True (non-empty) when some setting reads a file from the Secret. */}}
+{{- define "nvcf-autoscaler.needsSecret" -}}
+{{- if or .Values.cassandra.username (eq .Values.tsdb.auth "token") (ne .Values.nvcf.auth "none") -}}true{{- end -}}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.secretName" -}}
+{{- if .Values.secrets.create -}}
+{{- printf "%s-secrets" (include "nvcf-autoscaler.fullname" .) -}}
+{{- else -}}
+{{- .Values.secrets.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.secretDir" -}}/var/run/secrets/nvcf-autoscaler{{- end -}}
+{{- define "nvcf-autoscaler.tlsDir" -}}/var/run/secrets/nvcf-autoscaler-tsdb-tls{{- end -}}
+{{- define "nvcf-autoscaler.overridesDir" -}}/etc/nvcf-autoscaler/policy{{- end -}}
+
+{{/*
+The container both services run; .role is discovery or scale, .res its
+resources. Secrets reach the process as files, never as values in env.
+*/}}
+{{- define "nvcf-autoscaler.container" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+- name: user-container
+  image: {{ include "nvcf-autoscaler.image" $root }}
+  imagePullPolicy: {{ $v.image.pullPolicy }}
+  env:
+    - name: AUTOSCALER_ROLE
+      value: {{ .role }}
+    {{- range $v.extraEnv }}
+    - name: {{ .name }}
+      value: {{ .value | quote }}
+    {{- end }}
+  envFrom:
+    - configMapRef:
+        name: {{ include "nvcf-autoscaler.fullname" $root }}-config
+  readinessProbe:
+    httpGet:
+      path: /health/readiness
+  livenessProbe:
+    httpGet:
+      path: /health/liveness
+    periodSeconds: 10
+    failureThreshold: 6
+  resources:
+    {{- toYaml .res | nindent 4 }}
+  securityContext:
+    {{- toYaml $v.securityContext | nindent 4 }}
+  volumeMounts:
+    {{- if include "nvcf-autoscaler.needsSecret" $root }}
+    - name: secrets
+      mountPath: {{ include "nvcf-autoscaler.secretDir" $root }}
+      readOnly: true
+    {{- end }}
+    {{- if eq $v.tsdb.auth "mtls" }}
+    - name: tsdb-tls
+      mountPath: {{ include "nvcf-autoscaler.tlsDir" $root }}
+      readOnly: true
+    {{- end }}
+    {{- if $v.policy.overrides }}
+    - name: policy-overrides
+      mountPath: {{ include "nvcf-autoscaler.overridesDir" $root }}
+      readOnly: true
+    {{- end }}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.volumes" -}}
+{{- $v := .Values -}}
+{{- if include "nvcf-autoscaler.needsSecret" . }}
+- name: secrets
+  secret:
+    secretName: {{ required "a setting reads a secret (cassandra.username, tsdb.auth=token or nvcf.auth): set secrets.existingSecret or secrets.create=true" (include "nvcf-autoscaler.secretName" .) }}
+{{- end }}
+{{- if eq $v.tsdb.auth "mtls" }}
+- name: tsdb-tls
+  secret:
+    secretName: {{ $v.tsdb.tlsSecret }}
+{{- end }}
+{{- if $v.policy.overrides }}
+- name: policy-overrides
+  configMap:
+    name: {{ include "nvcf-autoscaler.fullname" . }}-policy
+{{- end }}
+{{- end -}}
+
+{{- define "nvcf-autoscaler.podAnnotations" -}}
+{{- if .Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,47 @@
+package store
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The chart's schema Job runs charts/nvcf-autoscaler/files/schema.cql with
+// cqlsh; it must create exactly what EnsureSchema creates, or installs that
+// use the Job would start on a schema the code does not expect.
+func TestChartSchemaMatchesCode(t *testing.T) {
+	raw, err := os.ReadFile("../../charts/nvcf-autoscaler/files/schema.cql")
+	require.NoError(t, err)
+	var chart []string
+	for _, stmt := range strings.Split(stripComments(string(raw)), ";") {
+		if s := normalize(stmt); s != "" {
+			chart = append(chart, s)
+		}
+	}
+	var code []string
+	for _, stmt := range SchemaStatements("__KEYSPACE__", "__REPLICATION__") {
+		code = append(code, normalize(stmt))
+	}
+	require.Equal(t, code, chart, "charts/nvcf-autoscaler/files/schema.cql differs from SchemaStatements")
+}
+
+var space = regexp.MustCompile(`\s+`)
+
+func normalize(s string) string {
+	s = space.ReplaceAllString(strings.TrimSpace(s), " ")
+	s = strings.ReplaceAll(s, "( ", "(")
+	return strings.ReplaceAll(s, " )", ")")
+}
+
+func stripComments(s string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
