@@ -41,6 +41,9 @@ type Function struct {
 	lastHealth health
 	stop       context.CancelFunc
 	closers    []func()
+	// stopTracing flushes and stops the span exporter (a no-op when
+	// OTEL_TRACES_EXPORTER=none).
+	stopTracing func(context.Context) error
 }
 
 type handlers struct {
@@ -73,13 +76,23 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) error {
 	f.log = telemetry.NewLogger(os.Stderr, s.LogLevel).With("node_id", s.NodeID, "role", string(s.Role))
 	f.metrics = telemetry.NewMetrics()
 	f.log.Info("starting", "config", s.Common.String())
+	f.stopTracing, err = telemetry.SetupTracing(ctx, telemetry.TraceConfig{
+		Exporter: s.TracesExporter, ServiceName: s.ServiceName, InstanceID: s.NodeID,
+		SampleRatio: s.TracesSamplerArg, Log: f.log,
+	})
+	if err != nil {
+		f.log.Error("tracing", "error", err.Error())
+		return err
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	f.stop = cancel
 	if s.MetricsAddress != "" {
+		f.metrics.Profiling = s.MetricsPprof
 		addr, err := f.metrics.Serve(runCtx, s.MetricsAddress, f.log)
 		if err != nil {
 			cancel()
+			_ = f.stopTracing(context.WithoutCancel(ctx))
 			return fmt.Errorf("METRICS_ADDRESS=%q: %w", s.MetricsAddress, err)
 		}
 		f.log.Info("serving self-metrics", "address", addr.String())
@@ -123,6 +136,7 @@ func (f *Function) wire(ctx context.Context) (*handlers, error) {
 	sc.Timeout = s.CQLTimeout
 	sc.PageSize = s.PageSize
 	sc.SkipSchema = !s.EnsureSchema
+	sc.Observer = f.metrics.ObserveCassandra
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := store.Open(openCtx, sc)
@@ -168,8 +182,8 @@ func (f *Function) wire(ctx context.Context) (*handlers, error) {
 	return h, nil
 }
 
-// Stop releases connections.
-func (f *Function) Stop(context.Context) error {
+// Stop releases connections and flushes pending spans.
+func (f *Function) Stop(ctx context.Context) error {
 	if f.stop != nil {
 		f.stop()
 	}
@@ -179,6 +193,16 @@ func (f *Function) Stop(context.Context) error {
 		c()
 	}
 	f.closers = nil
+	if f.stopTracing != nil {
+		// Flush the spans still batched; an unreachable collector must not
+		// hold the shutdown.
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := f.stopTracing(tctx); err != nil {
+			f.log.Warn("stop tracing", "error", err.Error())
+		}
+		f.stopTracing = nil
+	}
 	return nil
 }
 

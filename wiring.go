@@ -37,6 +37,9 @@ func tsdbConfig(s config.Settings, m *telemetry.Metrics) tsdb.Config {
 		KeyFile:   s.KeyFile,
 		Timeout:   s.QueryTimeout,
 		Observer:  m.ObserveTSDB,
+		OnQuery:   m.CountQuery,
+
+		MaxSelectorBytes: s.MaxSelectorBytes,
 	}
 }
 
@@ -59,5 +62,7 @@ func nvcfConfig(s config.Scale, log *slog.Logger, m *telemetry.Metrics) nvcf.Con
 		DryRun:                s.NVCFDryRun,
 		Logger:                log,
 		Observer:              nvcf.Observer(m.ObserveNVCF),
+		OnLimiterQueue:        m.LimiterQueue,
+		OnLimiterWait:         m.LimiterWaited,
 	}
 }

@@ -146,6 +146,9 @@ func TestFullValuesReachTheProcess(t *testing.T) {
 		"NVCF_DRY_RUN":                  "true",
 		"BUCKETS":                       "256",
 		"METRICS_ADDRESS":               ":9100",
+		// Numbers from a values file are floats to helm; large ones must
+		// still reach the process as integers, not 4.194304e+06.
+		"TSDB_MAX_SELECTOR_BYTES": "4194304",
 	} {
 		require.Equal(t, v, cfg[k], k)
 	}

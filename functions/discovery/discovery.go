@@ -16,6 +16,9 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"function/shared/buckets"
 	"function/shared/config"
@@ -101,11 +104,24 @@ type Result struct {
 	SendMS      int64          `json:"sendMs"`
 }
 
-// Handle runs one discovery cycle for a PingSource tick.
+// tracerName is the instrumentation scope of discovery's spans.
+const tracerName = "function/functions/discovery"
+
+// Handle runs one discovery cycle for a PingSource tick, as one span
+// (discovery.cycle) whose context every bucket event carries.
 func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	ctx, span := otel.Tracer(tracerName).Start(telemetry.ExtractEvent(ctx, e), "discovery.cycle",
+		trace.WithSpanKind(trace.SpanKindConsumer))
+	reply, err := h.handle(ctx, e, span)
+	telemetry.EndSpan(span, err)
+	return reply, err
+}
+
+func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*event.Event, error) {
 	s := h.d.Settings
 	now := h.d.Now()
 	cycle := events.CycleOf(e, now)
+	span.SetAttributes(attribute.Int64("autoscaler.cycle", cycle), attribute.String("cloudevents.event_id", e.ID()))
 	log := h.d.Log.With("cycle", cycle, "event_id", e.ID())
 	res := Result{Cycle: cycle}
 
@@ -116,19 +132,24 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 	_, err := h.d.Store.AcquireLock(ctx, LockName, owner, s.Discovery.LockTTL)
 	h.d.Metrics.Lock("discovery", err)
 	var held *store.HeldError
+	span.SetAttributes(attribute.String("autoscaler.lock", lockOutcome(err)))
 	if errors.As(err, &held) {
 		res.Skipped = true
 		res.SkipReason = fmt.Sprintf("held by %s until %s", held.Lock.Owner, held.Lock.ExpiresAt.UTC().Format(time.RFC3339))
+		span.SetAttributes(attribute.String("autoscaler.lock.holder", held.Lock.Owner))
 		log.Info("discovery skipped", "reason", res.SkipReason)
+		h.d.Metrics.DiscoveryCycles.WithLabelValues("skipped").Inc()
 		return events.NewReply(e, events.TypeDiscoveryResult, res)
 	}
 	if err != nil {
+		h.d.Metrics.DiscoveryCycles.WithLabelValues("failed").Inc()
 		return nil, events.Unavailable("discovery cycle %d: %v", cycle, err)
 	}
 	// On failure the lease is given back so Knative's retry (possibly on
 	// another pod) can run the cycle; on success it is kept until its TTL,
 	// so a duplicate tick in the same period does nothing.
 	fail := func(err error) (*event.Event, error) {
+		h.d.Metrics.DiscoveryCycles.WithLabelValues("failed").Inc()
 		if rerr := h.d.Store.ReleaseLock(context.WithoutCancel(ctx), LockName, owner); rerr != nil {
 			log.Warn("release discovery lock after failure", "error", rerr.Error())
 		}
@@ -136,7 +157,7 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 	}
 
 	t0 := time.Now()
-	found, skipped, err := h.d.TSDB.ActiveVersions(ctx, now, s.Discovery.Lookback, tsdb.LabelFilter{Name: s.EnvLabel, Value: s.EnvValue})
+	found, skipped, err := h.d.TSDB.ActiveVersions(tsdb.WithCaller(ctx, "discovery"), now, s.Discovery.Lookback, tsdb.LabelFilter{Name: s.EnvLabel, Value: s.EnvValue})
 	res.QueryMS = time.Since(t0).Milliseconds()
 	h.d.Metrics.CycleDuration.WithLabelValues("query").Observe(time.Since(t0).Seconds())
 	if err != nil {
@@ -145,6 +166,7 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 	}
 	res.Found = len(found)
 	res.Invalid = skipped.Reasons()
+	span.SetAttributes(attribute.Int("autoscaler.versions.found", res.Found))
 
 	rows := make([]store.ActiveVersion, len(found))
 	perBucket := map[int]int{}
@@ -165,6 +187,7 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 
 	t1 := time.Now()
 	res.Upserted, err = h.d.Store.UpsertVersions(ctx, rows, s.Discovery.RowTTL)
+	span.SetAttributes(attribute.Int("autoscaler.versions.invoked", res.Invoked), attribute.Int("autoscaler.versions.upserted", res.Upserted))
 	res.UpsertMS = time.Since(t1).Milliseconds()
 	h.d.Metrics.CycleDuration.WithLabelValues("upsert").Observe(time.Since(t1).Seconds())
 	if err != nil {
@@ -175,6 +198,7 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 	tick := time.UnixMilli(cycle)
 	res.BucketsSent, res.BucketsFail = h.fanOut(ctx, log, cycle, tick.Add(s.Discovery.BucketDeadline), perBucket)
 	res.SendMS = time.Since(t2).Milliseconds()
+	span.SetAttributes(attribute.Int("autoscaler.buckets.sent", len(res.BucketsSent)), attribute.Int("autoscaler.buckets.failed", len(res.BucketsFail)))
 	h.d.Metrics.CycleDuration.WithLabelValues("send").Observe(time.Since(t2).Seconds())
 	h.d.Metrics.CycleDuration.WithLabelValues("total").Observe(time.Since(t0).Seconds())
 
@@ -185,7 +209,20 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 		return fail(events.Unavailable("discovery cycle %d: bucket events not delivered after %d attempts: buckets %v",
 			cycle, s.Discovery.SendAttempts, res.BucketsFail))
 	}
+	h.d.Metrics.DiscoveryCycles.WithLabelValues("done").Inc()
 	return events.NewReply(e, events.TypeDiscoveryResult, res)
+}
+
+// lockOutcome names the result of the leader lock attempt for the span.
+func lockOutcome(err error) string {
+	var held *store.HeldError
+	switch {
+	case err == nil:
+		return "acquired"
+	case errors.As(err, &held):
+		return "held"
+	}
+	return "error"
 }
 
 // fanOut sends one event per non-empty bucket with bounded parallelism and
@@ -208,6 +245,8 @@ func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, cycle int64, dea
 			defer wg.Done()
 			defer func() { <-sem }()
 			ev := bucketEvent(cycle, b, s.Buckets, perBucket[b], deadline)
+			// The scale function's bucket span becomes the cycle span's child.
+			telemetry.InjectEvent(ctx, &ev)
 			err := h.sendWithRetry(ctx, ev, s.Discovery.SendAttempts)
 			mu.Lock()
 			defer mu.Unlock()

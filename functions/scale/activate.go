@@ -5,10 +5,13 @@ import (
 	"errors"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"function/shared/buckets"
 	"function/shared/events"
 	"function/shared/store"
+	"function/shared/telemetry"
 )
 
 type bucketsRange = buckets.Range
@@ -23,11 +26,21 @@ type ActivateResult struct {
 // max(min, 1), without waiting for the next cycle. It is single-flight per
 // version: concurrent activations meet at the version's lock, and one that
 // arrives after another already wrote finds a non-zero count and stops.
+//
+// Each activation is one span, scale.activate.
 func (h *Handler) HandleActivate(ctx context.Context, e event.Event) (*event.Event, error) {
+	ctx, span := startSpan(ctx, e, "scale.activate")
+	reply, err := h.handleActivate(ctx, e, span)
+	telemetry.EndSpan(span, err)
+	return reply, err
+}
+
+func (h *Handler) handleActivate(ctx context.Context, e event.Event, span trace.Span) (*event.Event, error) {
 	a, err := events.ParseActivate(e)
 	if err != nil {
 		return nil, err
 	}
+	span.SetAttributes(attribute.String("nvcf.function_id", a.FunctionID), attribute.String("nvcf.function_version_id", a.FunctionVersionID))
 	start := h.d.Now()
 	key := store.VersionKey{FunctionID: a.FunctionID, FunctionVersionID: a.FunctionVersionID}
 	log := h.d.Log.With("function_id", key.FunctionID, "function_version_id", key.FunctionVersionID, "event_id", e.ID())
@@ -76,6 +89,8 @@ func (h *Handler) HandleActivate(ctx context.Context, e event.Event) (*event.Eve
 	}
 	h.d.Metrics.Decisions.WithLabelValues("activation").Inc()
 	log.Info("activation", "desired", desired, "action", o.Action, "last_requested", st.LastRequested)
+	span.SetAttributes(attribute.Int("autoscaler.desired", desired), attribute.String("autoscaler.action", o.Action),
+		attribute.Int("autoscaler.last_requested", st.LastRequested))
 	res := ActivateResult{Outcome: o, ElapsedMS: h.d.Now().Sub(start).Milliseconds()}
 	if o.Action == "error" {
 		return nil, events.Unavailable("activate %s: %s", key, o.Error)

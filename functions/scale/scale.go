@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"function/shared/config"
 	"function/shared/events"
@@ -134,12 +136,21 @@ type BucketResult struct {
 	Outcomes  []Outcome `json:"outcomes"`
 }
 
-// HandleBucket decides one bucket.
+// HandleBucket decides one bucket, as one span (scale.bucket) that is the
+// child of discovery's cycle span when the event carries its context.
 func (h *Handler) HandleBucket(ctx context.Context, e event.Event) (*event.Event, error) {
+	ctx, span := startSpan(ctx, e, "scale.bucket")
+	reply, err := h.handleBucket(ctx, e, span)
+	telemetry.EndSpan(span, err)
+	return reply, err
+}
+
+func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Span) (*event.Event, error) {
 	b, err := events.ParseBucket(e)
 	if err != nil {
 		return nil, err
 	}
+	traceBucket(span, b)
 	if b.Buckets != h.d.Settings.Buckets {
 		// A bucket from a discovery with another BUCKETS setting covers a
 		// different token range; acting on it is still correct (ranges are
@@ -153,11 +164,13 @@ func (h *Handler) HandleBucket(ctx context.Context, e event.Event) (*event.Event
 		// A late event acts on stale metrics and overlaps the next cycle;
 		// the next cycle decides these versions anyway.
 		res.Expired = true
+		span.SetAttributes(attribute.Bool("autoscaler.expired", true))
 		log.Info("bucket event past its deadline; dropped", "deadline", b.Deadline)
 		return events.NewReply(e, events.TypeBucketResult, res)
 	}
 	ctx, cancel := context.WithDeadline(ctx, b.Deadline)
 	defer cancel()
+	defer func() { h.d.Metrics.BucketDuration.Observe(time.Since(start).Seconds()) }()
 
 	r := b.Range()
 	rows, err := h.d.Store.ReadBucket(ctx, r)
@@ -165,6 +178,7 @@ func (h *Handler) HandleBucket(ctx context.Context, e event.Event) (*event.Event
 		return nil, events.Unavailable("bucket %d cycle %d: %v", b.Bucket, b.Cycle, err)
 	}
 	res.Versions = len(rows)
+	span.SetAttributes(attribute.Int("autoscaler.versions", res.Versions))
 	if len(rows) == 0 {
 		return events.NewReply(e, events.TypeBucketResult, res)
 	}
@@ -178,7 +192,7 @@ func (h *Handler) HandleBucket(ctx context.Context, e event.Event) (*event.Event
 		fvs[i] = tsdb.FunctionVersion{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID, NcaID: v.NcaID}
 	}
 	s := h.d.Settings.Scale
-	metrics, err := h.d.TSDB.BucketMetrics(ctx, fvs, start, tsdb.MetricsOptions{
+	metrics, err := h.d.TSDB.BucketMetrics(tsdb.WithCaller(ctx, "scale"), fvs, start, tsdb.MetricsOptions{
 		Window: s.Window, Step: s.Step, Lookback: s.Lookback,
 		Filter: tsdb.LabelFilter{Name: h.d.Settings.EnvLabel, Value: h.d.Settings.EnvValue},
 	})
@@ -245,8 +259,8 @@ func (h *Handler) HandleBucket(ctx context.Context, e event.Event) (*event.Event
 		return outcomes[i].FunctionVersionID < outcomes[j].FunctionVersionID
 	})
 	res.Outcomes = outcomes
+	traceOutcomes(span, outcomes)
 	res.ElapsedMS = time.Since(start).Milliseconds()
-	h.d.Metrics.BucketDuration.Observe(time.Since(start).Seconds())
 	log.Info("bucket decided", "versions", res.Versions, "written", res.Written, "failed", res.Failed, "elapsed_ms", res.ElapsedMS)
 	if res.Failed > 0 {
 		// Versions already written in this cycle are skipped on the retry

@@ -65,6 +65,9 @@ type TSDB struct {
 	QueryTimeout time.Duration `envconfig:"TSDB_TIMEOUT" default:"30s" desc:"HTTP timeout of one query"`
 	EnvLabel     string        `envconfig:"TSDB_ENV_LABEL" desc:"environment label to filter every selector on (off when empty)"`
 	EnvValue     string        `envconfig:"TSDB_ENV_VALUE" desc:"value of TSDB_ENV_LABEL"`
+	// MaxSelectorBytes fits VictoriaMetrics' default -search.maxQueryLen
+	// (16 KiB) with room for the rest of the query.
+	MaxSelectorBytes int `envconfig:"TSDB_MAX_SELECTOR_BYTES" default:"12288" desc:"longest version-id list in one batched selector; a bucket with more is split into several queries (raise with VictoriaMetrics' -search.maxQueryLen)"`
 }
 
 // Common is shared by every role.
@@ -76,6 +79,13 @@ type Common struct {
 	// MetricsAddress serves /metrics beside func-go's port, which only
 	// carries CloudEvents and health.
 	MetricsAddress string `envconfig:"METRICS_ADDRESS" desc:"host:port for /metrics (off when empty; the chart sets :9095)"`
+	MetricsPprof   bool   `envconfig:"METRICS_PPROF" default:"false" desc:"also serve Go's /debug/pprof on METRICS_ADDRESS (for profiling)"`
+	// Tracing is off unless an exporter is named; the OTLP exporter reads
+	// its endpoint, headers and timeout from the standard
+	// OTEL_EXPORTER_OTLP_* variables itself.
+	TracesExporter   string  `envconfig:"OTEL_TRACES_EXPORTER" default:"none" desc:"none (tracing off), otlp (OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) or stdout"`
+	ServiceName      string  `envconfig:"OTEL_SERVICE_NAME" desc:"service.name of the spans (default: nvcf-autoscaler-<role>)"`
+	TracesSamplerArg float64 `envconfig:"OTEL_TRACES_SAMPLER_ARG" default:"1" desc:"fraction of new traces sampled, in [0, 1]; spans with a parent follow its decision"`
 	Cassandra
 	TSDB
 }
@@ -120,6 +130,19 @@ func (c *Common) validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		add("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.TracesExporter {
+	case "", "none":
+		c.TracesExporter = "none"
+	case "otlp", "stdout":
+	default:
+		add("OTEL_TRACES_EXPORTER=%q: want none, otlp or stdout", c.TracesExporter)
+	}
+	if c.ServiceName == "" {
+		c.ServiceName = "nvcf-autoscaler-" + string(c.Role)
+	}
+	if !(c.TracesSamplerArg >= 0 && c.TracesSamplerArg <= 1) {
+		add("OTEL_TRACES_SAMPLER_ARG=%g: want a fraction in [0, 1]", c.TracesSamplerArg)
 	}
 	if err := buckets.Validate(c.Buckets); err != nil {
 		add("BUCKETS=%d: want an integer in [1, %d]", c.Buckets, buckets.MaxCount)
@@ -178,6 +201,9 @@ func (c *Common) validate() error {
 	default:
 		add("TSDB_AUTH=%q: want none, token or mtls", c.Auth)
 	}
+	if c.MaxSelectorBytes < 1 {
+		add("TSDB_MAX_SELECTOR_BYTES=%d: want a positive number of bytes", c.MaxSelectorBytes)
+	}
 	if c.QueryTimeout <= 0 {
 		add("TSDB_TIMEOUT=%s: want a positive duration such as 30s", c.QueryTimeout)
 	}
@@ -208,6 +234,6 @@ func (c Common) String() string {
 	if c.Password != "" {
 		pw = Redacted
 	}
-	return fmt.Sprintf("role=%s node=%s buckets=%d cassandra=%s keyspace=%s user=%q password=%s tsdb=%s auth=%s",
-		c.Role, c.NodeID, c.Buckets, strings.Join(c.Hosts, ","), c.Keyspace, c.Username, pw, c.URL, c.Auth)
+	return fmt.Sprintf("role=%s node=%s buckets=%d cassandra=%s keyspace=%s user=%q password=%s tsdb=%s auth=%s traces=%s",
+		c.Role, c.NodeID, c.Buckets, strings.Join(c.Hosts, ","), c.Keyspace, c.Username, pw, c.URL, c.Auth, c.TracesExporter)
 }

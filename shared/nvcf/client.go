@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/time/rate"
 
 	"function/shared/nvcf/nvcfpb"
@@ -159,7 +160,16 @@ func (c *Client) Close() error {
 // Autoscale asks NVCF to run r.Instances instances of the function version.
 // Errors match ErrNotFound, ErrBeyondLimits, ErrUnauthorized,
 // ErrRateLimited, ErrUnavailable or ErrInvalidRequest; see Retryable.
+// The call is one span, nvcf.Autoscale, whatever the transport.
 func (c *Client) Autoscale(ctx context.Context, r Request) (Result, error) {
+	ctx, span := c.startSpan(ctx, "nvcf.Autoscale", r.FunctionID, r.FunctionVersionID, attribute.Int("nvcf.instances", r.Instances))
+	res, err := c.autoscale(ctx, r)
+	endSpan(span, err, attribute.Int("nvcf.attempts", res.Attempts), attribute.Bool("nvcf.dry_run", res.DryRun),
+		attribute.Int("nvcf.active_instances", res.ActiveInstances), attribute.Int("nvcf.pending_instances", res.PendingInstances))
+	return res, err
+}
+
+func (c *Client) autoscale(ctx context.Context, r Request) (Result, error) {
 	if r.FunctionID == "" || r.FunctionVersionID == "" {
 		return Result{}, fmt.Errorf("autoscale %q/%q: function id and version id are required: %w",
 			r.FunctionID, r.FunctionVersionID, ErrInvalidRequest)
@@ -208,6 +218,13 @@ func (c *Client) Autoscale(ctx context.Context, r Request) (Result, error) {
 // offers it; over HTTP it fails with ErrUnsupported so the caller falls
 // back to its defaults.
 func (c *Client) DeploymentConfiguration(ctx context.Context, functionID, versionID string) (map[string]AutoscalingConfig, error) {
+	ctx, span := c.startSpan(ctx, "nvcf.DeploymentConfiguration", functionID, versionID)
+	out, err := c.deploymentConfiguration(ctx, functionID, versionID)
+	endSpan(span, err, attribute.Int("nvcf.gpu_specifications", len(out)))
+	return out, err
+}
+
+func (c *Client) deploymentConfiguration(ctx context.Context, functionID, versionID string) (map[string]AutoscalingConfig, error) {
 	if c.cfg.Transport != TransportGRPC {
 		return nil, fmt.Errorf("deployment configuration of %s/%s: %w: only the gRPC API serves it", functionID, versionID, ErrUnsupported)
 	}
@@ -303,6 +320,7 @@ func (c *Client) once(ctx context.Context, endpoint string, attempt func(ctx con
 	start := time.Now()
 	code, err := attempt(actx, token)
 	c.observe(endpoint, code, time.Since(start))
+	traceAttempt(ctx, endpoint, code, time.Since(start), err)
 	return err
 }
 
@@ -332,6 +350,7 @@ func (c *Client) admit(ctx context.Context, endpoint string) error {
 	}
 	delay := r.DelayFrom(now)
 	if delay == 0 {
+		c.limiterWaited(0)
 		return nil
 	}
 	if delay > c.cfg.MaxQueueAge {
@@ -340,11 +359,27 @@ func (c *Client) admit(ctx context.Context, endpoint string) error {
 		return fmt.Errorf("nvcf %s: would wait %s for the client rate limiter (max %s): %w",
 			endpoint, delay.Round(time.Millisecond), c.cfg.MaxQueueAge, ErrRateLimited)
 	}
-	if err := c.sleep(ctx, delay); err != nil {
+	c.limiterQueue(1)
+	err := c.sleep(ctx, delay)
+	c.limiterQueue(-1)
+	if err != nil {
 		r.CancelAt(c.now())
 		return fmt.Errorf("nvcf %s: waiting for the client rate limiter: %w", endpoint, err)
 	}
+	c.limiterWaited(delay)
 	return nil
+}
+
+func (c *Client) limiterQueue(delta int) {
+	if c.cfg.OnLimiterQueue != nil {
+		c.cfg.OnLimiterQueue(delta)
+	}
+}
+
+func (c *Client) limiterWaited(d time.Duration) {
+	if c.cfg.OnLimiterWait != nil {
+		c.cfg.OnLimiterWait(d)
+	}
 }
 
 // backoff is the jittered exponential wait after attempt n (1-based): a

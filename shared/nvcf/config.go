@@ -108,6 +108,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer, if set, sees every attempt (see Observer).
 	Observer Observer
+	// OnLimiterQueue, if set, is told +1 when a call starts waiting for a
+	// token of the rate limiter and -1 when it stops (a gauge of the queue).
+	OnLimiterQueue func(delta int)
+	// OnLimiterWait, if set, is told how long each admitted attempt waited
+	// for the rate limiter (0 when a token was free).
+	OnLimiterWait func(d time.Duration)
 	// HTTPClient carries HTTP API and OAuth2 token requests; nil means a
 	// client with http.DefaultTransport.
 	HTTPClient *http.Client

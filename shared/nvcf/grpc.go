@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -38,10 +39,16 @@ func newGRPCTransport(cfg Config) (*grpcTransport, error) {
 
 func (g *grpcTransport) autoscaleEndpoint() string { return EndpointAutoscaleFunction }
 
-// withToken adds the bearer token as call metadata. It is done per call
-// instead of with PerRPCCredentials because those refuse plaintext
-// connections, which local stacks use.
+// withToken adds the bearer token (and, with tracing on, the W3C trace
+// context) as call metadata. It is done per call instead of with
+// PerRPCCredentials because those refuse plaintext connections, which local
+// stacks use.
 func withToken(ctx context.Context, token string) context.Context {
+	tc := propagation.MapCarrier{}
+	injectHeaders(ctx, tc)
+	for k, v := range tc {
+		ctx = metadata.AppendToOutgoingContext(ctx, k, v)
+	}
 	if token == "" {
 		return ctx
 	}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // httpTransport speaks the legacy predictions API.
@@ -78,6 +80,7 @@ func (h *httpTransport) autoscale(ctx context.Context, r Request, token string) 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	injectHeaders(ctx, propagation.HeaderCarrier(req.Header))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

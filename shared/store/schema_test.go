@@ -45,3 +45,19 @@ func stripComments(s string) string {
 	}
 	return b.String()
 }
+
+func TestStatementKind(t *testing.T) {
+	for stmt, want := range map[string]string{
+		"SELECT release_version FROM system.local":                                          "read",
+		" select * from ks.locks where lock_name = ?":                                       "read",
+		"INSERT INTO ks.locks (lock_name, node_id) VALUES (?, ?) IF NOT EXISTS USING TTL 5": "lwt",
+		"UPDATE ks.locks USING TTL 5 SET expires_at = ? WHERE lock_name = ? IF node_id = ?": "lwt",
+		"DELETE FROM ks.locks WHERE lock_name = ? IF node_id = ?":                           "lwt",
+		"UPDATE ks.scaling_state SET x = ? WHERE a = ? IF EXISTS":                           "lwt",
+		"INSERT INTO ks.recently_invoked_functions (a) VALUES (?) USING TTL 600":            "write",
+		"CREATE TABLE IF NOT EXISTS ks.locks (lock_name text PRIMARY KEY)":                  "write",
+		"ALTER TABLE ks.scaling_state ADD IF NOT EXISTS watch_since timestamp":              "write",
+	} {
+		require.Equal(t, want, statementKind(stmt), stmt)
+	}
+}

@@ -36,6 +36,10 @@ type Config struct {
 	// schema Job, run as an administrative user) so the autoscaler's user
 	// needs no CREATE permission; Open then only checks the tables exist.
 	SkipSchema bool
+	// Observer, when set, is told of every CQL request by kind: "read",
+	// "write" or "lwt" (a conditional statement), and whether it failed.
+	// Operators and the benchmark use it to count what a cycle costs.
+	Observer func(kind string, failed bool)
 }
 
 // DefaultConfig is a single local node with the reference's consistency.
@@ -106,6 +110,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.DCAwareRoundRobinPolicy(cfg.LocalDC))
 	} else {
 		cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
+	}
+	if cfg.Observer != nil {
+		o := observer(cfg.Observer)
+		cluster.QueryObserver, cluster.BatchObserver = o, o
 	}
 	session, err := cluster.CreateSession()
 	if err != nil {
@@ -213,6 +221,37 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 		return fmt.Errorf("keyspace %s lacks tables %s: run the schema Job (cassandra.schemaJob.enabled) or set CASSANDRA_ENSURE_SCHEMA=true", s.cfg.Keyspace, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// observer classifies requests for Config.Observer. Schema statements and
+// the system-table ping count as reads and writes like any other.
+type observer func(kind string, failed bool)
+
+func (o observer) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
+	o(statementKind(q.Statement), q.Err != nil)
+}
+
+func (o observer) ObserveBatch(_ context.Context, b gocql.ObservedBatch) {
+	for _, stmt := range b.Statements {
+		o(statementKind(stmt), b.Err != nil)
+	}
+}
+
+var conditional = regexp.MustCompile(`(?is)\sIF\s+(NOT\s+EXISTS|EXISTS|\w+\s*(=|!=|<|>|IN\b))`)
+
+func statementKind(stmt string) string {
+	verb, _, _ := strings.Cut(strings.TrimSpace(stmt), " ")
+	switch strings.ToUpper(verb) {
+	case "SELECT":
+		return "read"
+	case "INSERT", "UPDATE", "DELETE":
+		if conditional.MatchString(stmt) {
+			return "lwt"
+		}
+	}
+	// Other writes, and schema statements (their IF [NOT] EXISTS is no
+	// Paxos round).
+	return "write"
 }
 
 func firstLine(s string) string {

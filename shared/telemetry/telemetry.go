@@ -10,12 +10,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"function/shared/store"
 )
 
 // NewLogger returns a JSON logger at level (debug, info, warn, error).
@@ -55,6 +58,14 @@ type Metrics struct {
 	Discovered       *prometheus.GaugeVec
 	BucketsSent      *prometheus.CounterVec
 	SampleAge        prometheus.Gauge
+	DiscoveryCycles  *prometheus.CounterVec
+	LimiterWaiting   prometheus.Gauge
+	LimiterWait      prometheus.Histogram
+	CassandraOps     *prometheus.CounterVec
+
+	// Profiling adds net/http/pprof under /debug/pprof to the metrics
+	// listener (METRICS_PPROF); the benchmark profiles the hot path with it.
+	Profiling bool
 }
 
 // StatusCode values of nvcf_autoscaler_function_status, compatible in spirit
@@ -84,17 +95,25 @@ func NewMetrics() *Metrics {
 	m.Status = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_function_status", Help: "0 ok, 1 held, 2 tsdb error, 3 not found, 4 not active, 5 beyond limits, 6 rate limited, 7 error."}, version)
 	m.Decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_decisions_total", Help: "Decisions by reason."}, []string{"reason"})
 	m.Writes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_nvcf_writes_total", Help: "NVCF instance writes by outcome."}, []string{"outcome"})
-	m.BucketDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nvcf_autoscaler_bucket_duration_seconds", Help: "Time to decide one bucket.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)})
+	m.BucketDuration = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nvcf_autoscaler_bucket_duration_seconds", Help: "Time to handle one bucket event (failed ones included, expired ones not).", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)})
 	m.CycleDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "nvcf_autoscaler_discovery_duration_seconds", Help: "Discovery phases.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}, []string{"phase"})
 	m.Queries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_tsdb_queries_total", Help: "PromQL queries issued, by caller."}, []string{"caller"})
 	m.TSDBDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "nvcf_autoscaler_tsdb_request_duration_seconds", Help: "TSDB HTTP requests.", Buckets: prometheus.DefBuckets}, []string{"endpoint", "status"})
 	m.NVCFDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "nvcf_autoscaler_nvcf_request_duration_seconds", Help: "NVCF API requests.", Buckets: prometheus.DefBuckets}, []string{"endpoint", "status"})
-	m.Locks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_lock_attempts_total", Help: "LWT lock attempts by kind and outcome."}, []string{"kind", "outcome"})
+	m.Locks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_lock_attempts_total", Help: "LWT lock attempts by kind (discovery, function) and outcome (acquired, held, error)."}, []string{"kind", "outcome"})
 	m.Discovered = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_discovered_versions", Help: "Versions found by the last discovery, by kind."}, []string{"kind"})
 	m.BucketsSent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_bucket_events_total", Help: "Bucket events sent by outcome."}, []string{"outcome"})
+	m.CassandraOps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_cassandra_requests_total", Help: "CQL requests by kind (read, write, lwt) and outcome (ok, error)."}, []string{"kind", "outcome"})
 	m.SampleAge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_utilization_sample_age_seconds", Help: "Age of the newest utilization sample used in the last bucket."})
 	for _, c := range []prometheus.Collector{m.Ready, m.CurrentInstances, m.DesiredInstances, m.Utilization, m.Status, m.Decisions, m.Writes,
-		m.BucketDuration, m.CycleDuration, m.Queries, m.TSDBDuration, m.NVCFDuration, m.Locks, m.Discovered, m.BucketsSent, m.SampleAge} {
+		m.BucketDuration, m.CycleDuration, m.Queries, m.TSDBDuration, m.NVCFDuration, m.Locks, m.Discovered, m.BucketsSent, m.SampleAge, m.CassandraOps} {
+		f(c)
+	}
+	m.DiscoveryCycles = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_discovery_cycles_total", Help: "Discovery ticks by outcome: done (buckets sent), skipped (another replica holds the lock), failed (Knative retries)."}, []string{"outcome"})
+	m.LimiterWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_nvcf_limiter_waiting", Help: "NVCF calls waiting now for a token of the client-side rate limiter."})
+	m.LimiterWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nvcf_autoscaler_nvcf_limiter_wait_seconds", Help: "Time each admitted NVCF attempt waited for the client-side rate limiter (0 when a token was free).",
+		Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15}})
+	for _, c := range []prometheus.Collector{m.DiscoveryCycles, m.LimiterWaiting, m.LimiterWait} {
 		f(c)
 	}
 	return m
@@ -119,14 +138,41 @@ func (m *Metrics) ObserveNVCF(endpoint, status string, d time.Duration) {
 	m.NVCFDuration.WithLabelValues(endpoint, status).Observe(d.Seconds())
 }
 
-// Lock counts one lock attempt.
+// ObserveCassandra is the store's observer hook.
+func (m *Metrics) ObserveCassandra(kind string, failed bool) {
+	outcome := "ok"
+	if failed {
+		outcome = "error"
+	}
+	m.CassandraOps.WithLabelValues(kind, outcome).Inc()
+}
+
+// Lock counts one lock attempt of kind (discovery, function): acquired,
+// held (another owner has it) or error (Cassandra did not answer).
 func (m *Metrics) Lock(kind string, err error) {
 	outcome := "acquired"
-	if err != nil {
-		outcome = "failed"
+	var held *store.HeldError
+	switch {
+	case errors.As(err, &held):
+		outcome = "held"
+	case err != nil:
+		outcome = "error"
 	}
 	m.Locks.WithLabelValues(kind, outcome).Inc()
 }
+
+// CountQuery is the TSDB client's per-query hook: one PromQL query issued
+// by caller (discovery, scale, readiness), however many attempts it took.
+func (m *Metrics) CountQuery(caller string) {
+	m.Queries.WithLabelValues(caller).Inc()
+}
+
+// LimiterQueue is the NVCF client's limiter hook: delta is +1 when a call
+// starts waiting for a token and -1 when it stops.
+func (m *Metrics) LimiterQueue(delta int) { m.LimiterWaiting.Add(float64(delta)) }
+
+// LimiterWaited records how long an admitted NVCF attempt waited.
+func (m *Metrics) LimiterWaited(d time.Duration) { m.LimiterWait.Observe(d.Seconds()) }
 
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
@@ -142,6 +188,12 @@ func (m *Metrics) Serve(ctx context.Context, addr string, log *slog.Logger) (net
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
+	if m.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

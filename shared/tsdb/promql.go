@@ -46,7 +46,30 @@ type Config struct {
 	// query to -search.maxQueryLen (16 KiB by default): raise that on the
 	// server or lower this.
 	MaxSelectorBytes int
-	Observer         func(endpoint, status string, d time.Duration)
+	// Observer, if set, sees every HTTP attempt: endpoint (query,
+	// query_range), status (the HTTP status, transport_error or error) and
+	// how long it took.
+	Observer func(endpoint, status string, d time.Duration)
+	// OnQuery, if set, is told once per PromQL query issued (however many
+	// attempts it takes), with the caller named by WithCaller ("other"
+	// when the context names none).
+	OnQuery func(caller string)
+}
+
+type callerKey struct{}
+
+// WithCaller names who issues the queries made under ctx (discovery,
+// scale ...), for Config.OnQuery.
+func WithCaller(ctx context.Context, caller string) context.Context {
+	return context.WithValue(ctx, callerKey{}, caller)
+}
+
+// CallerOf returns the caller named by WithCaller, or "other".
+func CallerOf(ctx context.Context) string {
+	if c, ok := ctx.Value(callerKey{}).(string); ok && c != "" {
+		return c
+	}
+	return "other"
 }
 
 // Client issues PromQL queries.
@@ -123,6 +146,9 @@ func (c *Client) Queries() int64 { return c.queries.Load() }
 
 // Ping proves the query API answers; readiness depends on it.
 func (c *Client) Ping(ctx context.Context) error {
+	if _, named := ctx.Value(callerKey{}).(string); !named {
+		ctx = WithCaller(ctx, "readiness")
+	}
 	_, _, err := c.Query(ctx, "vector(1)", time.Now())
 	return err
 }
@@ -199,6 +225,9 @@ func Retryable(err error) bool {
 
 func (c *Client) do(ctx context.Context, endpoint, query string, form url.Values) ([]Series, Warnings, error) {
 	c.queries.Add(1)
+	if c.cfg.OnQuery != nil {
+		c.cfg.OnQuery(CallerOf(ctx))
+	}
 	u := *c.base
 	u.Path = strings.TrimRight(u.Path, "/") + c.cfg.APIPrefix + "/" + endpoint
 	body := form.Encode()
