@@ -33,13 +33,16 @@ go vet ./...
 mkdir -p .cache
 # The closed-loop tests stop and restart servers (TSDB outage, Cassandra
 # restart), so they run after every other package, alone.
-pkgs=$(go list ./... | grep -v /e2e/closedloop)
+pkgs=$(go list ./... | grep -v -e /e2e/closedloop -e /e2e/kncli)
 echo "== go test: unit and integration"
 go test -count=1 -timeout 30m $pkgs 2>&1 | tee .cache/test.log
 echo "== packaging: the Helm chart and knative/ through helm and Knative's validation"
 HELM=$(e2e/packaging/install-helm.sh)
 export HELM
 (cd e2e/packaging && go vet ./... && go test -count=1 -timeout 10m ./...) 2>&1 | tee .cache/packaging.log
+echo "== kn func: the real func CLI builds and runs the function"
+go test -count=1 -timeout 20m -v ./e2e/kncli 2>&1 | tee .cache/kncli.log | grep -E '^(--- |PASS|FAIL|ok)|RESULT|Error' || true
+grep -q '^ok' .cache/kncli.log || { echo "kn func test failed (full output: .cache/kncli.log)"; tail -n 40 .cache/kncli.log; exit 1; }
 echo "== go test: closed loop (e2e)"
 set +e
 go test -count=1 -timeout 30m -v ./e2e/closedloop > .cache/e2e.log 2>&1
