@@ -229,11 +229,7 @@ func lockOutcome(err error) string {
 // per-event retries, returning the delivered and the failed buckets.
 func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, cycle int64, deadline time.Time, perBucket map[int]int) (sent, failed []int) {
 	s := h.d.Settings
-	order := make([]int, 0, len(perBucket))
-	for b := range perBucket {
-		order = append(order, b)
-	}
-	sort.Ints(order)
+	order := sendOrder(cycle, perBucket)
 
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -264,6 +260,26 @@ func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, cycle int64, dea
 	sort.Ints(sent)
 	sort.Ints(failed)
 	return sent, failed
+}
+
+// sendOrder starts each cycle's fan-out at a different bucket. When the
+// scale functions cannot finish every bucket before the deadline, the ones
+// sent last are the ones dropped; a fixed order would drop the same buckets
+// every cycle and starve their functions, a rotating one spreads the delay.
+func sendOrder(cycle int64, perBucket map[int]int) []int {
+	order := make([]int, 0, len(perBucket))
+	for b := range perBucket {
+		order = append(order, b)
+	}
+	sort.Ints(order)
+	if len(order) < 2 {
+		return order
+	}
+	// The cycle id is the tick in ms, a minute apart in production and
+	// seconds apart in tests: mix it before taking the offset.
+	x := uint64(cycle) * 0x9E3779B97F4A7C15
+	off := int((x >> 32) % uint64(len(order)))
+	return append(order[off:], order[:off]...)
 }
 
 func bucketEvent(cycle int64, bucket, count, versions int, deadline time.Time) event.Event {
