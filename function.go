@@ -87,6 +87,7 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	f.stop = cancel
+	f.metrics.PerVersion = s.MetricsPerVersion
 	if s.MetricsAddress != "" {
 		f.metrics.Profiling = s.MetricsPprof
 		addr, err := f.metrics.Serve(runCtx, s.MetricsAddress, f.log)

@@ -145,6 +145,9 @@ func StartFunction(ctx context.Context, bin, name, logDir string, env map[string
 	}
 }
 
+// PID is the process id, for reading its CPU time and memory from /proc.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // URL is the process's CloudEvents endpoint.
 func (p *Process) URL() string { return "http://" + p.Addr + "/" }
 

@@ -201,7 +201,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 		// the 503 lets Knative retry while the deadline allows.
 		log.Error("bucket metrics unavailable; holding every version", "error", err.Error())
 		for _, v := range rows {
-			h.d.Metrics.Status.WithLabelValues(v.FunctionID, v.FunctionVersionID).Set(telemetry.StatusTSDBError)
+			h.d.Metrics.VersionStatus(v.FunctionID, v.FunctionVersionID, telemetry.StatusTSDBError)
 		}
 		h.d.Metrics.Decisions.WithLabelValues("hold_metrics_error").Add(float64(len(rows)))
 		return nil, events.Unavailable("bucket %d cycle %d: metrics unavailable, holding %d versions: %v", b.Bucket, b.Cycle, len(rows), err)
@@ -281,7 +281,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	if st.Status == statusNotFound && now.Sub(st.NotFoundAt) < s.NotFoundRetry {
 		o.Action, o.Reason = "not_found", "not_found_cached"
 		o.Desired = st.LastRequested
-		h.d.Metrics.Status.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(telemetry.StatusNotFound)
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusNotFound)
 		return o
 	}
 
@@ -321,9 +321,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 		o.Detail += "; " + pnote
 	}
 	h.d.Metrics.Decisions.WithLabelValues(o.Reason).Inc()
-	h.d.Metrics.CurrentInstances.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(float64(o.Current))
-	h.d.Metrics.DesiredInstances.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(float64(o.Desired))
-	h.d.Metrics.Utilization.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(o.Utilization)
+	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
 
 	if d.Valid {
 		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
@@ -336,10 +334,10 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	switch {
 	case !d.Valid:
 		o.Action = "held"
-		h.d.Metrics.Status.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(telemetry.StatusHeld)
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusHeld)
 	case st.HasLastRequested && d.Desired == st.LastRequested:
 		o.Action = "unchanged"
-		h.d.Metrics.Status.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(telemetry.StatusOK)
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
 	case st.LastCycle >= cycle:
 		// This cycle (or a newer one) already wrote this version: the
 		// event is a replay or arrived late.
@@ -433,18 +431,18 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		}
 		o.Action, o.Applied = "written", &result
 		h.d.Metrics.Writes.WithLabelValues("ok").Inc()
-		h.d.Metrics.Status.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(telemetry.StatusOK)
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
 	case errors.Is(err, nvcf.ErrNotFound):
 		o.Action, o.Error = "not_found", err.Error()
 		h.d.Metrics.Writes.WithLabelValues("not_found").Inc()
-		h.d.Metrics.Status.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(telemetry.StatusNotFound)
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusNotFound)
 		if rerr := h.d.Store.RecordOutcome(rctx, key, fresh.LastCycle, statusNotFound, h.d.Now(), s.StateTTL); rerr != nil {
 			log.Warn("record not-found outcome", "error", rerr.Error())
 		}
 	case errors.Is(err, nvcf.ErrBeyondLimits):
 		o.Action, o.Error = "beyond_limits", err.Error()
 		h.d.Metrics.Writes.WithLabelValues("beyond_limits").Inc()
-		h.d.Metrics.Status.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(telemetry.StatusBeyondLimits)
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusBeyondLimits)
 		if rerr := h.d.Store.RecordOutcome(rctx, key, cycle, statusBeyondLimits, time.Time{}, s.StateTTL); rerr != nil {
 			log.Warn("record beyond-limits outcome", "error", rerr.Error())
 		}
@@ -455,7 +453,7 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		if errors.Is(err, nvcf.ErrRateLimited) {
 			code = telemetry.StatusRateLimited
 		}
-		h.d.Metrics.Status.WithLabelValues(key.FunctionID, key.FunctionVersionID).Set(float64(code))
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, float64(code))
 	}
 }
 

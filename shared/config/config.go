@@ -80,6 +80,8 @@ type Common struct {
 	// carries CloudEvents and health.
 	MetricsAddress string `envconfig:"METRICS_ADDRESS" desc:"host:port for /metrics (off when empty; the chart sets :9095)"`
 	MetricsPprof   bool   `envconfig:"METRICS_PPROF" default:"false" desc:"also serve Go's /debug/pprof on METRICS_ADDRESS (for profiling)"`
+	// Four series per version: fine for thousands, a cost for 100k.
+	MetricsPerVersion bool `envconfig:"METRICS_PER_VERSION" default:"true" desc:"per-version gauges (current, desired, utilization, status); turn off above ~10,000 versions per process"`
 	// Tracing is off unless an exporter is named; the OTLP exporter reads
 	// its endpoint, headers and timeout from the standard
 	// OTEL_EXPORTER_OTLP_* variables itself.

@@ -63,6 +63,13 @@ type Metrics struct {
 	LimiterWait      prometheus.Histogram
 	CassandraOps     *prometheus.CounterVec
 
+	// PerVersion records the per-version gauges (current and desired
+	// instances, utilization, status). Each version costs four series in
+	// the process and in every scrape; METRICS_PER_VERSION=false drops them
+	// for fleets of tens of thousands of versions, where the aggregate
+	// counters and the decision log remain.
+	PerVersion bool
+
 	// Profiling adds net/http/pprof under /debug/pprof to the metrics
 	// listener (METRICS_PPROF); the benchmark profiles the hot path with it.
 	Profiling bool
@@ -87,7 +94,7 @@ func NewMetrics() *Metrics {
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := func(c prometheus.Collector) { r.MustRegister(c) }
 	version := []string{"function_id", "function_version_id"}
-	m := &Metrics{Registry: r}
+	m := &Metrics{Registry: r, PerVersion: true}
 	m.Ready = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_ready", Help: "1 when Cassandra and the TSDB answer."})
 	m.CurrentInstances = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_current_instances", Help: "Instances seen in the TSDB at the last settled step."}, version)
 	m.DesiredInstances = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_desired_instances", Help: "Instances the policy decided."}, version)
@@ -136,6 +143,23 @@ func (m *Metrics) ObserveTSDB(endpoint, status string, d time.Duration) {
 // ObserveNVCF is the NVCF client's observer hook.
 func (m *Metrics) ObserveNVCF(endpoint, status string, d time.Duration) {
 	m.NVCFDuration.WithLabelValues(endpoint, status).Observe(d.Seconds())
+}
+
+// VersionDecision records what the policy saw and decided for one version.
+func (m *Metrics) VersionDecision(functionID, versionID string, current, desired int, utilization float64) {
+	if !m.PerVersion {
+		return
+	}
+	m.CurrentInstances.WithLabelValues(functionID, versionID).Set(float64(current))
+	m.DesiredInstances.WithLabelValues(functionID, versionID).Set(float64(desired))
+	m.Utilization.WithLabelValues(functionID, versionID).Set(utilization)
+}
+
+// VersionStatus records one version's status code (StatusOK ...).
+func (m *Metrics) VersionStatus(functionID, versionID string, code float64) {
+	if m.PerVersion {
+		m.Status.WithLabelValues(functionID, versionID).Set(code)
+	}
 }
 
 // ObserveCassandra is the store's observer hook.

@@ -1,0 +1,554 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"function/e2e/harness"
+	"function/e2e/nvcfsim"
+)
+
+// discoveryResult is the part of the discovery reply the bench reads.
+type discoveryResult struct {
+	Cycle       int64 `json:"cycle"`
+	Found       int   `json:"found"`
+	Skipped     bool  `json:"skipped"`
+	BucketsSent []int `json:"bucketsSent"`
+	BucketsFail []int `json:"bucketsFailed"`
+}
+
+func keyspaceOf(label string) string { return "bench_" + strings.ReplaceAll(label, "-", "_") }
+
+// lockTTL is short so back-to-back ticks are not skipped; every cycle here
+// outlives it anyway except the smallest.
+const lockTTL = 5 * time.Second
+
+type proc struct {
+	p           *harness.Process
+	metricsAddr string
+}
+
+func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Server, n int, label, mode string, profile bool) (Run, error) {
+	buckets := max(1, n/o.perBucket)
+	r := Run{N: n, Mode: mode, Buckets: buckets}
+	logDir := filepath.Join(root, o.out, "logs", fmt.Sprintf("%d-%s", n, mode))
+	_ = os.RemoveAll(logDir)
+
+	br, err := newBroker(o.parallelism)
+	if err != nil {
+		return r, err
+	}
+	defer br.close()
+
+	env := map[string]string{
+		"CASSANDRA_HOSTS":    o.cassandra,
+		"CASSANDRA_KEYSPACE": keyspaceOf(label),
+		"TSDB_URL":           o.vm,
+		// A bucket's selector in one query: VictoriaMetrics' cost is per
+		// series read, and a query per chunk adds a scan of the id index.
+		// The bench VM allows 1 MB queries (-search.maxQueryLen).
+		"TSDB_MAX_SELECTOR_BYTES": "65536",
+		"BUCKETS":                 strconv.Itoa(buckets),
+		"DISCOVERY_LOCK_TTL":      lockTTL.String(),
+		"NVCF_TRANSPORT":          "http",
+		"NVCF_API_URL":            sim.HTTPURL(),
+		"METRICS_PPROF":           "true",
+		"LOG_LEVEL":               "info",
+	}
+	if n > o.perVersionMax {
+		// Four gauges per version would dominate the scale process's heap
+		// and every scrape (the first 100k profile showed it): operators
+		// of fleets this size turn them off.
+		env["METRICS_PER_VERSION"] = "false"
+	}
+	if mode == "per-function" {
+		// One version id per selector: three queries per version, as the
+		// reference issues them.
+		env["TSDB_MAX_SELECTOR_BYTES"] = "1"
+	}
+	start := func(name, role string, extra map[string]string) (*proc, error) {
+		addr, err := harness.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		e := map[string]string{"AUTOSCALER_ROLE": role, "NODE_ID": name, "METRICS_ADDRESS": addr}
+		for k, v := range env {
+			e[k] = v
+		}
+		for k, v := range extra {
+			e[k] = v
+		}
+		p, err := harness.StartFunction(ctx, bin, name, logDir, e, 2*time.Minute)
+		if err != nil {
+			return nil, err
+		}
+		return &proc{p: p, metricsAddr: addr}, nil
+	}
+	var scales []*proc
+	for i := 0; i < o.scaleProcs; i++ {
+		p, err := start("scale-"+strconv.Itoa(i), "scale", nil)
+		if err != nil {
+			return r, err
+		}
+		defer p.p.Stop()
+		scales = append(scales, p)
+		br.targets = append(br.targets, p.p.URL())
+	}
+	disc, err := start("discovery", "discovery", map[string]string{"K_SINK": br.url()})
+	if err != nil {
+		return r, err
+	}
+	defer disc.p.Stop()
+	all := append([]*proc{disc}, scales...)
+
+	// The previous run's last tick may still hold the discovery lock.
+	last := time.Now()
+	cycle := func() (Cycle, error) {
+		if wait := time.Until(last.Add(lockTTL + 200*time.Millisecond)); wait > 0 {
+			time.Sleep(wait)
+		}
+		before, err := snapshot(ctx, all)
+		if err != nil {
+			return Cycle{}, err
+		}
+		sim.ResetRecords()
+		t0 := time.Now()
+		last = t0
+		tick := harness.Ping(t0, "bench", "tick")
+		status, reply, err := harness.Send(ctx, disc.p.URL(), tick)
+		if err != nil {
+			return Cycle{}, err
+		}
+		if status/100 != 2 || reply == nil {
+			return Cycle{}, fmt.Errorf("discovery answered %d (log %s)", status, disc.p.LogPath)
+		}
+		discS := time.Since(t0).Seconds()
+		var res discoveryResult
+		if err := json.Unmarshal(reply.Data(), &res); err != nil {
+			return Cycle{}, fmt.Errorf("discovery reply: %w", err)
+		}
+		if res.Skipped {
+			return Cycle{}, fmt.Errorf("discovery skipped the tick: %s", reply.Data())
+		}
+		failed, err := br.wait(ctx, res.Cycle, len(res.BucketsSent), 10*time.Minute)
+		if err != nil {
+			return Cycle{}, err
+		}
+		wall := time.Since(t0).Seconds()
+		after, err := snapshot(ctx, all)
+		if err != nil {
+			return Cycle{}, err
+		}
+		c := Cycle{WallS: wall, DiscoveryS: discS, Found: res.Found, BucketsSent: len(res.BucketsSent),
+			BucketsFailed: failed + len(res.BucketsFail), NVCFWrites: len(sim.Writes())}
+		d, s := after[0].sub(before[0]), sumSnaps(after[1:]).sub(sumSnaps(before[1:]))
+		c.Queries = int(d.queries + s.queries)
+		c.CQLReads, c.CQLWrites, c.CQLLWTs = int(d.cql["read"]+s.cql["read"]), int(d.cql["write"]+s.cql["write"]), int(d.cql["lwt"]+s.cql["lwt"])
+		c.DiscoveryCPUS, c.ScaleCPUS = d.cpu, s.cpu
+		c.DiscoveryRSSMB, c.ScaleRSSMB = after[0].peakRSS, maxRSS(after[1:])
+		return c, nil
+	}
+
+	cycles := o.cycles
+	if mode == "per-function" {
+		cycles = min(cycles, 2) // thousands of queries a cycle: two are enough for the ratio
+	} else {
+		fmt.Printf("   %s: first cycle (the busy 5%% get written)\n", mode)
+		if r.First, err = cycle(); err != nil {
+			return r, err
+		}
+		fmt.Printf("   first: %.2fs, %d NVCF writes, %d LWTs\n", r.First.WallS, r.First.NVCFWrites, r.First.CQLLWTs)
+	}
+	var profWG sync.WaitGroup
+	if profile {
+		secs := int(math.Ceil(r.First.WallS*float64(cycles))) + 5
+		for _, p := range all {
+			profWG.Add(1)
+			go func() {
+				defer profWG.Done()
+				path := filepath.Join(root, o.out, fmt.Sprintf("cpu-%s-%d.pprof", p.p.Name, n))
+				if err := fetch(ctx, "http://"+p.metricsAddr+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path); err != nil {
+					fmt.Printf("   profile %s: %v\n", p.p.Name, err)
+				}
+			}()
+		}
+	}
+	for i := 0; i < cycles; i++ {
+		c, err := cycle()
+		if err != nil {
+			return r, err
+		}
+		fmt.Printf("   %s cycle %d: %.2fs (discovery %.2fs), %d queries, %d LWTs, %d NVCF writes\n", mode, i+1, c.WallS, c.DiscoveryS, c.Queries, c.CQLLWTs, c.NVCFWrites)
+		r.Cycles = append(r.Cycles, c)
+	}
+	profWG.Wait()
+	if profile {
+		for _, p := range scales {
+			_ = fetch(ctx, "http://"+p.metricsAddr+"/debug/pprof/heap", filepath.Join(root, o.out, fmt.Sprintf("heap-%s-%d.pprof", p.p.Name, n)))
+		}
+	}
+	r.Summary = summarize(r)
+	return r, nil
+}
+
+func summarize(r Run) Summary {
+	var s Summary
+	var walls, discs []float64
+	for _, c := range r.Cycles {
+		walls, discs = append(walls, c.WallS), append(discs, c.DiscoveryS)
+		s.QueriesPerCycle += float64(c.Queries)
+		s.LWTsPerCycle += float64(c.CQLLWTs)
+		s.NVCFWritesPerCycle += float64(c.NVCFWrites)
+		s.CPUPerCycle += c.DiscoveryCPUS + c.ScaleCPUS
+		s.PeakRSSScaleMB = math.Max(s.PeakRSSScaleMB, c.ScaleRSSMB)
+		s.PeakRSSDiscoveryMB = math.Max(s.PeakRSSDiscoveryMB, c.DiscoveryRSSMB)
+	}
+	k := float64(len(r.Cycles))
+	if k == 0 {
+		return s
+	}
+	s.QueriesPerCycle /= k
+	s.LWTsPerCycle /= k
+	s.NVCFWritesPerCycle /= k
+	s.CPUPerCycle /= k
+	s.QueriesPerFunction = s.QueriesPerCycle / float64(r.N)
+	s.WallP50, s.WallP95 = quantile(walls, 0.5), quantile(walls, 0.95)
+	s.DiscoveryP50 = quantile(discs, 0.5)
+	return s
+}
+
+func quantile(xs []float64, q float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[int(math.Ceil(q*float64(len(s))))-1]
+}
+
+// snap is what one process has done so far.
+type snap struct {
+	queries float64
+	cql     map[string]float64
+	cpu     float64 // seconds
+	peakRSS float64 // MiB
+}
+
+func (a snap) sub(b snap) snap {
+	d := snap{queries: a.queries - b.queries, cpu: a.cpu - b.cpu, peakRSS: a.peakRSS, cql: map[string]float64{}}
+	for k, v := range a.cql {
+		d.cql[k] = v - b.cql[k]
+	}
+	return d
+}
+
+func sumSnaps(ss []snap) snap {
+	out := snap{cql: map[string]float64{}}
+	for _, s := range ss {
+		out.queries += s.queries
+		out.cpu += s.cpu
+		out.peakRSS = math.Max(out.peakRSS, s.peakRSS)
+		for k, v := range s.cql {
+			out.cql[k] += v
+		}
+	}
+	return out
+}
+
+func maxRSS(ss []snap) float64 {
+	m := 0.0
+	for _, s := range ss {
+		m = math.Max(m, s.peakRSS)
+	}
+	return m
+}
+
+func snapshot(ctx context.Context, ps []*proc) ([]snap, error) {
+	out := make([]snap, len(ps))
+	for i, p := range ps {
+		s, err := scrape(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// scrape reads the process's self-metrics and its CPU time and peak RSS
+// from /proc.
+func scrape(ctx context.Context, p *proc) (snap, error) {
+	s := snap{cql: map[string]float64{}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.metricsAddr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, fmt.Errorf("scrape %s: %w", p.p.Name, err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return s, fmt.Errorf("parse metrics of %s: %w", p.p.Name, err)
+	}
+	// Queries: every PromQL query issued, by caller; readiness pings are
+	// not part of a cycle.
+	if f := fams["nvcf_autoscaler_tsdb_queries_total"]; f != nil {
+		for _, m := range f.Metric {
+			if label(m.GetLabel(), "caller") != "readiness" {
+				s.queries += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if f := fams["nvcf_autoscaler_cassandra_requests_total"]; f != nil {
+		for _, m := range f.Metric {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "kind" {
+					s.cql[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.p.PID()))
+	if err != nil {
+		return s, err
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	s.cpu = (ut + st) / 100 // USER_HZ is 100 on Linux
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.p.PID()))
+	if err != nil {
+		return s, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			s.peakRSS = kb / 1024
+		}
+	}
+	return s, nil
+}
+
+func label(ls []*dto.LabelPair, name string) string {
+	for _, l := range ls {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func fetch(ctx context.Context, url, path string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// broker stands in for the Knative Broker: it accepts each bucket event at
+// once (202), then delivers it to the scale processes with bounded
+// parallelism, as the Broker's dispatcher does, and counts the answers per
+// cycle so the bench knows when a cycle is done.
+type broker struct {
+	ln      net.Listener
+	srv     *http.Server
+	queue   chan delivery
+	targets []string
+	client  *http.Client
+
+	mu     sync.Mutex
+	done   map[int64]int
+	failed map[int64]int
+	next   int
+	wake   chan struct{}
+}
+
+type delivery struct {
+	cycle  int64
+	header http.Header
+	body   []byte
+}
+
+func newBroker(parallelism int) (*broker, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	b := &broker{ln: ln, queue: make(chan delivery, 1<<16), done: map[int64]int{}, failed: map[int64]int{},
+		wake: make(chan struct{}, 1), client: &http.Client{Timeout: 5 * time.Minute}}
+	b.srv = &http.Server{Handler: http.HandlerFunc(b.accept), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = b.srv.Serve(ln) }()
+	for i := 0; i < parallelism; i++ {
+		go b.deliver()
+	}
+	return b, nil
+}
+
+func (b *broker) url() string { return "http://" + b.ln.Addr().String() + "/" }
+
+func (b *broker) close() {
+	_ = b.srv.Close()
+	close(b.queue)
+}
+
+// accept takes a binary-mode CloudEvent; its id is
+// cycle-<ms>-bucket-<i>-of-<n>.
+func (b *broker) accept(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id := r.Header.Get("Ce-Id")
+	parts := strings.Split(id, "-")
+	if len(parts) < 2 || parts[0] != "cycle" {
+		http.Error(w, "unexpected event id "+id, http.StatusBadRequest)
+		return
+	}
+	cycle, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		http.Error(w, "unexpected event id "+id, http.StatusBadRequest)
+		return
+	}
+	b.queue <- delivery{cycle: cycle, header: r.Header.Clone(), body: body}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (b *broker) deliver() {
+	for d := range b.queue {
+		b.mu.Lock()
+		target := b.targets[b.next%len(b.targets)]
+		b.next++
+		b.mu.Unlock()
+		ok := false
+		for attempt := 0; attempt < 3 && !ok; attempt++ {
+			req, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader(d.body))
+			req.Header = d.header.Clone()
+			resp, err := b.client.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				ok = resp.StatusCode/100 == 2
+			}
+		}
+		b.mu.Lock()
+		b.done[d.cycle]++
+		if !ok {
+			b.failed[d.cycle]++
+		}
+		b.mu.Unlock()
+		select {
+		case b.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// wait blocks until n bucket events of cycle have been answered and returns
+// how many failed.
+func (b *broker) wait(ctx context.Context, cycle int64, n int, timeout time.Duration) (int, error) {
+	deadline := time.After(timeout)
+	for {
+		b.mu.Lock()
+		done, failed := b.done[cycle], b.failed[cycle]
+		b.mu.Unlock()
+		if done >= n {
+			return failed, nil
+		}
+		select {
+		case <-b.wake:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			return failed, fmt.Errorf("cycle %d: %d of %d buckets answered after %s", cycle, done, n, timeout)
+		case <-ctx.Done():
+			return failed, ctx.Err()
+		}
+	}
+}
+
+// benchVM is a VictoriaMetrics server of the bench's own.
+type benchVM struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+}
+
+func startVM(ctx context.Context, dir string) (*benchVM, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	addr, err := harness.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "vm.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command("victoria-metrics", "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(dir, "data"),
+		"-retentionPeriod=1d", "-search.maxQueryLen=1MB", "-memory.allowedPercent=20")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start victoria-metrics (Debian package victoria-metrics; make stack-up installs it): %w", err)
+	}
+	vm := &benchVM{cmd: cmd, url: "http://" + addr, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); logf.Close(); close(vm.done) }()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		select {
+		case <-vm.done:
+			return nil, fmt.Errorf("victoria-metrics exited; see %s", filepath.Join(dir, "vm.log"))
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, vm.url+"/health", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return vm, nil
+			}
+		}
+	}
+	vm.stop()
+	return nil, fmt.Errorf("victoria-metrics not ready after a minute; see %s", filepath.Join(dir, "vm.log"))
+}
+
+func (vm *benchVM) stop() {
+	_ = vm.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-vm.done:
+	case <-time.After(30 * time.Second):
+		_ = vm.cmd.Process.Kill()
+		<-vm.done
+	}
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"function/e2e/nvcfsim"
+	"function/shared/store"
+)
+
+// Seeding shape: what a fleet of busy GPU functions looks like to the
+// TSDB. A quarter of the versions run two workers, the rest one; load is
+// spread so that a cycle decides ups, downs and holds.
+const (
+	interval = 30 * time.Second
+	history  = 11 * time.Minute // covers the 600 s lookbacks
+	headroom = 15 * time.Minute // samples ahead of now keep the data live while cycles run
+	batch    = 2000             // versions per import request
+)
+
+// One version in twenty is busy enough to scale up; the rest sit inside
+// the policy's hold band. With their scaling state seeded as "already at
+// the current count", a cycle writes only the busy ones: the steady state
+// of a large fleet, where a few percent change per minute.
+var utilizations = []float64{0.85, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5}
+
+// workersOf is the instance count of version i: a quarter run two.
+func workersOf(i int) int {
+	if i%4 == 0 {
+		return 2
+	}
+	return 1
+}
+
+// versionIDs returns deterministic UUID-shaped ids for version i of a run.
+func versionIDs(label string, i int) (fid, vid string) {
+	h := fnv(label)
+	fid = fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", h, i>>16&0xffff, i>>4&0xfff, i&0xfff, uint64(i)*2654435761%(1<<48))
+	vid = fmt.Sprintf("%08x-%04x-4%03x-9%03x-%012x", h^0x5bd1e995, i>>16&0xffff, i>>4&0xfff, i&0xfff, uint64(i)*40503%(1<<48))
+	return fid, vid
+}
+
+func fnv(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
+
+// seed bulk-imports worker and request series for n versions into
+// VictoriaMetrics (/api/v1/import, JSON lines) and registers the versions
+// with the NVCF simulator.
+func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label string) error {
+	now := time.Now()
+	start, end := now.Add(-history).Truncate(interval), now.Add(headroom)
+	var ts []byte
+	var points []float64
+	for t := start; !t.After(end); t = t.Add(interval) {
+		ts = strconv.AppendInt(append(ts, ','), t.UnixMilli(), 10)
+		points = append(points, t.Sub(start).Seconds())
+	}
+	ts = ts[1:]
+
+	var body bytes.Buffer
+	flush := func() error {
+		if body.Len() == 0 {
+			return nil
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, vm+"/api/v1/import", bytes.NewReader(body.Bytes()))
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("import: %d %s", resp.StatusCode, b)
+		}
+		body.Reset()
+		return nil
+	}
+	series := func(name, fid, vid, instance string, value func(sec float64) float64) {
+		fmt.Fprintf(&body, `{"metric":{"__name__":%q,"function_id":%q,"function_version_id":%q,"nca_id":"nca-bench"`, name, fid, vid)
+		if instance != "" {
+			fmt.Fprintf(&body, `,"instance_id":%q`, instance)
+		}
+		body.WriteString(`},"values":[`)
+		for i, p := range points {
+			if i > 0 {
+				body.WriteByte(',')
+			}
+			body.WriteString(strconv.FormatFloat(value(p), 'f', -1, 64))
+		}
+		body.WriteString(`],"timestamps":[`)
+		body.Write(ts)
+		body.WriteString("]}\n")
+	}
+	for i := 0; i < n; i++ {
+		fid, vid := versionIDs(label, i)
+		u := utilizations[i%len(utilizations)]
+		for w := 0; w < workersOf(i); w++ {
+			inst := vid[:8] + "-w" + strconv.Itoa(w)
+			series("nvcf_worker_service_worker_thread_busy_seconds_total", fid, vid, inst, func(s float64) float64 { return u * s })
+			series("nvcf_worker_service_worker_thread_count_total", fid, vid, inst, func(float64) float64 { return 1 })
+		}
+		series("function_request_total", fid, vid, "", func(s float64) float64 { return 2 * s })
+		sim.Register(nvcfsim.FunctionVersion{FunctionID: fid, VersionID: vid, NcaID: "nca-bench", Status: nvcfsim.StatusActive,
+			Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 50}}})
+		if (i+1)%batch == 0 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	// The import is visible to queries once VM has flushed it.
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, vm+"/internal/force_flush", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+	}
+	return nil
+}
+
+// seedState writes each version's scaling state as if an earlier cycle had
+// already requested its current instance count, so the measured cycles see
+// the steady state instead of a first install (that is the cold cycle of
+// a run without seeded state; see the README).
+func seedState(ctx context.Context, cassandra, keyspace, label string, n int) error {
+	cfg := store.DefaultConfig()
+	cfg.Hosts = []string{cassandra}
+	cfg.Keyspace = keyspace
+	st, err := store.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cycle := time.Now().Add(-10 * time.Minute).UnixMilli()
+	work := make(chan int)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				fid, vid := versionIDs(label, i)
+				if err := st.RecordWrite(ctx, store.VersionKey{FunctionID: fid, FunctionVersionID: vid}, workersOf(i), cycle, "ok", 24*time.Hour); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// settle waits until VictoriaMetrics has merged what was just imported: a
+// bulk import of hundreds of thousands of series keeps both cores busy with
+// background merges for a while, which a TSDB fed by steady scrapes does not.
+func settle(ctx context.Context, vm string, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	quiet := 0
+	for time.Since(start) < timeout {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, vm+"/metrics", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return time.Since(start), err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		busy := false
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "vm_active_merges") || strings.HasPrefix(line, "vm_pending_rows") {
+				if f := strings.Fields(line); len(f) == 2 && f[1] != "0" {
+					busy = true
+				}
+			}
+		}
+		if busy {
+			quiet = 0
+		} else if quiet++; quiet >= 5 {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return time.Since(start), fmt.Errorf("VictoriaMetrics still merging after %s", timeout)
+}
