@@ -29,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
+	"knative.dev/eventing/pkg/apis/feature"
 	sourcesv1 "knative.dev/eventing/pkg/apis/sources/v1"
 	"knative.dev/pkg/apis"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
@@ -380,7 +381,9 @@ func validateAll(t *testing.T, objs []object) []string {
 		names[key] = true
 
 		if k, ok := o.obj.(knativeObject); ok {
-			ctx := apis.WithinCreate(context.Background())
+			// The webhooks run with the feature flags' defaults unless the
+			// cluster's config-features says otherwise.
+			ctx := feature.ToContext(apis.WithinCreate(context.Background()), feature.FromContextOrDefaults(context.Background()))
 			k.SetDefaults(ctx)
 			if err := k.Validate(ctx); err != nil {
 				t.Errorf("%s %s fails Knative validation: %v", o.kind, o.name, err)
