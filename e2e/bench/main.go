@@ -36,6 +36,7 @@ type options struct {
 	baselineMax   int
 	parallelism   int
 	perVersionMax int
+	maxWarmup     int
 	scaleProcs    int
 	profile       bool
 	out           string
@@ -52,6 +53,7 @@ func main() {
 	flag.IntVar(&o.baselineMax, "baseline-max", 10000, "largest N also run one-query-per-function (that mode issues 3 queries per version)")
 	flag.IntVar(&o.parallelism, "broker-parallelism", 4, "bucket events the stand-in broker delivers at once")
 	flag.IntVar(&o.perVersionMax, "per-version-metrics-max", 10000, "above this N the functions run with METRICS_PER_VERSION=false")
+	flag.IntVar(&o.maxWarmup, "max-warmup", 10, "at most this many unmeasured cycles while the TSDB's caches fill")
 	flag.IntVar(&o.scaleProcs, "scale-processes", 1, "scale function processes behind the broker")
 	flag.BoolVar(&o.profile, "profile", true, "save CPU profiles of the function processes during the largest N")
 	flag.StringVar(&o.out, "out", "e2e/out/bench", "directory for bench.json, bench.svg and profiles")
@@ -93,31 +95,34 @@ type Report struct {
 
 // Run is one N in one query mode.
 type Run struct {
-	N       int     `json:"n"`
-	Mode    string  `json:"mode"` // batched or per-function
-	Buckets int     `json:"buckets"`
-	SeedS   float64 `json:"seedSeconds,omitempty"`
-	First   Cycle   `json:"first"` // the first cycle after seeding: cold TSDB caches, the busy 5% written
-	Cycles  []Cycle `json:"cycles"`
-	Summary Summary `json:"summary"`
+	N            int     `json:"n"`
+	Mode         string  `json:"mode"` // batched or per-function
+	Buckets      int     `json:"buckets"`
+	SeedS        float64 `json:"seedSeconds,omitempty"`
+	WarmupCycles int     `json:"warmupCycles"` // unmeasured cycles after the first, until one ended inside the deadline
+	First        Cycle   `json:"first"`        // the first cycle after seeding: cold TSDB caches, the busy 5% written
+	Cycles       []Cycle `json:"cycles"`
+	Summary      Summary `json:"summary"`
 }
 
 // Cycle is what one tick cost, from the tick to the last bucket's answer.
 type Cycle struct {
-	WallS          float64 `json:"wallSeconds"`
-	DiscoveryS     float64 `json:"discoverySeconds"`
-	Found          int     `json:"found"`
-	BucketsSent    int     `json:"bucketsSent"`
-	BucketsFailed  int     `json:"bucketsFailed"`
-	Queries        int     `json:"promqlQueries"`
-	CQLReads       int     `json:"cqlReads"`
-	CQLWrites      int     `json:"cqlWrites"`
-	CQLLWTs        int     `json:"cqlLwts"`
-	NVCFWrites     int     `json:"nvcfWrites"`
-	DiscoveryCPUS  float64 `json:"discoveryCpuSeconds"`
-	ScaleCPUS      float64 `json:"scaleCpuSeconds"`
-	DiscoveryRSSMB float64 `json:"discoveryPeakRssMiB"`
-	ScaleRSSMB     float64 `json:"scalePeakRssMiB"`
+	WallS         float64 `json:"wallSeconds"`
+	DiscoveryS    float64 `json:"discoverySeconds"`
+	Found         int     `json:"found"`
+	BucketsSent   int     `json:"bucketsSent"`
+	BucketsFailed int     `json:"bucketsFailed"`
+	// BucketsUnanswered were still queued or in flight 60 s after the tick.
+	BucketsUnanswered int     `json:"bucketsUnanswered"`
+	Queries           int     `json:"promqlQueries"`
+	CQLReads          int     `json:"cqlReads"`
+	CQLWrites         int     `json:"cqlWrites"`
+	CQLLWTs           int     `json:"cqlLwts"`
+	NVCFWrites        int     `json:"nvcfWrites"`
+	DiscoveryCPUS     float64 `json:"discoveryCpuSeconds"`
+	ScaleCPUS         float64 `json:"scaleCpuSeconds"`
+	DiscoveryRSSMB    float64 `json:"discoveryPeakRssMiB"`
+	ScaleRSSMB        float64 `json:"scalePeakRssMiB"`
 }
 
 // Summary aggregates the measured (warm) cycles.

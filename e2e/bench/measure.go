@@ -38,6 +38,9 @@ type discoveryResult struct {
 
 func keyspaceOf(label string) string { return "bench_" + strings.ReplaceAll(label, "-", "_") }
 
+// warmWall is a cycle that left no bucket to its deadline (55 s).
+const warmWall = 45.0
+
 // lockTTL is short so back-to-back ticks are not skipped; every cycle here
 // outlives it anyway except the smallest.
 const lockTTL = 5 * time.Second
@@ -149,7 +152,12 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		if res.Skipped {
 			return Cycle{}, fmt.Errorf("discovery skipped the tick: %s", reply.Data())
 		}
-		failed, err := br.wait(ctx, res.Cycle, len(res.BucketsSent), 10*time.Minute)
+		// A bucket unanswered by its deadline (55 s after the tick) will only
+		// be dropped as late: the cycle is over then. The broker never
+		// cancels a delivery, because a cancelled request can leave another
+		// one stuck inside the CloudEvents SDK's receive handler until the
+		// next request arrives (cloudevents/sdk-go#1332; seen here).
+		failed, unanswered, err := br.wait(ctx, res.Cycle, len(res.BucketsSent), time.Until(t0.Add(60*time.Second)))
 		if err != nil {
 			return Cycle{}, err
 		}
@@ -159,7 +167,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 			return Cycle{}, err
 		}
 		c := Cycle{WallS: wall, DiscoveryS: discS, Found: res.Found, BucketsSent: len(res.BucketsSent),
-			BucketsFailed: failed + len(res.BucketsFail), NVCFWrites: len(sim.Writes())}
+			BucketsFailed: failed + len(res.BucketsFail), BucketsUnanswered: unanswered, NVCFWrites: len(sim.Writes())}
 		d, s := after[0].sub(before[0]), sumSnaps(after[1:]).sub(sumSnaps(before[1:]))
 		c.Queries = int(d.queries + s.queries)
 		c.CQLReads, c.CQLWrites, c.CQLLWTs = int(d.cql["read"]+s.cql["read"]), int(d.cql["write"]+s.cql["write"]), int(d.cql["lwt"]+s.cql["lwt"])
@@ -177,6 +185,24 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 			return r, err
 		}
 		fmt.Printf("   first: %.2fs, %d NVCF writes, %d LWTs\n", r.First.WallS, r.First.NVCFWrites, r.First.CQLLWTs)
+	}
+	// Warm-up: a long-running deployment's TSDB has every bucket's series
+	// in its caches; right after a bulk import it has none, and the first
+	// query over a bucket's series costs ~20x a repeated one. Cycles until
+	// one finishes well inside the deadline are run and reported, not
+	// measured.
+	if mode == "batched" {
+		for r.WarmupCycles = 0; r.First.WallS > warmWall && r.WarmupCycles < o.maxWarmup; r.WarmupCycles++ {
+			c, err := cycle()
+			if err != nil {
+				return r, err
+			}
+			fmt.Printf("   warm-up cycle %d: %.2fs, %d queries, %d NVCF writes\n", r.WarmupCycles+1, c.WallS, c.Queries, c.NVCFWrites)
+			if c.WallS <= warmWall {
+				r.WarmupCycles++
+				break
+			}
+		}
 	}
 	var profWG sync.WaitGroup
 	if profile {
@@ -403,7 +429,7 @@ func newBroker(parallelism int) (*broker, error) {
 		return nil, err
 	}
 	b := &broker{ln: ln, queue: make(chan delivery, 1<<16), done: map[int64]int{}, failed: map[int64]int{},
-		wake: make(chan struct{}, 1), client: &http.Client{Timeout: 5 * time.Minute}}
+		wake: make(chan struct{}, 1), client: &http.Client{Timeout: 10 * time.Minute}}
 	b.srv = &http.Server{Handler: http.HandlerFunc(b.accept), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = b.srv.Serve(ln) }()
 	for i := 0; i < parallelism; i++ {
@@ -472,24 +498,24 @@ func (b *broker) deliver() {
 	}
 }
 
-// wait blocks until n bucket events of cycle have been answered and returns
-// how many failed.
-func (b *broker) wait(ctx context.Context, cycle int64, n int, timeout time.Duration) (int, error) {
+// wait blocks until n bucket events of cycle have been answered or timeout
+// passes, and returns how many failed and how many were not answered.
+func (b *broker) wait(ctx context.Context, cycle int64, n int, timeout time.Duration) (failed, unanswered int, err error) {
 	deadline := time.After(timeout)
 	for {
 		b.mu.Lock()
 		done, failed := b.done[cycle], b.failed[cycle]
 		b.mu.Unlock()
 		if done >= n {
-			return failed, nil
+			return failed, 0, nil
 		}
 		select {
 		case <-b.wake:
 		case <-time.After(100 * time.Millisecond):
 		case <-deadline:
-			return failed, fmt.Errorf("cycle %d: %d of %d buckets answered after %s", cycle, done, n, timeout)
+			return failed, n - done, nil
 		case <-ctx.Done():
-			return failed, ctx.Err()
+			return failed, n - done, ctx.Err()
 		}
 	}
 }

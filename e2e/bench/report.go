@@ -8,6 +8,9 @@ import (
 
 func printRun(r Run) {
 	s := r.Summary
+	if r.WarmupCycles > 0 {
+		fmt.Printf("   (after %d warm-up cycles)\n", r.WarmupCycles)
+	}
 	fmt.Printf("   => N=%d %s: cycle p50 %.2fs p95 %.2fs, discovery p50 %.2fs, %.0f queries/cycle (%.4f per function), %.0f LWTs/cycle, %.0f NVCF writes/cycle, %.2f CPU-s/cycle, peak RSS scale %.0f MiB discovery %.0f MiB\n",
 		r.N, r.Mode, s.WallP50, s.WallP95, s.DiscoveryP50, s.QueriesPerCycle, s.QueriesPerFunction, s.LWTsPerCycle, s.NVCFWritesPerCycle, s.CPUPerCycle, s.PeakRSSScaleMB, s.PeakRSSDiscoveryMB)
 }
