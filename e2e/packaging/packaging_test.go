@@ -132,6 +132,27 @@ func TestChartRendersValidObjects(t *testing.T) {
 	}
 }
 
+// Each function gets GOMEMLIMIT at 90 % of its memory limit, so a large
+// cycle's garbage makes the GC work harder instead of the container die.
+func TestGoMemLimitFollowsTheMemoryLimit(t *testing.T) {
+	want := map[string]string{"autoscaler-nvcf-autoscaler-discovery": "691MiB", "autoscaler-nvcf-autoscaler-scale": "921MiB"}
+	for _, o := range decodeAll(t, render(t, "--set", "scale.resources.limits.memory=1Gi")) {
+		svc, ok := o.obj.(*servingv1.Service)
+		if !ok || want[svc.Name] == "" {
+			continue
+		}
+		got := ""
+		for _, e := range svc.Spec.Template.Spec.Containers[0].Env {
+			if e.Name == "GOMEMLIMIT" {
+				got = e.Value
+			}
+		}
+		require.Equal(t, want[svc.Name], got, svc.Name)
+		delete(want, svc.Name)
+	}
+	require.Empty(t, want, "services not rendered")
+}
+
 // The full render wires every switch through: the schema Job with the
 // admin password file, mTLS files, the overrides file, gRPC and dry-run.
 func TestFullValuesReachTheProcess(t *testing.T) {

@@ -69,6 +69,12 @@ resources. Secrets reach the process as files, never as values in env.
   env:
     - name: AUTOSCALER_ROLE
       value: {{ .role }}
+    {{- with (include "nvcf-autoscaler.gomemlimit" .res.limits.memory) }}
+    # Go's GC works harder near 90 % of the memory limit instead of letting
+    # a large cycle's garbage push the container into an OOM kill.
+    - name: GOMEMLIMIT
+      value: {{ . | quote }}
+    {{- end }}
     {{- range $v.extraEnv }}
     - name: {{ .name }}
       value: {{ .value | quote }}
@@ -134,4 +140,17 @@ prometheus.io/path: /metrics
 {{- with .Values.podAnnotations }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/*
+90 % of a memory limit given in Mi or Gi, as GOMEMLIMIT wants it (MiB);
+empty for other forms, which then leave Go's default.
+*/}}
+{{- define "nvcf-autoscaler.gomemlimit" -}}
+{{- $q := toString . -}}
+{{- if regexMatch "^[0-9]+Mi$" $q -}}
+{{- printf "%dMiB" (div (mul (trimSuffix "Mi" $q | int64) 9) 10) -}}
+{{- else if regexMatch "^[0-9]+Gi$" $q -}}
+{{- printf "%dMiB" (div (mul (trimSuffix "Gi" $q | int64) 9216) 10) -}}
+{{- end -}}
 {{- end -}}
