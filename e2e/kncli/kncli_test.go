@@ -37,6 +37,7 @@ import (
 
 	"function/e2e/harness"
 	"function/shared/testenv"
+	"function/shared/tsdb/tsdbtest"
 )
 
 const (
@@ -100,10 +101,21 @@ func TestFuncCLIBuildsAndRunsTheFunction(t *testing.T) {
 	defer sink.Close()
 	keyspace := fmt.Sprintf("kncli_%d", time.Now().UnixNano()%1e9)
 	t.Cleanup(func() { dropKeyspace(t, hosts, keyspace) })
+	// Three active versions of this run only: the shared TSDB may hold
+	// anything else, and discovery is told to look at these alone.
+	var workers []tsdbtest.Worker
+	for i := 0; i < 3; i++ {
+		workers = append(workers, tsdbtest.Worker{FunctionID: fmt.Sprintf("%s-f%d", keyspace, i), FunctionVersionID: fmt.Sprintf("%s-v%d", keyspace, i),
+			NcaID: "nca", Instances: 1, Utilization: 0.5, RequestsPerSecond: 1, Extra: map[string]string{"kncli_run": keyspace}})
+	}
+	now := time.Now()
+	require.NoError(t, tsdbtest.ImportVM(context.Background(), vm, tsdbtest.Generate(workers, now.Add(-5*time.Minute), now)))
 	writeCfg(t, dir, map[string]string{
 		"CASSANDRA_HOSTS":    hosts[0],
 		"CASSANDRA_KEYSPACE": keyspace,
 		"TSDB_URL":           vm,
+		"TSDB_ENV_LABEL":     "kncli_run",
+		"TSDB_ENV_VALUE":     keyspace,
 		"K_SINK":             sink.URL,
 		"NVCF_DRY_RUN":       "true",
 		"AUTOSCALER_ROLE":    "all",
@@ -145,6 +157,8 @@ func TestFuncCLIBuildsAndRunsTheFunction(t *testing.T) {
 		require.True(t, status >= 200 && status < 300, "ping answered %d: %s", status, body)
 		cycle := discoveryLine(t, runLog)
 		t.Logf("discovery: %s; bucket events received by K_SINK: %d", cycle, sunk.Load())
+		require.Contains(t, cycle, `"found":3`, "discovery finds exactly this run's three versions")
+		require.Positive(t, sunk.Load(), "bucket events reach K_SINK")
 	})
 
 	// 4. Stop by process group and check nothing is left.
