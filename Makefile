@@ -32,8 +32,18 @@ stack-down:
 stack-status:
 	$(STACK) status all
 
+# Whole cycles at 1k, 10k and 100k versions against the local stack, with the
+# one-query-per-function baseline in the same run (about 15 minutes; results
+# in e2e/out/bench). Flags for e2e/bench go through ARGS, e.g.
+#   make bench ARGS="-sizes 1000,10000 -cycles 3"
 bench:
-	e2e/bench.sh
+	e2e/bench.sh $(ARGS)
+
+# The PromQL response parser's fuzzers, FUZZTIME each (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run X -fuzz FuzzParseResponse -fuzztime $(FUZZTIME) ./shared/tsdb
+	$(GO) test -run X -fuzz FuzzFastParserMatchesReference -fuzztime $(FUZZTIME) ./shared/tsdb
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
