@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/http"
 	"strconv"
@@ -41,18 +42,12 @@ func workersOf(i int) int {
 
 // versionIDs returns deterministic UUID-shaped ids for version i of a run.
 func versionIDs(label string, i int) (fid, vid string) {
-	h := fnv(label)
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(label))
+	h := f.Sum32()
 	fid = fmt.Sprintf("%08x-%04x-4%03x-8%03x-%012x", h, i>>16&0xffff, i>>4&0xfff, i&0xfff, uint64(i)*2654435761%(1<<48))
 	vid = fmt.Sprintf("%08x-%04x-4%03x-9%03x-%012x", h^0x5bd1e995, i>>16&0xffff, i>>4&0xfff, i&0xfff, uint64(i)*40503%(1<<48))
 	return fid, vid
-}
-
-func fnv(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint32(s[i])) * 16777619
-	}
-	return h
 }
 
 // seed bulk-imports worker and request series for n versions into
