@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -15,9 +14,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"function/e2e/harness"
@@ -30,100 +26,24 @@ import (
 	"function/shared/tsdb/tsdbtest"
 )
 
-// scrape is one reading of /metrics, parsed.
-type scrape map[string]*dto.MetricFamily
+// scrape is one reading of /metrics, parsed (harness.Metrics: Find,
+// Value, Count, Total).
+type scrape struct{ harness.Metrics }
 
 func scrapeMetrics(t *testing.T, addr string) scrape {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
+	m, err := harness.ScrapeMetrics(context.Background(), addr)
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
-	require.NoError(t, err)
-	return scrape(mfs)
-}
-
-// find returns the series of family name whose labels include want, or nil.
-func (s scrape) find(name string, want ...string) *dto.Metric {
-	mf := s[name]
-	if mf == nil {
-		return nil
-	}
-	for _, m := range mf.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		ok := true
-		for i := 0; i+1 < len(want); i += 2 {
-			if have[want[i]] != want[i+1] {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return m
-		}
-	}
-	return nil
-}
-
-// value reads a counter or gauge; a series that does not exist reads 0 (a
-// counter that was never incremented), which the callers then compare.
-func (s scrape) value(name string, labels ...string) float64 {
-	m := s.find(name, labels...)
-	switch {
-	case m == nil:
-		return 0
-	case m.Counter != nil:
-		return m.GetCounter().GetValue()
-	case m.Gauge != nil:
-		return m.GetGauge().GetValue()
-	}
-	return math.NaN()
+	return scrape{m}
 }
 
 // gauge reads a gauge that must exist.
 func (s scrape) gauge(t *testing.T, name string, labels ...string) float64 {
 	t.Helper()
-	m := s.find(name, labels...)
+	m := s.Find(name, labels...)
 	require.NotNil(t, m, "no series %s%v", name, labels)
 	require.NotNil(t, m.Gauge, "%s is not a gauge", name)
 	return m.GetGauge().GetValue()
-}
-
-// count reads a histogram's sample count (0 when the series does not exist).
-func (s scrape) count(name string, labels ...string) uint64 {
-	m := s.find(name, labels...)
-	if m == nil || m.Histogram == nil {
-		return 0
-	}
-	return m.GetHistogram().GetSampleCount()
-}
-
-// sum of a counter family over every series whose labels include want.
-func (s scrape) total(name string, want ...string) float64 {
-	var sum float64
-	mf := s[name]
-	if mf == nil {
-		return 0
-	}
-	for _, m := range mf.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		ok := true
-		for i := 0; i+1 < len(want); i += 2 {
-			ok = ok && have[want[i]] == want[i+1]
-		}
-		if ok {
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }
 
 // bucketSink stands in for the Broker: it acknowledges and keeps the
@@ -224,7 +144,7 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	before := scrapeMetrics(t, metricsAddr)
 	require.Equal(t, 1.0, before.gauge(t, "nvcf_autoscaler_ready"))
 	delta := func(after scrape, name string, labels ...string) float64 {
-		return after.value(name, labels...) - before.value(name, labels...)
+		return after.Value(name, labels...) - before.Value(name, labels...)
 	}
 	const (
 		bucketSeconds = "nvcf_autoscaler_bucket_duration_seconds"
@@ -255,10 +175,10 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Equal(t, 1.0, afterTick.gauge(t, "nvcf_autoscaler_discovered_versions", "kind", "invoked"))
 	require.Equal(t, 1.0, afterTick.gauge(t, "nvcf_autoscaler_discovered_versions", "kind", "running"))
 	require.Equal(t, 1.0, delta(afterTick, "nvcf_autoscaler_bucket_events_total", "outcome", "sent"))
-	require.Zero(t, afterTick.value("nvcf_autoscaler_bucket_events_total", "outcome", "failed"))
+	require.Zero(t, afterTick.Value("nvcf_autoscaler_bucket_events_total", "outcome", "failed"))
 	for _, phase := range []string{"query", "upsert", "send", "total"} {
-		require.Equal(t, uint64(1), afterTick.count("nvcf_autoscaler_discovery_duration_seconds", "phase", phase)-
-			before.count("nvcf_autoscaler_discovery_duration_seconds", "phase", phase), "phase %s", phase)
+		require.Equal(t, uint64(1), afterTick.Count("nvcf_autoscaler_discovery_duration_seconds", "phase", phase)-
+			before.Count("nvcf_autoscaler_discovery_duration_seconds", "phase", phase), "phase %s", phase)
 	}
 	require.Equal(t, 1.0, delta(afterTick, locks, "kind", "discovery", "outcome", "acquired"))
 	require.Equal(t, 2.0, delta(afterTick, queries, "caller", "discovery"), "discovery costs two range queries")
@@ -277,7 +197,7 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Equal(t, 1.0, delta(afterSkip, "nvcf_autoscaler_discovery_cycles_total", "outcome", "done"))
 	require.Equal(t, 1.0, delta(afterSkip, locks, "kind", "discovery", "outcome", "held"))
 	require.Equal(t, 1.0, delta(afterSkip, locks, "kind", "discovery", "outcome", "acquired"))
-	require.Zero(t, afterSkip.value(locks, "kind", "discovery", "outcome", "error"))
+	require.Zero(t, afterSkip.Value(locks, "kind", "discovery", "outcome", "error"))
 	require.Equal(t, 2.0, delta(afterSkip, queries, "caller", "discovery"))
 	require.Len(t, sink.received(), 1)
 
@@ -366,18 +286,18 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Equal(t, 1.0, delta(m, decisions, "reason", "scale_up"))
 	require.Equal(t, 1.0, delta(m, decisions, "reason", "scale_down"))
 	require.Equal(t, 1.0, delta(m, decisions, "reason", "hold_current_unknown"))
-	require.Equal(t, 3.0, m.total(decisions)-before.total(decisions), "one decision per version")
+	require.Equal(t, 3.0, m.Total(decisions)-before.Total(decisions), "one decision per version")
 	require.Equal(t, float64(len(simWrites)), delta(m, writes, "outcome", "ok"))
-	require.Equal(t, float64(len(simWrites)), m.total(writes)-before.total(writes), "no write failed")
+	require.Equal(t, float64(len(simWrites)), m.Total(writes)-before.Total(writes), "no write failed")
 	require.Equal(t, float64(len(simWrites)), delta(m, locks, "kind", "function", "outcome", "acquired"), "one lock per write")
-	require.Zero(t, m.total(locks, "kind", "function", "outcome", "held")+m.total(locks, "kind", "function", "outcome", "error"))
+	require.Zero(t, m.Total(locks, "kind", "function", "outcome", "held")+m.Total(locks, "kind", "function", "outcome", "error"))
 	require.Equal(t, 3.0, delta(m, queries, "caller", "scale"), "three queries for the bucket, not per version")
 	require.Equal(t, 2.0, delta(m, queries, "caller", "discovery"))
-	require.Equal(t, uint64(1), m.count(bucketSeconds)-before.count(bucketSeconds), "one bucket handled")
-	require.Equal(t, uint64(5), m.count(tsdbSeconds, "endpoint", "query_range", "status", "200")-
-		before.count(tsdbSeconds, "endpoint", "query_range", "status", "200"), "every range query answered 200")
-	require.Equal(t, uint64(len(simWrites)), m.count(nvcfSeconds, "endpoint", "http_predictions", "status", "200"))
-	require.Equal(t, uint64(len(simWrites)), m.count(limiterWait), "each admitted NVCF attempt records its limiter wait")
+	require.Equal(t, uint64(1), m.Count(bucketSeconds)-before.Count(bucketSeconds), "one bucket handled")
+	require.Equal(t, uint64(5), m.Count(tsdbSeconds, "endpoint", "query_range", "status", "200")-
+		before.Count(tsdbSeconds, "endpoint", "query_range", "status", "200"), "every range query answered 200")
+	require.Equal(t, uint64(len(simWrites)), m.Count(nvcfSeconds, "endpoint", "http_predictions", "status", "200"))
+	require.Equal(t, uint64(len(simWrites)), m.Count(limiterWait), "each admitted NVCF attempt records its limiter wait")
 	require.Zero(t, m.gauge(t, "nvcf_autoscaler_nvcf_limiter_waiting"))
 	age := m.gauge(t, "nvcf_autoscaler_utilization_sample_age_seconds")
 	minute := t0.Truncate(time.Minute)
@@ -402,19 +322,19 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	}
 	sort.Strings(names)
 	for _, r := range names {
-		require.Equal(t, reasons[r], m2.value(decisions, "reason", r)-m.value(decisions, "reason", r), "reason %s", r)
+		require.Equal(t, reasons[r], m2.Value(decisions, "reason", r)-m.Value(decisions, "reason", r), "reason %s", r)
 	}
-	require.Equal(t, 3.0, m2.total(decisions)-m.total(decisions))
+	require.Equal(t, 3.0, m2.Total(decisions)-m.Total(decisions))
 	require.Len(t, sim.Writes(), 2)
-	require.Equal(t, m.total(writes), m2.total(writes))
-	require.Equal(t, m.total(locks), m2.total(locks))
-	require.Equal(t, 3.0, m2.value(queries, "caller", "scale")-m.value(queries, "caller", "scale"))
-	require.Equal(t, uint64(1), m2.count(bucketSeconds)-m.count(bucketSeconds))
+	require.Equal(t, m.Total(writes), m2.Total(writes))
+	require.Equal(t, m.Total(locks), m2.Total(locks))
+	require.Equal(t, 3.0, m2.Value(queries, "caller", "scale")-m.Value(queries, "caller", "scale"))
+	require.Equal(t, uint64(1), m2.Count(bucketSeconds)-m.Count(bucketSeconds))
 	require.Equal(t, 1.0, m2.gauge(t, "nvcf_autoscaler_function_status", "function_id", silent.id, "function_version_id", silent.version))
 
 	// Nothing in /metrics names a version outside this bucket's three.
 	for _, name := range []string{"nvcf_autoscaler_current_instances", "nvcf_autoscaler_desired_instances"} {
-		for _, s := range m2[name].GetMetric() {
+		for _, s := range m2.Metrics[name].GetMetric() {
 			for _, l := range s.GetLabel() {
 				if l.GetName() == "function_id" {
 					require.True(t, strings.HasPrefix(l.GetValue(), run), l.GetValue())

@@ -19,10 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"function/e2e/harness"
 	"function/e2e/nvcfsim"
 )
@@ -321,34 +317,16 @@ func snapshot(ctx context.Context, ps []*proc) ([]snap, error) {
 // from /proc.
 func scrape(ctx context.Context, p *proc) (snap, error) {
 	s := snap{cql: map[string]float64{}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.metricsAddr+"/metrics", nil)
-	resp, err := http.DefaultClient.Do(req)
+	m, err := harness.ScrapeMetrics(ctx, p.metricsAddr)
 	if err != nil {
-		return s, fmt.Errorf("scrape %s: %w", p.p.Name, err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return s, fmt.Errorf("parse metrics of %s: %w", p.p.Name, err)
+		return s, fmt.Errorf("%s: %w", p.p.Name, err)
 	}
 	// Queries: every PromQL query issued, by caller; readiness pings are
 	// not part of a cycle.
-	if f := fams["nvcf_autoscaler_tsdb_queries_total"]; f != nil {
-		for _, m := range f.Metric {
-			if label(m.GetLabel(), "caller") != "readiness" {
-				s.queries += m.GetCounter().GetValue()
-			}
-		}
-	}
-	if f := fams["nvcf_autoscaler_cassandra_requests_total"]; f != nil {
-		for _, m := range f.Metric {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "kind" {
-					s.cql[l.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
+	const queries = "nvcf_autoscaler_tsdb_queries_total"
+	s.queries = m.Total(queries) - m.Total(queries, "caller", "readiness")
+	for _, kind := range []string{"read", "write", "lwt"} {
+		s.cql[kind] = m.Total("nvcf_autoscaler_cassandra_requests_total", "kind", kind)
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.p.PID()))
 	if err != nil {
@@ -369,15 +347,6 @@ func scrape(ctx context.Context, p *proc) (snap, error) {
 		}
 	}
 	return s, nil
-}
-
-func label(ls []*dto.LabelPair, name string) string {
-	for _, l := range ls {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
 }
 
 func fetch(ctx context.Context, url, path string) error {
