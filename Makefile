@@ -22,6 +22,7 @@ unit:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	e2e/tidy-check.sh
 
 stack-up:
 	$(STACK) start all

@@ -29,6 +29,7 @@ echo "== gofmt and go vet"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
 go vet ./...
+e2e/tidy-check.sh
 
 mkdir -p .cache
 # The closed-loop tests stop and restart servers (TSDB outage, Cassandra
