@@ -52,6 +52,29 @@ type Input struct {
 	// Recent are earlier raw recommendations (Decision.Recommendation);
 	// only those inside ScaleDownStabilization of Now are used.
 	Recent []Recommendation
+
+	// Fresh is the newest, partial-window utilization sample (a rate
+	// ending at Now, newer than the last settled minute). The zero value
+	// (At zero) means none. Target mode lets it raise a recommendation
+	// only: a partial minute may show a load step a minute early, but it
+	// may also show a lull that the settled minute would not, so it never
+	// lowers a count and never takes a version to zero. NVCF mode ignores
+	// it: the reference reads settled minutes only.
+	Fresh Sample
+	// Demand is the caller's estimate of offered demand (see Demand).
+	// Target mode sizes a saturated version from it; NVCF mode ignores it.
+	Demand Demand
+	// Source names the metric source the inputs came from ("worker",
+	// "gateway", "control_plane"); it only labels the detail.
+	Source string
+}
+
+// freshUtilization is the usable fresh sample, if any.
+func (in Input) freshUtilization() (float64, bool) {
+	if in.Fresh.At.IsZero() || !finite(in.Fresh.Value) {
+		return 0, false
+	}
+	return in.Fresh.Value, true
 }
 
 // Reason says which rule produced a decision. The final rule that changed
@@ -62,6 +85,7 @@ type Reason string
 const (
 	ReasonScaleUp                Reason = "scale_up"
 	ReasonScaleUpSaturated       Reason = "scale_up_saturated"
+	ReasonScaleUpDemand          Reason = "scale_up_demand"
 	ReasonScaleDown              Reason = "scale_down"
 	ReasonHoldInBand             Reason = "hold_in_band"
 	ReasonHoldNotSticky          Reason = "hold_not_sticky"
@@ -119,12 +143,16 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 //  3. No samples, or a latest sample that is NaN/Inf, hold. The reference
 //     reads such points as 0 and would scale down; we treat them as
 //     unknown, because a TSDB outage read as zero load is the classic way
-//     to drop a service at peak (KEDA #3065, faas-idler #33).
+//     to drop a service at peak (KEDA #3065, faas-idler #33). In target
+//     mode a known Fresh sample may still scale up, and only up.
 //  4. Scale to zero (the only path to 0): enabled, idle for IdleTimeout,
 //     and both the average and the latest utilization below DownThreshold.
 //     The latest check is stricter than the reference: a version that is
-//     busy right now is not idle whatever the invocation metric says.
-//  5. The mode's raw recommendation (see ModeNVCF, ModeTarget).
+//     busy right now is not idle whatever the invocation metric says. In
+//     target mode a Fresh sample at or above DownThreshold blocks it too.
+//  5. The mode's raw recommendation (see ModeNVCF, ModeTarget). Target
+//     mode takes the larger of the settled and the Fresh recommendation,
+//     and sizes a saturated version from Demand when it is known.
 //  6. Scale-down stabilization, then step-rate bounds, then [Min, Max].
 //
 // Scale to zero skips 6's stabilization and rate bounds: the idle timeout
@@ -149,19 +177,38 @@ func Decide(p Policy, in Input) Decision {
 		return p.atZero(in)
 	}
 
+	source := ""
+	if in.Source != "" {
+		source = "source=" + in.Source + " "
+	}
+	fresh, freshOK := in.freshUtilization()
+	freshOK = freshOK && p.Mode == ModeTarget
+
 	n := len(in.Utilization)
-	if n == 0 {
-		return hold(p, in, ReasonHoldNoMetrics, fmt.Sprintf("cur=%d, no utilization samples", cur))
+	if n == 0 || !finite(in.Utilization[n-1].Value) {
+		// Missing settled data holds, except that a fresh sample may scale
+		// up: right after a version comes up from zero, its first settled
+		// minute is a minute away while the fresh one may already show it
+		// saturated. Nothing else may act on it.
+		if freshOK {
+			if d, ok := p.freshOnly(in, cur, fresh, source); ok {
+				return d
+			}
+		}
+		if n == 0 {
+			return hold(p, in, ReasonHoldNoMetrics, fmt.Sprintf("%scur=%d, no utilization samples", source, cur))
+		}
+		return hold(p, in, ReasonHoldUtilizationUnknown, fmt.Sprintf("%scur=%d, latest sample is %v", source, cur, in.Utilization[n-1].Value))
 	}
 	latest := in.Utilization[n-1].Value
-	if !finite(latest) {
-		return hold(p, in, ReasonHoldUtilizationUnknown, fmt.Sprintf("cur=%d, latest sample is %v", cur, latest))
-	}
 	avg := weightedAverage(in.Utilization, p.Decay)
 
-	if p.ScaleToZero && avg < p.DownThreshold && latest < p.DownThreshold {
+	// A fresh sample at or above the down threshold says the version is not
+	// idle now; it may only keep instances, so it blocks scale to zero.
+	freshBusy := freshOK && fresh >= p.DownThreshold
+	if p.ScaleToZero && avg < p.DownThreshold && latest < p.DownThreshold && !freshBusy {
 		if idle, why := p.idle(in); idle {
-			return p.toZero(cur, fmt.Sprintf("cur=%d latest=%.1f avg=%.1f < %g, %s", cur, latest, avg, p.DownThreshold, why))
+			return p.toZero(cur, fmt.Sprintf("%scur=%d latest=%.1f avg=%.1f < %g, %s", source, cur, latest, avg, p.DownThreshold, why))
 		}
 	}
 
@@ -170,12 +217,32 @@ func Decide(p Policy, in Input) Decision {
 	var detail string
 	switch p.Mode {
 	case ModeTarget:
-		rec, reason, detail = p.target(cur, latest)
+		rec, reason, detail = p.target(cur, latest, in.Demand)
+		if freshOK {
+			// Fresh only raises: max of the two, never the fresh one alone
+			// when it is lower.
+			if frec, freason, fdetail := p.target(cur, fresh, in.Demand); frec > rec {
+				rec, reason = frec, freason
+				detail += fmt.Sprintf("; fresh=%.1f raises to %d: %s", fresh, frec, fdetail)
+			}
+		}
 	default:
-		rec, reason, detail = p.nvcf(cur, in.Utilization, latest)
+		rec, reason, detail = p.nvcf(cur, in.Utilization)
 	}
-	detail = fmt.Sprintf("cur=%d latest=%.1f avg=%.1f %s", cur, latest, avg, detail)
+	detail = fmt.Sprintf("%scur=%d latest=%.1f avg=%.1f %s", source, cur, latest, avg, detail)
 	return p.finish(in, cur, rec, reason, detail)
+}
+
+// freshOnly decides from the fresh sample alone, when there is no settled
+// one: only a scale-up above both the running and the requested count is
+// acted on (ok true); anything else leaves the caller to hold.
+func (p Policy) freshOnly(in Input, cur int, fresh float64, source string) (Decision, bool) {
+	rec, reason, detail := p.target(cur, fresh, in.Demand)
+	if rec <= max(cur, lastRequested(in)) {
+		return Decision{}, false
+	}
+	detail = fmt.Sprintf("%scur=%d no settled sample, fresh=%.1f %s", source, cur, fresh, detail)
+	return p.finish(in, cur, rec, reason, detail), true
 }
 
 // hold builds a decision the caller must not act on. Desired never goes
@@ -280,7 +347,8 @@ func weightedAverage(samples []Sample, decay float64) float64 {
 // sample rule rather than replacing it: a step needs the latest sample
 // and enough of the window to breach. Unknown points never count as
 // breaching.
-func (p Policy) nvcf(cur int, samples []Sample, latest float64) (int, Reason, string) {
+func (p Policy) nvcf(cur int, samples []Sample) (int, Reason, string) {
+	latest := samples[len(samples)-1].Value
 	band := fmt.Sprintf("band=[%g,%g]", p.DownThreshold, p.UpThreshold)
 	var notSticky string
 	if latest > p.UpThreshold {
@@ -327,7 +395,8 @@ func sticky(s Stickiness, samples []Sample, breach func(float64) bool) (ok bool,
 // rounds any change to 100 % and flaps between 1 and 2.
 //
 // A saturated sample only says demand is at least the current capacity.
-// Then the step doubles (KPA's panic and HPA's default 100 % policy),
+// With a known Demand the version is sized for it in one step (see
+// below). Without one the step doubles (KPA's panic and HPA's default 100 % policy),
 // never less than the proportional or UpFactor step, and never more than
 // MaxScaleUpRate. Doubling rather than the largest allowed step keeps the
 // overshoot under 2x: with GPU instances, ten times the capacity for one
@@ -335,19 +404,41 @@ func sticky(s Stickiness, samples []Sample, breach func(float64) bool) (ok bool,
 // run away because each decision multiplies the settled Current (cycles
 // before new workers report recompute the same number instead of
 // compounding) and is bounded by MaxInstances and the NVCF spec.
-func (p Policy) target(cur int, latest float64) (int, Reason, string) {
+func (p Policy) target(cur int, latest float64, demand Demand) (int, Reason, string) {
 	ratio := math.Max(latest, 0) / p.TargetUtilization
 	busy := math.Max(latest, 0) * float64(cur) / 100
 	detail := fmt.Sprintf("target=%g busy=%.2f ratio=%.2f", p.TargetUtilization, busy, ratio)
 	proportional := max(ceilCount(float64(cur)*ratio), 1)
 	if latest >= SaturatedUtilization {
+		floor := max(proportional, ceilCount(float64(cur)*p.UpFactor))
+		// A known demand replaces the doubling: it sees the queue that
+		// utilization cannot, so one step sizes the version for it at the
+		// target. It must be at least what the workers are measurably busy
+		// with: a saturated version has at least that much demand, and an
+		// estimate below it is wrong (a stale cost after the workload got
+		// heavier), so it is ignored rather than trusted to under-size.
+		var ignored string
+		if demand.Known() {
+			if demand.Instances >= busy {
+				need := ceilCount(demand.Instances * 100 / p.TargetUtilization)
+				return max(floor, need), ReasonScaleUpDemand,
+					fmt.Sprintf("%s saturated, %s needs %d at target", detail, demand, need)
+			}
+			ignored = fmt.Sprintf(", %s ignored: below the measured busy %.2f", demand, busy)
+		}
 		growth := math.Max(2, p.UpFactor)
 		if p.MaxScaleUpRate > 0 {
 			growth = math.Min(growth, p.MaxScaleUpRate)
 		}
-		rec := max(proportional, ceilCount(float64(cur)*p.UpFactor), ceilCount(float64(cur)*growth))
-		return rec, ReasonScaleUpSaturated, fmt.Sprintf("%s saturated x%g", detail, growth)
+		rec := max(floor, ceilCount(float64(cur)*growth))
+		return rec, ReasonScaleUpSaturated, fmt.Sprintf("%s saturated x%g%s", detail, growth, ignored)
 	}
+	// Below saturation demand is not used: an unsaturated version has no
+	// queue, so what its workers are busy with IS its offered load, and the
+	// demand estimates are derived from those same busy seconds (the
+	// learned cost) or the same latency sum (Little's law). Using them here
+	// would add the estimate's lag and error, and a stale cost above the
+	// truth would hold instances that utilization says are idle.
 	if math.Abs(ratio-1) <= p.Tolerance {
 		return cur, ReasonHoldInBand, fmt.Sprintf("%s within ±%g", detail, p.Tolerance)
 	}

@@ -50,15 +50,7 @@ func target(mut ...func(*Policy)) Policy {
 func TestDecide(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	sticky3of5 := Stickiness{Size: 5 * time.Minute, Threshold: 3 * time.Minute}
-	cases := []struct {
-		name   string
-		p      Policy
-		in     Input
-		want   int
-		valid  bool
-		reason Reason
-		rec    int // checked only when non-negative
-	}{
+	checkDecisions(t, []decideCase{
 		// NVCF mode, the reference's static policy.
 		{"nvcf up", nvcf(), running(5, 50, 80), 6, true, ReasonScaleUp, 6},
 		{"nvcf up from one", nvcf(), running(1, 71), 2, true, ReasonScaleUp, 2},
@@ -156,7 +148,22 @@ func TestDecide(t *testing.T) {
 		{"clamp min", nvcf(func(p *Policy) { p.MinInstances = 5 }), running(5, 20), 5, true, ReasonClampedMin, 4},
 		{"clamp min pulls up", nvcf(func(p *Policy) { p.MinInstances = 5 }), running(2, 50), 5, true, ReasonClampedMin, 2},
 		{"clamp beats rate", nvcf(func(p *Policy) { p.MinInstances, p.MaxScaleUpRate = 10, 2 }), running(2, 50), 10, true, ReasonClampedMin, 2},
-	}
+	})
+}
+
+// decideCase is one row of a Decide table.
+type decideCase struct {
+	name   string
+	p      Policy
+	in     Input
+	want   int
+	valid  bool
+	reason Reason
+	rec    int // checked only when non-negative
+}
+
+func checkDecisions(t *testing.T, cases []decideCase) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			d := Decide(c.p, c.in)

@@ -1,0 +1,153 @@
+package policy
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Demand is offered load in busy instances: how many instances would be
+// 100 % busy serving it. It matters when a version is saturated: then
+// utilization is capped at 100 % and says only "at least the current
+// capacity", while the invocation plane still counts every request routed
+// to the version, queued ones included.
+type Demand struct {
+	// Instances is finite and >= 0 when the estimate is known.
+	Instances float64
+	// Method names the estimate, e.g. "requests x learned cost".
+	Method string
+	// Detail gives its numbers, for the decision detail.
+	Detail string
+}
+
+// Known reports whether the estimate can be used. The zero value is
+// unknown, so callers that do not estimate demand are unchanged.
+func (d Demand) Known() bool {
+	return d.Method != "" && finite(d.Instances) && d.Instances >= 0
+}
+
+// String reads "demand=8.4 busy instances (method: detail)", or
+// "demand unknown".
+func (d Demand) String() string {
+	if !d.Known() {
+		return "demand unknown"
+	}
+	return fmt.Sprintf("demand=%.1f busy instances (%s: %s)", d.Instances, d.Method, d.Detail)
+}
+
+// Estimate methods, as they appear in Demand.Method.
+const (
+	MethodRequestsLearnedCost = "requests x learned cost"
+	MethodLittlesLaw          = "little's law"
+)
+
+// CostHalfLife is how many observations (scaling windows with requests,
+// not wall time) it takes for an old observation's weight to halve. Ten
+// one-minute windows average out the edge effect of a single window (a
+// request counted in one window may be busy in the next, which biases one
+// window's busy/requests ratio by up to a request's length) while still
+// following a change in the workload's cost (a new model, longer prompts)
+// within about ten minutes of unsaturated traffic. It counts observations
+// rather than time because the cost of a request does not change while a
+// version is idle or saturated: a version that bursts after an hour at
+// rest should still know its cost.
+const CostHalfLife = 10.0
+
+// costDecay multiplies the old evidence at every new observation.
+var costDecay = math.Pow(0.5, 1/CostHalfLife)
+
+// CostMinRequests is the decayed number of requests a cost estimate needs
+// before it is used: fewer than that and a few long or short requests, or
+// one window's edge effect, can move it by tens of percent, and a too low
+// cost would size a saturated version too small.
+const CostMinRequests = 20.0
+
+// Cost is a version's learned busy seconds per request: a decayed average
+// over windows in which the version was not saturated, kept by the caller
+// in the version's scaling state.
+//
+// It is a ratio of decayed sums (busy seconds over requests) rather than a
+// mean of per-window ratios, so a window with 500 requests counts 500 times
+// as much as a window with one: that is the estimator whose error shrinks
+// with the number of requests seen.
+type Cost struct {
+	// SecondsPerRequest is the estimate: decayed busy seconds / decayed requests.
+	SecondsPerRequest float64
+	// Weight is the decayed number of requests behind the estimate.
+	Weight float64
+	// UpdatedAt is the end of the last window folded in.
+	UpdatedAt time.Time
+}
+
+// Known reports whether there is enough evidence to size from.
+func (c Cost) Known() bool {
+	return finite(c.SecondsPerRequest) && c.SecondsPerRequest > 0 && finite(c.Weight) && c.Weight >= CostMinRequests
+}
+
+// Learn folds one window's observation (busy seconds, requests and the
+// utilization percent it was measured at, the window ending at at) into
+// the estimate and returns the new estimate.
+//
+// An observation is left out when it cannot measure cost:
+//   - saturated (utilization >= SaturatedUtilization, or unknown): the
+//     request count includes queued requests that got no busy time yet,
+//     so busy/requests under-states the cost exactly when it is used;
+//   - empty (no requests) or no busy time: there is no ratio to take;
+//   - NaN, ±Inf or negative numbers (a counter reset or a failed query);
+//   - not after UpdatedAt: a replayed or out-of-order window would count
+//     the same requests twice.
+func (c Cost) Learn(at time.Time, busySeconds, requests, utilization float64) Cost {
+	if !finite(busySeconds) || !finite(requests) || !finite(utilization) {
+		return c
+	}
+	if busySeconds <= 0 || requests <= 0 || utilization < 0 || utilization >= SaturatedUtilization {
+		return c
+	}
+	if !c.UpdatedAt.IsZero() && !at.After(c.UpdatedAt) {
+		return c
+	}
+	// A state that is not a usable estimate (a corrupt or hand-edited
+	// row) is dropped rather than let NaN poison every later estimate.
+	oldWeight, oldBusy := 0.0, 0.0
+	if finite(c.Weight) && c.Weight > 0 && finite(c.SecondsPerRequest) && c.SecondsPerRequest > 0 {
+		oldWeight = c.Weight * costDecay
+		oldBusy = oldWeight * c.SecondsPerRequest
+	}
+	weight := oldWeight + requests
+	return Cost{
+		SecondsPerRequest: (oldBusy + busySeconds) / weight,
+		Weight:            weight,
+		UpdatedAt:         at,
+	}
+}
+
+// DemandFromRequests is offered demand from the request rate (requests per
+// second, every routed request counted, queued ones included) and the
+// learned cost: rate x seconds per request is busy threads, divided by the
+// threads one instance runs. Unknown when the cost is not yet known or an
+// input is not a usable number.
+func DemandFromRequests(c Cost, requestRate, threadsPerInstance float64) Demand {
+	if !c.Known() || !finite(requestRate) || requestRate < 0 || !finite(threadsPerInstance) || threadsPerInstance <= 0 {
+		return Demand{}
+	}
+	return Demand{
+		Instances: requestRate * c.SecondsPerRequest / threadsPerInstance,
+		Method:    MethodRequestsLearnedCost,
+		Detail:    fmt.Sprintf("%.1f req/s x %.2f s / %g threads", requestRate, c.SecondsPerRequest, threadsPerInstance),
+	}
+}
+
+// DemandFromConcurrency is offered demand by Little's law: the mean number
+// of requests in flight (e.g. the rate of a latency-seconds sum) divided by
+// how many requests one instance serves at once. It needs no learning, so
+// the control-plane and gateway sources have it from their first window.
+func DemandFromConcurrency(inFlight, concurrencyPerInstance float64) Demand {
+	if !finite(inFlight) || inFlight < 0 || !finite(concurrencyPerInstance) || concurrencyPerInstance <= 0 {
+		return Demand{}
+	}
+	return Demand{
+		Instances: inFlight / concurrencyPerInstance,
+		Method:    MethodLittlesLaw,
+		Detail:    fmt.Sprintf("%.1f in flight / %g concurrent per instance", inFlight, concurrencyPerInstance),
+	}
+}

@@ -1,0 +1,245 @@
+package policy
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDemandKnown(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		d    Demand
+		want bool
+	}{
+		{"zero value is unknown", Demand{}, false},
+		{"no method is unknown", Demand{Instances: 3}, false},
+		{"zero demand is known", Demand{Instances: 0, Method: MethodLittlesLaw}, true},
+		{"positive", Demand{Instances: 2.5, Method: MethodLittlesLaw}, true},
+		{"negative", Demand{Instances: -0.1, Method: MethodLittlesLaw}, false},
+		{"NaN", Demand{Instances: math.NaN(), Method: MethodLittlesLaw}, false},
+		{"Inf", Demand{Instances: math.Inf(1), Method: MethodLittlesLaw}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.want, c.d.Known()) })
+	}
+	require.Equal(t, "demand unknown", Demand{}.String())
+}
+
+func TestCostKnown(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		c    Cost
+		want bool
+	}{
+		{"zero value", Cost{}, false},
+		{"enough evidence", Cost{SecondsPerRequest: 1, Weight: CostMinRequests}, true},
+		{"just short of evidence", Cost{SecondsPerRequest: 1, Weight: CostMinRequests - 0.01}, false},
+		{"zero cost", Cost{SecondsPerRequest: 0, Weight: 100}, false},
+		{"NaN cost", Cost{SecondsPerRequest: math.NaN(), Weight: 100}, false},
+		{"Inf weight", Cost{SecondsPerRequest: 1, Weight: math.Inf(1)}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) { require.Equal(t, c.want, c.c.Known()) })
+	}
+}
+
+func TestCostLearn(t *testing.T) {
+	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+	first := Cost{}.Learn(at(1), 60, 30, 50) // 2 s per request
+	require.InDelta(t, 2.0, first.SecondsPerRequest, 1e-12)
+	require.InDelta(t, 30.0, first.Weight, 1e-12)
+	require.Equal(t, at(1), first.UpdatedAt)
+	require.True(t, first.Known(), "30 requests is enough evidence")
+
+	unchanged := []struct {
+		name                        string
+		at                          time.Time
+		busy, requests, utilization float64
+	}{
+		{"saturated", at(2), 570, 1000, SaturatedUtilization},
+		{"above 100", at(2), 570, 1000, 130},
+		{"utilization unknown", at(2), 60, 30, math.NaN()},
+		{"negative utilization", at(2), 60, 30, -1},
+		{"no requests", at(2), 60, 0, 50},
+		{"no busy time", at(2), 0, 30, 50},
+		{"negative busy (counter reset)", at(2), -60, 30, 50},
+		{"NaN busy", at(2), math.NaN(), 30, 50},
+		{"Inf requests", at(2), 60, math.Inf(1), 50},
+		{"replayed window", at(1), 10, 30, 50},
+		{"older window", at(0), 10, 30, 50},
+	}
+	for _, c := range unchanged {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, first, first.Learn(c.at, c.busy, c.requests, c.utilization))
+		})
+	}
+
+	t.Run("just below saturation is learned", func(t *testing.T) {
+		got := first.Learn(at(2), 30, 30, SaturatedUtilization-0.01)
+		require.Less(t, got.SecondsPerRequest, 2.0)
+	})
+	t.Run("ratio of decayed sums", func(t *testing.T) {
+		got := first.Learn(at(2), 30, 30, 50) // 1 s per request
+		d := math.Pow(0.5, 1/CostHalfLife)
+		require.InDelta(t, (30*d*2+30)/(30*d+30), got.SecondsPerRequest, 1e-12)
+		require.InDelta(t, 30*d+30, got.Weight, 1e-12)
+	})
+	t.Run("half-life in observations", func(t *testing.T) {
+		// An old estimate of 2 s, then CostHalfLife windows of 1 s with
+		// the same request count each: the old evidence's weight has
+		// halved.
+		c := Cost{SecondsPerRequest: 2, Weight: 1e9, UpdatedAt: at(0)}
+		for i := 1; i <= int(CostHalfLife); i++ {
+			c = c.Learn(at(i), 1e-3, 1e-3, 50)
+		}
+		require.InDelta(t, 0.5e9, c.Weight, 1e3)
+	})
+	t.Run("one small window is not enough evidence", func(t *testing.T) {
+		require.False(t, Cost{}.Learn(at(1), 10, 5, 40).Known())
+	})
+	t.Run("a corrupt state restarts from the observation", func(t *testing.T) {
+		got := Cost{SecondsPerRequest: math.NaN(), Weight: 50}.Learn(at(1), 60, 30, 50)
+		require.InDelta(t, 2.0, got.SecondsPerRequest, 1e-12)
+		require.InDelta(t, 30.0, got.Weight, 1e-12)
+	})
+	t.Run("converges on a steady workload", func(t *testing.T) {
+		c := Cost{}
+		for i := 1; i <= 200; i++ {
+			// Windows alternate 1.5 s and 1.86 s per request (edge
+			// effects); the truth is their request-weighted mean.
+			if i%2 == 0 {
+				c = c.Learn(at(i), 150, 100, 40)
+			} else {
+				c = c.Learn(at(i), 186, 100, 40)
+			}
+		}
+		require.InDelta(t, 1.68, c.SecondsPerRequest, 0.02)
+	})
+}
+
+func TestDemandFromRequests(t *testing.T) {
+	cost := Cost{SecondsPerRequest: 1.68, Weight: 100}
+	d := DemandFromRequests(cost, 5, 1)
+	require.True(t, d.Known())
+	require.InDelta(t, 8.4, d.Instances, 1e-9)
+	require.Equal(t, MethodRequestsLearnedCost, d.Method)
+	require.Equal(t, "demand=8.4 busy instances (requests x learned cost: 5.0 req/s x 1.68 s / 1 threads)", d.String())
+	require.InDelta(t, 2.1, DemandFromRequests(cost, 5, 4).Instances, 1e-9, "threads share the work")
+	require.InDelta(t, 0.0, DemandFromRequests(cost, 0, 1).Instances, 1e-9)
+	require.True(t, DemandFromRequests(cost, 0, 1).Known(), "no requests is a known zero")
+
+	for _, c := range []struct {
+		name          string
+		c             Cost
+		rate, threads float64
+	}{
+		{"cost not learned", Cost{SecondsPerRequest: 1.68, Weight: 1}, 5, 1},
+		{"negative rate", cost, -1, 1},
+		{"NaN rate", cost, math.NaN(), 1},
+		{"zero threads", cost, 5, 0},
+		{"Inf threads", cost, 5, math.Inf(1)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.False(t, DemandFromRequests(c.c, c.rate, c.threads).Known())
+		})
+	}
+}
+
+func TestDemandFromConcurrency(t *testing.T) {
+	d := DemandFromConcurrency(12, 4)
+	require.True(t, d.Known())
+	require.InDelta(t, 3.0, d.Instances, 1e-9)
+	require.Equal(t, MethodLittlesLaw, d.Method)
+	require.Contains(t, d.String(), "12.0 in flight / 4 concurrent per instance")
+	require.True(t, DemandFromConcurrency(0, 4).Known())
+	for _, c := range []struct {
+		name              string
+		inFlight, perInst float64
+	}{
+		{"negative in flight", -1, 4},
+		{"NaN in flight", math.NaN(), 4},
+		{"zero concurrency", 12, 0},
+		{"negative concurrency", 12, -2},
+		{"NaN concurrency", 12, math.NaN()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.False(t, DemandFromConcurrency(c.inFlight, c.perInst).Known())
+		})
+	}
+}
+
+// withDemand gives in a demand of n busy instances.
+func withDemand(in Input, n float64) Input {
+	in.Demand = Demand{Instances: n, Method: MethodLittlesLaw, Detail: "test"}
+	return in
+}
+
+// withFresh gives in a fresh sample of v at Now.
+func withFresh(in Input, v float64) Input {
+	in.Fresh = Sample{At: in.Now, Value: v}
+	return in
+}
+
+func TestDecideDemandAndFresh(t *testing.T) {
+	checkDecisions(t, []decideCase{
+		// Saturated with a known demand: one step to demand/target.
+		{"demand sizes in one step", target(), withDemand(running(4, 100), 8.4), 14, true, ReasonScaleUpDemand, 14},
+		{"demand below doubling still sizes to it", target(), withDemand(running(4, 100), 4.2), 7, true, ReasonScaleUpDemand, 7},
+		{"demand never below the proportional step", target(func(p *Policy) { p.UpFactor = 3 }), withDemand(running(4, 100), 4.2), 12, true, ReasonScaleUpDemand, 12},
+		{"demand below measured busy is ignored", target(), withDemand(running(4, 100), 3.9), 8, true, ReasonScaleUpSaturated, 8},
+		{"demand equal to measured busy is used", target(), withDemand(running(4, 100), 4), 7, true, ReasonScaleUpDemand, 7},
+		{"demand bounded by the up rate", target(func(p *Policy) { p.MaxScaleUpRate = 3 }), withDemand(running(4, 100), 20), 12, true, ReasonRateLimitedUp, 34},
+		{"demand bounded by max", target(func(p *Policy) { p.MaxInstances = 10 }), withDemand(running(4, 100), 20), 10, true, ReasonClampedMax, 34},
+		{"demand at exactly saturation", target(), withDemand(running(4, SaturatedUtilization), 8.4), 14, true, ReasonScaleUpDemand, 14},
+		{"demand unused just below saturation", target(), withDemand(running(4, SaturatedUtilization-0.1), 8.4), 7, true, ReasonScaleUp, 7},
+		{"demand unused when unsaturated", target(), withDemand(running(10, 30), 20), 5, true, ReasonScaleDown, 5},
+		{"demand unused in nvcf mode", nvcf(), withDemand(running(4, 100), 20), 5, true, ReasonScaleUp, 5},
+
+		// Fresh raises only.
+		{"fresh saturated raises", target(), withFresh(running(4, 60), 100), 8, true, ReasonScaleUpSaturated, 8},
+		{"fresh saturated with demand", target(), withDemand(withFresh(running(4, 60), 100), 8.4), 14, true, ReasonScaleUpDemand, 14},
+		{"fresh higher raises", target(), withFresh(running(4, 60), 90), 6, true, ReasonScaleUp, 6},
+		{"fresh lower never lowers", target(), withFresh(running(4, 60), 0), 4, true, ReasonHoldInBand, 4},
+		{"fresh lower never lowers a scale-up", target(), withFresh(running(4, 90), 10), 6, true, ReasonScaleUp, 6},
+		{"fresh never deepens a scale-down", target(), withFresh(running(10, 30), 0), 5, true, ReasonScaleDown, 5},
+		{"fresh softens a scale-down", target(), withFresh(running(10, 30), 48), 8, true, ReasonScaleDown, 8},
+		{"fresh ignored in nvcf mode", nvcf(), withFresh(running(5, 50), 100), 5, true, ReasonHoldInBand, 5},
+		{"fresh NaN ignored", target(), withFresh(running(4, 60), math.NaN()), 4, true, ReasonHoldInBand, 4},
+		{"fresh without time ignored", target(), func() Input { in := running(4, 60); in.Fresh.Value = 100; return in }(), 4, true, ReasonHoldInBand, 4},
+		{"fresh blocks scale to zero", target(), withFresh(idleFor(3, 31*time.Minute, 5), 50), 3, true, ReasonHoldInBand, 3},
+		{"fresh at down threshold blocks scale to zero", target(), withFresh(idleFor(3, 31*time.Minute, 5), 30), 2, true, ReasonScaleDown, 2},
+		{"quiet fresh lets scale to zero through", target(), withFresh(idleFor(3, 31*time.Minute, 5), 29.9), 0, true, ReasonScaleToZero, 0},
+		{"fresh cannot scale to zero", target(), withFresh(idleFor(3, 31*time.Minute, 50), 0), 3, true, ReasonHoldInBand, 3},
+
+		// Missing settled data holds, but fresh may scale up.
+		{"no settled sample, fresh up", target(), withFresh(running(1), 100), 2, true, ReasonScaleUpSaturated, 2},
+		{"NaN settled sample, fresh up", target(), withFresh(running(2, math.NaN()), 90), 3, true, ReasonScaleUp, 3},
+		{"no settled sample, fresh low holds", target(), withFresh(running(4), 0), 4, false, ReasonHoldNoMetrics, -1},
+		{"no settled sample, fresh at target holds", target(), withFresh(running(4), 60), 4, false, ReasonHoldNoMetrics, -1},
+		{"NaN settled sample, fresh low holds", target(), withFresh(running(4, math.NaN()), 0), 4, false, ReasonHoldUtilizationUnknown, -1},
+		{"no settled sample, fresh below last request holds", target(), func() Input {
+			in := withFresh(running(2), 90)
+			in.LastRequested = 5
+			return in
+		}(), 5, false, ReasonHoldNoMetrics, -1},
+		{"no settled sample in nvcf mode holds", nvcf(), withFresh(running(4), 100), 4, false, ReasonHoldNoMetrics, -1},
+	})
+}
+
+func TestDemandDetail(t *testing.T) {
+	in := running(4, 100)
+	in.Source = "worker"
+	in.Demand = DemandFromRequests(Cost{SecondsPerRequest: 1.68, Weight: 100}, 5, 1)
+	d := Decide(target(), in)
+	require.Equal(t, ReasonScaleUpDemand, d.Reason)
+	require.Contains(t, d.Detail, "source=worker ")
+	require.Contains(t, d.Detail, "demand=8.4 busy instances (requests x learned cost: 5.0 req/s x 1.68 s / 1 threads) needs 14 at target")
+
+	in.Demand = Demand{Instances: 1, Method: MethodLittlesLaw, Detail: "1.0 in flight / 1 concurrent per instance"}
+	d = Decide(target(), in)
+	require.Contains(t, d.Detail, "ignored: below the measured busy 4.00")
+
+	d = Decide(target(), withFresh(running(4, 60), 100))
+	require.Contains(t, d.Detail, "fresh=100.0 raises to 8")
+}
