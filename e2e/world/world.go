@@ -88,6 +88,7 @@ func BaseEnv(o Options) map[string]string {
 		"DISCOVERY_LOCK_TTL":         (period - time.Second).String(),
 		"DISCOVERY_LOOKBACK":         "60s",
 		"BUCKET_DEADLINE":            period.String(),
+		"MAX_CLOCK_SKEW":             "1s", // below the period, as Start requires; one clock here
 		"ACTIVE_ROW_TTL":             "40s",
 		"UTILIZATION_STEP":           "4s",
 		"UTILIZATION_WINDOW":         "8s",

@@ -120,9 +120,13 @@ func (h *Handler) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*event.Event, error) {
 	s := h.d.Settings
 	now := h.d.Now()
-	cycle := events.CycleOf(e, now)
+	cycle, clamped := events.CycleOf(e, now, s.ClockSkew)
 	span.SetAttributes(attribute.Int64("autoscaler.cycle", cycle), attribute.String("cloudevents.event_id", e.ID()))
 	log := h.d.Log.With("cycle", cycle, "event_id", e.ID())
+	if clamped {
+		log.Warn("tick time ahead of this replica's clock beyond MAX_CLOCK_SKEW; cycle taken from the receive time",
+			"tick_time", e.Time().UTC().Format(time.RFC3339Nano), "max_clock_skew", s.ClockSkew.String())
+	}
 	res := Result{Cycle: cycle}
 
 	// The owner includes the event id: two different ticks never share a

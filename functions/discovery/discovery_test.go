@@ -179,7 +179,7 @@ func TestDiscoveryFindsUpsertsAndFansOut(t *testing.T) {
 	}
 	// One event per non-empty bucket, with a deterministic id and payload.
 	require.Len(t, sk.got, len(wantBuckets))
-	cycle := events.CycleOf(tick("x", at), at)
+	cycle, _ := events.CycleOf(tick("x", at), at, 0)
 	for b, n := range wantBuckets {
 		id := events.BucketEventID(cycle, b, f.settings.Buckets)
 		require.Equal(t, 1, sk.got[id], "bucket %d", b)
@@ -195,6 +195,34 @@ func keys(m map[int]int) []int {
 		out = append(out, k)
 	}
 	return out
+}
+
+// A tick whose time is far ahead (a PingSource with a wrong clock, or a
+// hand-made event) runs a cycle at the receive time: its bucket events
+// carry a cycle the scale function accepts, and not one that would make
+// every real cycle until then look like a replay.
+func TestTickAheadOfTheClockIsTakenAsNow(t *testing.T) {
+	f := setup(t)
+	f.settings.ClockSkew = 10 * time.Second
+	sk := newSink(t, 0, false)
+	before := time.Now().Truncate(time.Second)
+	reply, err := f.handler(t, sk.srv.URL, nil).Handle(context.Background(), tick("ahead", time.Now().Add(24*time.Hour)))
+	require.NoError(t, err)
+	after := time.Now()
+	r := result(t, reply)
+	require.GreaterOrEqual(t, r.Cycle, before.UnixMilli(), "cycle %s", events.FormatCycle(r.Cycle))
+	require.LessOrEqual(t, r.Cycle, after.UnixMilli(), "cycle %s", events.FormatCycle(r.Cycle))
+	require.NotEmpty(t, sk.payloads)
+	for id, b := range sk.payloads {
+		require.Equal(t, r.Cycle, b.Cycle, id)
+		require.Equal(t, time.UnixMilli(r.Cycle).Add(f.settings.Discovery.BucketDeadline), b.Deadline.Local(), id)
+	}
+
+	// Within the skew the tick's own time stands, so a retry keeps its cycle.
+	at := time.Now().Add(5 * time.Second)
+	cycle, clamped := events.CycleOf(tick("near", at), time.Now(), f.settings.ClockSkew)
+	require.False(t, clamped)
+	require.Equal(t, at.Truncate(time.Second).UnixMilli(), cycle)
 }
 
 func TestConcurrentTicksOnlyOneWorks(t *testing.T) {

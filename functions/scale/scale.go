@@ -146,7 +146,11 @@ func (h *Handler) HandleBucket(ctx context.Context, e event.Event) (*event.Event
 }
 
 func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Span) (*event.Event, error) {
+	start := h.d.Now()
 	b, err := events.ParseBucket(e)
+	if err == nil {
+		b, err = b.Bound(e.ID(), events.Bounds{Now: start, Skew: h.d.Settings.ClockSkew, Deadline: h.d.Settings.Discovery.BucketDeadline})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +161,6 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 		// exact for any count), so it is only worth a warning.
 		h.d.Log.Warn("bucket count differs from this replica's BUCKETS", "event_buckets", b.Buckets, "buckets", h.d.Settings.Buckets)
 	}
-	start := h.d.Now()
 	log := h.d.Log.With("bucket", b.Bucket, "cycle", b.Cycle, "event_id", e.ID())
 	res := BucketResult{Bucket: b.Bucket, Buckets: b.Buckets, Cycle: b.Cycle, Outcomes: []Outcome{}}
 	if start.After(b.Deadline) {

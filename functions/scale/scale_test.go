@@ -3,6 +3,7 @@ package scale
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/stretchr/testify/require"
 
 	"function/e2e/nvcfsim"
@@ -174,6 +176,47 @@ func TestConcurrentHandlersAndReplaysWriteOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, decode(t, reply).Expired)
 	require.Len(t, f.sim.Writes(), written)
+}
+
+// One bucket event with a cycle far in the future must not freeze scaling:
+// decided, its cycle would become every version's last applied cycle and
+// each real cycle after it would be skipped as already applied.
+func TestFutureCycleIsRefusedAndRealCyclesStillWrite(t *testing.T) {
+	f := setup(t, 3)
+	h := f.handler(t, "node-a", nil)
+	_, err := h.HandleBucket(context.Background(), bucketEvent(time.Now().Add(365*24*time.Hour)))
+	require.Error(t, err)
+	require.Equal(t, http.StatusBadRequest, statusOf(err), "no retry makes a future cycle valid: %v", err)
+	require.ErrorContains(t, err, "MAX_CLOCK_SKEW="+f.settings.ClockSkew.String())
+	require.Empty(t, f.sim.Writes(), "nothing decided from the future")
+
+	reply, err := h.HandleBucket(context.Background(), bucketEvent(time.Now()))
+	require.NoError(t, err)
+	r := decode(t, reply)
+	require.Equal(t, 3, r.Written, "the real cycle writes: %+v", r.Outcomes)
+}
+
+// The event's deadline is a claim; cycle + BUCKET_DEADLINE is the bound. A
+// month-old cycle is dropped as late whatever deadline it names.
+func TestOldCycleIsDroppedWhateverDeadlineItClaims(t *testing.T) {
+	f := setup(t, 3)
+	e := bucketEvent(time.Now())
+	old := time.Now().Add(-30 * 24 * time.Hour)
+	_ = e.SetData(event.ApplicationJSON, events.Bucket{Bucket: 0, Buckets: 1, Cycle: old.UnixMilli(),
+		Deadline: time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)})
+	reply, err := f.handler(t, "node-a", nil).HandleBucket(context.Background(), e)
+	require.NoError(t, err)
+	r := decode(t, reply)
+	require.True(t, r.Expired, "dropped as late: %+v", r)
+	require.Empty(t, f.sim.Writes())
+}
+
+func statusOf(err error) int {
+	var r *cehttp.Result
+	if errors.As(err, &r) {
+		return r.StatusCode
+	}
+	return 0
 }
 
 func TestNVCFThrottlingIsRetriedAndNotFoundRemembered(t *testing.T) {

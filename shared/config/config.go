@@ -76,6 +76,10 @@ type Common struct {
 	NodeID   string `envconfig:"NODE_ID" desc:"owner name used in locks (default: hostname-pid)"`
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	Buckets  int    `envconfig:"BUCKETS" default:"128" desc:"token-range buckets the ring is split into"`
+	// ClockSkew bounds how far ahead of a replica's clock a tick or a bucket
+	// cycle may be: a cycle becomes each version's last applied one, so one
+	// from the future would make real cycles look like replays.
+	ClockSkew time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"10s" desc:"how far a tick's time or a bucket's cycle may be ahead of this replica's clock; a tick beyond it is taken as now, a bucket beyond it is refused (400)"`
 	// MetricsAddress serves /metrics beside func-go's port, which only
 	// carries CloudEvents and health.
 	MetricsAddress string `envconfig:"METRICS_ADDRESS" desc:"host:port for /metrics (off when empty; the chart sets :9095)"`
@@ -145,6 +149,9 @@ func (c *Common) validate() error {
 	}
 	if !(c.TracesSamplerArg >= 0 && c.TracesSamplerArg <= 1) {
 		add("OTEL_TRACES_SAMPLER_ARG=%g: want a fraction in [0, 1]", c.TracesSamplerArg)
+	}
+	if c.ClockSkew < 0 {
+		add("MAX_CLOCK_SKEW=%s: want a duration >= 0 such as 10s", c.ClockSkew)
 	}
 	if err := buckets.Validate(c.Buckets); err != nil {
 		add("BUCKETS=%d: want an integer in [1, %d]", c.Buckets, buckets.MaxCount)

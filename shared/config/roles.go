@@ -19,7 +19,7 @@ type Discovery struct {
 	Sink            string        `envconfig:"K_SINK" desc:"where bucket events go (injected by the SinkBinding)"`
 	SendConcurrency int           `envconfig:"SEND_CONCURRENCY" default:"16" desc:"bucket events sent in parallel"`
 	SendAttempts    int           `envconfig:"SEND_ATTEMPTS" default:"4" desc:"attempts per bucket event before the cycle reports it failed"`
-	BucketDeadline  time.Duration `envconfig:"BUCKET_DEADLINE" default:"55s" desc:"a bucket event older than this is dropped by the scale function"`
+	BucketDeadline  time.Duration `envconfig:"BUCKET_DEADLINE" default:"55s" desc:"a bucket event older than this is dropped by the scale function, whatever deadline it carries (set the same value on both roles)"`
 }
 
 // Scale configures the scale function.
@@ -96,6 +96,17 @@ func Load(cfg map[string]string) (Settings, error) {
 	}
 	if s.Role.Serves(RoleScale) {
 		errs = append(errs, s.Scale.validate())
+		// The scale function cuts every bucket's deadline back to its cycle
+		// plus BUCKET_DEADLINE, so it needs a sane value even without the
+		// discovery role.
+		if !s.Role.Serves(RoleDiscovery) && s.Discovery.BucketDeadline <= 0 {
+			errs = append(errs, fmt.Errorf("BUCKET_DEADLINE=%s: want a positive duration (the same as discovery's)", s.Discovery.BucketDeadline))
+		}
+	}
+	// A cycle up to MAX_CLOCK_SKEW ahead is accepted and recorded as applied;
+	// the next tick must come after it, or real cycles would be skipped.
+	if s.ClockSkew >= s.Discovery.Period {
+		errs = append(errs, fmt.Errorf("MAX_CLOCK_SKEW=%s: want less than DISCOVERY_PERIOD (%s)", s.ClockSkew, s.Discovery.Period))
 	}
 	return s, errors.Join(errs...)
 }

@@ -133,6 +133,34 @@ func ParseBucket(e event.Event) (Bucket, error) {
 	return b, nil
 }
 
+// Bounds are what a bucket event is held to on arrival, by the receiving
+// replica's clock.
+type Bounds struct {
+	Now time.Time
+	// Skew is how far ahead of Now a cycle may be (MAX_CLOCK_SKEW).
+	Skew time.Duration
+	// Deadline is the longest a bucket may be decided after its cycle
+	// (BUCKET_DEADLINE).
+	Deadline time.Duration
+}
+
+// Bound holds b to the clock. A cycle ahead of the clock by more than the
+// skew is a 400: it would be stored as each version's last applied cycle,
+// and every real cycle until then would be skipped as a replay. A deadline
+// later than cycle + the bucket deadline is cut back to it, so an old cycle
+// is dropped as late whatever deadline its event claims.
+func (b Bucket) Bound(eventID string, l Bounds) (Bucket, error) {
+	tick := time.UnixMilli(b.Cycle)
+	if ahead := tick.Sub(l.Now); ahead > l.Skew {
+		return b, BadRequest("bucket event %s: cycle %s is %s ahead of this replica's clock, beyond MAX_CLOCK_SKEW=%s",
+			eventID, FormatCycle(b.Cycle), ahead.Round(time.Millisecond), l.Skew)
+	}
+	if last := tick.Add(l.Deadline); b.Deadline.After(last) {
+		b.Deadline = last
+	}
+	return b, nil
+}
+
 // ParseActivate reads and validates a TypeActivate event.
 func ParseActivate(e event.Event) (Activate, error) {
 	var a Activate
@@ -153,14 +181,25 @@ func ParseActivate(e event.Event) (Activate, error) {
 
 // CycleOf returns the cycle of a PingSource tick: its event time truncated
 // to the second, in unix milliseconds. Retries of the same tick keep the
-// event time, so they map to the same cycle. A tick without a time uses
-// fallback (the receive time).
-func CycleOf(e event.Event, fallback time.Time) int64 {
+// event time, so they map to the same cycle. A tick without a time uses now
+// (the receive time).
+//
+// A tick more than skew ahead of now is clamped to now (clamped reports it)
+// rather than refused. Its cycle becomes every version's last applied cycle,
+// so a far-future one would make every real cycle after it look like a
+// replay until the state rows expire. Refusing it would be no better: a
+// PingSource whose clock runs ahead would then stop discovery altogether,
+// while the tick still means what it always means, "run a cycle now".
+// Within skew the tick's own time stands, so retries keep their cycle.
+func CycleOf(e event.Event, now time.Time, skew time.Duration) (cycle int64, clamped bool) {
 	t := e.Time()
 	if t.IsZero() {
-		t = fallback
+		t = now
 	}
-	return t.Truncate(time.Second).UnixMilli()
+	if t.Sub(now) > skew {
+		t, clamped = now, true
+	}
+	return t.Truncate(time.Second).UnixMilli(), clamped
 }
 
 // FormatCycle renders a cycle for logs and replies.

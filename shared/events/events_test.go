@@ -84,12 +84,53 @@ func TestCycleAndIDsAreDeterministic(t *testing.T) {
 	e := ev(TypePing, "")
 	at := time.Date(2026, 11, 22, 14, 0, 0, 123e6, time.UTC)
 	e.SetTime(at)
-	require.Equal(t, at.Truncate(time.Second).UnixMilli(), CycleOf(e, time.Now()))
+	cycle, clamped := CycleOf(e, at, 0)
+	require.Equal(t, at.Truncate(time.Second).UnixMilli(), cycle)
+	require.False(t, clamped)
 	require.Equal(t, "cycle-5-bucket-3-of-128", BucketEventID(5, 3, 128))
 	r, err := NewReply(e, TypeDiscoveryResult, map[string]int{"n": 1})
 	require.NoError(t, err)
 	require.Equal(t, "id-1/result", r.ID())
 	require.NoError(t, r.Validate())
+}
+
+func TestTickAheadIsClampedToNow(t *testing.T) {
+	e := ev(TypePing, "")
+	now := time.Date(2026, 11, 22, 14, 0, 0, 0, time.UTC)
+	e.SetTime(now.Add(10 * time.Second))
+	cycle, clamped := CycleOf(e, now, 10*time.Second)
+	require.False(t, clamped, "within the skew")
+	require.Equal(t, now.Add(10*time.Second).UnixMilli(), cycle)
+	e.SetTime(now.Add(time.Hour))
+	cycle, clamped = CycleOf(e, now, 10*time.Second)
+	require.True(t, clamped)
+	require.Equal(t, now.UnixMilli(), cycle)
+}
+
+func TestBucketBoundToTheClock(t *testing.T) {
+	now := time.Date(2026, 11, 22, 14, 0, 0, 0, time.UTC)
+	l := Bounds{Now: now, Skew: 10 * time.Second, Deadline: 55 * time.Second}
+	bucket := func(cycle, deadline time.Time) Bucket {
+		return Bucket{Bucket: 0, Buckets: 1, Cycle: cycle.UnixMilli(), Deadline: deadline}
+	}
+
+	b, err := bucket(now, now.Add(50*time.Second)).Bound("id-1", l)
+	require.NoError(t, err)
+	require.Equal(t, now.Add(50*time.Second), b.Deadline, "a deadline inside the bound stands")
+
+	b, err = bucket(now.Add(10*time.Second), now.Add(2*time.Minute)).Bound("id-1", l)
+	require.NoError(t, err, "a cycle ahead by the skew is accepted")
+	require.Equal(t, now.Add(65*time.Second), b.Deadline.UTC(), "and its deadline is cut back to cycle + 55s")
+
+	_, err = bucket(now.Add(11*time.Second), now.Add(time.Minute)).Bound("id-1", l)
+	require.Equal(t, http.StatusBadRequest, status(t, err))
+	require.ErrorContains(t, err, "MAX_CLOCK_SKEW=10s")
+	require.ErrorContains(t, err, "id-1")
+
+	old := now.Add(-30 * 24 * time.Hour)
+	b, err = bucket(old, time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)).Bound("id-1", l)
+	require.NoError(t, err)
+	require.Equal(t, old.Add(55*time.Second), b.Deadline.UTC(), "an old cycle cannot claim a far deadline")
 }
 
 func TestStatusHelpers(t *testing.T) {
