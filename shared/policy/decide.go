@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -343,50 +344,68 @@ func weightedAverage(samples []Sample, decay float64) float64 {
 	return sum / weights
 }
 
-// nvcf is the reference's static policy. Stickiness adds to the latest
-// sample rule rather than replacing it: a step needs the latest sample
-// and enough of the window to breach. Unknown points never count as
-// breaching.
+// nvcf is the reference's static policy. A direction steps when at least
+// Required of its last Window samples breach its threshold (without a
+// stickiness rule: the latest sample, a window of one), and that count
+// replaces the latest-sample rule: with a rule the latest sample need not
+// breach. Up is tested first and wins when both would fire. Unknown points
+// (NaN, ±Inf) never count as breaching; the reference reads them as 0,
+// which would count a TSDB gap as a down breach.
 func (p Policy) nvcf(cur int, samples []Sample) (int, Reason, string) {
-	latest := samples[len(samples)-1].Value
 	band := fmt.Sprintf("band=[%g,%g]", p.DownThreshold, p.UpThreshold)
-	var notSticky string
-	if latest > p.UpThreshold {
-		ok, got, need := sticky(p.UpStickiness, samples, func(v float64) bool { return v > p.UpThreshold })
-		if ok {
-			return ceilCount(float64(cur) * p.UpFactor), ReasonScaleUp, fmt.Sprintf("%s x%g", band, p.UpFactor)
-		}
-		notSticky = fmt.Sprintf("up held: %d of %d sticky minutes", got, need)
+	up := breaches(p.UpStickiness, samples, func(v float64) bool { return v > p.UpThreshold })
+	if up.fires() {
+		return ceilCount(float64(cur) * p.UpFactor), ReasonScaleUp, fmt.Sprintf("%s x%g%s", band, p.UpFactor, up)
 	}
-	if latest < p.DownThreshold {
-		ok, got, need := sticky(p.DownStickiness, samples, func(v float64) bool { return v < p.DownThreshold })
-		if ok {
-			return max(floorCount(float64(cur)*p.DownFactor), 1), ReasonScaleDown, fmt.Sprintf("%s x%g", band, p.DownFactor)
-		}
-		notSticky = fmt.Sprintf("down held: %d of %d sticky minutes", got, need)
+	down := breaches(p.DownStickiness, samples, func(v float64) bool { return v < p.DownThreshold })
+	if down.fires() {
+		return max(floorCount(float64(cur)*p.DownFactor), 1), ReasonScaleDown, fmt.Sprintf("%s x%g%s", band, p.DownFactor, down)
 	}
-	if notSticky != "" {
-		return cur, ReasonHoldNotSticky, band + " " + notSticky
+	// Some breaches that a rule did not count as enough are a sticky hold,
+	// so the detail says how far the version is from a step.
+	var held []string
+	if up.rule && up.got > 0 {
+		held = append(held, "up held:"+up.String())
+	}
+	if down.rule && down.got > 0 {
+		held = append(held, "down held:"+down.String())
+	}
+	if len(held) > 0 {
+		return cur, ReasonHoldNotSticky, band + " " + strings.Join(held, ",")
 	}
 	return cur, ReasonHoldInBand, band
 }
 
-// sticky counts breaching samples in the rule's window, anchored at the
-// latest sample (the last settled minute) rather than at Now, so a late
-// TSDB does not shrink the window.
-func sticky(s Stickiness, samples []Sample, breach func(float64) bool) (ok bool, got, need int) {
-	if !s.Enabled() {
-		return true, 0, 0
+// breachCount is one direction's count over its window.
+type breachCount struct {
+	rule                bool // a stickiness rule is on
+	got, window, needed int
+}
+
+func (b breachCount) fires() bool { return b.got >= b.needed }
+
+// String reads " (3 of last 5 breach, 3 needed)" for a rule, "" without.
+func (b breachCount) String() string {
+	if !b.rule {
+		return ""
 	}
-	need = s.minutesNeeded()
-	anchor := samples[len(samples)-1].At
-	from := anchor.Add(-s.Size)
-	for _, smp := range samples {
-		if smp.At.After(from) && !smp.At.After(anchor) && finite(smp.Value) && breach(smp.Value) {
-			got++
+	return fmt.Sprintf(" (%d of last %d breach, %d needed)", b.got, b.window, b.needed)
+}
+
+// breaches counts breaching samples among the last Window ones (the last
+// one only without a rule). The reference takes the last samples of the
+// series, not a time span, so this does too.
+func breaches(s Stickiness, samples []Sample, breach func(float64) bool) breachCount {
+	b := breachCount{window: 1, needed: 1}
+	if s.Enabled() {
+		b = breachCount{rule: true, window: s.Window(), needed: s.Required()}
+	}
+	for _, smp := range samples[max(len(samples)-b.window, 0):] {
+		if finite(smp.Value) && breach(smp.Value) {
+			b.got++
 		}
 	}
-	return got >= need, got, need
+	return b
 }
 
 // target sizes the version so that its busy work (utilization x

@@ -139,7 +139,7 @@ type ScalingDetails struct {
 // set reports whether NVCF filled this direction in; an all-zero message
 // is how protobuf says "not configured".
 func (s ScalingDetails) set() bool {
-	return s.Factor != 0 || s.Threshold != 0 || s.Stickiness.Enabled()
+	return s.Factor != 0 || s.Threshold != 0 || s.Stickiness != Stickiness{}
 }
 
 // DeploymentConfig is the NVCF per-version autoscaling configuration for

@@ -35,23 +35,31 @@ const (
 // the work queued behind them, so proportional sizing would under-shoot.
 const SaturatedUtilization = 95.0
 
-// maxStickinessSize mirrors the reference: stickiness looks at most at the
-// last hour of minute samples.
-const maxStickinessSize = time.Hour
-
-// Stickiness asks that a threshold has been breached for a while, not only
-// by the latest sample, before a step is taken in that direction. The zero
-// value turns it off.
+// Stickiness asks that a threshold has been breached in enough of the
+// recent samples, not only the latest, before a step is taken in that
+// direction. It is the reference's rule, counted as the reference counts
+// it: the window is the last Size/60 s samples and Required is
+// Threshold/60 s breaching samples among them, both in whole minutes
+// rounded down; a rule with either at 0 minutes is off (the step then
+// needs the latest sample to breach, which is the same test over a window
+// of one). Required above the window is accepted, as the reference
+// accepts it: such a rule never fires.
 type Stickiness struct {
-	// Size is how far back to look, anchored at the latest sample.
+	// Size is how far back to look: the last Size/60 s samples.
 	Size time.Duration
-	// Threshold is how many minutes (one sample per minute) inside Size
-	// must breach; a partial minute counts as a whole one.
+	// Threshold is how much of Size must breach, in whole minutes (one
+	// sample per minute).
 	Threshold time.Duration
 }
 
-// Enabled reports whether the stickiness rule applies.
-func (s Stickiness) Enabled() bool { return s != Stickiness{} }
+// Window is how many of the latest samples the rule looks at.
+func (s Stickiness) Window() int { return int(s.Size / time.Minute) }
+
+// Required is how many of them must breach.
+func (s Stickiness) Required() int { return int(s.Threshold / time.Minute) }
+
+// Enabled reports whether the rule applies: both counts at least one.
+func (s Stickiness) Enabled() bool { return s.Window() > 0 && s.Required() > 0 }
 
 // Policy is how one function version is scaled. Build it from Defaults and
 // check it with Validate; Decide holds (Valid false) on an invalid policy.
@@ -207,21 +215,14 @@ func (p Policy) Validate() error {
 	return errors.Join(errs...)
 }
 
-// problem explains what is wrong with an enabled stickiness rule, or "".
+// problem explains what is wrong with a stickiness rule, or "". Only a
+// negative duration is: the reference validates no stickiness field, so
+// every rule it would run is accepted here too (a rule that rounds to 0
+// minutes is off, a threshold above the size never fires); a negative
+// duration cannot be counted in minutes at all, and no rule means it.
 func (s Stickiness) problem() string {
-	if !s.Enabled() {
-		return ""
-	}
-	switch {
-	case s.Size <= 0 || s.Size >= maxStickinessSize:
-		return fmt.Sprintf("size must be in (0, %s), got %s", maxStickinessSize, s.Size)
-	case s.Threshold <= 0 || s.Threshold >= s.Size:
-		return fmt.Sprintf("threshold must be in (0, size %s), got %s", s.Size, s.Threshold)
+	if s.Size < 0 || s.Threshold < 0 {
+		return fmt.Sprintf("size and threshold must be >= 0, got size %s, threshold %s", s.Size, s.Threshold)
 	}
 	return ""
-}
-
-// minutesNeeded is how many breaching samples the rule asks for.
-func (s Stickiness) minutesNeeded() int {
-	return int((s.Threshold + time.Minute - 1) / time.Minute)
 }

@@ -268,15 +268,10 @@ func badRate(r *rand.Rand) float64 {
 func badSticky(r *rand.Rand) Stickiness {
 	m := time.Minute
 	return []Stickiness{
-		{Size: time.Hour, Threshold: m},
-		{Size: time.Duration(61+r.Intn(100)) * m, Threshold: m},
-		{Size: 5 * m, Threshold: 5 * m},
-		{Size: 5 * m, Threshold: time.Duration(6+r.Intn(60)) * m},
-		{Size: 5 * m},
-		{Threshold: 2 * m},
 		{Size: -m, Threshold: -2 * m},
 		{Size: 5 * m, Threshold: -m},
-	}[r.Intn(8)]
+		{Size: -time.Duration(1+r.Intn(100)) * time.Second, Threshold: m},
+	}[r.Intn(3)]
 }
 
 func fieldsOf(err error) []string {
