@@ -149,6 +149,38 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 	require.Contains(t, string(out), "BUCKETS=-1")
 }
 
+// A password in TSDB_URL would be printed wherever the URL is (the start-up
+// line, every "dependencies not ready" warning) and would sit in a
+// ConfigMap: Start refuses it, pointing to the token file, and never repeats
+// it, whatever else is wrong with the URL. Every line the process writes is
+// searched for it.
+func TestPasswordInTSDBURLIsRefusedAndNeverPrinted(t *testing.T) {
+	bin := funcBinary(t)
+	const pw = "tsdb-PASSWORD-9d2e"
+	for _, tsdbURL := range []string{
+		"http://autoscaler:" + pw + "@127.0.0.1:1",
+		"http://autoscaler:" + pw + "@127.0.0.1:bad port/", // unparsable too
+		"http://" + pw + "@127.0.0.1:1",                    // a bare token as the user
+	} {
+		addr, err := harness.FreeAddr()
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, bin)
+		cmd.Env = []string{"LISTEN_ADDRESS=" + addr, "PATH=" + os.Getenv("PATH"), "TSDB_URL=" + tsdbURL,
+			"CASSANDRA_HOSTS=127.0.0.1:1", "K_SINK=http://127.0.0.1:9", "NVCF_DRY_RUN=true"}
+		out, err := cmd.CombinedOutput()
+		expired := ctx.Err()
+		cancel()
+		for i, line := range strings.Split(string(out), "\n") {
+			require.NotContains(t, line, pw, "line %d", i+1)
+		}
+		require.Error(t, err, "Start must refuse the URL")
+		require.NoError(t, expired, "the process must exit, not serve")
+		require.Contains(t, string(out), "TSDB_URL")
+		require.Contains(t, string(out), "TSDB_TOKEN_FILE")
+	}
+}
+
 // Secrets fed through every channel (env and files) must appear in no log
 // line and no metric.
 func TestSecretsAppearInNoLogAndNoMetric(t *testing.T) {

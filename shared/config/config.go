@@ -194,8 +194,8 @@ func (c *Common) validate() error {
 
 	if c.URL == "" {
 		add("TSDB_URL is not set: want the base URL of a Prometheus-compatible API, e.g. http://victoria-metrics:8428")
-	} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		add("TSDB_URL=%q: want an absolute http(s) URL", c.URL)
+	} else if err := checkURL("TSDB_URL", c.URL, "put the token in a file and set TSDB_AUTH=token and TSDB_TOKEN_FILE"); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.Auth {
 	case "none":
@@ -225,6 +225,29 @@ func (c *Common) validate() error {
 	return errors.Join(errs...)
 }
 
+// userinfoRE finds the credentials of a URL, parsable or not: everything
+// between the scheme and the last '@' before the path.
+var userinfoRE = regexp.MustCompile(`^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@`)
+
+// SafeURL is raw with any credentials replaced by Redacted, for messages.
+// The whole userinfo goes, not only the password: a bare token is often
+// passed as the user name.
+func SafeURL(raw string) string { return userinfoRE.ReplaceAllString(raw, "${1}"+Redacted+"@") }
+
+// checkURL validates an absolute http(s) URL setting. Credentials in it are
+// refused rather than redacted where printed: a URL is logged, repeated in
+// errors and kept in a ConfigMap, while secrets belong in files (fixes
+// names the file setting to use). No message repeats them.
+func checkURL(name, raw, fix string) error {
+	if userinfoRE.MatchString(raw) {
+		return fmt.Errorf("%s=%q carries credentials: %s (a URL is printed in logs and kept in a ConfigMap; secrets are read from files)", name, SafeURL(raw), fix)
+	}
+	if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s=%q: want an absolute http(s) URL", name, SafeURL(raw))
+	}
+	return nil
+}
+
 // ParseConsistency accepts Cassandra's consistency names.
 func ParseConsistency(s string) (string, error) {
 	switch s {
@@ -244,5 +267,5 @@ func (c Common) String() string {
 		pw = Redacted
 	}
 	return fmt.Sprintf("role=%s node=%s buckets=%d cassandra=%s keyspace=%s user=%q password=%s tsdb=%s auth=%s traces=%s",
-		c.Role, c.NodeID, c.Buckets, strings.Join(c.Hosts, ","), c.Keyspace, c.Username, pw, c.URL, c.Auth, c.TracesExporter)
+		c.Role, c.NodeID, c.Buckets, strings.Join(c.Hosts, ","), c.Keyspace, c.Username, pw, SafeURL(c.URL), c.Auth, c.TracesExporter)
 }

@@ -25,7 +25,7 @@ func setEnv(t *testing.T, env map[string]string) {
 	for _, kv := range os.Environ() {
 		k := strings.SplitN(kv, "=", 2)[0]
 		if strings.HasPrefix(k, "CASSANDRA_") || strings.HasPrefix(k, "TSDB_") || strings.HasPrefix(k, "NVCF_") ||
-			k == "K_SINK" || k == "BUCKETS" || k == "AUTOSCALER_ROLE" || k == "POLICY_MODE" {
+			k == "K_SINK" || k == "BUCKETS" || k == "MAX_CLOCK_SKEW" || k == "BUCKET_DEADLINE" || k == "AUTOSCALER_ROLE" || k == "POLICY_MODE" {
 			t.Setenv(k, "")
 			os.Unsetenv(k)
 		}
@@ -82,6 +82,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"nvcf timeout", "NVCF_TIMEOUT", "20s", "NVCF_TIMEOUT"},
 		{"bounds", "MAX_INSTANCES", "-2", "MAX_INSTANCES"},
 		{"password file", "CASSANDRA_PASSWORD_FILE", "/nonexistent/pw", "CASSANDRA_PASSWORD_FILE"},
+		{"negative skew", "MAX_CLOCK_SKEW", "-1s", "MAX_CLOCK_SKEW=-1s"},
+		{"skew of a period", "MAX_CLOCK_SKEW", "60s", "want less than DISCOVERY_PERIOD"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -93,6 +95,39 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 			require.Contains(t, err.Error(), c.want)
 		})
 	}
+}
+
+// Credentials in any URL setting are refused, pointing to the file setting
+// that holds them instead, and no message repeats them, even for a URL that
+// does not parse.
+func TestCredentialsInURLsAreRefusedWithoutRepeatingThem(t *testing.T) {
+	const pw = "PW-3b7f"
+	for key, fix := range map[string]string{
+		"TSDB_URL": "TSDB_TOKEN_FILE", "K_SINK": "Broker", "NVCF_API_URL": "NVCF_TOKEN_FILE",
+		"NVCF_OAUTH_TOKEN_URL": "NVCF_OAUTH_CLIENT_SECRET_FILE",
+	} {
+		for _, raw := range []string{"https://user:" + pw + "@example.com/x", "http://" + pw + "@example.com", "http://u:" + pw + "@host:bad port/"} {
+			env := valid()
+			env[key] = raw
+			env["NVCF_OAUTH_CLIENT_ID"] = "id"
+			env["NVCF_OAUTH_CLIENT_SECRET_FILE"] = "/dev/null"
+			setEnv(t, env)
+			_, err := Load(nil)
+			require.Error(t, err, "%s=%s", key, raw)
+			require.Contains(t, err.Error(), key+"=")
+			require.Contains(t, err.Error(), "carries credentials")
+			require.Contains(t, err.Error(), fix)
+			require.NotContains(t, err.Error(), pw)
+		}
+	}
+	require.Equal(t, "http://"+Redacted+"@h:1/p?q=a@b", SafeURL("http://u:p@ss@h:1/p?q=a@b"), "the last @ of the authority, not of the query")
+	require.Equal(t, "http://h:1/", SafeURL("http://h:1/"))
+}
+
+func TestScaleRoleNeedsABucketDeadline(t *testing.T) {
+	setEnv(t, map[string]string{"TSDB_URL": "http://127.0.0.1:8428", "AUTOSCALER_ROLE": "scale", "NVCF_DRY_RUN": "true", "BUCKET_DEADLINE": "0s"})
+	_, err := Load(nil)
+	require.ErrorContains(t, err, "BUCKET_DEADLINE=0s")
 }
 
 func TestRoleLimitsWhatIsRequired(t *testing.T) {

@@ -3,7 +3,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"time"
 )
@@ -130,8 +129,8 @@ func (d *Discovery) validate() error {
 	}
 	if d.Sink == "" {
 		add("K_SINK is not set: want the URL bucket events are sent to (a SinkBinding injects it)")
-	} else if u, err := url.Parse(d.Sink); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		add("K_SINK=%q: want an absolute http(s) URL", d.Sink)
+	} else if err := checkURL("K_SINK", d.Sink, "the Broker's ingress needs none"); err != nil {
+		errs = append(errs, err)
 	}
 	if d.SendConcurrency < 1 {
 		add("SEND_CONCURRENCY=%d: want an integer >= 1", d.SendConcurrency)
@@ -178,8 +177,8 @@ func (s *Scale) validate() error {
 		if !s.NVCFDryRun && s.NVCFURL == "" {
 			add("NVCF_API_URL is not set: want the NVCF API base URL (or NVCF_DRY_RUN=true)")
 		} else if s.NVCFURL != "" {
-			if u, err := url.Parse(s.NVCFURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				add("NVCF_API_URL=%q: want an absolute http(s) URL", s.NVCFURL)
+			if err := checkURL("NVCF_API_URL", s.NVCFURL, "use NVCF_TOKEN_FILE or NVCF_OAUTH_CLIENT_SECRET_FILE"); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	case "grpc":
@@ -188,6 +187,11 @@ func (s *Scale) validate() error {
 		}
 	default:
 		add("NVCF_TRANSPORT=%q: want http or grpc", s.NVCFTransport)
+	}
+	if s.NVCFOAuthTokenURL != "" {
+		if err := checkURL("NVCF_OAUTH_TOKEN_URL", s.NVCFOAuthTokenURL, "use NVCF_OAUTH_CLIENT_ID and NVCF_OAUTH_CLIENT_SECRET_FILE"); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.NVCFOAuthTokenURL != "" && (s.NVCFOAuthClientID == "" || s.NVCFOAuthClientSecretF == "") {
 		add("NVCF_OAUTH_TOKEN_URL needs NVCF_OAUTH_CLIENT_ID and NVCF_OAUTH_CLIENT_SECRET_FILE")
