@@ -236,14 +236,15 @@ func Decide(p Policy, in Input) Decision {
 
 // freshOnly decides from the fresh sample alone, when there is no settled
 // one: only a scale-up above both the running and the requested count is
-// acted on (ok true); anything else leaves the caller to hold.
+// acted on (ok true); anything else leaves the caller to hold. The test is
+// on the final count, not only the recommendation: a MaxInstances below
+// the running count would otherwise turn it into a scale-down on no
+// settled data.
 func (p Policy) freshOnly(in Input, cur int, fresh float64, source string) (Decision, bool) {
 	rec, reason, detail := p.target(cur, fresh, in.Demand)
-	if rec <= max(cur, lastRequested(in)) {
-		return Decision{}, false
-	}
 	detail = fmt.Sprintf("%scur=%d no settled sample, fresh=%.1f %s", source, cur, fresh, detail)
-	return p.finish(in, cur, rec, reason, detail), true
+	d := p.finish(in, cur, rec, reason, detail)
+	return d, d.Desired > max(cur, lastRequested(in))
 }
 
 // hold builds a decision the caller must not act on. Desired never goes
@@ -251,17 +252,17 @@ func (p Policy) freshOnly(in Input, cur int, fresh float64, source string) (Deci
 // version or take it to zero.
 func hold(p Policy, in Input, reason Reason, detail string) Decision {
 	d := max(p.MinInstances, lastRequested(in), 0)
-	if in.CurrentKnown && in.Current > d {
-		d = in.Current
+	if in.CurrentKnown {
+		d = max(d, in.Current)
 	}
 	return Decision{Desired: d, Valid: false, Reason: reason, Recommendation: d, Detail: detail}
 }
 
 func lastRequested(in Input) int {
-	if !in.LastRequestedKnown || in.LastRequested < 0 {
+	if !in.LastRequestedKnown {
 		return 0
 	}
-	return in.LastRequested
+	return max(in.LastRequested, 0)
 }
 
 // atZero decides for a version with no workers and nothing pending.
@@ -331,10 +332,9 @@ func weightedAverage(samples []Sample, decay float64) float64 {
 		if !finite(s.Value) {
 			continue
 		}
-		w := 1.0
-		if decay > 0 {
-			w = math.Exp(-decay * float64(n-1-i))
-		}
+		// The newest point weighs exactly 1 (exp(0), also with decay 0),
+		// so however large the decay the weights cannot all underflow.
+		w := math.Exp(-decay * float64(n-1-i))
 		sum += w * s.Value
 		weights += w
 	}
@@ -482,15 +482,16 @@ func (p Policy) target(cur int, latest float64, demand Demand) (int, Reason, str
 func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Decision {
 	desired := rec
 	base := max(cur, lastRequested(in))
-	if desired < base && p.ScaleDownStabilization > 0 {
+	if p.ScaleDownStabilization > 0 {
 		// HPA's rule: a downward move goes only as far as the highest
 		// recommendation in the window, and never above the current size
-		// (an old up recommendation must not cause an up move now).
+		// (an old up recommendation must not cause an up move now), so
+		// this only ever changes a move below base.
 		hi := desired
 		from := in.Now.Add(-p.ScaleDownStabilization)
 		for _, r := range in.Recent {
-			if r.At.After(from) && r.Count > hi {
-				hi = r.Count
+			if r.At.After(from) {
+				hi = max(hi, r.Count)
 			}
 		}
 		if hi = min(hi, base); hi > desired {
@@ -498,13 +499,15 @@ func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Dec
 			detail += fmt.Sprintf("; stabilized at %d (highest in %s)", hi, p.ScaleDownStabilization)
 		}
 	}
-	if desired > base && p.MaxScaleUpRate > 0 {
+	// The rate limits are at least base (up, rate > 1) and at most base
+	// (down, never below 1), so each binds only on a move its way.
+	if p.MaxScaleUpRate > 0 {
 		if limit := ceilCount(float64(base) * p.MaxScaleUpRate); desired > limit {
 			desired, reason = limit, ReasonRateLimitedUp
 			detail += fmt.Sprintf("; up rate x%g allows %d", p.MaxScaleUpRate, limit)
 		}
 	}
-	if desired < base && p.MaxScaleDownRate > 0 {
+	if p.MaxScaleDownRate > 0 {
 		if limit := max(floorCount(float64(base)/p.MaxScaleDownRate), 1); desired < limit {
 			desired, reason = limit, ReasonRateLimitedDown
 			detail += fmt.Sprintf("; down rate /%g allows %d", p.MaxScaleDownRate, limit)

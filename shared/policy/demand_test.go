@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -98,10 +99,22 @@ func TestCostLearn(t *testing.T) {
 	t.Run("one small window is not enough evidence", func(t *testing.T) {
 		require.False(t, Cost{}.Learn(at(1), 10, 5, 40).Known())
 	})
-	t.Run("a corrupt state restarts from the observation", func(t *testing.T) {
-		got := Cost{SecondsPerRequest: math.NaN(), Weight: 50}.Learn(at(1), 60, 30, 50)
-		require.InDelta(t, 2.0, got.SecondsPerRequest, 1e-12)
-		require.InDelta(t, 30.0, got.Weight, 1e-12)
+	for _, corrupt := range []Cost{
+		{SecondsPerRequest: math.NaN(), Weight: 50},
+		{SecondsPerRequest: 0, Weight: 50},
+		{SecondsPerRequest: -1, Weight: 50},
+		{SecondsPerRequest: 3, Weight: -5},
+		{SecondsPerRequest: 3, Weight: math.Inf(1)},
+	} {
+		t.Run(fmt.Sprintf("a corrupt state %+v restarts from the observation", corrupt), func(t *testing.T) {
+			got := corrupt.Learn(at(1), 60, 30, 50)
+			require.InDelta(t, 2.0, got.SecondsPerRequest, 1e-12)
+			require.InDelta(t, 30.0, got.Weight, 1e-12)
+		})
+	}
+	t.Run("a window that reads 0 % busy but has busy time is learned", func(t *testing.T) {
+		// Utilization only gates saturation; 0 is a valid reading.
+		require.Equal(t, Cost{SecondsPerRequest: 2, Weight: 30, UpdatedAt: at(1)}, Cost{}.Learn(at(1), 60, 30, 0))
 	})
 	t.Run("converges on a steady workload", func(t *testing.T) {
 		c := Cost{}
@@ -141,7 +154,9 @@ func TestDemandFromRequests(t *testing.T) {
 		{"Inf threads", cost, 5, math.Inf(1)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			require.False(t, DemandFromRequests(c.c, c.rate, c.threads).Known())
+			// Unknown is exactly the zero value: no method or detail that a
+			// caller could print as if it were an estimate.
+			require.Equal(t, Demand{}, DemandFromRequests(c.c, c.rate, c.threads))
 		})
 	}
 }
@@ -164,7 +179,7 @@ func TestDemandFromConcurrency(t *testing.T) {
 		{"NaN concurrency", 12, math.NaN()},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			require.False(t, DemandFromConcurrency(c.inFlight, c.perInst).Known())
+			require.Equal(t, Demand{}, DemandFromConcurrency(c.inFlight, c.perInst))
 		})
 	}
 }
@@ -223,6 +238,8 @@ func TestDecideDemandAndFresh(t *testing.T) {
 			in.LastRequested = 5
 			return in
 		}(), 5, false, ReasonHoldNoMetrics, -1},
+		{"no settled sample, max below current holds", target(func(p *Policy) { p.MaxInstances = 3 }), withFresh(running(4), 100), 4, false, ReasonHoldNoMetrics, -1},
+		{"no settled sample, max caps the raise", target(func(p *Policy) { p.MaxInstances = 6 }), withFresh(running(4), 100), 6, true, ReasonClampedMax, 8},
 		{"no settled sample in nvcf mode holds", nvcf(), withFresh(running(4), 100), 4, false, ReasonHoldNoMetrics, -1},
 	})
 }

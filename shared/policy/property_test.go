@@ -307,3 +307,42 @@ func TestPropertyValidateRejectsEveryCorruption(t *testing.T) {
 		require.Equal(t, ReasonInvalidPolicy, d.Reason)
 	}
 }
+
+// A fresh sample only ever raises: with it a decision is never lower than
+// without it, a hold becomes valid only to scale up, and NVCF mode does
+// not look at it at all.
+func TestPropertyFreshOnlyRaises(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	raised, unheld := 0, 0
+	for i := range propertyCases {
+		p, in := randPolicy(r), randInput(r)
+		if r.Intn(4) > 0 {
+			p.Mode = ModeTarget
+		}
+		if r.Intn(3) == 0 {
+			in.Demand = DemandFromConcurrency(r.Float64()*80, 1)
+		}
+		without := Decide(p, in)
+		with := Decide(p, withFresh(in, randValue(r)))
+		if p.Mode == ModeNVCF {
+			require.Equal(t, without, with, "case %d: nvcf mode used the fresh sample", i)
+			continue
+		}
+		if without.Valid {
+			require.True(t, with.Valid, "case %d", i)
+			require.GreaterOrEqual(t, with.Desired, without.Desired, "case %d: fresh lowered %+v to %+v", i, without, with)
+			if with.Desired > without.Desired {
+				raised++
+			}
+			continue
+		}
+		if with.Valid {
+			unheld++
+			require.Greater(t, with.Desired, max(in.Current, lastRequested(in)), "case %d: a hold became %+v", i, with)
+			continue
+		}
+		require.Equal(t, without.Desired, with.Desired, "case %d", i)
+	}
+	require.Positive(t, raised, "the generator never raised a decision")
+	require.Positive(t, unheld, "the generator never scaled up from a hold")
+}

@@ -53,6 +53,8 @@ func TestNVCFStickinessIsTheReferences(t *testing.T) {
 		{"threshold under a minute, latest breaches", up(rule(5*m, 59*time.Second)), running(5, 50, 50, 50, 50, 80), 6, true, ReasonScaleUp, 6},
 		{"size under a minute is off", up(rule(59*time.Second, 30*time.Second)), running(5, 50, 80), 6, true, ReasonScaleUp, 6},
 		{"size 0 is off", down(rule(0, 3*m)), running(5, 20, 20, 20, 50), 5, true, ReasonHoldInBand, 5},
+		{"size under a minute with a threshold is off", up(rule(59*time.Second, 3*m)), running(5, 50, 80), 6, true, ReasonScaleUp, 6},
+		{"no down breach at all is in band", down(rule(5*m, 3*m)), running(5, 50, 50, 50, 50, 50), 5, true, ReasonHoldInBand, 5},
 		{"threshold 0 is off", down(rule(5*m, 0)), running(5, 50, 50, 20), 4, true, ReasonScaleDown, 4},
 
 		// Up first, and it wins.
