@@ -171,6 +171,8 @@ func TestFullValuesReachTheProcess(t *testing.T) {
 		// Numbers from a values file are floats to helm; large ones must
 		// still reach the process as integers, not 4.194304e+06.
 		"TSDB_MAX_SELECTOR_BYTES": "4194304",
+		"TSDB_ENVIRONMENT":        "staging",
+		"TSDB_IGNORE_ENV":         "false",
 	} {
 		require.Equal(t, v, cfg[k], k)
 	}

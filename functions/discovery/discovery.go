@@ -40,7 +40,7 @@ type Store interface {
 
 // TSDB is what discovery needs from the metrics store.
 type TSDB interface {
-	ActiveVersions(ctx context.Context, now time.Time, lookback time.Duration, filter tsdb.LabelFilter) ([]tsdb.ActiveVersion, tsdb.Skipped, error)
+	ActiveVersions(ctx context.Context, now time.Time, lookback time.Duration, f tsdb.Filters) ([]tsdb.ActiveVersion, tsdb.Skipped, error)
 }
 
 // Sender delivers one event to the sink; a nil error means acknowledged.
@@ -90,13 +90,17 @@ func New(d Deps) (*Handler, error) {
 
 // Result is the payload of the discovery reply event.
 type Result struct {
-	Cycle       int64          `json:"cycle"`
-	Skipped     bool           `json:"skipped,omitempty"`
-	SkipReason  string         `json:"skipReason,omitempty"`
-	Found       int            `json:"found"`
-	Invoked     int            `json:"invoked"`
-	Upserted    int            `json:"upserted"`
-	Invalid     map[string]int `json:"invalid,omitempty"`
+	Cycle      int64          `json:"cycle"`
+	Skipped    bool           `json:"skipped,omitempty"`
+	SkipReason string         `json:"skipReason,omitempty"`
+	Found      int            `json:"found"`
+	Invoked    int            `json:"invoked"`
+	Upserted   int            `json:"upserted"`
+	Invalid    map[string]int `json:"invalid,omitempty"`
+	// BySource counts the found versions by the source their series point
+	// to ("worker", "gateway", "control_plane"; "none" for versions seen
+	// only through their request counters).
+	BySource    map[string]int `json:"bySource,omitempty"`
 	BucketsSent []int          `json:"bucketsSent,omitempty"`
 	BucketsFail []int          `json:"bucketsFailed,omitempty"`
 	QueryMS     int64          `json:"queryMs"`
@@ -161,7 +165,7 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 	}
 
 	t0 := time.Now()
-	found, skipped, err := h.d.TSDB.ActiveVersions(tsdb.WithCaller(ctx, "discovery"), now, s.Discovery.Lookback, tsdb.LabelFilter{Name: s.EnvLabel, Value: s.EnvValue})
+	found, skipped, err := h.d.TSDB.ActiveVersions(tsdb.WithCaller(ctx, "discovery"), now, s.Discovery.Lookback, Filters(s))
 	res.QueryMS = time.Since(t0).Milliseconds()
 	h.d.Metrics.CycleDuration.WithLabelValues("query").Observe(time.Since(t0).Seconds())
 	if err != nil {
@@ -174,13 +178,20 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 
 	rows := make([]store.ActiveVersion, len(found))
 	perBucket := map[int]int{}
+	res.BySource = map[string]int{}
 	for i, v := range found {
 		rows[i] = store.ActiveVersion{
 			VersionKey:    store.VersionKey{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID},
 			NcaID:         v.NcaID,
 			Invoked:       v.Invoked,
 			LastUpdatedAt: now,
+			Source:        string(v.Evidence),
 		}
+		src := string(v.Evidence)
+		if src == "" {
+			src = "none"
+		}
+		res.BySource[src]++
 		if v.Invoked {
 			res.Invoked++
 		}
@@ -206,7 +217,7 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 	h.d.Metrics.CycleDuration.WithLabelValues("send").Observe(time.Since(t2).Seconds())
 	h.d.Metrics.CycleDuration.WithLabelValues("total").Observe(time.Since(t0).Seconds())
 
-	log.Info("discovery cycle done", "found", res.Found, "invoked", res.Invoked, "upserted", res.Upserted,
+	log.Info("discovery cycle done", "found", res.Found, "invoked", res.Invoked, "by_source", res.BySource, "upserted", res.Upserted,
 		"invalid", res.Invalid, "buckets_sent", len(res.BucketsSent), "buckets_failed", res.BucketsFail,
 		"query_ms", res.QueryMS, "upsert_ms", res.UpsertMS, "send_ms", res.SendMS)
 	if len(res.BucketsFail) > 0 {
@@ -215,6 +226,12 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 	}
 	h.d.Metrics.DiscoveryCycles.WithLabelValues("done").Inc()
 	return events.NewReply(e, events.TypeDiscoveryResult, res)
+}
+
+// Filters are the TSDB selectors' filters the settings ask for: the NVCF
+// environment (unless TSDB_IGNORE_ENV) and the extra label.
+func Filters(s config.Settings) tsdb.Filters {
+	return tsdb.Filters{Env: tsdb.Environment(s.EnvFilter()), Extra: tsdb.LabelFilter{Name: s.EnvLabel, Value: s.EnvValue}}
 }
 
 // lockOutcome names the result of the leader lock attempt for the span.

@@ -43,7 +43,7 @@ func (memStore) UpsertVersions(_ context.Context, v []store.ActiveVersion, _ tim
 
 type fixedTSDB struct{ n int }
 
-func (f fixedTSDB) ActiveVersions(context.Context, time.Time, time.Duration, tsdb.LabelFilter) ([]tsdb.ActiveVersion, tsdb.Skipped, error) {
+func (f fixedTSDB) ActiveVersions(context.Context, time.Time, time.Duration, tsdb.Filters) ([]tsdb.ActiveVersion, tsdb.Skipped, error) {
 	var out []tsdb.ActiveVersion
 	for i := 0; i < f.n; i++ {
 		out = append(out, tsdb.ActiveVersion{FunctionVersion: tsdb.FunctionVersion{

@@ -63,8 +63,14 @@ type TSDB struct {
 	CertFile     string        `envconfig:"TSDB_CERT_FILE" desc:"client certificate (auth=mtls)"`
 	KeyFile      string        `envconfig:"TSDB_KEY_FILE" desc:"client key (auth=mtls)"`
 	QueryTimeout time.Duration `envconfig:"TSDB_TIMEOUT" default:"30s" desc:"HTTP timeout of one query"`
-	EnvLabel     string        `envconfig:"TSDB_ENV_LABEL" desc:"environment label to filter every selector on (off when empty)"`
-	EnvValue     string        `envconfig:"TSDB_ENV_VALUE" desc:"value of TSDB_ENV_LABEL"`
+	// NVCF's series name the environment per family (worker
+	// environment=prod|stage, control plane environment=production|staging,
+	// gateway and latency aws_env=prd|stg); self-hosted series carry none,
+	// hence the default of ignoring it.
+	Environment string `envconfig:"TSDB_ENVIRONMENT" default:"production" desc:"NVCF environment whose series are read: production or staging (each family's label is filtered its own way)"`
+	IgnoreEnv   bool   `envconfig:"TSDB_IGNORE_ENV" default:"true" desc:"read every environment, ignoring TSDB_ENVIRONMENT (self-hosted series carry no environment labels); false on NVCF-hosted metrics"`
+	EnvLabel    string `envconfig:"TSDB_ENV_LABEL" desc:"one more label to filter every selector on (off when empty)"`
+	EnvValue    string `envconfig:"TSDB_ENV_VALUE" desc:"value of TSDB_ENV_LABEL"`
 	// MaxSelectorBytes fits VictoriaMetrics' default -search.maxQueryLen
 	// (16 KiB) with room for the rest of the query.
 	MaxSelectorBytes int `envconfig:"TSDB_MAX_SELECTOR_BYTES" default:"12288" desc:"longest version-id list in one batched selector; a bucket with more is split into several queries (raise with VictoriaMetrics' -search.maxQueryLen)"`
@@ -219,6 +225,9 @@ func (c *Common) validate() error {
 	if c.EnvLabel != "" && !labelNameRE.MatchString(c.EnvLabel) {
 		add("TSDB_ENV_LABEL=%q: want a Prometheus label name matching %s", c.EnvLabel, labelNameRE)
 	}
+	if c.Environment != "production" && c.Environment != "staging" {
+		add("TSDB_ENVIRONMENT=%q: want production or staging", c.Environment)
+	}
 	if (c.EnvLabel == "") != (c.EnvValue == "") {
 		add("TSDB_ENV_LABEL and TSDB_ENV_VALUE must be set together")
 	}
@@ -246,6 +255,15 @@ func checkURL(name, raw, fix string) error {
 		return fmt.Errorf("%s=%q: want an absolute http(s) URL", name, SafeURL(raw))
 	}
 	return nil
+}
+
+// EnvFilter is the environment the TSDB selectors filter on: empty when
+// TSDB_IGNORE_ENV is set.
+func (t TSDB) EnvFilter() string {
+	if t.IgnoreEnv {
+		return ""
+	}
+	return t.Environment
 }
 
 // ParseConsistency accepts Cassandra's consistency names.

@@ -70,6 +70,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"auth mode", "TSDB_AUTH", "basic", "TSDB_AUTH"},
 		{"token without file", "TSDB_AUTH", "token", "TSDB_TOKEN_FILE"},
 		{"env label", "TSDB_ENV_LABEL", "1bad", "TSDB_ENV_LABEL"},
+		{"environment", "TSDB_ENVIRONMENT", "prod", "TSDB_ENVIRONMENT=\"prod\": want production or staging"},
+		{"ignore env", "TSDB_IGNORE_ENV", "sometimes", "TSDB_IGNORE_ENV"},
 		{"keyspace", "CASSANDRA_KEYSPACE", "Bad-Name", "CASSANDRA_KEYSPACE"},
 		{"consistency", "CASSANDRA_CONSISTENCY", "SOME", "CASSANDRA_CONSISTENCY"},
 		{"serial", "CASSANDRA_SERIAL_CONSISTENCY", "QUORUM", "CASSANDRA_SERIAL_CONSISTENCY"},
@@ -152,4 +154,27 @@ func TestSecretsAreReadFromFilesAndNeverPrinted(t *testing.T) {
 	require.Equal(t, "s3cr3t-cassandra", s.Password)
 	require.NotContains(t, s.Common.String(), "s3cr3t")
 	require.Contains(t, s.Common.String(), Redacted)
+}
+
+// TSDB_IGNORE_ENV wins over TSDB_ENVIRONMENT: self-hosted series carry no
+// environment labels, and filtering on one would find nothing.
+func TestEnvironmentFilter(t *testing.T) {
+	for _, c := range []struct{ env, ignore, want string }{
+		{"", "", ""},
+		{"staging", "false", "staging"},
+		{"", "false", "production"},
+		{"staging", "true", ""},
+	} {
+		env := valid()
+		if c.env != "" {
+			env["TSDB_ENVIRONMENT"] = c.env
+		}
+		if c.ignore != "" {
+			env["TSDB_IGNORE_ENV"] = c.ignore
+		}
+		setEnv(t, env)
+		s, err := Load(nil)
+		require.NoError(t, err)
+		require.Equal(t, c.want, s.EnvFilter(), "%+v", c)
+	}
 }

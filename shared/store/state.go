@@ -37,18 +37,22 @@ type ScalingState struct {
 	// WatchSince is when the scale function first decided this version:
 	// how far back "no invocation seen" is evidence of idleness.
 	WatchSince time.Time
+	// Source is the metric source the version was last decided from
+	// ("worker", "gateway", "control_plane"; empty before the first
+	// decision). It is written only when it changes.
+	Source string
 }
 
 func (s *Store) stateColumns() string {
-	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since`
+	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since, source`
 }
 
 func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	var st ScalingState
 	var lastRequested *int
 	var lastCycle *int64
-	var status, recs *string
-	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince)
+	var status, recs, source *string
+	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince, &source)
 	if !ok {
 		return st, false
 	}
@@ -64,6 +68,9 @@ func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	}
 	if recs != nil {
 		st.Recommendations = *recs
+	}
+	if source != nil {
+		st.Source = *source
 	}
 	return st, true
 }
@@ -180,6 +187,25 @@ func (s *Store) MarkWatched(ctx context.Context, key VersionKey, at time.Time, t
 	).WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("mark %s watched: %w", key, err)
+	}
+	return nil
+}
+
+// SaveSource remembers the metric source a version is decided from. The
+// scale function calls it only when the source changes, so it costs one
+// write per change, not per cycle; like SaveRecommendations it is a plain
+// write of one column, since a lost race only repeats it.
+func (s *Store) SaveSource(ctx context.Context, key VersionKey, source string, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("save source of %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET source = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, source, key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("save source %q of %s: %w", source, key, err)
 	}
 	return nil
 }

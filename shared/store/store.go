@@ -183,6 +183,11 @@ func SchemaStatements(keyspace, replication string) []string {
 		// Columns added after the first release: existing installs get them
 		// on upgrade without a manual migration.
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS watch_since timestamp`, q(tableState)),
+		// The metric source: discovery's evidence in the active rows, the
+		// remembered choice in the scaling state.
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS source text`, q(tableInvoked)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS source text`, q(tableRunning)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS source text`, q(tableState)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, q(tableLocks)),
 	}

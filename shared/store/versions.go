@@ -31,6 +31,11 @@ type ActiveVersion struct {
 	// invoked row's last_updated_at); zero when that row has aged out,
 	// which means no invocation for at least the row TTL.
 	InvokedAt time.Time
+	// Source is the metric source discovery's series pointed to when it
+	// wrote the row ("worker", "gateway", "control_plane"), or empty when
+	// only the version's request counters were seen (a version at zero).
+	// The scale function weighs it against the source it remembers.
+	Source string
 }
 
 // upsertParallelism bounds in-flight writes: enough to hide round trips,
@@ -58,8 +63,8 @@ func (s *Store) UpsertVersions(ctx context.Context, versions []ActiveVersion, tt
 			at = time.Now()
 		}
 		err := s.session.Query(
-			fmt.Sprintf(`INSERT INTO %s (function_id, function_version_id, nca_id, last_updated_at) VALUES (?, ?, ?, ?) USING TTL ?`, table),
-			v.FunctionID, v.FunctionVersionID, v.NcaID, at.UTC(), secs,
+			fmt.Sprintf(`INSERT INTO %s (function_id, function_version_id, nca_id, last_updated_at, source) VALUES (?, ?, ?, ?, ?) USING TTL ?`, table),
+			v.FunctionID, v.FunctionVersionID, v.NcaID, at.UTC(), v.Source, secs,
 		).WithContext(ctx).Idempotent(true).Exec()
 		if err != nil {
 			return fmt.Errorf("upsert %s into %s: %w", v.VersionKey, table, err)
@@ -126,12 +131,17 @@ func (s *Store) ReadBucket(ctx context.Context, r buckets.Range) ([]ActiveVersio
 		invoked bool
 	}{{s.tInvoked, true}, {s.tRunning, false}} {
 		iter := s.session.Query(
-			fmt.Sprintf(`SELECT function_id, function_version_id, nca_id, last_updated_at FROM %s
+			fmt.Sprintf(`SELECT function_id, function_version_id, nca_id, last_updated_at, source FROM %s
 				WHERE token(function_id, function_version_id) >= ? AND token(function_id, function_version_id) <= ?`, t.table),
 			r.Start, r.End,
 		).WithContext(ctx).PageSize(s.cfg.PageSize).Iter()
 		var v ActiveVersion
-		for iter.Scan(&v.FunctionID, &v.FunctionVersionID, &v.NcaID, &v.LastUpdatedAt) {
+		var source *string
+		for iter.Scan(&v.FunctionID, &v.FunctionVersionID, &v.NcaID, &v.LastUpdatedAt, &source) {
+			v.Source = ""
+			if source != nil {
+				v.Source = *source
+			}
 			v.Invoked = t.invoked
 			v.InvokedAt = time.Time{}
 			if t.invoked {
@@ -139,8 +149,15 @@ func (s *Store) ReadBucket(ctx context.Context, r buckets.Range) ([]ActiveVersio
 			}
 			if i, ok := seen[v.VersionKey]; ok {
 				out[i].Invoked = out[i].Invoked || v.Invoked
+				// The newer row carries the newer evidence.
 				if v.LastUpdatedAt.After(out[i].LastUpdatedAt) {
 					out[i].LastUpdatedAt = v.LastUpdatedAt
+					if v.Source != "" {
+						out[i].Source = v.Source
+					}
+				}
+				if out[i].Source == "" {
+					out[i].Source = v.Source
 				}
 				if out[i].NcaID == "" {
 					out[i].NcaID = v.NcaID
@@ -164,11 +181,15 @@ func (s *Store) ReadVersion(ctx context.Context, key VersionKey) (ActiveVersion,
 		invoked bool
 	}{{s.tInvoked, true}, {s.tRunning, false}} {
 		v := ActiveVersion{VersionKey: key, Invoked: t.invoked}
+		var source *string
 		err := s.session.Query(
-			fmt.Sprintf(`SELECT nca_id, last_updated_at FROM %s WHERE function_id = ? AND function_version_id = ?`, t.table),
+			fmt.Sprintf(`SELECT nca_id, last_updated_at, source FROM %s WHERE function_id = ? AND function_version_id = ?`, t.table),
 			key.FunctionID, key.FunctionVersionID,
-		).WithContext(ctx).Scan(&v.NcaID, &v.LastUpdatedAt)
+		).WithContext(ctx).Scan(&v.NcaID, &v.LastUpdatedAt, &source)
 		if err == nil {
+			if source != nil {
+				v.Source = *source
+			}
 			if t.invoked {
 				v.InvokedAt = v.LastUpdatedAt
 			}

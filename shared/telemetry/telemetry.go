@@ -62,6 +62,11 @@ type Metrics struct {
 	LimiterWaiting   prometheus.Gauge
 	LimiterWait      prometheus.Histogram
 	CassandraOps     *prometheus.CounterVec
+	// Source is 1 for the metric source each version is decided from
+	// (per version, like the gauges above); SourceDecisions counts
+	// decisions by source whatever METRICS_PER_VERSION says.
+	Source          *prometheus.GaugeVec
+	SourceDecisions *prometheus.CounterVec
 
 	// PerVersion records the per-version gauges (current and desired
 	// instances, utilization, status). Each version costs four series in
@@ -111,6 +116,8 @@ func NewMetrics() *Metrics {
 	m.Discovered = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_discovered_versions", Help: "Versions found by the last discovery, by kind."}, []string{"kind"})
 	m.BucketsSent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_bucket_events_total", Help: "Bucket events sent by outcome."}, []string{"outcome"})
 	m.CassandraOps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_cassandra_requests_total", Help: "CQL requests by kind (read, write, lwt) and outcome (ok, error)."}, []string{"kind", "outcome"})
+	m.Source = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_version_source", Help: "1 for the metric source (worker, gateway, control_plane) a version is decided from."}, []string{"function_id", "function_version_id", "source"})
+	m.SourceDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_source_decisions_total", Help: "Decisions by metric source (worker, gateway, control_plane)."}, []string{"source"})
 	m.SampleAge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_utilization_sample_age_seconds", Help: "Age of the newest utilization sample used in the last bucket."})
 	for _, c := range []prometheus.Collector{m.Ready, m.CurrentInstances, m.DesiredInstances, m.Utilization, m.Status, m.Decisions, m.Writes,
 		m.BucketDuration, m.CycleDuration, m.Queries, m.TSDBDuration, m.NVCFDuration, m.Locks, m.Discovered, m.BucketsSent, m.SampleAge, m.CassandraOps} {
@@ -120,7 +127,7 @@ func NewMetrics() *Metrics {
 	m.LimiterWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_nvcf_limiter_waiting", Help: "NVCF calls waiting now for a token of the client-side rate limiter."})
 	m.LimiterWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nvcf_autoscaler_nvcf_limiter_wait_seconds", Help: "Time each admitted NVCF attempt waited for the client-side rate limiter (0 when a token was free).",
 		Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15}})
-	for _, c := range []prometheus.Collector{m.DiscoveryCycles, m.LimiterWaiting, m.LimiterWait} {
+	for _, c := range []prometheus.Collector{m.DiscoveryCycles, m.LimiterWaiting, m.LimiterWait, m.Source, m.SourceDecisions} {
 		f(c)
 	}
 	return m
@@ -153,6 +160,22 @@ func (m *Metrics) VersionDecision(functionID, versionID string, current, desired
 	m.CurrentInstances.WithLabelValues(functionID, versionID).Set(float64(current))
 	m.DesiredInstances.WithLabelValues(functionID, versionID).Set(float64(desired))
 	m.Utilization.WithLabelValues(functionID, versionID).Set(utilization)
+}
+
+// VersionSource records the metric source a version was decided from,
+// dropping the series of any source it used before so a switch shows as
+// one series moving, not two at 1.
+func (m *Metrics) VersionSource(functionID, versionID, source string, sources []string) {
+	m.SourceDecisions.WithLabelValues(source).Inc()
+	if !m.PerVersion {
+		return
+	}
+	for _, other := range sources {
+		if other != source {
+			m.Source.DeleteLabelValues(functionID, versionID, other)
+		}
+	}
+	m.Source.WithLabelValues(functionID, versionID, source).Set(1)
 }
 
 // VersionStatus records one version's status code (StatusOK ...).

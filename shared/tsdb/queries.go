@@ -29,10 +29,18 @@ type FunctionVersion struct {
 }
 
 // ActiveVersion is a version discovery found: Invoked when its request
-// counters grew in the lookback, otherwise it only has running workers.
+// counters (or, for a gateway function, the gateway's) grew in the
+// lookback, otherwise it only has running instances.
 type ActiveVersion struct {
 	FunctionVersion
 	Invoked bool
+	// Evidence is the source this cycle's series point to: worker when the
+	// version has worker series, else gateway when its function has gateway
+	// request series, else control_plane when the control plane reports its
+	// instances; empty when only its request counters were seen (a version
+	// at zero). The scale function combines it with the source it
+	// remembers (see the scale package).
+	Evidence Source
 }
 
 // LabelFilter narrows every selector to one environment (the reference's
@@ -86,41 +94,61 @@ func promDuration(d time.Duration) string {
 	return fmt.Sprintf("%dms", d.Milliseconds())
 }
 
-// ActiveVersions finds every version with requests (function_request or
-// function_request_total increasing) or with worker series during the
-// lookback before now. It costs two range queries, however many versions
-// exist. Series whose ids are not valid are skipped and counted, never
-// fatal.
-func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback time.Duration, filter LabelFilter) ([]ActiveVersion, Skipped, error) {
-	fm, err := filter.matcher()
+// ActiveVersions finds every version active during the lookback before
+// now, through all three sources: request counters that grew, worker
+// series, gateway request counters that grew (function level; the versions
+// and their nca_id come from nvcf_function_info), and control-plane
+// instance counts above zero. It costs five range queries, however many
+// functions and versions exist. Series whose ids are not valid are skipped
+// and counted, never fatal.
+func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback time.Duration, f Filters) ([]ActiveVersion, Skipped, error) {
+	wm, err := f.matchers(familyWorker)
 	if err != nil {
 		return nil, nil, err
 	}
+	cm, _ := f.matchers(familyControlPlane)
+	gm, _ := f.matchers(familyGateway)
 	// Five windows tile the lookback; each point's increase covers one
 	// step and a half, so a scrape falling on a boundary is not lost.
 	step := max(lookback/5, time.Second)
 	window := promDuration(step + step/2)
 	by := "by (function_id, function_version_id, nca_id)"
-	invoked := fmt.Sprintf(`(sum %s (increase(%s[%s])) > 0) or (sum %s (increase(%s[%s])) > 0)`,
-		by, selector(MetricRequests, fm), window, by, selector(MetricRequestsTotal, fm), window)
-	running := fmt.Sprintf(`count %s (%s)`, by, selector(MetricThreadCount, fm))
 	start := now.Add(-lookback)
+	queries := []struct{ what, q string }{
+		{"invoked versions", fmt.Sprintf(`(sum %s (increase(%s[%s])) > 0) or (sum %s (increase(%s[%s])) > 0)`,
+			by, selector(MetricRequests, wm...), window, by, selector(MetricRequestsTotal, wm...), window)},
+		{"running versions", fmt.Sprintf(`count %s (%s)`, by, selector(MetricThreadCount, wm...))},
+		{"gateway functions", fmt.Sprintf(`sum by (function_id) (increase(%s[%s]))`, selector(MetricGatewayRequests, gm...), window)},
+		{"gateway versions", fmt.Sprintf(`max %s (%s) and on (function_id) group by (function_id) (%s)`,
+			by, selector(MetricFunctionInfo, cm...), selector(MetricGatewayRequests, gm...))},
+		{"control-plane versions", fmt.Sprintf(`avg %s (%s)`, by, selector(MetricInstancesCurrent, cm...))},
+	}
+	answers := make([][]Series, len(queries))
+	for i, q := range queries {
+		answers[i], _, err = c.QueryRange(ctx, q.q, start, now, step)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", q.what, err)
+		}
+	}
+	inv, run, gwFns, gwVersions, cp := answers[0], answers[1], answers[2], answers[3], answers[4]
 
-	inv, _, err := c.QueryRange(ctx, invoked, start, now, step)
-	if err != nil {
-		return nil, nil, fmt.Errorf("invoked versions: %w", err)
-	}
-	run, _, err := c.QueryRange(ctx, running, start, now, step)
-	if err != nil {
-		return nil, nil, fmt.Errorf("running versions: %w", err)
-	}
 	skipped := Skipped{}
+	// Gateway functions: any series means the function is served by the
+	// gateway; a positive increase means it was invoked.
+	gateway := map[string]bool{}
+	for _, s := range gwFns {
+		fid := s.Labels[labelFunctionID]
+		if !idRE.MatchString(fid) {
+			skipped["invalid function_id"]++
+			continue
+		}
+		gateway[fid] = gateway[fid] || hasPositive(s.Samples)
+	}
 	found := map[[2]string]*ActiveVersion{}
-	add := func(series []Series, invoked bool) {
+	workers := map[[2]string]bool{}
+	instances := map[[2]string]bool{}
+	add := func(series []Series, keep func(s Series) bool, invoked func(fid string) bool, mark map[[2]string]bool) {
 		for _, s := range series {
-			if !hasPositive(s.Samples) && invoked {
-				continue
-			}
 			fid, vid, nca := s.Labels[labelFunctionID], s.Labels[labelFunctionVersion], s.Labels[labelNcaID]
 			switch {
 			case !idRE.MatchString(fid):
@@ -134,21 +162,45 @@ func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback tim
 				continue
 			}
 			k := [2]string{fid, vid}
+			if mark != nil {
+				mark[k] = true
+			}
+			if !keep(s) {
+				continue
+			}
 			v, ok := found[k]
 			if !ok {
 				v = &ActiveVersion{FunctionVersion: FunctionVersion{FunctionID: fid, FunctionVersionID: vid}}
 				found[k] = v
 			}
-			v.Invoked = v.Invoked || invoked
+			v.Invoked = v.Invoked || invoked(fid)
 			if v.NcaID == "" {
 				v.NcaID = nca
 			}
 		}
 	}
-	add(inv, true)
-	add(run, false)
+	all := func(Series) bool { return true }
+	positive := func(s Series) bool { return hasPositive(s.Samples) }
+	no := func(string) bool { return false }
+	add(inv, positive, func(string) bool { return true }, nil)
+	add(run, all, no, workers)
+	// Every listed version of an invoked gateway function: the one at zero
+	// may become the write target. An idle gateway function's running
+	// versions are found by the instance counts below.
+	add(gwVersions, func(s Series) bool { return gateway[s.Labels[labelFunctionID]] }, func(fid string) bool { return gateway[fid] }, nil)
+	add(cp, positive, no, instances)
+
 	out := make([]ActiveVersion, 0, len(found))
-	for _, v := range found {
+	for k, v := range found {
+		_, gw := gateway[k[0]]
+		switch {
+		case workers[k]:
+			v.Evidence = SourceWorker
+		case gw:
+			v.Evidence = SourceGateway
+		case instances[k]:
+			v.Evidence = SourceControlPlane
+		}
 		out = append(out, *v)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -175,6 +227,9 @@ type MetricsOptions struct {
 	Step     time.Duration // sample step (reference: 60 s)
 	Lookback time.Duration // samples span (reference: 600 s)
 	Filter   LabelFilter
+	// Env narrows each family of series to one NVCF environment; empty
+	// reads all (ignore_env).
+	Env Environment
 }
 
 // VersionMetrics is what the TSDB says about one version.
@@ -214,7 +269,7 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 	if o.Step <= 0 || o.Window <= 0 || o.Lookback < o.Step {
 		return nil, fmt.Errorf("bucket metrics: step %s, window %s, lookback %s: want positive step and window and lookback >= step", o.Step, o.Window, o.Lookback)
 	}
-	fm, err := o.Filter.matcher()
+	wm, err := o.filters().matchers(familyWorker)
 	if err != nil {
 		return nil, err
 	}
@@ -231,11 +286,12 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 
 	for _, chunk := range chunkIDs(versions, c.cfg.MaxSelectorBytes) {
 		sel := labelFunctionVersion + `=~` + quote(chunk)
+		ms := append([]string{sel}, wm...)
 		util := fmt.Sprintf(`100 * sum %s (increase(%s[%s])) / %g / sum %s (%s)`,
-			by, selector(MetricBusySeconds, sel, fm), w, ws, by, selector(MetricThreadCount, sel, fm))
-		count := fmt.Sprintf(`count %s (%s)`, by, selector(MetricThreadCount, sel, fm))
+			by, selector(MetricBusySeconds, ms...), w, ws, by, selector(MetricThreadCount, ms...))
+		count := fmt.Sprintf(`count %s (%s)`, by, selector(MetricThreadCount, ms...))
 		reqs := fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
-			by, selector(MetricRequestsTotal, sel, fm), w, by, selector(MetricRequests, sel, fm), w)
+			by, selector(MetricRequestsTotal, ms...), w, by, selector(MetricRequests, ms...), w)
 
 		us, _, err := c.QueryRange(ctx, util, start, end, o.Step)
 		if err != nil {
@@ -283,18 +339,28 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 }
 
 // chunkIDs renders the versions' ids as regex alternations of at most
-// limit bytes each. Ids are regex-escaped: a version id is data, never a
-// pattern.
+// limit bytes each.
 func chunkIDs(versions []FunctionVersion, limit int) []string {
+	ids := make([]string, len(versions))
+	for i, v := range versions {
+		ids[i] = v.FunctionVersionID
+	}
+	return chunkValues(ids, limit)
+}
+
+// chunkValues renders label values as regex alternations of at most limit
+// bytes each, each value once. Values are regex-escaped: an id is data,
+// never a pattern.
+func chunkValues(values []string, limit int) []string {
 	seen := map[string]bool{}
 	var chunks []string
 	var b strings.Builder
-	for _, v := range versions {
-		if seen[v.FunctionVersionID] {
+	for _, v := range values {
+		if seen[v] {
 			continue
 		}
-		seen[v.FunctionVersionID] = true
-		id := regexp.QuoteMeta(v.FunctionVersionID)
+		seen[v] = true
+		id := regexp.QuoteMeta(v)
 		if b.Len() > 0 && b.Len()+1+len(id) > limit {
 			chunks = append(chunks, b.String())
 			b.Reset()

@@ -79,7 +79,7 @@ func TestActiveVersionsAndBucketMetricsAgainstRealTSDBs(t *testing.T) {
 			var skipped Skipped
 			// Ingestion becomes searchable within a moment on both servers.
 			require.Eventually(t, func() bool {
-				got, skipped, err = c.ActiveVersions(ctx, now, 10*time.Minute, filter)
+				got, skipped, err = c.ActiveVersions(ctx, now, 10*time.Minute, Filters{Extra: filter})
 				return err == nil && len(got) == len(want)
 			}, 30*time.Second, 500*time.Millisecond, "found %d of %d (err %v)", len(got), len(want), err)
 			for _, v := range got {

@@ -177,3 +177,133 @@ func Generate(ws []Worker, start, end time.Time) []Series {
 	}
 	return out
 }
+
+// envLabels spells an NVCF environment ("production", "staging" or "")
+// the way each family of series carries it: worker series
+// environment=prod|stage, control-plane series environment=production|staging,
+// gateway and latency series aws_env=prd|stg. Written out here on purpose,
+// independently of the tsdb package, so tests check its selectors.
+func envLabels(env, fam string) map[string]string {
+	if env == "" {
+		return nil
+	}
+	prod := env == "production"
+	switch fam {
+	case "worker":
+		if prod {
+			return map[string]string{"environment": "prod"}
+		}
+		return map[string]string{"environment": "stage"}
+	case "control_plane":
+		if prod {
+			return map[string]string{"environment": "production"}
+		}
+		return map[string]string{"environment": "staging"}
+	}
+	if prod {
+		return map[string]string{"aws_env": "prd"}
+	}
+	return map[string]string{"aws_env": "stg"}
+}
+
+// series builds one series of name with labels, sampled every scrape
+// interval from start to end by value(t - start).
+func series(name string, labels []map[string]string, start, end time.Time, value func(elapsed time.Duration) float64) Series {
+	const scrape = 15 * time.Second
+	l := map[string]string{"__name__": name}
+	for _, m := range labels {
+		for k, v := range m {
+			l[k] = v
+		}
+	}
+	s := Series{Labels: l}
+	for t := start; !t.After(end); t = t.Add(scrape) {
+		s.Samples = append(s.Samples, Point{T: t, V: value(t.Sub(start))})
+	}
+	return s
+}
+
+// ControlPlaneVersion describes a bring-your-own-cluster version for
+// GenerateControlPlane: only the control plane reports on it.
+type ControlPlaneVersion struct {
+	FunctionID, FunctionVersionID, NcaID string
+	// Instances has one value per control-plane reporter (one series
+	// each, told apart by a reporter label), so two reporters at 2 and 3
+	// average to 2.5.
+	Instances   []float64
+	Concurrency float64
+	// InFlight is the mean requests being served: the latency-seconds sum
+	// grows by InFlight every second (Little's law).
+	InFlight          float64
+	RequestsPerSecond float64 // 0 = no request counter
+	Env               string  // production, staging or "" (no env labels)
+	Extra             map[string]string
+}
+
+// GenerateControlPlane produces instance, concurrency, latency-sum and
+// request series for control-plane versions from start to end.
+func GenerateControlPlane(vs []ControlPlaneVersion, start, end time.Time) []Series {
+	var out []Series
+	for _, v := range vs {
+		id := map[string]string{"function_id": v.FunctionID, "function_version_id": v.FunctionVersionID, "nca_id": v.NcaID}
+		cp := []map[string]string{id, envLabels(v.Env, "control_plane"), v.Extra}
+		for i, n := range v.Instances {
+			out = append(out, series("nvcf_function_instances_current", append(cp, map[string]string{"reporter": fmt.Sprint(i)}), start, end,
+				func(time.Duration) float64 { return n }))
+		}
+		out = append(out, series("nvcf_function_concurrency", cp, start, end, func(time.Duration) float64 { return v.Concurrency }))
+		out = append(out, series("function_request_latency_sum", []map[string]string{id, envLabels(v.Env, "gateway"), v.Extra}, start, end,
+			func(e time.Duration) float64 { return v.InFlight * e.Seconds() }))
+		if v.RequestsPerSecond > 0 {
+			out = append(out, series("function_request_total", []map[string]string{id, envLabels(v.Env, "worker"), v.Extra}, start, end,
+				func(e time.Duration) float64 { return v.RequestsPerSecond * e.Seconds() }))
+		}
+	}
+	return out
+}
+
+// GatewayVersion is one version of a GatewayFunction.
+type GatewayVersion struct {
+	ID, NcaID   string
+	Instances   float64
+	Concurrency float64
+	Unlisted    bool // absent from nvcf_function_info
+}
+
+// GatewayFunction describes an LLM function behind the API gateway for
+// GenerateGateway.
+type GatewayFunction struct {
+	FunctionID        string
+	Versions          []GatewayVersion
+	RequestsPerSecond float64 // gateway requests; 0 = a counter that stays flat
+	// InFlight is the mean requests being served: the gateway's
+	// duration-seconds sum grows by InFlight every second.
+	InFlight float64
+	Env      string
+	Extra    map[string]string
+}
+
+// GenerateGateway produces the gateway's function-level request and
+// duration counters and the control plane's per-version instances,
+// concurrency and info series from start to end.
+func GenerateGateway(fs []GatewayFunction, start, end time.Time) []Series {
+	var out []Series
+	for _, f := range fs {
+		fn := map[string]string{"function_id": f.FunctionID}
+		gw := []map[string]string{fn, envLabels(f.Env, "gateway"), f.Extra}
+		out = append(out,
+			series("llm_api_gateway_http_requests_total", gw, start, end, func(e time.Duration) float64 { return f.RequestsPerSecond * e.Seconds() }),
+			series("llm_api_gateway_http_request_duration_seconds_sum", gw, start, end, func(e time.Duration) float64 { return f.InFlight * e.Seconds() }))
+		for _, v := range f.Versions {
+			id := map[string]string{"function_id": f.FunctionID, "function_version_id": v.ID, "nca_id": v.NcaID}
+			cp := []map[string]string{id, envLabels(f.Env, "control_plane"), f.Extra}
+			out = append(out,
+				series("nvcf_function_instances_current", cp, start, end, func(time.Duration) float64 { return v.Instances }),
+				series("nvcf_function_concurrency", cp, start, end, func(time.Duration) float64 { return v.Concurrency }))
+			if !v.Unlisted {
+				out = append(out, series("nvcf_function_info", cp, start, end, func(time.Duration) float64 { return 1 }))
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,527 @@
+package tsdb
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+)
+
+// Source names where a version's scaling inputs come from. NVCF exports
+// three families of series, and a version is seen through exactly one.
+type Source string
+
+// The three metric sources, in the order a version is matched to them.
+const (
+	// SourceWorker: the version's workers export busy seconds and thread
+	// counts (the default for NVCF-hosted containers).
+	SourceWorker Source = "worker"
+	// SourceGateway: LLM functions behind the API gateway, whose request
+	// series carry only function_id; they are decided per function.
+	SourceGateway Source = "gateway"
+	// SourceControlPlane: bring-your-own-cluster functions, and any version
+	// with neither of the above; utilization by Little's law from the
+	// control plane's latency sums, instances and concurrency.
+	SourceControlPlane Source = "control_plane"
+)
+
+// Sources lists every source, for metrics and dashboards.
+var Sources = []Source{SourceWorker, SourceGateway, SourceControlPlane}
+
+// Metric names of the gateway and control-plane sources (a contract with
+// NVCF's API gateway and control plane).
+const (
+	MetricInstancesCurrent   = "nvcf_function_instances_current"
+	MetricConcurrency        = "nvcf_function_concurrency"
+	MetricFunctionInfo       = "nvcf_function_info"
+	MetricRequestLatencySum  = "function_request_latency_sum"
+	MetricGatewayRequests    = "llm_api_gateway_http_requests_total"
+	MetricGatewayDurationSum = "llm_api_gateway_http_request_duration_seconds_sum"
+)
+
+// Environment selects the NVCF environment whose series are read. Each
+// family of series spells it its own way (see matcher); the zero value
+// reads every environment (the reference's ignore_env, for self-hosted
+// installs whose series carry no environment label).
+type Environment string
+
+// The environments NVCF runs.
+const (
+	EnvProduction Environment = "production"
+	EnvStaging    Environment = "staging"
+)
+
+// family is a group of series sharing one environment label convention.
+type family int
+
+const (
+	familyWorker       family = iota // worker threads and request counters: environment=prod|stage
+	familyControlPlane               // instances, concurrency, function info: environment=production|staging
+	familyGateway                    // gateway requests and durations, request latency: aws_env=prd|stg
+)
+
+// Validate accepts production, staging or empty (no filter).
+func (e Environment) Validate() error {
+	switch e {
+	case "", EnvProduction, EnvStaging:
+		return nil
+	}
+	return fmt.Errorf("environment %q: want production or staging", string(e))
+}
+
+// matcher is the environment matcher for one family's selectors.
+func (e Environment) matcher(f family) string {
+	if e == "" {
+		return ""
+	}
+	prod := e == EnvProduction
+	pick := func(p, s string) string {
+		if prod {
+			return p
+		}
+		return s
+	}
+	switch f {
+	case familyWorker:
+		return `environment=` + quote(pick("prod", "stage"))
+	case familyControlPlane:
+		return `environment=` + quote(pick("production", "staging"))
+	default:
+		return `aws_env=` + quote(pick("prd", "stg"))
+	}
+}
+
+// Filters narrow every selector: to one environment, and to one more
+// label (a tenant, or a test run on a shared server).
+type Filters struct {
+	Env   Environment
+	Extra LabelFilter
+}
+
+// matchers returns the matchers a selector of family f carries.
+func (f Filters) matchers(fam family) ([]string, error) {
+	if err := f.Env.Validate(); err != nil {
+		return nil, err
+	}
+	extra, err := f.Extra.matcher()
+	if err != nil {
+		return nil, err
+	}
+	return []string{f.Env.matcher(fam), extra}, nil
+}
+
+// filters is the options' view as Filters.
+func (o MetricsOptions) filters() Filters { return Filters{Env: o.Env, Extra: o.Filter} }
+
+// window is the validated time grid of a batched query.
+type window struct {
+	start, end, settled time.Time
+	step                time.Duration
+	rate                string  // PromQL duration of the rate window
+	seconds             float64 // the rate window in seconds
+}
+
+func (o MetricsOptions) grid(now time.Time) (window, error) {
+	if o.Step <= 0 || o.Window <= 0 || o.Lookback < o.Step {
+		return window{}, fmt.Errorf("step %s, window %s, lookback %s: want positive step and window and lookback >= step", o.Step, o.Window, o.Lookback)
+	}
+	end := now.Truncate(o.Step)
+	return window{
+		start: end.Add(-o.Lookback + o.Step), end: end, settled: end.Add(-o.Step), step: o.Step,
+		rate: promDuration(o.Window), seconds: o.Window.Seconds(),
+	}, nil
+}
+
+// ControlPlaneMetrics is what the control plane says about one version.
+type ControlPlaneMetrics struct {
+	// Utilization is 100 x requests in flight / (instances x concurrency)
+	// per step, oldest first: Little's law, since the rate of a latency
+	// sum is the mean number of requests being served. NaN where that is
+	// 0/0 (no instances, no load), +Inf where load meets no instances.
+	// Steps where any input is missing are left out: unknown, not idle.
+	Utilization []Sample
+	// Instances is the average reported instance count at the last settled
+	// step; it may be fractional while instances come and go.
+	Instances      float64
+	InstancesKnown bool
+	// Concurrency is requests one instance serves at once, at the last
+	// settled step (0 when unknown).
+	Concurrency float64
+	// InFlight is the requests in flight at the newest step where both it
+	// and the instances are known; InFlightKnown says there was one.
+	InFlight      float64
+	InFlightKnown bool
+	// LastInvokedAt and RequestRate come from the request counters, as for
+	// worker versions.
+	LastInvokedAt time.Time
+	RequestRate   float64
+}
+
+// ControlPlaneMetrics fetches the control-plane source for a whole bucket:
+// four range queries per TSDB_MAX_SELECTOR_BYTES of version ids, grouped by
+// the identity labels, however many versions there are.
+func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVersion, now time.Time, o MetricsOptions) (map[FunctionVersion]ControlPlaneMetrics, error) {
+	out := make(map[FunctionVersion]ControlPlaneMetrics, len(versions))
+	if len(versions) == 0 {
+		return out, nil
+	}
+	g, err := o.grid(now)
+	if err != nil {
+		return nil, fmt.Errorf("control-plane metrics: %w", err)
+	}
+	f := o.filters()
+	wm, err := f.matchers(familyWorker)
+	if err != nil {
+		return nil, err
+	}
+	cm, _ := f.matchers(familyControlPlane)
+	gm, _ := f.matchers(familyGateway)
+	byKey := map[[2]string]FunctionVersion{}
+	for _, v := range versions {
+		byKey[[2]string{v.FunctionID, v.FunctionVersionID}] = v
+	}
+	by := "by (function_id, function_version_id)"
+	type perVersion struct {
+		inflight, instances, concurrency map[int64]float64
+	}
+	acc := map[FunctionVersion]*perVersion{}
+	get := func(v FunctionVersion) *perVersion {
+		p, ok := acc[v]
+		if !ok {
+			p = &perVersion{map[int64]float64{}, map[int64]float64{}, map[int64]float64{}}
+			acc[v] = p
+		}
+		return p
+	}
+	for _, chunk := range chunkIDs(versions, c.cfg.MaxSelectorBytes) {
+		sel := labelFunctionVersion + `=~` + quote(chunk)
+		queries := []struct {
+			what, q string
+			put     func(p *perVersion) map[int64]float64
+		}{
+			{"in-flight requests", fmt.Sprintf(`sum %s (rate(%s[%s]))`, by, selector(MetricRequestLatencySum, append(gm, sel)...), g.rate),
+				func(p *perVersion) map[int64]float64 { return p.inflight }},
+			{"instances", fmt.Sprintf(`avg %s (%s)`, by, selector(MetricInstancesCurrent, append(cm, sel)...)),
+				func(p *perVersion) map[int64]float64 { return p.instances }},
+			{"concurrency", fmt.Sprintf(`avg %s (%s)`, by, selector(MetricConcurrency, append(cm, sel)...)),
+				func(p *perVersion) map[int64]float64 { return p.concurrency }},
+		}
+		for _, q := range queries {
+			series, _, err := c.QueryRange(ctx, q.q, g.start, g.end, g.step)
+			if err != nil {
+				return nil, fmt.Errorf("control-plane %s: %w", q.what, err)
+			}
+			for _, s := range series {
+				v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]
+				if !ok {
+					continue // another function with the same version id
+				}
+				m := q.put(get(v))
+				for _, p := range s.Samples {
+					m[p.At.UnixMilli()] = p.Value
+				}
+			}
+		}
+		reqs, err := c.invocations(ctx, by, sel, wm, g)
+		if err != nil {
+			return nil, fmt.Errorf("control-plane requests: %w", err)
+		}
+		for _, s := range reqs {
+			v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]
+			if !ok {
+				continue
+			}
+			m := out[v]
+			m.LastInvokedAt, m.RequestRate = invocationsOf(s.Samples, g.seconds)
+			out[v] = m
+		}
+	}
+	for v, p := range acc {
+		m := out[v]
+		if n, ok := p.instances[g.settled.UnixMilli()]; ok && !math.IsNaN(n) && n >= 0 {
+			m.Instances, m.InstancesKnown = n, true
+		}
+		if cc, ok := p.concurrency[g.settled.UnixMilli()]; ok && cc > 0 && !math.IsInf(cc, 0) {
+			m.Concurrency = cc
+		}
+		for t := g.start; !t.After(g.end); t = t.Add(g.step) {
+			ms := t.UnixMilli()
+			in, ok1 := p.inflight[ms]
+			n, ok2 := p.instances[ms]
+			cc, ok3 := p.concurrency[ms]
+			if !ok1 || !ok2 {
+				continue
+			}
+			m.InFlight, m.InFlightKnown = in, true
+			if !ok3 {
+				continue
+			}
+			m.Utilization = append(m.Utilization, Sample{At: t, Value: 100 * in / (n * cc)})
+		}
+		out[v] = m
+	}
+	return out, nil
+}
+
+// invocations is the request-counter query both per-version sources use:
+// function_request_total, or function_request where only the invocation
+// service exports it.
+func (c *Client) invocations(ctx context.Context, by, sel string, wm []string, g window) ([]Series, error) {
+	q := fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
+		by, selector(MetricRequestsTotal, append(wm, sel)...), g.rate, by, selector(MetricRequests, append(wm, sel)...), g.rate)
+	s, _, err := c.QueryRange(ctx, q, g.start, g.end, g.step)
+	return s, err
+}
+
+// invocationsOf reads the newest step with requests and the request rate
+// at the newest step from one series of window increases.
+func invocationsOf(ss []Sample, windowSeconds float64) (last time.Time, rate float64) {
+	for _, p := range ss {
+		if p.Value > 0 && !math.IsInf(p.Value, 0) {
+			last = p.At
+		}
+	}
+	if n := len(ss); n > 0 && ss[n-1].Value >= 0 && !math.IsInf(ss[n-1].Value, 0) {
+		rate = ss[n-1].Value / windowSeconds
+	}
+	return last, rate
+}
+
+// GatewayVersion is one version of a gateway function.
+type GatewayVersion struct {
+	FunctionVersionID string
+	NcaID             string
+	// Listed: nvcf_function_info names the version (the only place its
+	// nca_id comes from, and what makes it a valid write target).
+	Listed bool
+	// Instances and Concurrency at the last settled step (max over the
+	// control plane's reports); InstancesKnown false when none reported.
+	Instances      float64
+	InstancesKnown bool
+	Concurrency    float64
+}
+
+// GatewayMetrics is what the LLM gateway and the control plane say about
+// one function: the gateway knows only function_id, so utilization and
+// invocations are per function, instances per version.
+type GatewayMetrics struct {
+	// Versions are every version listed by nvcf_function_info or reporting
+	// instances, by version id.
+	Versions []GatewayVersion
+	// Utilization is 100 x requests in flight at the gateway / max(1, sum
+	// over versions of instances x concurrency) per step, oldest first.
+	Utilization []Sample
+	// InFlight is the newest step's requests in flight (rate of the
+	// duration sum), for Little's-law demand; InFlightKnown says it exists.
+	InFlight      float64
+	InFlightKnown bool
+	LastInvokedAt time.Time
+	RequestRate   float64
+}
+
+// Current is the sum of the versions' instances at the last settled step,
+// rounded; known when any version reported.
+func (m GatewayMetrics) Current() (total float64, known bool) {
+	for _, v := range m.Versions {
+		if v.InstancesKnown {
+			total, known = total+v.Instances, true
+		}
+	}
+	return total, known
+}
+
+// Concurrency is the mean concurrency per instance over the running
+// versions (weighted by instances), or over all reporting versions when
+// none runs; 0 when no version reported one.
+func (m GatewayMetrics) Concurrency() float64 {
+	var num, den, any, n float64
+	for _, v := range m.Versions {
+		if v.Concurrency <= 0 {
+			continue
+		}
+		any += v.Concurrency
+		n++
+		if v.Instances > 0 {
+			num += v.Instances * v.Concurrency
+			den += v.Instances
+		}
+	}
+	switch {
+	case den > 0:
+		return num / den
+	case n > 0:
+		return any / n
+	}
+	return 0
+}
+
+// GatewayMetrics fetches the gateway source for a bucket's functions: five
+// range queries per TSDB_MAX_SELECTOR_BYTES of function ids, however many
+// functions and versions there are. A function with no series at all is
+// absent from the answer.
+func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now time.Time, o MetricsOptions) (map[string]GatewayMetrics, error) {
+	out := make(map[string]GatewayMetrics, len(functionIDs))
+	if len(functionIDs) == 0 {
+		return out, nil
+	}
+	g, err := o.grid(now)
+	if err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	f := o.filters()
+	cm, err := f.matchers(familyControlPlane)
+	if err != nil {
+		return nil, err
+	}
+	gm, _ := f.matchers(familyGateway)
+	want := map[string]bool{}
+	for _, id := range functionIDs {
+		want[id] = true
+	}
+	type perFunction struct {
+		inflight               map[int64]float64
+		instances, concurrency map[string]map[int64]float64
+		versions               map[string]*GatewayVersion
+		lastInvoked            time.Time
+		rate                   float64
+	}
+	acc := map[string]*perFunction{}
+	get := func(fid string) *perFunction {
+		p, ok := acc[fid]
+		if !ok {
+			p = &perFunction{inflight: map[int64]float64{}, instances: map[string]map[int64]float64{},
+				concurrency: map[string]map[int64]float64{}, versions: map[string]*GatewayVersion{}}
+			acc[fid] = p
+		}
+		return p
+	}
+	version := func(p *perFunction, vid string) *GatewayVersion {
+		v, ok := p.versions[vid]
+		if !ok {
+			v = &GatewayVersion{FunctionVersionID: vid}
+			p.versions[vid] = v
+		}
+		return v
+	}
+	byFn := "by (function_id)"
+	byVersion := "by (function_id, function_version_id)"
+	for _, chunk := range chunkValues(functionIDs, c.cfg.MaxSelectorBytes) {
+		sel := labelFunctionID + `=~` + quote(chunk)
+		run := func(what, q string, each func(p *perFunction, s Series)) error {
+			series, _, err := c.QueryRange(ctx, q, g.start, g.end, g.step)
+			if err != nil {
+				return fmt.Errorf("gateway %s: %w", what, err)
+			}
+			for _, s := range series {
+				fid := s.Labels[labelFunctionID]
+				if !want[fid] {
+					continue
+				}
+				each(get(fid), s)
+			}
+			return nil
+		}
+		perVersion := func(m func(p *perFunction) map[string]map[int64]float64) func(p *perFunction, s Series) {
+			return func(p *perFunction, s Series) {
+				vid := s.Labels[labelFunctionVersion]
+				if !idRE.MatchString(vid) {
+					return
+				}
+				version(p, vid)
+				byV := m(p)
+				if byV[vid] == nil {
+					byV[vid] = map[int64]float64{}
+				}
+				for _, pt := range s.Samples {
+					byV[vid][pt.At.UnixMilli()] = pt.Value
+				}
+			}
+		}
+		err := errorsFirst(
+			func() error {
+				return run("in-flight requests", fmt.Sprintf(`sum %s (rate(%s[%s]))`, byFn, selector(MetricGatewayDurationSum, append(gm, sel)...), g.rate),
+					func(p *perFunction, s Series) {
+						for _, pt := range s.Samples {
+							p.inflight[pt.At.UnixMilli()] = pt.Value
+						}
+					})
+			},
+			func() error {
+				return run("instances", fmt.Sprintf(`max %s (%s)`, byVersion, selector(MetricInstancesCurrent, append(cm, sel)...)),
+					perVersion(func(p *perFunction) map[string]map[int64]float64 { return p.instances }))
+			},
+			func() error {
+				return run("concurrency", fmt.Sprintf(`max %s (%s)`, byVersion, selector(MetricConcurrency, append(cm, sel)...)),
+					perVersion(func(p *perFunction) map[string]map[int64]float64 { return p.concurrency }))
+			},
+			func() error {
+				return run("function info", fmt.Sprintf(`max by (function_id, function_version_id, nca_id) (%s)`, selector(MetricFunctionInfo, append(cm, sel)...)),
+					func(p *perFunction, s Series) {
+						vid, nca := s.Labels[labelFunctionVersion], s.Labels[labelNcaID]
+						if !idRE.MatchString(vid) || (nca != "" && !idRE.MatchString(nca)) {
+							return
+						}
+						v := version(p, vid)
+						v.Listed = true
+						if nca != "" {
+							v.NcaID = nca
+						}
+					})
+			},
+			func() error {
+				return run("requests", fmt.Sprintf(`sum %s (increase(%s[%s]))`, byFn, selector(MetricGatewayRequests, append(gm, sel)...), g.rate),
+					func(p *perFunction, s Series) { p.lastInvoked, p.rate = invocationsOf(s.Samples, g.seconds) })
+			},
+		)
+		if err != nil {
+			return nil, err
+		}
+	}
+	settled := g.settled.UnixMilli()
+	for fid, p := range acc {
+		m := GatewayMetrics{LastInvokedAt: p.lastInvoked, RequestRate: p.rate}
+		for vid, v := range p.versions {
+			if n, ok := p.instances[vid][settled]; ok && !math.IsNaN(n) && n >= 0 {
+				v.Instances, v.InstancesKnown = n, true
+			}
+			if cc, ok := p.concurrency[vid][settled]; ok && cc > 0 && !math.IsInf(cc, 0) {
+				v.Concurrency = cc
+			}
+			m.Versions = append(m.Versions, *v)
+		}
+		sort.Slice(m.Versions, func(i, j int) bool { return m.Versions[i].FunctionVersionID < m.Versions[j].FunctionVersionID })
+		for t := g.start; !t.After(g.end); t = t.Add(g.step) {
+			ms := t.UnixMilli()
+			in, ok := p.inflight[ms]
+			if !ok {
+				continue
+			}
+			// Capacity is what the reporting versions offer at this step;
+			// at least 1, as the reference divides, so an idle function at
+			// zero reads 0 % rather than NaN.
+			capacity := 0.0
+			for vid := range p.versions {
+				n, ok1 := p.instances[vid][ms]
+				cc, ok2 := p.concurrency[vid][ms]
+				if ok1 && ok2 && n > 0 && cc > 0 {
+					capacity += n * cc
+				}
+			}
+			m.InFlight, m.InFlightKnown = in, true
+			m.Utilization = append(m.Utilization, Sample{At: t, Value: 100 * in / max(1, capacity)})
+		}
+		out[fid] = m
+	}
+	return out, nil
+}
+
+// errorsFirst runs fns in order and returns the first error.
+func errorsFirst(fns ...func() error) error {
+	for _, f := range fns {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
