@@ -132,11 +132,22 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # launch NAME CMD...: starts CMD detached from this shell (own session, no
 # terminal), appending to the server's log, and records its PID.
+#
+# Every descriptor above stderr is closed first: a server must not inherit
+# a lock its caller holds. Started as `flock -x /tmp/stack.lock stack.sh
+# start`, a server kept flock's descriptor open and so held the lock for
+# its whole life, blocking every test run that waits for that lock.
 launch() {
   local name=$1; shift
   mkdir -p "$RUN" "$LOGS"
   printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$LOGS/$name.log"
-  setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null 9>&- &
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null
+  ) &
   echo $! > "$(pidfile "$name")"
 }
 
