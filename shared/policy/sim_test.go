@@ -16,6 +16,11 @@ type loop struct {
 	cur     int
 	samples []Sample
 	recent  []Recommendation
+
+	// learn has the loop learn a cost and pass the demand it implies, for
+	// requests of one busy second each on one thread per instance.
+	learn bool
+	cost  Cost
 }
 
 func (l *loop) step(t *testing.T, load float64) Decision {
@@ -26,9 +31,15 @@ func (l *loop) step(t *testing.T, load float64) Decision {
 	if len(l.samples) > 10 {
 		l.samples = l.samples[1:]
 	}
+	var demand Demand
+	if l.learn {
+		requestRate := load / 100 // one busy second per request
+		l.cost = l.cost.Learn(l.now, util/100*float64(l.cur)*60, requestRate*60, util)
+		demand = DemandFromRequests(l.cost, requestRate, 1)
+	}
 	d := Decide(l.p, Input{
 		Now: l.now, Current: l.cur, CurrentKnown: true, LastRequested: l.cur, LastRequestedKnown: true,
-		Utilization: l.samples, MetricsOK: true, LastInvokedAt: l.now, Recent: l.recent,
+		Utilization: l.samples, MetricsOK: true, LastInvokedAt: l.now, Recent: l.recent, Demand: demand,
 	})
 	require.True(t, d.Valid, "%+v", d)
 	l.recent = append(l.recent, Recommendation{At: l.now, Count: d.Recommendation})
@@ -98,6 +109,34 @@ func TestLoadStepTargetReachesCapacityFast(t *testing.T) {
 			require.InDelta(t, 60, util, 60*0.1+1)
 		})
 	}
+}
+
+// With the cost learned at low load, a 10x step is sized from demand in
+// one decision instead of doubling for several.
+func TestLoadStepWithLearnedCostIsOneStep(t *testing.T) {
+	p := target(func(p *Policy) { p.MaxScaleUpRate, p.ScaleDownStabilization = 10, 5*time.Minute })
+	l := &loop{p: p, now: t0, cur: 1, learn: true}
+	for range 30 {
+		l.step(t, 60) // 0.6 req/s: one instance at the target
+	}
+	require.Equal(t, 1, l.cur)
+	require.True(t, l.cost.Known(), "%+v", l.cost)
+	require.InDelta(t, 1.0, l.cost.SecondsPerRequest, 1e-9)
+
+	d := l.step(t, 600)
+	require.Equal(t, ReasonScaleUpDemand, d.Reason, d.Detail)
+	require.Equal(t, 10, d.Desired, "6 busy instances at 60 %%: %s", d.Detail)
+	require.Contains(t, d.Detail, "requests x learned cost: 6.0 req/s x 1.00 s / 1 threads")
+	seq := append([]int{1}, l.climb(t, 600, 50)...)
+	cycles := cyclesToAdequate(seq, 600, 70)
+	t.Logf("with a learned cost: %v, adequate after %d change", seq, cycles)
+	require.Equal(t, []int{1, 10}, seq)
+	require.Equal(t, 1, cycles)
+
+	// Without the cost it doubles: 1, 2, 4, 8, then proportional.
+	doubling := (&loop{p: p, now: t0, cur: 1}).climb(t, 600, 50)
+	t.Logf("without: %v", doubling)
+	require.Equal(t, 4, cyclesToAdequate(doubling, 600, 70), "%v", doubling)
 }
 
 func TestLoadDropScalesDownSlowly(t *testing.T) {
