@@ -33,5 +33,5 @@ for p in "$out"/cpu-*.pprof; do
   [ -s "$p" ] || continue
   echo
   echo "== $(basename "$p"): where the CPU went"
-  go tool pprof -top -nodecount=25 .cache/bin/autoscaler-func "$p" 2>/dev/null | sed -n '1,32p'
+  go tool pprof -top -nodecount=25 bin/autoscaler-func "$p" 2>/dev/null | sed -n '1,32p'
 done

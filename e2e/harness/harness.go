@@ -56,10 +56,18 @@ type buildResult struct {
 	err  error
 }
 
+// BinaryPath is where Build puts the function binary: under the checkout's
+// own (git-ignored) bin/, not under .cache/, because .cache/ may be shared
+// by several checkouts of one machine (worktrees linking one local stack),
+// and a binary built from one checkout must never run another's tests.
+func BinaryPath(root string) string {
+	return filepath.Join(root, "bin", "autoscaler-func")
+}
+
 // Build compiles e2e/funcmain (the kn func scaffolding's main) into
-// .cache/bin/autoscaler-func once per process.
+// BinaryPath(root) once per process.
 func Build(root string) (string, error) {
-	out := filepath.Join(root, ".cache", "bin", "autoscaler-func")
+	out := BinaryPath(root)
 	v, _ := buildOnce.LoadOrStore(out, &buildResult{})
 	br := v.(*buildResult)
 	br.once.Do(func() {

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -228,7 +227,7 @@ func (w *World) StartDiscovery(ctx context.Context, env map[string]string) error
 }
 
 func (w *World) binPath() string {
-	return filepath.Join(w.Opts.Root, ".cache", "bin", "autoscaler-func")
+	return harness.BinaryPath(w.Opts.Root)
 }
 
 func copyEnv(m map[string]string) map[string]string {
