@@ -95,7 +95,7 @@ func getenv(k, def string) string {
 }
 
 func header() {
-	fmt.Printf("\n%6s  %-14s %7s %6s %8s %8s  %s\n", "t", "function", "load/s", "util%", "current", "desired", "last decision")
+	fmt.Printf("\n%6s  %-14s %-8s %7s %6s %8s %8s  %s\n", "t", "function", "kind", "load/s", "util%", "current", "desired", "last decision")
 }
 
 func row(w *world.World, elapsed time.Duration) {
@@ -113,7 +113,7 @@ func row(w *world.World, elapsed time.Duration) {
 		if s.Pending > 0 {
 			cur += fmt.Sprintf("+%d", s.Pending)
 		}
-		fmt.Printf("%6s  %-14s %7.1f %6.0f %8s %8s  %s\n", t, s.FunctionID, s.Load, s.Utilization, cur, desired, reasons[s.FunctionVersionID])
+		fmt.Printf("%6s  %-14s %-8s %7.1f %6.0f %8s %8s  %s\n", t, s.FunctionID, s.Kind, s.Load, s.Utilization, cur, desired, reasons[s.FunctionVersionID])
 	}
 	fmt.Println()
 }

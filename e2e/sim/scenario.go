@@ -124,17 +124,65 @@ func (l LoadSpec) Func() (LoadFunc, error) {
 	return nil, fmt.Errorf("load kind %q: want constant, step, ramp, spike, diurnal, idle or phases", l.Kind)
 }
 
-// ScenarioFunction is one function of a scenario file.
+// ScenarioFunction is one function version of a scenario file.
 type ScenarioFunction struct {
-	FunctionID        string   `json:"functionId"`
-	FunctionVersionID string   `json:"functionVersionId"`
-	NcaID             string   `json:"ncaId"`
-	MinInstances      int      `json:"minInstances"`
-	MaxInstances      int      `json:"maxInstances"`
-	InitialInstances  int      `json:"initialInstances"`
-	ServiceTime       Duration `json:"serviceTime"`
-	Threads           int      `json:"threads"`
-	Load              LoadSpec `json:"load"`
+	FunctionID        string `json:"functionId"`
+	FunctionVersionID string `json:"functionVersionId"`
+	NcaID             string `json:"ncaId"`
+	// Kind is "worker" (the default), "gateway" or "byoc". The versions of
+	// one gateway function share the gateway's load: theirs is summed.
+	Kind             Kind     `json:"kind,omitempty"`
+	MinInstances     int      `json:"minInstances"`
+	MaxInstances     int      `json:"maxInstances"`
+	InitialInstances int      `json:"initialInstances"`
+	ServiceTime      Duration `json:"serviceTime"`
+	// Threads per instance, worker versions only.
+	Threads int `json:"threads,omitempty"`
+	// Concurrency is the requests one instance serves at once, gateway and
+	// BYOC versions only (NVCF's maxRequestConcurrency, 1..16384; 1 when
+	// omitted).
+	Concurrency int      `json:"concurrency,omitempty"`
+	Load        LoadSpec `json:"load"`
+}
+
+// Spec turns the scenario function into a data-plane spec.
+func (f ScenarioFunction) Spec() (FunctionSpec, error) {
+	lf, err := f.Load.Func()
+	if err != nil {
+		return FunctionSpec{}, err
+	}
+	return FunctionSpec{FunctionID: f.FunctionID, FunctionVersionID: f.FunctionVersionID, NcaID: f.NcaID, Kind: f.Kind,
+		ServiceTime: f.ServiceTime.D(), ThreadsPerInstance: f.Threads, Concurrency: f.Concurrency,
+		InitialInstances: f.InitialInstances, Load: lf}, nil
+}
+
+// check validates one function's fields on their own.
+func (f ScenarioFunction) check() error {
+	if f.FunctionID == "" || f.FunctionVersionID == "" {
+		return fmt.Errorf("functionId and functionVersionId are required")
+	}
+	if f.MaxInstances < f.MinInstances || f.MaxInstances < 1 {
+		return fmt.Errorf("want 1 <= maxInstances and minInstances <= maxInstances")
+	}
+	switch f.Kind {
+	case "", KindWorker:
+		if f.Concurrency != 0 {
+			return fmt.Errorf("concurrency applies to gateway and byoc functions; worker functions have threads")
+		}
+	case KindGateway, KindBYOC:
+		if f.Threads != 0 {
+			return fmt.Errorf("threads applies to worker functions; %s functions have concurrency", f.Kind)
+		}
+		if f.Concurrency < 0 || f.Concurrency > 16384 {
+			return fmt.Errorf("concurrency %d: want 1..16384", f.Concurrency)
+		}
+	default:
+		return fmt.Errorf("kind %q: want worker, gateway or byoc", f.Kind)
+	}
+	if _, err := f.Load.Func(); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Fault is a scheduled failure: tsdb_down, nvcf_429, nvcf_503,
@@ -174,16 +222,23 @@ func ParseScenario(b []byte) (Scenario, error) {
 	if len(s.Functions) == 0 {
 		return s, fmt.Errorf("scenario %q: no functions", s.Name)
 	}
+	versions := map[string]bool{}
+	gateway := map[string]bool{} // function id -> behind the gateway
 	for i, f := range s.Functions {
-		if f.FunctionID == "" || f.FunctionVersionID == "" {
-			return s, fmt.Errorf("scenario %q: function %d: functionId and functionVersionId are required", s.Name, i)
+		if err := f.check(); err != nil {
+			return s, fmt.Errorf("scenario %q: function %d (%s/%s): %w", s.Name, i, f.FunctionID, f.FunctionVersionID, err)
 		}
-		if f.MaxInstances < f.MinInstances || f.MaxInstances < 1 {
-			return s, fmt.Errorf("scenario %q: %s: want 1 <= maxInstances and minInstances <= maxInstances", s.Name, f.FunctionID)
+		k := key(f.FunctionID, f.FunctionVersionID)
+		if versions[k] {
+			return s, fmt.Errorf("scenario %q: function %d: version %s given twice", s.Name, i, k)
 		}
-		if _, err := f.Load.Func(); err != nil {
-			return s, fmt.Errorf("scenario %q: %s: %w", s.Name, f.FunctionID, err)
+		versions[k] = true
+		// The gateway fronts a whole function: all of its versions or none.
+		isGateway := f.Kind == KindGateway
+		if was, seen := gateway[f.FunctionID]; seen && was != isGateway {
+			return s, fmt.Errorf("scenario %q: function %d: %s mixes gateway and other kinds; a function is behind the gateway with all its versions or none", s.Name, i, f.FunctionID)
 		}
+		gateway[f.FunctionID] = isGateway
 	}
 	for i, ft := range s.Faults {
 		switch ft.Kind {
@@ -199,12 +254,11 @@ func ParseScenario(b []byte) (Scenario, error) {
 func (s Scenario) Specs() ([]FunctionSpec, error) {
 	out := make([]FunctionSpec, len(s.Functions))
 	for i, f := range s.Functions {
-		lf, err := f.Load.Func()
+		spec, err := f.Spec()
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s/%s: %w", f.FunctionID, f.FunctionVersionID, err)
 		}
-		out[i] = FunctionSpec{FunctionID: f.FunctionID, FunctionVersionID: f.FunctionVersionID, NcaID: f.NcaID,
-			ServiceTime: f.ServiceTime.D(), ThreadsPerInstance: f.Threads, InitialInstances: f.InitialInstances, Load: lf}
+		out[i] = spec
 	}
 	return out, nil
 }

@@ -48,7 +48,8 @@ func Decisions(path string) []Decision {
 }
 
 // Plot draws, per function, offered load (requests/s) and instances
-// (active + pending) over time as an SVG with one panel per function.
+// (active + pending) over time as an SVG with one panel per function,
+// titled with the function's kind (worker, gateway or byoc).
 func Plot(names []string, byFn map[string][]sim.Snapshot, start time.Time) string {
 	const w, ph, pad = 900.0, 180.0, 50.0
 	var b strings.Builder
@@ -69,7 +70,7 @@ func Plot(names []string, byFn map[string][]sim.Snapshot, start time.Time) strin
 		maxY *= 1.1
 		x := func(t time.Time) float64 { return pad + (t.Sub(start).Seconds()/max(maxT, 1))*(w-2*pad) }
 		y := func(v float64) float64 { return top + ph - v/maxY*ph }
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-weight="bold">%s</text>`+"\n", pad, top-8, name)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-weight="bold">%s (%s)</text>`+"\n", pad, top-8, name, ss[0].Kind)
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="none" stroke="#ccc"/>`+"\n", pad, top, w-2*pad, ph)
 		for _, tick := range []float64{0, maxY / 2, maxY / 1.1} {
 			fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" fill="#666">%.1f</text>`+"\n", pad-4, y(tick)+4, tick)

@@ -40,7 +40,9 @@ type Options struct {
 	ScaleProcesses int
 	// Env adds or overrides autoscaler settings for every process.
 	Env map[string]string
-	// Provisioning and termination delays of simulated instances.
+	// Provisioning and termination delays of simulated instances, how long
+	// a gateway or BYOC request waits for a slot, and the environment the
+	// metrics are labelled with (production when zero).
 	Lifecycle sim.Options
 	Log       *slog.Logger
 }
@@ -137,12 +139,9 @@ func Start(ctx context.Context, o Options, fns ...sim.ScenarioFunction) (*World,
 		// count, which is how a version starts with InitialInstances.
 		reg(max(f.InitialInstances, f.MinInstances))
 		reg(f.MinInstances)
-		lf, err := f.Load.Func()
-		if err != nil {
-			return nil, err
+		if specs[i], err = f.Spec(); err != nil {
+			return nil, fmt.Errorf("%s/%s: %w", f.FunctionID, f.FunctionVersionID, err)
 		}
-		specs[i] = sim.FunctionSpec{FunctionID: f.FunctionID, FunctionVersionID: f.FunctionVersionID, NcaID: f.NcaID,
-			ServiceTime: f.ServiceTime.D(), ThreadsPerInstance: f.Threads, InitialInstances: f.InitialInstances, Load: lf}
 		if f.InitialInstances > 0 {
 			// The NVCF side starts where the data plane starts.
 			w.NVCF.SetInstances(f.FunctionID, f.FunctionVersionID, nvcfsim.InstanceCounts{Active: f.InitialInstances})
