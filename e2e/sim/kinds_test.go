@@ -227,10 +227,19 @@ func TestEnvironmentLabelPerFamily(t *testing.T) {
 	t0 := time.Unix(1700000000, 0)
 	dp := NewDataPlane(t0, nil, Options{},
 		FunctionSpec{FunctionID: "w", FunctionVersionID: "wv", NcaID: "nca", ThreadsPerInstance: 2, InitialInstances: 1},
-		FunctionSpec{FunctionID: "b", FunctionVersionID: "bv", NcaID: "nca", Kind: KindBYOC, Concurrency: 3})
-	dp.Advance(t0.Add(time.Second))
+		FunctionSpec{FunctionID: "b", FunctionVersionID: "bv", NcaID: "nca", Kind: KindBYOC, Concurrency: 3, Load: func(e time.Duration) float64 {
+			if e > 2*time.Second {
+				return 1
+			}
+			return 0
+		}})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(dp)
+	dp.Advance(t0.Add(time.Second))
+	n, err := testutil.GatherAndCount(reg, MetricRequests, MetricRequestLatency)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "only the worker version's request counter before the BYOC version's first request")
+	dp.Advance(t0.Add(3 * time.Second))
 	want := map[string]map[string]string{
 		MetricThreadCount:      {"environment": "prod"},
 		MetricBusySeconds:      {"environment": "prod"},

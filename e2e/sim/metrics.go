@@ -53,7 +53,8 @@ func (dp *DataPlane) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector: workers report only while they
 // are active (a pending worker has not started its exporter; a terminating
 // one has stopped serving); the control plane reports every version, at
-// zero instances too.
+// zero instances too; gateway and BYOC request series exist from a
+// function's first request on.
 func (dp *DataPlane) Collect(ch chan<- prometheus.Metric) {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
@@ -76,8 +77,12 @@ func (dp *DataPlane) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(requestDesc, prometheus.CounterValue, f.requests, invoke...)
 		case KindBYOC:
-			ch <- prometheus.MustNewConstMetric(requestDesc, prometheus.CounterValue, f.pool.arrived, invoke...)
-			ch <- prometheus.MustNewConstSummary(latencyDesc, uint64(f.pool.left), f.pool.latencySum, nil, invoke...)
+			// Like any labelled counter, the invocation service's series
+			// appear with the version's first request.
+			if f.pool.arrived > 0 {
+				ch <- prometheus.MustNewConstMetric(requestDesc, prometheus.CounterValue, f.pool.arrived, invoke...)
+				ch <- prometheus.MustNewConstSummary(latencyDesc, uint64(f.pool.left), f.pool.latencySum, nil, invoke...)
+			}
 		}
 		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(f.active(dp.now)), control...)
 		ch <- prometheus.MustNewConstMetric(concDesc, prometheus.GaugeValue, float64(concurrency), control...)
@@ -85,6 +90,9 @@ func (dp *DataPlane) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, fid := range dp.gatewayOrder {
 		g := dp.gateways[fid]
+		if g.pool.arrived == 0 {
+			continue // the gateway's series appear with the function's first request
+		}
 		ch <- prometheus.MustNewConstMetric(gwRequestsDesc, prometheus.CounterValue, g.pool.left, fid, env.Gateway)
 		ch <- prometheus.MustNewConstSummary(gwDurationDesc, uint64(g.pool.left), g.pool.latencySum, nil, fid, env.Gateway)
 	}
