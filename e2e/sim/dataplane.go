@@ -132,9 +132,9 @@ type DataPlane struct {
 }
 
 // Environment is one NVCF environment as each metric family spells it in
-// its label: worker series `environment`, control-plane series
-// `environment` (other words), gateway and invocation-service series
-// `aws_env`.
+// its label: worker and request-counter series `environment`,
+// control-plane series `environment` (other words), gateway and latency
+// series `aws_env`.
 type Environment struct {
 	Worker       string
 	ControlPlane string
@@ -174,6 +174,9 @@ func NewDataPlane(start time.Time, ctrl Controller, opts Options, specs ...Funct
 	}
 	return dp
 }
+
+// Start is the data plane's time zero: load profiles count from it.
+func (dp *DataPlane) Start() time.Time { return dp.start }
 
 func key(fid, vid string) string { return fid + "/" + vid }
 

@@ -64,7 +64,7 @@ func TestInstancesFollowDesiredWithLifecycle(t *testing.T) {
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP function_request_total Requests routed to the function version.
 # TYPE function_request_total counter
-function_request_total{aws_env="prd",function_id="f",function_version_id="v",nca_id=""} 0
+function_request_total{environment="prod",function_id="f",function_version_id="v",nca_id=""} 0
 `), MetricRequests))
 }
 

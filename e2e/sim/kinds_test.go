@@ -98,9 +98,10 @@ func TestBYOCLatencySumFollowsLittlesLaw(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(dp)
 	labels := map[string]string{"function_id": "f", "function_version_id": "v", "nca_id": "nca", "aws_env": "prd"}
+	reqLabels := map[string]string{"function_id": "f", "function_version_id": "v", "nca_id": "nca", "environment": "prod"}
 	type reading struct{ arrived, sum, count float64 }
 	read := func() reading {
-		return reading{exported(t, reg, MetricRequests, labels), exported(t, reg, MetricRequestLatency+"_sum", labels),
+		return reading{exported(t, reg, MetricRequests, reqLabels), exported(t, reg, MetricRequestLatency+"_sum", labels),
 			exported(t, reg, MetricRequestLatency+"_count", labels)}
 	}
 	// An odd tick, so nothing lines up with the service time by accident.
@@ -141,7 +142,7 @@ func TestBYOCLatencySumFollowsLittlesLaw(t *testing.T) {
 	total := run(dp2, t0, 0, 230*time.Second, tick, "v")
 	require.Zero(t, dp2.Snapshots()[0].InFlight, "drained")
 	require.InDelta(t, total, exported(t, reg2, MetricRequestLatency+"_sum", labels), 0.01*total)
-	require.InDelta(t, exported(t, reg2, MetricRequests, labels), dp2.functions["f/v"].pool.left, 1e-6, "every arrival left")
+	require.InDelta(t, exported(t, reg2, MetricRequests, reqLabels), dp2.functions["f/v"].pool.left, 1e-6, "every arrival left")
 	require.Greater(t, dp2.functions["f/v"].pool.gaveUp, 0.0, "the overload made some give up")
 }
 
@@ -243,7 +244,7 @@ func TestEnvironmentLabelPerFamily(t *testing.T) {
 	want := map[string]map[string]string{
 		MetricThreadCount:      {"environment": "prod"},
 		MetricBusySeconds:      {"environment": "prod"},
-		MetricRequests:         {"aws_env": "prd"},
+		MetricRequests:         {"environment": "prod"},
 		MetricRequestLatency:   {"aws_env": "prd"},
 		MetricInstancesCurrent: {"environment": "production"},
 		MetricConcurrency:      {"environment": "production"},

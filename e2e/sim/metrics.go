@@ -22,20 +22,21 @@ const (
 	MetricInfo             = "nvcf_function_info"
 )
 
-// Each family carries its own environment label, as in NVCF: worker
-// series `environment` (prod|stage), control-plane series `environment`
-// (production|staging), gateway and invocation-service series `aws_env`
+// Each family carries its own environment label, as in NVCF: worker and
+// request-counter series `environment` (prod|stage), control-plane series
+// `environment` (production|staging), gateway and latency series `aws_env`
 // (prd|stg).
 var (
 	versionLabels  = []string{"function_id", "function_version_id", "nca_id"}
 	workerLabels   = append(append([]string{}, versionLabels...), "instance_id", "environment")
-	invokeLabels   = append(append([]string{}, versionLabels...), "aws_env")
+	requestLabels  = append(append([]string{}, versionLabels...), "environment")
+	latencyLabels  = append(append([]string{}, versionLabels...), "aws_env")
 	controlLabels  = append(append([]string{}, versionLabels...), "environment")
 	gatewayLabels  = []string{"function_id", "aws_env"}
 	busyDesc       = prometheus.NewDesc(MetricBusySeconds, "Busy seconds of a worker's threads.", workerLabels, nil)
 	threadsDesc    = prometheus.NewDesc(MetricThreadCount, "Worker threads of one instance; one series per instance.", workerLabels, nil)
-	requestDesc    = prometheus.NewDesc(MetricRequests, "Requests routed to the function version.", invokeLabels, nil)
-	latencyDesc    = prometheus.NewDesc(MetricRequestLatency, "Seconds requests spent in the system, waiting included, when they left.", invokeLabels, nil)
+	requestDesc    = prometheus.NewDesc(MetricRequests, "Requests routed to the function version.", requestLabels, nil)
+	latencyDesc    = prometheus.NewDesc(MetricRequestLatency, "Seconds requests spent in the system, waiting included, when they left.", latencyLabels, nil)
 	gwRequestsDesc = prometheus.NewDesc(MetricGatewayRequests, "Requests the LLM API gateway answered for the function.", gatewayLabels, nil)
 	gwDurationDesc = prometheus.NewDesc(MetricGatewayDuration, "Seconds the LLM API gateway's requests took, waiting included.", gatewayLabels, nil)
 	instancesDesc  = prometheus.NewDesc(MetricInstancesCurrent, "Instances of the function version serving now.", controlLabels, nil)
@@ -63,7 +64,8 @@ func (dp *DataPlane) Collect(ch chan<- prometheus.Metric) {
 		f := dp.functions[k]
 		s := f.spec
 		control := []string{s.FunctionID, s.FunctionVersionID, s.NcaID, env.ControlPlane}
-		invoke := []string{s.FunctionID, s.FunctionVersionID, s.NcaID, env.Gateway}
+		requests := []string{s.FunctionID, s.FunctionVersionID, s.NcaID, env.Worker}
+		latency := []string{s.FunctionID, s.FunctionVersionID, s.NcaID, env.Gateway}
 		concurrency := s.Concurrency
 		switch s.Kind {
 		case KindWorker:
@@ -75,13 +77,13 @@ func (dp *DataPlane) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(busyDesc, prometheus.CounterValue, in.busySeconds, s.FunctionID, s.FunctionVersionID, s.NcaID, in.id, env.Worker)
 				ch <- prometheus.MustNewConstMetric(threadsDesc, prometheus.GaugeValue, float64(s.ThreadsPerInstance), s.FunctionID, s.FunctionVersionID, s.NcaID, in.id, env.Worker)
 			}
-			ch <- prometheus.MustNewConstMetric(requestDesc, prometheus.CounterValue, f.requests, invoke...)
+			ch <- prometheus.MustNewConstMetric(requestDesc, prometheus.CounterValue, f.requests, requests...)
 		case KindBYOC:
 			// Like any labelled counter, the invocation service's series
 			// appear with the version's first request.
 			if f.pool.arrived > 0 {
-				ch <- prometheus.MustNewConstMetric(requestDesc, prometheus.CounterValue, f.pool.arrived, invoke...)
-				ch <- prometheus.MustNewConstSummary(latencyDesc, uint64(f.pool.left), f.pool.latencySum, nil, invoke...)
+				ch <- prometheus.MustNewConstMetric(requestDesc, prometheus.CounterValue, f.pool.arrived, requests...)
+				ch <- prometheus.MustNewConstSummary(latencyDesc, uint64(f.pool.left), f.pool.latencySum, nil, latency...)
 			}
 		}
 		ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(f.active(dp.now)), control...)

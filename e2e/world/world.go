@@ -122,7 +122,12 @@ func Start(ctx context.Context, o Options, fns ...sim.ScenarioFunction) (*World,
 		}
 	}()
 
-	var err error
+	// Build first: the data plane's clock (time zero of every load
+	// profile) should start close to when the autoscaler does.
+	bin, err := harness.Build(o.Root)
+	if err != nil {
+		return nil, err
+	}
 	w.NVCF, err = nvcfsim.Start(nvcfsim.Options{ManualInstances: true})
 	if err != nil {
 		return nil, fmt.Errorf("nvcf simulator: %w", err)
@@ -167,10 +172,6 @@ func Start(ctx context.Context, o Options, fns ...sim.ScenarioFunction) (*World,
 	w.wg.Add(1)
 	go w.advance(runCtx)
 
-	bin, err := harness.Build(o.Root)
-	if err != nil {
-		return nil, err
-	}
 	env := BaseEnv(o)
 	env["NVCF_API_URL"] = w.NVCF.HTTPURL()
 	for k, v := range o.Env {
