@@ -124,9 +124,11 @@ func lastReasons(w *world.World) map[string]string {
 	out := map[string]string{}
 	type dec struct{ at, reason string }
 	latest := map[string]dec{}
-	for _, d := range w.Decisions() {
-		if d.Time > latest[d.FunctionVersionID].at {
-			latest[d.FunctionVersionID] = dec{d.Time, fmt.Sprintf("%s (%s)", d.Reason, d.Action)}
+	for _, p := range w.Scale {
+		for _, d := range world.Decisions(p.LogPath) {
+			if d.Time > latest[d.FunctionVersionID].at {
+				latest[d.FunctionVersionID] = dec{d.Time, fmt.Sprintf("%s (%s)", d.Reason, d.Action)}
+			}
 		}
 	}
 	for k, v := range latest {
@@ -153,8 +155,10 @@ func writeOutputs(w *world.World, out string, start time.Time) error {
 		return err
 	}
 	var b strings.Builder
-	for _, d := range w.Decisions() {
-		fmt.Fprintf(&b, "%s %-14s cur=%-3d desired=%-3d %-26s %-16s %s\n", d.Time, d.FunctionID, d.Current, d.Desired, d.Reason, d.Action, d.Detail)
+	for _, p := range w.Scale {
+		for _, d := range world.Decisions(p.LogPath) {
+			fmt.Fprintf(&b, "%s %-14s cur=%-3d desired=%-3d %-26s %-16s %s\n", d.Time, d.FunctionID, d.Current, d.Desired, d.Reason, d.Action, d.Detail)
+		}
 	}
 	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
 	sort.Strings(lines)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -15,36 +14,14 @@ import (
 // Decision is one "decision" log line of a scale process.
 type Decision struct {
 	Time              string  `json:"time"`
-	Bucket            int     `json:"bucket"`
-	Cycle             int64   `json:"cycle"`
 	FunctionID        string  `json:"function_id"`
 	FunctionVersionID string  `json:"function_version_id"`
-	Source            string  `json:"source"`
 	Current           int     `json:"current"`
 	Desired           int     `json:"desired"`
-	LastRequested     int     `json:"last_requested"`
 	Utilization       float64 `json:"utilization"`
-	Valid             bool    `json:"valid"`
 	Reason            string  `json:"reason"`
 	Action            string  `json:"action"`
 	Detail            string  `json:"detail"`
-}
-
-// At parses the line's time (zero if it does not parse).
-func (d Decision) At() time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, d.Time)
-	return t
-}
-
-// Decisions returns the decision lines of every scale process, oldest
-// first.
-func (w *World) Decisions() []Decision {
-	var out []Decision
-	for _, p := range w.Scale {
-		out = append(out, Decisions(p.LogPath)...)
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].At().Before(out[j].At()) })
-	return out
 }
 
 // Decisions reads the decision lines from a scale process's JSON log.
