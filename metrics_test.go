@@ -121,8 +121,10 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 		"TSDB_URL": vm, "TSDB_ENV_LABEL": "test_env", "TSDB_ENV_VALUE": run,
 		"K_SINK": sinkSrv.URL, "NVCF_API_URL": sim.HTTPURL(), "METRICS_ADDRESS": metricsAddr,
 		"NODE_ID": "metrics-test", "BUCKETS": "1",
-		// Without a stabilization window the 10 % version's first decision
+		// The numbers below are the reference's rules (nvcf mode), and
+		// without a stabilization window the 10 % version's first decision
 		// is a plain scale-down, not "stabilized at what runs now".
+		"POLICY_MODE":              "nvcf",
 		"SCALE_DOWN_STABILIZATION": "0s",
 	}, 90*time.Second)
 	require.NoError(t, err)

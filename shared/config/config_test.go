@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -25,7 +26,8 @@ func setEnv(t *testing.T, env map[string]string) {
 	for _, kv := range os.Environ() {
 		k := strings.SplitN(kv, "=", 2)[0]
 		if strings.HasPrefix(k, "CASSANDRA_") || strings.HasPrefix(k, "TSDB_") || strings.HasPrefix(k, "NVCF_") ||
-			k == "K_SINK" || k == "BUCKETS" || k == "MAX_CLOCK_SKEW" || k == "BUCKET_DEADLINE" || k == "AUTOSCALER_ROLE" || k == "POLICY_MODE" {
+			k == "K_SINK" || k == "BUCKETS" || k == "MAX_CLOCK_SKEW" || k == "BUCKET_DEADLINE" || k == "AUTOSCALER_ROLE" || k == "POLICY_MODE" ||
+			strings.HasPrefix(k, "SCALE_") || strings.HasPrefix(k, "MAX_SCALE_") {
 			t.Setenv(k, "")
 			os.Unsetenv(k)
 		}
@@ -46,6 +48,30 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, "nvcf", s.Scale.PolicyMode)
 	require.Equal(t, 70.0, s.Scale.UpThreshold)
 	require.NotEmpty(t, s.NodeID)
+}
+
+// POLICY_MODE=nvcf alone is the reference: the guards it lacks default to
+// off in that mode, and stay on where the operator set them.
+func TestNVCFModeAloneIsTheReference(t *testing.T) {
+	env := valid()
+	env["POLICY_MODE"] = "nvcf"
+	setEnv(t, env)
+	s, err := Load(nil)
+	require.NoError(t, err)
+	require.Zero(t, s.Scale.DownStabilization)
+	require.Zero(t, s.Scale.MaxScaleUpRate)
+	require.Zero(t, s.Scale.MaxScaleDownRate)
+
+	env["SCALE_DOWN_STABILIZATION"] = "5m"
+	setEnv(t, env)
+	// Load copies the cfg file into the environment: restore it afterwards.
+	t.Setenv("MAX_SCALE_DOWN_RATE", "")
+	os.Unsetenv("MAX_SCALE_DOWN_RATE")
+	s, err = Load(map[string]string{"MAX_SCALE_DOWN_RATE": "2"})
+	require.NoError(t, err)
+	require.Equal(t, 5*time.Minute, s.Scale.DownStabilization)
+	require.Equal(t, 2.0, s.Scale.MaxScaleDownRate, "set in the cfg file")
+	require.Zero(t, s.Scale.MaxScaleUpRate)
 }
 
 func TestCfgMapIsReadButEnvWins(t *testing.T) {

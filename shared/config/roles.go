@@ -44,9 +44,9 @@ type Scale struct {
 	Decay               float64       `envconfig:"UTILIZATION_DECAY" default:"0" desc:"exponential decay of the utilization average (0 = mean)"`
 	ScaleToZero         bool          `envconfig:"SCALE_TO_ZERO" default:"true" desc:"allow idle functions to go to zero"`
 	IdleTimeout         time.Duration `envconfig:"SCALE_TO_ZERO_IDLE_TIMEOUT" default:"1800s" desc:"no invocations for this long (and low utilization) scales to zero"`
-	DownStabilization   time.Duration `envconfig:"SCALE_DOWN_STABILIZATION" default:"300s" desc:"scale down only to the highest recommendation inside this window"`
-	MaxScaleUpRate      float64       `envconfig:"MAX_SCALE_UP_RATE" default:"10" desc:"at most this many times the current instances per decision (0 = unlimited)"`
-	MaxScaleDownRate    float64       `envconfig:"MAX_SCALE_DOWN_RATE" default:"2" desc:"at most divide the current instances by this per decision (0 = unlimited)"`
+	DownStabilization   time.Duration `envconfig:"SCALE_DOWN_STABILIZATION" default:"300s" desc:"scale down only to the highest recommendation inside this window (unset with POLICY_MODE=nvcf: 0s, as the reference)"`
+	MaxScaleUpRate      float64       `envconfig:"MAX_SCALE_UP_RATE" default:"10" desc:"at most this many times the current instances per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
+	MaxScaleDownRate    float64       `envconfig:"MAX_SCALE_DOWN_RATE" default:"2" desc:"at most divide the current instances by this per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
 	MinInstances        int           `envconfig:"MIN_INSTANCES" default:"0" desc:"default lower bound (the NVCF API also clamps to its spec)"`
 	MaxInstances        int           `envconfig:"MAX_INSTANCES" default:"0" desc:"default upper bound, 0 = unbounded (the NVCF API clamps)"`
 
@@ -86,9 +86,11 @@ func Load(cfg map[string]string) (Settings, error) {
 	if err := load(nil, &s.Discovery); err != nil {
 		return s, err
 	}
-	if err := load(nil, &s.Scale); err != nil {
+	scale, err := LoadScale(nil)
+	if err != nil {
 		return s, err
 	}
+	s.Scale = scale
 	errs := []error{s.Common.validate()}
 	if s.Role.Serves(RoleDiscovery) {
 		errs = append(errs, s.Discovery.validate())
@@ -108,6 +110,35 @@ func Load(cfg map[string]string) (Settings, error) {
 		errs = append(errs, fmt.Errorf("MAX_CLOCK_SKEW=%s: want less than DISCOVERY_PERIOD (%s)", s.ClockSkew, s.Discovery.Period))
 	}
 	return s, errors.Join(errs...)
+}
+
+// LoadScale reads the scale function's settings from cfg and the
+// environment, with the mode-dependent defaults applied, without
+// validating them (Load does). The policy benchmark uses it to measure
+// exactly what a mode's defaults are.
+//
+// In nvcf mode the guards the reference autoscaler does not have default
+// to off, so that POLICY_MODE=nvcf alone replays the reference (the
+// migration path); an operator who sets one explicitly keeps it.
+func LoadScale(cfg map[string]string) (Scale, error) {
+	var s Scale
+	if err := load(cfg, &s); err != nil {
+		return s, err
+	}
+	if s.PolicyMode != "nvcf" {
+		return s, nil
+	}
+	referenceLacks := map[string]func(){
+		"SCALE_DOWN_STABILIZATION": func() { s.DownStabilization = 0 },
+		"MAX_SCALE_UP_RATE":        func() { s.MaxScaleUpRate = 0 },
+		"MAX_SCALE_DOWN_RATE":      func() { s.MaxScaleDownRate = 0 },
+	}
+	for key, off := range referenceLacks {
+		if _, set := os.LookupEnv(key); !set {
+			off()
+		}
+	}
+	return s, nil
 }
 
 func (d *Discovery) validate() error {
