@@ -3,6 +3,8 @@ package scale
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/attribute"
@@ -45,13 +47,44 @@ func (h *Handler) handleActivate(ctx context.Context, e event.Event, span trace.
 	key := store.VersionKey{FunctionID: a.FunctionID, FunctionVersionID: a.FunctionVersionID}
 	log := h.d.Log.With("function_id", key.FunctionID, "function_version_id", key.FunctionVersionID, "event_id", e.ID())
 
+	// A burst of invocations of one cold version sends a burst of
+	// activations; in one replica they share one decision instead of each
+	// reading Cassandra and racing for the version's lock (a Paxos round
+	// each). The shared work is not tied to the first caller's request, so
+	// its client going away fails nobody else.
+	ch := h.activations.DoChan(key.String(), func() (any, error) {
+		return h.activate(context.WithoutCancel(ctx), log, a, key, start)
+	})
+	var o Outcome
+	select {
+	case <-ctx.Done():
+		return nil, events.Unavailable("activate %s: %v", key, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		o = r.Val.(Outcome)
+	}
+	span.SetAttributes(attribute.Int("autoscaler.desired", o.Desired), attribute.String("autoscaler.action", o.Action),
+		attribute.Int("autoscaler.last_requested", o.LastRequested))
+	res := ActivateResult{Outcome: o, ElapsedMS: h.d.Now().Sub(start).Milliseconds()}
+	if o.Action == "error" {
+		return nil, events.Unavailable("activate %s: %s", key, o.Error)
+	}
+	return events.NewReply(e, events.TypeActivateResult, res)
+}
+
+// activate decides and applies one activation: max(min, 1) instances unless
+// the version already runs or the NVCF API recently called it unknown.
+func (h *Handler) activate(ctx context.Context, log *slog.Logger, a events.Activate, key store.VersionKey, start time.Time) (Outcome, error) {
+
 	// The version may be newer than the last discovery: the event's NCA id
 	// stands in until discovery has a row.
 	v, err := h.d.Store.ReadVersion(ctx, key)
 	if errors.Is(err, store.ErrNotActive) {
 		v = store.ActiveVersion{VersionKey: key, NcaID: a.NcaID, Invoked: true, LastUpdatedAt: start}
 	} else if err != nil {
-		return nil, events.Unavailable("activate %s: %v", key, err)
+		return Outcome{}, events.Unavailable("activate %s: %v", key, err)
 	}
 	if v.NcaID == "" {
 		v.NcaID = a.NcaID
@@ -65,12 +98,19 @@ func (h *Handler) handleActivate(ctx context.Context, e event.Event, span trace.
 
 	st, err := h.d.Store.ReadState(ctx, key)
 	if err != nil {
-		return nil, events.Unavailable("activate %s: %v", key, err)
+		return Outcome{}, events.Unavailable("activate %s: %v", key, err)
 	}
 	o.LastRequested = st.LastRequested
+	// The not-found cache holds here as on the bucket path: an unknown
+	// version's invocations would otherwise each cost an NVCF call. It is
+	// checked again under the lock, where a concurrent activation in
+	// another replica may just have recorded it.
 	stillNeeded := func(fresh store.ScalingState) (bool, string) {
 		if fresh.HasLastRequested && fresh.LastRequested > 0 {
 			return false, "already_active"
+		}
+		if h.notFoundCached(fresh) {
+			return false, "not_found"
 		}
 		return true, ""
 	}
@@ -87,13 +127,17 @@ func (h *Handler) handleActivate(ctx context.Context, e event.Event, span trace.
 			log.Warn("upsert activated version", "error", err.Error())
 		}
 	}
-	h.d.Metrics.Decisions.WithLabelValues("activation").Inc()
-	log.Info("activation", "desired", desired, "action", o.Action, "last_requested", st.LastRequested)
-	span.SetAttributes(attribute.Int("autoscaler.desired", desired), attribute.String("autoscaler.action", o.Action),
-		attribute.Int("autoscaler.last_requested", st.LastRequested))
-	res := ActivateResult{Outcome: o, ElapsedMS: h.d.Now().Sub(start).Milliseconds()}
-	if o.Action == "error" {
-		return nil, events.Unavailable("activate %s: %s", key, o.Error)
+	if o.Action == "not_found" && o.Error == "" {
+		o.Reason = "not_found_cached"
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusNotFound)
 	}
-	return events.NewReply(e, events.TypeActivateResult, res)
+	h.d.Metrics.Decisions.WithLabelValues("activation").Inc()
+	log.Info("activation", "desired", desired, "action", o.Action, "reason", o.Reason, "last_requested", st.LastRequested)
+	return o, nil
+}
+
+// notFoundCached reports whether the NVCF API called the version unknown
+// less than NOT_FOUND_RETRY ago.
+func (h *Handler) notFoundCached(st store.ScalingState) bool {
+	return st.Status == statusNotFound && h.d.Now().Sub(st.NotFoundAt) < h.d.Settings.Scale.NotFoundRetry
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/singleflight"
 
 	"function/shared/config"
 	"function/shared/events"
@@ -76,6 +77,8 @@ type Handler struct {
 	d        Deps
 	policies *policySource
 	seq      atomic.Uint64
+	// activations joins concurrent activations of one version.
+	activations singleflight.Group
 }
 
 // New checks the dependencies, loads the policy defaults and overrides, and

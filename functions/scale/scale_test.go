@@ -297,6 +297,51 @@ func TestActivationIsImmediateAndSingleFlight(t *testing.T) {
 	require.True(t, v.Invoked, "the activated version is in Cassandra before discovery sees it")
 }
 
+// An activation of a version the NVCF API does not know is answered from
+// the not-found cache, as the bucket path is: many concurrent activations of
+// one unknown version (each its own event) make one NVCF call, and later
+// ones make none until NOT_FOUND_RETRY has passed.
+func TestActivationOfAnUnknownVersionAsksNVCFOnce(t *testing.T) {
+	f := setup(t, 1)
+	h := f.handler(t, "node-a", nil)
+	activate := func(i int) (ActivateResult, error) {
+		e := event.New()
+		e.SetID(fmt.Sprintf("act-ghost-%d", i))
+		e.SetType(events.TypeActivate)
+		e.SetSource("test")
+		_ = e.SetData(event.ApplicationJSON, events.Activate{FunctionID: "ghost-f", FunctionVersionID: "ghost-v", NcaID: "nca"})
+		reply, err := h.HandleActivate(context.Background(), e)
+		if err != nil {
+			return ActivateResult{}, err
+		}
+		var r ActivateResult
+		require.NoError(t, json.Unmarshal(reply.Data(), &r))
+		return r, nil
+	}
+	var wg sync.WaitGroup
+	actions := make([]string, 200)
+	for i := range actions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := activate(i)
+			require.NoError(t, err, "an unknown version is no reason to retry")
+			actions[i] = r.Action
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, 1, f.sim.Calls("ghost-f", "ghost-v"), "200 concurrent activations, one NVCF call: %v", actions)
+	for i, a := range actions {
+		require.Contains(t, []string{"not_found", "locked"}, a, "activation %d", i)
+	}
+
+	r, err := activate(200)
+	require.NoError(t, err)
+	require.Equal(t, "not_found", r.Action)
+	require.Equal(t, "not_found_cached", r.Reason)
+	require.Equal(t, 1, f.sim.Calls("ghost-f", "ghost-v"), "a later activation is answered from the cache")
+}
+
 // perFunction is the reference's approach: the same three queries, one
 // version at a time.
 type perFunction struct{ c *tsdb.Client }
