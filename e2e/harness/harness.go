@@ -194,8 +194,15 @@ func (p *Process) Kill() {
 
 // Ready probes the readiness endpoint once.
 func (p *Process) Ready(ctx context.Context) bool {
+	return p.Readiness(ctx) == http.StatusOK
+}
+
+// Readiness probes the readiness endpoint once and returns its status, 0
+// when it did not answer: a probe that timed out on a loaded machine is not
+// a process saying it is not ready.
+func (p *Process) Readiness(ctx context.Context) int {
 	code, _ := get(ctx, "http://"+p.Addr+"/health/readiness")
-	return code == http.StatusOK
+	return code
 }
 
 func get(ctx context.Context, u string) (int, string) {

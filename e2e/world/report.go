@@ -5,23 +5,39 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"time"
 
 	"function/e2e/sim"
 )
 
-// Decision is one "decision" log line of a scale process.
+// Decision is one "decision" log line of a scale process: what the policy
+// was given (current count, newest sample, recommendation history through
+// Recommendation) and what came of it, so tests can attribute every NVCF
+// write to its cause.
 type Decision struct {
 	Time              string  `json:"time"`
+	Cycle             int64   `json:"cycle"`
+	Bucket            int     `json:"bucket"`
 	FunctionID        string  `json:"function_id"`
 	FunctionVersionID string  `json:"function_version_id"`
 	Current           int     `json:"current"`
 	Desired           int     `json:"desired"`
+	LastRequested     int     `json:"last_requested"`
 	Utilization       float64 `json:"utilization"`
-	Reason            string  `json:"reason"`
-	Action            string  `json:"action"`
-	Detail            string  `json:"detail"`
+	// Recommendation is the raw recommendation before stabilization and
+	// rate bounds: what the stabilization window remembers.
+	Recommendation int `json:"recommendation"`
+	// SampleAt is the newest utilization sample the policy used (zero if
+	// none); DecidedAt is the time the policy was given.
+	SampleAt  time.Time `json:"sample_at"`
+	DecidedAt time.Time `json:"decided_at"`
+	Valid     bool      `json:"valid"`
+	Reason    string    `json:"reason"`
+	Action    string    `json:"action"`
+	Detail    string    `json:"detail"`
+	Error     string    `json:"error"`
 }
 
 // Decisions reads the decision lines from a scale process's JSON log.
@@ -44,6 +60,17 @@ func Decisions(path string) []Decision {
 			out = append(out, d)
 		}
 	}
+	return out
+}
+
+// AllDecisions reads every scale process's decisions, ordered by the time
+// each was decided.
+func (w *World) AllDecisions() []Decision {
+	var out []Decision
+	for _, p := range w.Scale {
+		out = append(out, Decisions(p.LogPath)...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].DecidedAt.Before(out[j].DecidedAt) })
 	return out
 }
 

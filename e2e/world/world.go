@@ -24,6 +24,7 @@ import (
 	"function/e2e/harness"
 	"function/e2e/nvcfsim"
 	"function/e2e/sim"
+	"function/shared/events"
 )
 
 // Options configure a world. Zero values take the accelerated defaults.
@@ -55,6 +56,10 @@ type World struct {
 	Discovery *harness.Process
 	Scale     []*harness.Process
 	Proxy     *harness.RoundRobin
+	// LoadStart is the data plane's time zero: a scenario's load phases
+	// count from it, not from when Start returns (building and starting
+	// the processes takes seconds, more on a loaded machine).
+	LoadStart time.Time
 
 	metricsSrv *http.Server
 	cancel     context.CancelFunc
@@ -152,8 +157,8 @@ func Start(ctx context.Context, o Options, fns ...sim.ScenarioFunction) (*World,
 			w.NVCF.SetInstances(f.FunctionID, f.FunctionVersionID, nvcfsim.InstanceCounts{Active: f.InitialInstances})
 		}
 	}
-	start := time.Now()
-	w.Data = sim.NewDataPlane(start, w.NVCF, o.Lifecycle, specs...)
+	w.LoadStart = time.Now()
+	w.Data = sim.NewDataPlane(w.LoadStart, w.NVCF, o.Lifecycle, specs...)
 
 	// The data plane's metrics on the address the stack's TSDBs scrape.
 	reg := prometheus.NewRegistry()
@@ -347,6 +352,25 @@ func (w *World) Activate(ctx context.Context, fid, vid, nca string) (int, *event
 	e.SetSource("/nvcf/invocation")
 	_ = e.SetData(event.ApplicationJSON, map[string]string{"functionId": fid, "functionVersionId": vid, "ncaId": nca})
 	return harness.Send(ctx, w.Proxy.URL(), e)
+}
+
+// SendBucket sends one bucket event of a new cycle straight to the scale
+// processes, as a Knative redelivery or a bucket sent just before an outage
+// would arrive, and returns the reply status and the event id (which the
+// scale process logs with everything it did for the event).
+func (w *World) SendBucket(ctx context.Context, bucket, count int) (int, string, error) {
+	now := time.Now()
+	cycle := now.UnixMilli()
+	e := event.New()
+	e.SetID(events.BucketEventID(cycle, bucket, count))
+	e.SetType(events.TypeBucket)
+	e.SetSource(events.Source + "/discovery")
+	e.SetTime(now.UTC())
+	_ = e.SetData(event.ApplicationJSON, events.Bucket{
+		Bucket: bucket, Buckets: count, Cycle: cycle, Deadline: now.Add(w.Opts.Period).UTC(), Versions: 1,
+	})
+	status, _, err := harness.Send(ctx, w.Proxy.URL(), e)
+	return status, e.ID(), err
 }
 
 // Stop ends everything the world started, by PID for processes.

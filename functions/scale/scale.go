@@ -359,8 +359,16 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 			return true, ""
 		})
 	}
-	log.Info("decision", "current", o.Current, "desired", o.Desired, "last_requested", o.LastRequested,
-		"utilization", o.Utilization, "valid", o.Valid, "reason", o.Reason, "action", o.Action, "detail", o.Detail)
+	// The recommendation, the decision time the history is stamped with and
+	// the newest sample's time let a reader (the closed-loop tests) tie each
+	// NVCF write to the inputs that caused it instead of to the wall clock.
+	var sampleAt time.Time
+	if n := len(in.Utilization); n > 0 {
+		sampleAt = in.Utilization[n-1].At
+	}
+	log.Info("decision", "current", o.Current, "desired", o.Desired, "recommendation", d.Recommendation,
+		"last_requested", o.LastRequested, "utilization", o.Utilization, "sample_at", sampleAt, "decided_at", now,
+		"valid", o.Valid, "reason", o.Reason, "action", o.Action, "detail", o.Detail, "error", o.Error)
 	return o
 }
 
