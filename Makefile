@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 GO    ?= go
 STACK := e2e/stack/stack.sh
 
-.PHONY: demo test unit vet stack-up stack-down stack-status bench fuzz fmt
+.PHONY: demo test unit vet stack-up stack-down stack-status bench fuzz fmt mutate fresh-check
 
 demo:
 	e2e/demo.sh
@@ -45,6 +45,16 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run X -fuzz FuzzParseResponse -fuzztime $(FUZZTIME) ./shared/tsdb
 	$(GO) test -run X -fuzz FuzzFastParserMatchesReference -fuzztime $(FUZZTIME) ./shared/tsdb
+
+# Mutation testing (gremlins) of the packages every decision rests on;
+# fails under 95 % test efficacy. PKGS narrows it, e.g. PKGS=./shared/events
+mutate:
+	e2e/mutate.sh $(PKGS)
+
+# CI as a newcomer gets it: main cloned into a temp dir, CI=true .ci/run
+# with its own stack (the local stack must be stopped), phase times printed.
+fresh-check:
+	e2e/fresh-clone.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
