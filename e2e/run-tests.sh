@@ -12,20 +12,47 @@ for s in cassandra vm prom; do
     started+=("$s")
   fi
 done
+# Wall time of each phase, printed as it ends and again as a summary at
+# exit, pass or fail, so a slow or failing phase is named in one place
+# (e2e/fresh-clone.sh collects these lines).
+phases=()
+phase_name=""
+phase_start=0
+phase() {
+  phase_end
+  phase_name=$1
+  phase_start=$(date +%s)
+  echo "== $phase_name"
+}
+phase_end() {
+  [ -n "$phase_name" ] || return 0
+  local line
+  line=$(printf 'PHASE %-22s %4ds' "$phase_name" $(( $(date +%s) - phase_start )))
+  phases+=("$line")
+  echo "$line"
+  phase_name=""
+}
+run_start=$(date +%s)
 cleanup() {
   local rc=$?
+  [ $rc -eq 0 ] || [ -z "$phase_name" ] || phase_name="$phase_name (failed)"
+  phase_end
   for s in "${started[@]}"; do "$STACK" stop "$s" || true; done
+  echo "== phase wall times"
+  printf '%s\n' "${phases[@]}"
+  printf 'PHASE %-22s %4ds\n' total $(( $(date +%s) - run_start ))
   exit $rc
 }
 trap cleanup EXIT INT TERM
 
+phase "stack install and start"
 "$STACK" start all
 eval "$("$STACK" env)"
 
 # A missing server fails the run instead of skipping tests.
 export AUTOSCALER_REQUIRE_SERVERS=1
 
-echo "== gofmt and go vet"
+phase "gofmt, vet, tidy"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
 go vet ./...
@@ -35,16 +62,18 @@ mkdir -p .cache
 # The closed-loop tests stop and restart servers (TSDB outage, Cassandra
 # restart), so they run after every other package, alone.
 pkgs=$(go list ./... | grep -v -e /e2e/closedloop -e /e2e/kncli)
-echo "== go test: unit and integration"
+phase "unit and integration"
 go test -count=1 -timeout 30m $pkgs 2>&1 | tee .cache/test.log
-echo "== packaging: the Helm chart and knative/ through helm and Knative's validation"
+# the Helm chart and knative/ through helm and Knative's validation
+phase "packaging"
 HELM=$(e2e/packaging/install-helm.sh)
 export HELM
 (cd e2e/packaging && go vet ./... && go test -count=1 -timeout 10m ./...) 2>&1 | tee .cache/packaging.log
-echo "== kn func: the real func CLI builds and runs the function"
+# the real func CLI builds and runs the function
+phase "kn func"
 go test -count=1 -timeout 20m -v ./e2e/kncli 2>&1 | tee .cache/kncli.log | grep -E '^(--- |PASS|FAIL|ok)|RESULT|Error' || true
 grep -q '^ok' .cache/kncli.log || { echo "kn func test failed (full output: .cache/kncli.log)"; tail -n 40 .cache/kncli.log; exit 1; }
-echo "== go test: closed loop (e2e)"
+phase "closed loop"
 set +e
 go test -count=1 -timeout 30m -v ./e2e/closedloop > .cache/e2e.log 2>&1
 rc=$?

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the kn func CLI (`func`, knative.dev/func v0.44.0) from the Go module
 # proxy into .cache/tools/bin/func, once: a binary that is already there and
-# reports the pinned version is reused. No release download is needed, only
-# the module proxy.
+# reports the pinned version is reused, and so is one another clone on this
+# machine built (e2e/toolcache.sh). No release download is needed, only the
+# module proxy.
 #
 # A scratch module under .cache/tools/func-src requires knative.dev/func; the
 # mergo replace is func's own (its go.mod has it, but replaces apply only in
@@ -36,6 +37,14 @@ built_version() {
 
 if [ -x "$bin" ] && [ "$(built_version "$bin")" = "$FUNC_VERSION" ]; then
   echo "func $FUNC_VERSION already installed at $bin (checked in $(elapsed)s)" >&2
+  echo "$bin"
+  exit 0
+fi
+# Another clone on this machine may have built it already.
+. "$root/e2e/toolcache.sh"
+key="func-$FUNC_VERSION-$(go env GOOS)-$(go env GOARCH)"
+if toolcache_get "$key" "$bin" && [ "$(built_version "$bin")" = "$FUNC_VERSION" ]; then
+  echo "func $FUNC_VERSION copied from the machine's tool cache to $bin in $(elapsed)s" >&2
   echo "$bin"
   exit 0
 fi
@@ -74,5 +83,6 @@ if [ "$got" != "$FUNC_VERSION" ]; then
   echo "built $bin but it records knative.dev/func $got, want $FUNC_VERSION" >&2
   exit 1
 fi
+toolcache_put "$key" "$bin"
 echo "built func $FUNC_VERSION at $bin in $(elapsed)s" >&2
 echo "$bin"
