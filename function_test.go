@@ -2,7 +2,6 @@ package function
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -60,7 +59,7 @@ func TestRootFunctionOverHTTP(t *testing.T) {
 	logDir := t.TempDir()
 	ctx := context.Background()
 	p, err := harness.StartFunction(ctx, bin, "root", logDir, map[string]string{
-		"CASSANDRA_HOSTS": hosts[0], "CASSANDRA_KEYSPACE": fmt.Sprintf("test_root_%d", time.Now().UnixNano()%1e9),
+		"CASSANDRA_HOSTS": hosts[0], "CASSANDRA_KEYSPACE": testenv.Keyspace(t, "test_root"),
 		"TSDB_URL": vm, "K_SINK": "http://127.0.0.1:9", "NVCF_DRY_RUN": "true",
 	}, 90*time.Second)
 	require.NoError(t, err)
@@ -201,7 +200,7 @@ func TestSecretsAppearInNoLogAndNoMetric(t *testing.T) {
 	metricsAddr, err := harness.FreeAddr()
 	require.NoError(t, err)
 	p, err := harness.StartFunction(context.Background(), bin, "secrets", dir, map[string]string{
-		"CASSANDRA_HOSTS": hosts[0], "CASSANDRA_KEYSPACE": fmt.Sprintf("test_secret_%d", time.Now().UnixNano()%1e9),
+		"CASSANDRA_HOSTS": hosts[0], "CASSANDRA_KEYSPACE": testenv.Keyspace(t, "test_secret"),
 		"CASSANDRA_USERNAME": "autoscaler", "CASSANDRA_PASSWORD": cassPW,
 		"TSDB_URL": vm, "TSDB_AUTH": "token", "TSDB_TOKEN_FILE": write("tsdb", tsdbTok),
 		"NVCF_API_URL": "http://127.0.0.1:9", "NVCF_TOKEN_FILE": write("nvcf", nvcfTok), "NVCF_MAX_ATTEMPTS": "1",

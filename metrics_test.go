@@ -83,7 +83,7 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	bin := funcBinary(t)
 	ctx := context.Background()
 	run := fmt.Sprintf("selfmetrics%d", time.Now().UnixNano())
-	keyspace := fmt.Sprintf("test_metrics_%d", time.Now().UnixNano()%1e9)
+	keyspace := testenv.Keyspace(t, "test_metrics")
 
 	type fn struct{ id, version string }
 	hot := fn{run + "-hot", run + "-hot-v1"}          // 90 % busy on 2 workers, invoked

@@ -43,7 +43,7 @@ func newWorld(t *testing.T, name string, env map[string]string, fns ...sim.Scena
 	require.NoError(t, os.RemoveAll(logDir))
 	o := world.Options{
 		Root: root, LogDir: logDir, Cassandra: hosts[0], TSDBURL: vm,
-		Keyspace: fmt.Sprintf("e2e_%s_%d", name, time.Now().Unix()),
+		Keyspace: testenv.Keyspace(t, "e2e_"+name),
 		SimAddr:  simAddr(), Period: period, Env: env,
 		Lifecycle: sim.Options{ProvisioningDelay: 2 * time.Second, TerminationDelay: time.Second},
 	}

@@ -27,7 +27,7 @@
 #                       first install take the newest of CASSANDRA_CANDIDATES
 #                       that Maven Central serves
 #   CASSANDRA_PORT (9042)  CASSANDRA_STORAGE_PORT (7000)  CASSANDRA_JMX_PORT (7199)
-#   CASSANDRA_HEAP (512m)  CASSANDRA_READY_TIMEOUT (180 seconds)
+#   CASSANDRA_HEAP (1g)  CASSANDRA_READY_TIMEOUT (180 seconds)
 #   VM_PORT (8428)  VM_RETENTION (7d)  PROM_PORT (9090)  PROM_RETENTION (2d)
 #   SIM_ADDR (127.0.0.1:9401)  the NVCF simulator both TSDBs scrape
 #   JAVA                a JDK 17 java binary to use instead of the one on PATH
@@ -45,7 +45,7 @@ CASSANDRA_CANDIDATES=${CASSANDRA_CANDIDATES:-"5.0.9 5.0.8 5.0.7 5.0.6"}
 CASSANDRA_PORT=${CASSANDRA_PORT:-9042}
 CASSANDRA_STORAGE_PORT=${CASSANDRA_STORAGE_PORT:-7000}
 CASSANDRA_JMX_PORT=${CASSANDRA_JMX_PORT:-7199}
-CASSANDRA_HEAP=${CASSANDRA_HEAP:-512m}
+CASSANDRA_HEAP=${CASSANDRA_HEAP:-1g}
 CASSANDRA_READY_TIMEOUT=${CASSANDRA_READY_TIMEOUT:-180}
 VM_PORT=${VM_PORT:-8428}
 VM_RETENTION=${VM_RETENTION:-7d}
@@ -317,7 +317,9 @@ cassandra_launch() {
   cassandra_config
   say "starting cassandra $(cassandra_installed) on $(cassandra_addr) (heap $CASSANDRA_HEAP)"
   # G1 as in jvm17-server.options; the direct-memory cap and small caches in
-  # cassandra.yaml keep the resident size near 1 GiB on a 512 MiB heap.
+  # cassandra.yaml keep the resident size near 1.5 GiB on a 1 GiB heap. Each
+  # live table costs heap: 512 MiB ran out (OutOfMemoryError) at about 60
+  # test keyspaces, reached when several people test against one stack.
   # ring_delay 0 and no gossip settling: a lone seed has nobody to wait for.
   launch cassandra "$JAVA_CMD" \
     -Xms"$CASSANDRA_HEAP" -Xmx"$CASSANDRA_HEAP" -Xss512k \

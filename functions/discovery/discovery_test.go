@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -99,7 +98,7 @@ func setup(t *testing.T) *fixture {
 
 	sc := store.DefaultConfig()
 	sc.Hosts = hosts
-	sc.Keyspace = fmt.Sprintf("test_disc_%d_%d", time.Now().UnixNano()%1e9, rand.Intn(1e6))
+	sc.Keyspace = testenv.Keyspace(t, "test_disc")
 	st, err := store.Open(ctx, sc)
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })

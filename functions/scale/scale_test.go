@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand"
 	"net/http"
 	"sync"
 	"testing"
@@ -66,7 +65,7 @@ func setup(t testing.TB, n int) *fixture {
 
 	sc := store.DefaultConfig()
 	sc.Hosts = hosts
-	sc.Keyspace = fmt.Sprintf("test_scale_%d_%d", time.Now().UnixNano()%1e9, rand.Intn(1e6))
+	sc.Keyspace = testenv.Keyspace(t, "test_scale")
 	f.store, err = store.Open(ctx, sc)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.store.Close() })
