@@ -58,7 +58,9 @@ func main() {
 	}
 	defer w.Stop()
 
-	start := time.Now()
+	// The scenario's clock (load phases, faults, the table's t) is the
+	// data plane's, which starts before the functions are up.
+	start := w.Data.Start()
 	end := start.Add(sc.Duration.D())
 	if len(sc.Faults) > 0 {
 		go w.RunFaults(ctx, start, sc.Faults, func(ev world.FaultEvent) {

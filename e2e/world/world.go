@@ -104,6 +104,10 @@ func BaseEnv(o Options) map[string]string {
 		"FUNCTION_LOCK_TTL":          "5s",
 		"NVCF_TIMEOUT":               "2s",
 		"NVCF_TRANSPORT":             "http",
+		// The simulator labels every family with the environment as NVCF
+		// does, so the closed loop reads through the per-family filters.
+		"TSDB_IGNORE_ENV":  "false",
+		"TSDB_ENVIRONMENT": "production",
 	}
 	return env
 }
