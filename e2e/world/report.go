@@ -22,6 +22,7 @@ type Decision struct {
 	Bucket            int     `json:"bucket"`
 	FunctionID        string  `json:"function_id"`
 	FunctionVersionID string  `json:"function_version_id"`
+	Source            string  `json:"source"` // the metric source the inputs came from
 	Current           int     `json:"current"`
 	Desired           int     `json:"desired"`
 	LastRequested     int     `json:"last_requested"`
