@@ -59,7 +59,11 @@ var costDecay = math.Pow(0.5, 1/CostHalfLife)
 // CostMinRequests is the decayed number of requests a cost estimate needs
 // before it is used: fewer than that and a few long or short requests, or
 // one window's edge effect, can move it by tens of percent, and a too low
-// cost would size a saturated version too small.
+// cost would size a saturated version too small. With CostHalfLife 10 the
+// weight levels off at about 14.9 times the requests per window, so a
+// version that averages fewer than about 1.4 requests per window never
+// gets there and keeps the doubling: its requests are as long as the
+// window or rare, and one window's busy/requests says little about them.
 const CostMinRequests = 20.0
 
 // Cost is a version's learned busy seconds per request: a decayed average

@@ -96,6 +96,15 @@ func TestCostLearn(t *testing.T) {
 		}
 		require.InDelta(t, 0.5e9, c.Weight, 1e3)
 	})
+	t.Run("the weight levels off at requests / (1 - decay)", func(t *testing.T) {
+		c := Cost{}
+		for i := 1; i <= 500; i++ {
+			c = c.Learn(at(i), 1.3, 1.3, 50)
+		}
+		require.InDelta(t, 1.3/(1-math.Pow(0.5, 1/CostHalfLife)), c.Weight, 1e-6)
+		require.False(t, c.Known(), "1.3 requests per window never reach CostMinRequests")
+		require.True(t, c.Learn(at(501), 3, 3, 50).Known(), "one busier window does")
+	})
 	t.Run("one small window is not enough evidence", func(t *testing.T) {
 		require.False(t, Cost{}.Learn(at(1), 10, 5, 40).Known())
 	})
