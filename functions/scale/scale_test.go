@@ -125,7 +125,7 @@ func TestBucketOf500DecidedWithConstantQueries(t *testing.T) {
 	reply, err := h.HandleBucket(context.Background(), bucketEvent(time.Now()))
 	require.NoError(t, err)
 	r := decode(t, reply)
-	require.Equal(t, int64(3), f.tsdb.Queries()-q0, "three PromQL queries for the whole bucket")
+	require.Equal(t, int64(7), f.tsdb.Queries()-q0, "seven PromQL queries for the whole bucket")
 	require.Equal(t, 500, r.Versions)
 	require.Equal(t, 500, r.Written, "every version gets its first request")
 	byReason := map[string]int{}

@@ -247,11 +247,45 @@ type VersionMetrics struct {
 	LastInvokedAt time.Time
 	// RequestRate is requests per second over the window at the newest step.
 	RequestRate float64
+
+	// SettledAt is the end of the last settled window (the step before
+	// the newest, whose scrapes may still be arriving): the window a
+	// version's busy seconds per request are learned from. BusySeconds
+	// (all worker threads), Requests (every request routed to the
+	// version, queued ones included) and SettledUtilization (percent)
+	// are measured over it. NaN means unknown.
+	SettledAt          time.Time
+	SettledUtilization float64
+	BusySeconds        float64
+	Requests           float64
+	// ThreadsPerInstance is the mean worker thread count at the settled
+	// step: the sum of thread_count over the number of worker series.
+	// NaN means unknown.
+	ThreadsPerInstance float64
+
+	// FreshAt is the query time and the end of the fresh window: the
+	// newest, partial data. FreshUtilization (percent) and
+	// FreshRequestRate (requests per second, queued included) are
+	// measured over the rate window ending there; NaN means unknown.
+	// Only scale-up may act on them.
+	FreshAt          time.Time
+	FreshUtilization float64
+	FreshRequestRate float64
+}
+
+// unknownMetrics is a version's metrics before any query answered: every
+// measured number unknown (NaN), never zero.
+func unknownMetrics() VersionMetrics {
+	nan := math.NaN()
+	return VersionMetrics{SettledUtilization: nan, BusySeconds: nan, Requests: nan, ThreadsPerInstance: nan,
+		FreshUtilization: nan, FreshRequestRate: nan}
 }
 
 // BucketMetrics fetches utilization, instances and invocations for a whole
-// bucket with three range queries (more only when the id list exceeds
-// MaxSelectorBytes), so TSDB load grows with buckets, not functions.
+// bucket with three range queries, plus four instant queries for the
+// settled window's busy seconds and threads per instance and the fresh
+// window's utilization and request rate (seven per MaxSelectorBytes of
+// version ids), so TSDB load grows with buckets, not functions.
 //
 // Utilization per version and step is
 //
@@ -287,9 +321,10 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 	for _, chunk := range chunkIDs(versions, c.cfg.MaxSelectorBytes) {
 		sel := labelFunctionVersion + `=~` + quote(chunk)
 		ms := append([]string{sel}, wm...)
-		util := fmt.Sprintf(`100 * sum %s (increase(%s[%s])) / %g / sum %s (%s)`,
-			by, selector(MetricBusySeconds, ms...), w, ws, by, selector(MetricThreadCount, ms...))
+		busy := fmt.Sprintf(`sum %s (increase(%s[%s]))`, by, selector(MetricBusySeconds, ms...), w)
+		util := fmt.Sprintf(`100 * %s / %g / sum %s (%s)`, busy, ws, by, selector(MetricThreadCount, ms...))
 		count := fmt.Sprintf(`count %s (%s)`, by, selector(MetricThreadCount, ms...))
+		threads := fmt.Sprintf(`avg %s (%s)`, by, selector(MetricThreadCount, ms...))
 		reqs := fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
 			by, selector(MetricRequestsTotal, ms...), w, by, selector(MetricRequests, ms...), w)
 
@@ -305,18 +340,45 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 		if err != nil {
 			return nil, fmt.Errorf("requests: %w", err)
 		}
+		// The settled window's busy seconds and the threads per instance
+		// are one point each: instant queries at the settled step. The
+		// fresh window ends at now, off the step grid, so it cannot be a
+		// point of the range queries.
+		bs, _, err := c.Query(ctx, busy, settled)
+		if err != nil {
+			return nil, fmt.Errorf("busy seconds: %w", err)
+		}
+		ts, _, err := c.Query(ctx, threads, settled)
+		if err != nil {
+			return nil, fmt.Errorf("threads per instance: %w", err)
+		}
+		fus, _, err := c.Query(ctx, util, now)
+		if err != nil {
+			return nil, fmt.Errorf("fresh utilization: %w", err)
+		}
+		frs, _, err := c.Query(ctx, reqs, now)
+		if err != nil {
+			return nil, fmt.Errorf("fresh requests: %w", err)
+		}
 		update := func(series []Series, f func(m *VersionMetrics, s Series)) {
 			for _, s := range series {
 				v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]
 				if !ok {
 					continue // another function with the same version id
 				}
-				m := out[v]
+				m, seen := out[v]
+				if !seen {
+					m = unknownMetrics()
+					m.SettledAt, m.FreshAt = settled, now
+				}
 				f(&m, s)
 				out[v] = m
 			}
 		}
-		update(us, func(m *VersionMetrics, s Series) { m.Utilization = s.Samples })
+		update(us, func(m *VersionMetrics, s Series) {
+			m.Utilization = s.Samples
+			m.SettledUtilization = valueAt(s.Samples, settled)
+		})
 		update(cs, func(m *VersionMetrics, s Series) {
 			for _, p := range s.Samples {
 				if p.At.Equal(settled) && !math.IsNaN(p.Value) {
@@ -333,9 +395,32 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 			if n := len(s.Samples); n > 0 && s.Samples[n-1].Value >= 0 {
 				m.RequestRate = s.Samples[n-1].Value / ws
 			}
+			m.Requests = valueAt(s.Samples, settled)
 		})
+		update(bs, func(m *VersionMetrics, s Series) { m.BusySeconds = lastValue(s.Samples) })
+		update(ts, func(m *VersionMetrics, s Series) { m.ThreadsPerInstance = lastValue(s.Samples) })
+		update(fus, func(m *VersionMetrics, s Series) { m.FreshUtilization = lastValue(s.Samples) })
+		update(frs, func(m *VersionMetrics, s Series) { m.FreshRequestRate = lastValue(s.Samples) / ws })
 	}
 	return out, nil
+}
+
+// valueAt is the sample at t, NaN when the series has none there.
+func valueAt(samples []Sample, t time.Time) float64 {
+	for _, p := range samples {
+		if p.At.Equal(t) {
+			return p.Value
+		}
+	}
+	return math.NaN()
+}
+
+// lastValue is an instant query's value, NaN when it returned no point.
+func lastValue(samples []Sample) float64 {
+	if len(samples) == 0 {
+		return math.NaN()
+	}
+	return samples[len(samples)-1].Value
 }
 
 // chunkIDs renders the versions' ids as regex alternations of at most
