@@ -57,6 +57,7 @@ func TestStatementKind(t *testing.T) {
 		"INSERT INTO ks.recently_invoked_functions (a) VALUES (?) USING TTL 600":            "write",
 		"CREATE TABLE IF NOT EXISTS ks.locks (lock_name text PRIMARY KEY)":                  "write",
 		"ALTER TABLE ks.scaling_state ADD IF NOT EXISTS watch_since timestamp":              "write",
+		"ALTER TABLE ks.scaling_state ADD IF NOT EXISTS cost_weight double":                 "write",
 	} {
 		require.Equal(t, want, statementKind(stmt), stmt)
 	}

@@ -41,10 +41,25 @@ type ScalingState struct {
 	// ("worker", "gateway", "control_plane"; empty before the first
 	// decision). It is written only when it changes.
 	Source string
+	// Cost is the version's learned busy seconds per request; the zero
+	// value when nothing was learned yet.
+	Cost Cost
+}
+
+// Cost is a learned busy-seconds-per-request estimate as stored: the
+// estimate, the decayed evidence behind it, and the end of the last
+// metrics window folded into it. The scale function folds only windows
+// that end after WindowEnd, which is what keeps a replayed or late cycle
+// from counting the same requests twice.
+type Cost struct {
+	SecondsPerRequest float64
+	Weight            float64
+	WindowEnd         time.Time
 }
 
 func (s *Store) stateColumns() string {
-	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since, source`
+	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since, source, ` +
+		`cost_seconds_per_request, cost_weight, cost_window_end`
 }
 
 func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
@@ -52,9 +67,14 @@ func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	var lastRequested *int
 	var lastCycle *int64
 	var status, recs, source *string
-	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince, &source)
+	var costSeconds, costWeight *float64
+	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince, &source,
+		&costSeconds, &costWeight, &st.Cost.WindowEnd)
 	if !ok {
 		return st, false
+	}
+	if costSeconds != nil && costWeight != nil {
+		st.Cost.SecondsPerRequest, st.Cost.Weight = *costSeconds, *costWeight
 	}
 	st.Exists = true
 	if lastRequested != nil {
@@ -206,6 +226,26 @@ func (s *Store) SaveSource(ctx context.Context, key VersionKey, source string, t
 	).WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("save source %q of %s: %w", source, key, err)
+	}
+	return nil
+}
+
+// SaveCost stores a version's learned cost. Like the recommendation
+// history it is a plain write, not under the version's lock: two replicas
+// deciding the same cycle fold the same window into the same stored
+// estimate and write the same value, and a replica that reads the newer
+// estimate skips the window (its end is not after WindowEnd).
+func (s *Store) SaveCost(ctx context.Context, key VersionKey, c Cost, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("save cost for %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET cost_seconds_per_request = ?, cost_weight = ?, cost_window_end = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, c.SecondsPerRequest, c.Weight, c.WindowEnd.UTC(), key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("save cost for %s: %w", key, err)
 	}
 	return nil
 }

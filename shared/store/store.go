@@ -179,6 +179,7 @@ func SchemaStatements(keyspace, replication string) []string {
 			function_id text, function_version_id text,
 			last_requested int, last_cycle bigint, last_written_at timestamp,
 			status text, not_found_at timestamp, recommendations text, watch_since timestamp,
+			cost_seconds_per_request double, cost_weight double, cost_window_end timestamp,
 			PRIMARY KEY ((function_id, function_version_id)))`, q(tableState)),
 		// Columns added after the first release: existing installs get them
 		// on upgrade without a manual migration.
@@ -188,6 +189,9 @@ func SchemaStatements(keyspace, replication string) []string {
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS source text`, q(tableInvoked)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS source text`, q(tableRunning)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS source text`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cost_seconds_per_request double`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cost_weight double`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cost_window_end timestamp`, q(tableState)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, q(tableLocks)),
 	}
