@@ -14,7 +14,6 @@ package scale
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -29,7 +28,6 @@ import (
 	"function/shared/config"
 	"function/shared/events"
 	"function/shared/nvcf"
-	"function/shared/policy"
 	"function/shared/store"
 	"function/shared/telemetry"
 	"function/shared/tsdb"
@@ -46,6 +44,7 @@ type Store interface {
 	RecordWrite(ctx context.Context, key store.VersionKey, requested int, cycle int64, status string, ttl time.Duration) error
 	RecordOutcome(ctx context.Context, key store.VersionKey, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error
 	SaveRecommendations(ctx context.Context, key store.VersionKey, encoded string, ttl time.Duration) error
+	SaveCost(ctx context.Context, key store.VersionKey, c store.Cost, ttl time.Duration) error
 	MarkWatched(ctx context.Context, key store.VersionKey, at time.Time, ttl time.Duration) error
 	TouchVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
 	UpsertVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
@@ -193,15 +192,8 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 		return nil, events.Unavailable("bucket %d cycle %d: %v", b.Bucket, b.Cycle, err)
 	}
 
-	fvs := make([]tsdb.FunctionVersion, len(rows))
-	for i, v := range rows {
-		fvs[i] = tsdb.FunctionVersion{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID, NcaID: v.NcaID}
-	}
 	s := h.d.Settings.Scale
-	metrics, err := h.d.TSDB.BucketMetrics(tsdb.WithCaller(ctx, "scale"), fvs, start, tsdb.MetricsOptions{
-		Window: s.Window, Step: s.Step, Lookback: s.Lookback,
-		Filter: tsdb.LabelFilter{Name: h.d.Settings.EnvLabel, Value: h.d.Settings.EnvValue},
-	})
+	fvs, metrics, err := h.gatherMetrics(ctx, rows, start)
 	if err != nil {
 		// Unknown metrics mean hold, never down: nothing is written, and
 		// the 503 lets Knative retry while the deadline allows.
@@ -223,7 +215,9 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 			defer wg.Done()
 			defer func() { <-sem }()
 			m, ok := metrics[fvs[i]]
-			outcomes[i] = h.decideAndApply(ctx, log, b.Cycle, start, v, states[v.VersionKey], m, ok)
+			st := states[v.VersionKey]
+			obs := h.observe(ctx, log, start, v, st, m, ok)
+			outcomes[i] = h.decideAndApply(ctx, log, b.Cycle, start, v, st, obs)
 		}()
 	}
 	wg.Wait()
@@ -274,239 +268,4 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 		return nil, events.Unavailable("bucket %d cycle %d: %d of %d NVCF writes failed and will be retried", b.Bucket, b.Cycle, res.Failed, res.Versions)
 	}
 	return events.NewReply(e, events.TypeBucketResult, res)
-}
-
-// decideAndApply runs the policy for one version and writes the result if
-// it changed.
-func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle int64, now time.Time, v store.ActiveVersion, st store.ScalingState, m tsdb.VersionMetrics, haveMetrics bool) Outcome {
-	log = log.With("function_id", v.FunctionID, "function_version_id", v.FunctionVersionID)
-	key := v.VersionKey
-	o := Outcome{FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, LastRequested: st.LastRequested}
-	s := h.d.Settings.Scale
-
-	if st.Status == statusNotFound && now.Sub(st.NotFoundAt) < s.NotFoundRetry {
-		o.Action, o.Reason = "not_found", "not_found_cached"
-		o.Desired = st.LastRequested
-		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusNotFound)
-		return o
-	}
-
-	p, pnote := h.policies.For(ctx, v)
-	recent := decodeHistory(st.Recommendations)
-	if len(recent) == 0 && haveMetrics && m.InstancesKnown {
-		// First sight of this version (or the autoscaler is new): what is
-		// running now stands as the recommendation in force, as HPA seeds
-		// its history, so a fresh install cannot scale everything down in
-		// its first cycle before the stabilization window saw anything.
-		recent = history{{At: now.UnixMilli(), Count: max(m.Instances, st.LastRequested)}}
-	}
-	in := policy.Input{
-		Now:                now,
-		LastRequested:      st.LastRequested,
-		LastRequestedKnown: st.HasLastRequested,
-		MetricsOK:          true,
-		Recent:             recent.forPolicy(now, p.ScaleDownStabilization),
-	}
-	if haveMetrics {
-		in.Current, in.CurrentKnown = m.Instances, m.InstancesKnown
-		in.Utilization = toSamples(m.Utilization)
-	}
-	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, s, v, st, m)
-	if st.WatchSince.IsZero() {
-		if err := h.d.Store.MarkWatched(ctx, key, now, s.StateTTL); err != nil {
-			log.Warn("mark version watched", "error", err.Error())
-		}
-	}
-	d := policy.Decide(p, in)
-	o.Current, o.CurrentKnown = in.Current, in.CurrentKnown
-	if n := len(in.Utilization); n > 0 {
-		o.Utilization = finiteOrZero(in.Utilization[n-1].Value)
-	}
-	o.Desired, o.Valid, o.Reason, o.Detail = d.Desired, d.Valid, string(d.Reason), d.Detail
-	if pnote != "" {
-		o.Detail += "; " + pnote
-	}
-	h.d.Metrics.Decisions.WithLabelValues(o.Reason).Inc()
-	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
-
-	if d.Valid {
-		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
-			if err := h.d.Store.SaveRecommendations(ctx, key, next.encode(), s.StateTTL); err != nil {
-				log.Warn("save recommendation history", "error", err.Error())
-			}
-		}
-	}
-
-	switch {
-	case !d.Valid:
-		o.Action = "held"
-		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusHeld)
-	case st.HasLastRequested && d.Desired == st.LastRequested:
-		o.Action = "unchanged"
-		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
-	case st.LastCycle >= cycle:
-		// This cycle (or a newer one) already wrote this version: the
-		// event is a replay or arrived late.
-		o.Action = "already_applied"
-	default:
-		h.write(ctx, log, &o, v, d.Desired, cycle, func(fresh store.ScalingState) (bool, string) {
-			if fresh.LastCycle >= cycle {
-				return false, "already_applied"
-			}
-			if fresh.HasLastRequested && fresh.LastRequested == d.Desired {
-				return false, "unchanged"
-			}
-			return true, ""
-		})
-	}
-	// The recommendation, the decision time the history is stamped with and
-	// the newest sample's time let a reader (the closed-loop tests) tie each
-	// NVCF write to the inputs that caused it instead of to the wall clock.
-	var sampleAt time.Time
-	if n := len(in.Utilization); n > 0 {
-		sampleAt = in.Utilization[n-1].At
-	}
-	log.Info("decision", "current", o.Current, "desired", o.Desired, "recommendation", d.Recommendation,
-		"last_requested", o.LastRequested, "utilization", o.Utilization, "sample_at", sampleAt, "decided_at", now,
-		"valid", o.Valid, "reason", o.Reason, "action", o.Action, "detail", o.Detail, "error", o.Error)
-	return o
-}
-
-const (
-	statusOK           = "ok"
-	statusNotFound     = "not_found"
-	statusBeyondLimits = "beyond_limits"
-)
-
-// lockName is the per-version write lock.
-func lockName(key store.VersionKey) string {
-	return "fn:" + key.FunctionID + ":" + key.FunctionVersionID
-}
-
-// write takes the version's lock, re-reads its state (another replica may
-// have written it since the bucket was read), lets stillNeeded veto, writes
-// to the NVCF API, and records the outcome. cycle is stored as the applied
-// cycle; activations pass the state's own cycle so they never block the
-// next bucket decision.
-func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v store.ActiveVersion, desired int, cycle int64,
-	stillNeeded func(store.ScalingState) (bool, string)) {
-	s := h.d.Settings.Scale
-	key := v.VersionKey
-	// Unique per write attempt: two events for the same version in one
-	// process (a redelivery racing the original, concurrent activations)
-	// must not share a lease, or both would pass the lock.
-	owner := fmt.Sprintf("%s/%d/%d", h.d.Settings.NodeID, cycle, h.seq.Add(1))
-	_, err := h.d.Store.AcquireLock(ctx, lockName(key), owner, s.FunctionLockTTL)
-	h.d.Metrics.Lock("function", err)
-	var held *store.HeldError
-	if errors.As(err, &held) {
-		// Another replica is writing this version right now; it decides
-		// from the same inputs, so there is nothing left to do here.
-		o.Action = "locked"
-		return
-	}
-	if err != nil {
-		o.Action, o.Error = "error", err.Error()
-		return
-	}
-	defer func() {
-		if err := h.d.Store.ReleaseLock(context.WithoutCancel(ctx), lockName(key), owner); err != nil {
-			log.Warn("release function lock", "error", err.Error())
-		}
-	}()
-	fresh, err := h.d.Store.ReadState(ctx, key)
-	if err != nil {
-		o.Action, o.Error = "error", err.Error()
-		return
-	}
-	if ok, why := stillNeeded(fresh); !ok {
-		o.Action = why
-		return
-	}
-	if fresh.HasLastRequested && fresh.LastCycle > cycle {
-		cycle = fresh.LastCycle
-	}
-	// The write must end while the lock is held, or a second writer could
-	// start before this one's record lands.
-	wctx, cancel := context.WithTimeout(ctx, s.FunctionLockTTL-time.Second)
-	defer cancel()
-	result, err := h.d.NVCF.Autoscale(wctx, nvcf.Request{
-		FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, NcaID: v.NcaID, Instances: desired,
-	})
-	rctx := context.WithoutCancel(ctx)
-	switch {
-	case err == nil:
-		if rerr := h.d.Store.RecordWrite(rctx, key, desired, cycle, statusOK, s.StateTTL); rerr != nil {
-			// The NVCF write happened; failing to record it means the next
-			// cycle may write the same count again, which NVCF treats as a
-			// no-op. Report it so the bucket is retried promptly.
-			o.Action, o.Error = "error", "written but not recorded: "+rerr.Error()
-			return
-		}
-		o.Action, o.Applied = "written", &result
-		h.d.Metrics.Writes.WithLabelValues("ok").Inc()
-		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
-	case errors.Is(err, nvcf.ErrNotFound):
-		o.Action, o.Error = "not_found", err.Error()
-		h.d.Metrics.Writes.WithLabelValues("not_found").Inc()
-		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusNotFound)
-		if rerr := h.d.Store.RecordOutcome(rctx, key, fresh.LastCycle, statusNotFound, h.d.Now(), s.StateTTL); rerr != nil {
-			log.Warn("record not-found outcome", "error", rerr.Error())
-		}
-	case errors.Is(err, nvcf.ErrBeyondLimits):
-		o.Action, o.Error = "beyond_limits", err.Error()
-		h.d.Metrics.Writes.WithLabelValues("beyond_limits").Inc()
-		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusBeyondLimits)
-		if rerr := h.d.Store.RecordOutcome(rctx, key, cycle, statusBeyondLimits, time.Time{}, s.StateTTL); rerr != nil {
-			log.Warn("record beyond-limits outcome", "error", rerr.Error())
-		}
-	default:
-		o.Action, o.Error = "error", err.Error()
-		h.d.Metrics.Writes.WithLabelValues("error").Inc()
-		code := telemetry.StatusError
-		if errors.Is(err, nvcf.ErrRateLimited) {
-			code = telemetry.StatusRateLimited
-		}
-		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, float64(code))
-	}
-}
-
-// invocationEvidence combines what the TSDB saw inside its lookback with
-// what discovery recorded in Cassandra, returning the newest invocation and
-// since when the absence of invocations is known.
-//
-// An invoked row says discovery saw invocations within its lookback when it
-// wrote the row, so the row time minus the lookback is a safe lower bound
-// for the last invocation. A missing invoked row says no invocation for the
-// row TTL, but only over the span this function has watched the version: a
-// fresh install or a wiped keyspace is no evidence of idleness.
-func invocationEvidence(now time.Time, s config.Scale, v store.ActiveVersion, st store.ScalingState, m tsdb.VersionMetrics) (last, since time.Time) {
-	last = m.LastInvokedAt
-	if !v.InvokedAt.IsZero() {
-		if fromRow := v.InvokedAt.Add(-s.Lookback); fromRow.After(last) {
-			last = fromRow
-		}
-	}
-	since = now.Add(-s.Lookback)
-	if v.InvokedAt.IsZero() {
-		watched := st.WatchSince
-		if watched.IsZero() {
-			watched = now
-		}
-		evidence := now.Add(-s.RowTTL)
-		if watched.After(evidence) {
-			evidence = watched
-		}
-		if evidence.Before(since) {
-			since = evidence
-		}
-	}
-	return last, since
-}
-
-func finiteOrZero(f float64) float64 {
-	if f != f || f > 1e308 || f < -1e308 {
-		return 0
-	}
-	return f
 }

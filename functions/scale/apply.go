@@ -1,0 +1,145 @@
+package scale
+
+// Applying: a decision becomes an NVCF write under the version's lock,
+// at most once per cycle, and its outcome is recorded.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"function/shared/nvcf"
+	"function/shared/policy"
+	"function/shared/store"
+	"function/shared/telemetry"
+)
+
+// apply acts on one version's decision: holds and unchanged counts write
+// nothing, nor does a cycle already applied (a replay or a late event);
+// anything else is written.
+func (h *Handler) apply(ctx context.Context, log *slog.Logger, o *Outcome, v store.ActiveVersion, st store.ScalingState, d policy.Decision, cycle int64) {
+	key := v.VersionKey
+	switch {
+	case !d.Valid:
+		o.Action = "held"
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusHeld)
+	case st.HasLastRequested && d.Desired == st.LastRequested:
+		o.Action = "unchanged"
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
+	case st.LastCycle >= cycle:
+		// This cycle (or a newer one) already wrote this version: the
+		// event is a replay or arrived late.
+		o.Action = "already_applied"
+	default:
+		h.write(ctx, log, o, v, d.Desired, cycle, func(fresh store.ScalingState) (bool, string) {
+			if fresh.LastCycle >= cycle {
+				return false, "already_applied"
+			}
+			if fresh.HasLastRequested && fresh.LastRequested == d.Desired {
+				return false, "unchanged"
+			}
+			return true, ""
+		})
+	}
+}
+
+const (
+	statusOK           = "ok"
+	statusNotFound     = "not_found"
+	statusBeyondLimits = "beyond_limits"
+)
+
+// lockName is the per-version write lock.
+func lockName(key store.VersionKey) string {
+	return "fn:" + key.FunctionID + ":" + key.FunctionVersionID
+}
+
+// write takes the version's lock, re-reads its state (another replica may
+// have written it since the bucket was read), lets stillNeeded veto, writes
+// to the NVCF API, and records the outcome. cycle is stored as the applied
+// cycle; activations pass the state's own cycle so they never block the
+// next bucket decision.
+func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v store.ActiveVersion, desired int, cycle int64,
+	stillNeeded func(store.ScalingState) (bool, string)) {
+	s := h.d.Settings.Scale
+	key := v.VersionKey
+	// Unique per write attempt: two events for the same version in one
+	// process (a redelivery racing the original, concurrent activations)
+	// must not share a lease, or both would pass the lock.
+	owner := fmt.Sprintf("%s/%d/%d", h.d.Settings.NodeID, cycle, h.seq.Add(1))
+	_, err := h.d.Store.AcquireLock(ctx, lockName(key), owner, s.FunctionLockTTL)
+	h.d.Metrics.Lock("function", err)
+	var held *store.HeldError
+	if errors.As(err, &held) {
+		// Another replica is writing this version right now; it decides
+		// from the same inputs, so there is nothing left to do here.
+		o.Action = "locked"
+		return
+	}
+	if err != nil {
+		o.Action, o.Error = "error", err.Error()
+		return
+	}
+	defer func() {
+		if err := h.d.Store.ReleaseLock(context.WithoutCancel(ctx), lockName(key), owner); err != nil {
+			log.Warn("release function lock", "error", err.Error())
+		}
+	}()
+	fresh, err := h.d.Store.ReadState(ctx, key)
+	if err != nil {
+		o.Action, o.Error = "error", err.Error()
+		return
+	}
+	if ok, why := stillNeeded(fresh); !ok {
+		o.Action = why
+		return
+	}
+	if fresh.HasLastRequested && fresh.LastCycle > cycle {
+		cycle = fresh.LastCycle
+	}
+	// The write must end while the lock is held, or a second writer could
+	// start before this one's record lands.
+	wctx, cancel := context.WithTimeout(ctx, s.FunctionLockTTL-time.Second)
+	defer cancel()
+	result, err := h.d.NVCF.Autoscale(wctx, nvcf.Request{
+		FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, NcaID: v.NcaID, Instances: desired,
+	})
+	rctx := context.WithoutCancel(ctx)
+	switch {
+	case err == nil:
+		if rerr := h.d.Store.RecordWrite(rctx, key, desired, cycle, statusOK, s.StateTTL); rerr != nil {
+			// The NVCF write happened; failing to record it means the next
+			// cycle may write the same count again, which NVCF treats as a
+			// no-op. Report it so the bucket is retried promptly.
+			o.Action, o.Error = "error", "written but not recorded: "+rerr.Error()
+			return
+		}
+		o.Action, o.Applied = "written", &result
+		h.d.Metrics.Writes.WithLabelValues("ok").Inc()
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
+	case errors.Is(err, nvcf.ErrNotFound):
+		o.Action, o.Error = "not_found", err.Error()
+		h.d.Metrics.Writes.WithLabelValues("not_found").Inc()
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusNotFound)
+		if rerr := h.d.Store.RecordOutcome(rctx, key, fresh.LastCycle, statusNotFound, h.d.Now(), s.StateTTL); rerr != nil {
+			log.Warn("record not-found outcome", "error", rerr.Error())
+		}
+	case errors.Is(err, nvcf.ErrBeyondLimits):
+		o.Action, o.Error = "beyond_limits", err.Error()
+		h.d.Metrics.Writes.WithLabelValues("beyond_limits").Inc()
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusBeyondLimits)
+		if rerr := h.d.Store.RecordOutcome(rctx, key, cycle, statusBeyondLimits, time.Time{}, s.StateTTL); rerr != nil {
+			log.Warn("record beyond-limits outcome", "error", rerr.Error())
+		}
+	default:
+		o.Action, o.Error = "error", err.Error()
+		h.d.Metrics.Writes.WithLabelValues("error").Inc()
+		code := telemetry.StatusError
+		if errors.Is(err, nvcf.ErrRateLimited) {
+			code = telemetry.StatusRateLimited
+		}
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, float64(code))
+	}
+}

@@ -1,0 +1,86 @@
+package scale
+
+// Deciding: the pure policy over what gathering found, and the
+// recommendation history it needs from one cycle to the next.
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"function/shared/policy"
+	"function/shared/store"
+	"function/shared/telemetry"
+)
+
+// decideAndApply decides one version from what was gathered and applies
+// the decision: the pure policy in between gathering and writing.
+func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle int64, now time.Time, v store.ActiveVersion, st store.ScalingState, obs observation) Outcome {
+	log = log.With("function_id", v.FunctionID, "function_version_id", v.FunctionVersionID)
+	key := v.VersionKey
+	o := Outcome{FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, LastRequested: st.LastRequested}
+	s := h.d.Settings.Scale
+
+	if st.Status == statusNotFound && now.Sub(st.NotFoundAt) < s.NotFoundRetry {
+		o.Action, o.Reason = "not_found", "not_found_cached"
+		o.Desired = st.LastRequested
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusNotFound)
+		return o
+	}
+	m, haveMetrics := obs.metrics, obs.known
+
+	p, pnote := h.policies.For(ctx, v)
+	recent := decodeHistory(st.Recommendations)
+	if len(recent) == 0 && haveMetrics && m.InstancesKnown {
+		// First sight of this version (or the autoscaler is new): what is
+		// running now stands as the recommendation in force, as HPA seeds
+		// its history, so a fresh install cannot scale everything down in
+		// its first cycle before the stabilization window saw anything.
+		recent = history{{At: now.UnixMilli(), Count: max(m.Instances, st.LastRequested)}}
+	}
+	in := h.input(now, v, st, obs, recent.forPolicy(now, p.ScaleDownStabilization))
+	if st.WatchSince.IsZero() {
+		if err := h.d.Store.MarkWatched(ctx, key, now, s.StateTTL); err != nil {
+			log.Warn("mark version watched", "error", err.Error())
+		}
+	}
+	d := policy.Decide(p, in)
+	o.Current, o.CurrentKnown = in.Current, in.CurrentKnown
+	if n := len(in.Utilization); n > 0 {
+		o.Utilization = finiteOrZero(in.Utilization[n-1].Value)
+	}
+	o.Desired, o.Valid, o.Reason, o.Detail = d.Desired, d.Valid, string(d.Reason), d.Detail
+	if pnote != "" {
+		o.Detail += "; " + pnote
+	}
+	h.d.Metrics.Decisions.WithLabelValues(o.Reason).Inc()
+	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
+
+	if d.Valid {
+		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
+			if err := h.d.Store.SaveRecommendations(ctx, key, next.encode(), s.StateTTL); err != nil {
+				log.Warn("save recommendation history", "error", err.Error())
+			}
+		}
+	}
+
+	h.apply(ctx, log, &o, v, st, d, cycle)
+	// The recommendation, the decision time the history is stamped with and
+	// the newest sample's time let a reader (the closed-loop tests) tie each
+	// NVCF write to the inputs that caused it instead of to the wall clock.
+	var sampleAt time.Time
+	if n := len(in.Utilization); n > 0 {
+		sampleAt = in.Utilization[n-1].At
+	}
+	log.Info("decision", "current", o.Current, "desired", o.Desired, "recommendation", d.Recommendation,
+		"last_requested", o.LastRequested, "utilization", o.Utilization, "sample_at", sampleAt, "decided_at", now,
+		"source", in.Source, "valid", o.Valid, "reason", o.Reason, "action", o.Action, "detail", o.Detail, "error", o.Error)
+	return o
+}
+
+func finiteOrZero(f float64) float64 {
+	if f != f || f > 1e308 || f < -1e308 {
+		return 0
+	}
+	return f
+}
