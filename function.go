@@ -258,14 +258,13 @@ func (f *Function) Ready(ctx context.Context) (bool, error) {
 // concern, so an outage never gets healthy pods restarted.
 func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
 
-// Handle routes one CloudEvent. Unknown types and events for a role this
-// process does not serve are 400s: no retry makes them routable.
+// Handle routes one CloudEvent. Unknown types, events for a role this
+// process does not serve and malformed payloads are 400s, decided before the
+// readiness gate: while the process is still connecting, a 503 would have
+// Knative redeliver an event no retry can fix.
 func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
-	switch e.Type() {
-	case events.TypePing, events.TypeBucket, events.TypeActivate:
-	default:
-		return nil, events.BadRequest("unknown event type %q: this function handles %s, %s and %s",
-			e.Type(), events.TypePing, events.TypeBucket, events.TypeActivate)
+	if err := f.validate(e); err != nil {
+		return nil, err
 	}
 	h := f.ready.Load()
 	if h == nil {
@@ -273,23 +272,47 @@ func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, err
 	}
 	switch e.Type() {
 	case events.TypePing:
-		if h.discovery == nil {
-			return nil, f.wrongRole(e)
-		}
 		return h.discovery.Handle(ctx, e)
 	case events.TypeBucket:
-		if h.scale == nil {
-			return nil, f.wrongRole(e)
-		}
 		return h.scale.HandleBucket(ctx, e)
 	default: // events.TypeActivate
-		if h.scale == nil {
-			return nil, f.wrongRole(e)
-		}
 		return h.scale.HandleActivate(ctx, e)
 	}
 }
 
-func (f *Function) wrongRole(e event.Event) error {
+// validate checks what needs no dependency: the type, the role and the
+// payload (the handlers parse it again; it is a few hundred bytes).
+func (f *Function) validate(e event.Event) error {
+	switch e.Type() {
+	case events.TypePing:
+		// A tick's payload is the PingSource's own; only its time is used.
+		return f.serves(e, config.RoleDiscovery)
+	case events.TypeBucket:
+		if err := f.serves(e, config.RoleScale); err != nil {
+			return err
+		}
+		b, err := events.ParseBucket(e)
+		if err != nil {
+			return err
+		}
+		_, err = b.Bound(e.ID(), events.Bounds{Now: time.Now(), Skew: f.settings.ClockSkew, Deadline: f.settings.Discovery.BucketDeadline})
+		return err
+	case events.TypeActivate:
+		if err := f.serves(e, config.RoleScale); err != nil {
+			return err
+		}
+		_, err := events.ParseActivate(e)
+		return err
+	}
+	return events.BadRequest("unknown event type %q: this function handles %s, %s and %s",
+		e.Type(), events.TypePing, events.TypeBucket, events.TypeActivate)
+}
+
+// serves is a 400 for an event of a role this process does not serve: no
+// retry makes it routable.
+func (f *Function) serves(e event.Event, role config.Role) error {
+	if f.settings.Role.Serves(role) {
+		return nil
+	}
 	return events.BadRequest("event type %q is not served by role %q: check the Trigger filters", e.Type(), f.settings.Role)
 }

@@ -2,6 +2,7 @@ package function
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -134,6 +135,25 @@ func TestNotReadyUntilCassandraAnswers(t *testing.T) {
 	status, body := post(t, "http://"+addr+"/", ceHeaders("dev.knative.sources.ping"), `{}`)
 	require.Equal(t, 503, status, "a retry can fix this: %s", body)
 	require.Contains(t, body, "not ready")
+
+	// What no retry can fix is a 400 even now: a 503 would have Knative
+	// redeliver a malformed event until its retries run out.
+	future := time.Now().Add(time.Hour)
+	for _, c := range []struct{ typ, body, says string }{
+		{"com.nvidia.nvcf.autoscaler.bucket", `{"bucket":"x"}`, "bucket event curl-1"},
+		{"com.nvidia.nvcf.autoscaler.bucket", fmt.Sprintf(`{"bucket":0,"buckets":1,"cycle":%d,"deadline":%q}`,
+			future.UnixMilli(), future.Add(time.Minute).Format(time.RFC3339)), "MAX_CLOCK_SKEW"},
+		{"com.nvidia.nvcf.autoscaler.function.activate", `{"functionId":"a b","functionVersionId":"v"}`, "functionId"},
+		{"com.example.unknown", `{}`, "unknown event type"},
+	} {
+		status, body := post(t, "http://"+addr+"/", ceHeaders(c.typ), c.body)
+		require.Equal(t, 400, status, "%s %s: %s", c.typ, c.body, body)
+		require.Contains(t, body, c.says)
+	}
+	now := time.Now()
+	status, body = post(t, "http://"+addr+"/", ceHeaders("com.nvidia.nvcf.autoscaler.bucket"),
+		fmt.Sprintf(`{"bucket":0,"buckets":1,"cycle":%d,"deadline":%q}`, now.UnixMilli(), now.Add(time.Minute).Format(time.RFC3339)))
+	require.Equal(t, 503, status, "a valid bucket waits for readiness: %s", body)
 }
 
 func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
