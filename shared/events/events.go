@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -91,8 +92,12 @@ func Unavailable(format string, args ...any) error {
 	return cehttp.NewResult(http.StatusServiceUnavailable, format, args...)
 }
 
-// decodeStrict decodes a JSON payload rejecting unknown fields and trailing
-// data, so a typo in a hand-written curl fails loudly.
+// decodeStrict decodes a JSON object payload into the struct into points
+// to, so a typo in a hand-written curl fails loudly: keys must match the
+// json tags exactly (encoding/json alone would take "Bucket" for "bucket"),
+// every field without omitempty must be present and not null (alone it would
+// leave a missing bucket at 0, a valid bucket), and nothing may follow the
+// object.
 func decodeStrict(e event.Event, into any) error {
 	if ct := e.DataContentType(); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasSuffix(ct, "+json") {
 		return fmt.Errorf("datacontenttype %q: want application/json", ct)
@@ -101,15 +106,49 @@ func decodeStrict(e event.Event, into any) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return errors.New("event has no data")
 	}
+	var present map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(into); err != nil {
-		return fmt.Errorf("decode data: %w", err)
+	if err := dec.Decode(&present); err != nil {
+		return fmt.Errorf("decode data: want a JSON object: %w", err)
 	}
 	if dec.More() {
 		return errors.New("decode data: trailing data after the JSON object")
 	}
+	fields := jsonFields(reflect.TypeOf(into).Elem())
+	for key := range present {
+		if _, ok := fields.required[key]; !ok {
+			return fmt.Errorf("decode data: unknown field %q (keys are case-sensitive: want %s)", key, strings.Join(fields.names, ", "))
+		}
+	}
+	for _, name := range fields.names {
+		if v, ok := present[name]; fields.required[name] && (!ok || string(v) == "null") {
+			return fmt.Errorf("decode data: field %q is missing", name)
+		}
+	}
+	if err := json.Unmarshal(data, into); err != nil {
+		return fmt.Errorf("decode data: %w", err)
+	}
 	return nil
+}
+
+// payloadFields are a payload struct's JSON keys in declaration order and
+// whether each is required (has no omitempty).
+type payloadFields struct {
+	names    []string
+	required map[string]bool
+}
+
+func jsonFields(t reflect.Type) payloadFields {
+	f := payloadFields{required: map[string]bool{}}
+	for i := 0; i < t.NumField(); i++ {
+		name, opts, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		f.names = append(f.names, name)
+		f.required[name] = !strings.Contains(","+opts+",", ",omitempty,")
+	}
+	return f
 }
 
 // ParseBucket reads and validates a TypeBucket event.

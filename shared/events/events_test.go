@@ -46,6 +46,11 @@ func TestParseBucket(t *testing.T) {
 		"no deadline":    `{"bucket":0,"buckets":2,"cycle":1}`,
 		"trailing":       `{"bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"} {}`,
 		"string bucket":  `{"bucket":"0","buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+		"no bucket":      `{"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+		"null bucket":    `{"bucket":null,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+		"other case":     `{"Bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+		"both cases":     `{"bucket":1,"BUCKET":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+		"an array":       `[{"bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}]`,
 	} {
 		_, err := ParseBucket(ev(TypeBucket, data))
 		require.Error(t, err, name)
@@ -63,11 +68,27 @@ func TestParseActivate(t *testing.T) {
 		"bad id":          `{"functionId":"f\"}","functionVersionId":"v"}`,
 		"regex chars":     `{"functionId":"f|.*","functionVersionId":"v"}`,
 		"too long":        `{"functionId":"` + string(make([]byte, 200)) + `","functionVersionId":"v"}`,
+		"other case":      `{"FunctionID":"f","functionVersionId":"v"}`,
+		"null version":    `{"functionId":"f","functionVersionId":null}`,
 	} {
 		_, err := ParseActivate(ev(TypeActivate, data))
 		require.Error(t, err, name)
 		require.Equal(t, http.StatusBadRequest, status(t, err), name)
 	}
+}
+
+// Errors name the field: a missing one and one in another case are told
+// apart, and the optional fields stay optional.
+func TestPayloadKeysAreExactAndRequired(t *testing.T) {
+	_, err := ParseBucket(ev(TypeBucket, `{"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`))
+	require.ErrorContains(t, err, `field "bucket" is missing`)
+	_, err = ParseActivate(ev(TypeActivate, `{"FunctionID":"f","functionVersionId":"v"}`))
+	require.ErrorContains(t, err, `unknown field "FunctionID"`)
+	require.ErrorContains(t, err, "functionId")
+	_, err = ParseActivate(ev(TypeActivate, `{"functionId":"f","functionVersionId":"v"}`))
+	require.NoError(t, err, "ncaId is optional")
+	_, err = ParseBucket(ev(TypeBucket, `{"bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z","versions":3}`))
+	require.NoError(t, err, "versions is optional")
 }
 
 func TestDataContentTypeMustBeJSON(t *testing.T) {
