@@ -26,11 +26,7 @@ func (h *Handler) gatherMetrics(ctx context.Context, rows []store.ActiveVersion,
 	for i, v := range rows {
 		fvs[i] = tsdb.FunctionVersion{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID, NcaID: v.NcaID}
 	}
-	s := h.d.Settings.Scale
-	metrics, err := h.d.TSDB.BucketMetrics(tsdb.WithCaller(ctx, "scale"), fvs, now, tsdb.MetricsOptions{
-		Window: s.Window, Step: s.Step, Lookback: s.Lookback,
-		Filter: tsdb.LabelFilter{Name: h.d.Settings.EnvLabel, Value: h.d.Settings.EnvValue},
-	})
+	metrics, err := h.d.TSDB.BucketMetrics(tsdb.WithCaller(ctx, "scale"), fvs, now, h.metricsOptions())
 	return fvs, metrics, err
 }
 
@@ -42,6 +38,12 @@ type observation struct {
 	// cost is the version's busy seconds per request, with this cycle's
 	// settled window folded in.
 	cost policy.Cost
+	// source is the metric source the metrics came from; empty means
+	// worker threads.
+	source tsdb.Source
+	// demand, when set, is the source's own demand estimate (Little's law
+	// for the control plane), used instead of requests x cost.
+	demand *policy.Demand
 }
 
 // observe completes one version's metrics with what is learned from them:
@@ -117,6 +119,9 @@ func (h *Handler) input(now time.Time, v store.ActiveVersion, st store.ScalingSt
 		Recent:             recent,
 		Source:             sourceWorker,
 	}
+	if o.source != "" {
+		in.Source = string(o.source)
+	}
 	m := o.metrics
 	if o.known {
 		in.Current, in.CurrentKnown = m.Instances, m.InstancesKnown
@@ -133,6 +138,9 @@ func (h *Handler) input(now time.Time, v store.ActiveVersion, st store.ScalingSt
 			rate = m.RequestRate
 		}
 		in.Demand = policy.DemandFromRequests(o.cost, rate, m.ThreadsPerInstance)
+		if o.demand != nil {
+			in.Demand = *o.demand
+		}
 	}
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, v, st, m)
 	return in

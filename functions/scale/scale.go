@@ -45,6 +45,7 @@ type Store interface {
 	RecordOutcome(ctx context.Context, key store.VersionKey, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error
 	SaveRecommendations(ctx context.Context, key store.VersionKey, encoded string, ttl time.Duration) error
 	SaveCost(ctx context.Context, key store.VersionKey, c store.Cost, ttl time.Duration) error
+	SaveSource(ctx context.Context, key store.VersionKey, source string, ttl time.Duration) error
 	MarkWatched(ctx context.Context, key store.VersionKey, at time.Time, ttl time.Duration) error
 	TouchVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
 	UpsertVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
@@ -53,6 +54,8 @@ type Store interface {
 // Metrics is what the scale function needs from the TSDB.
 type Metrics interface {
 	BucketMetrics(ctx context.Context, versions []tsdb.FunctionVersion, now time.Time, opts tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.VersionMetrics, error)
+	ControlPlaneMetrics(ctx context.Context, versions []tsdb.FunctionVersion, now time.Time, opts tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.ControlPlaneMetrics, error)
+	GatewayMetrics(ctx context.Context, functionIDs []string, now time.Time, opts tsdb.MetricsOptions) (map[string]tsdb.GatewayMetrics, error)
 }
 
 // NVCF is the write side.
@@ -106,18 +109,23 @@ func New(d Deps) (*Handler, error) {
 
 // Outcome is one version's line in the bucket reply.
 type Outcome struct {
-	FunctionID        string  `json:"functionId"`
-	FunctionVersionID string  `json:"functionVersionId"`
-	Current           int     `json:"current"`
-	CurrentKnown      bool    `json:"currentKnown"`
-	Utilization       float64 `json:"utilization,omitempty"`
-	Desired           int     `json:"desired"`
-	LastRequested     int     `json:"lastRequested"`
-	Valid             bool    `json:"valid"`
-	Reason            string  `json:"reason"`
-	Detail            string  `json:"detail,omitempty"`
+	FunctionID        string `json:"functionId"`
+	FunctionVersionID string `json:"functionVersionId"`
+	// Source is the metric source the decision was made from: worker,
+	// gateway or control_plane.
+	Source        string  `json:"source,omitempty"`
+	Current       int     `json:"current"`
+	CurrentKnown  bool    `json:"currentKnown"`
+	Utilization   float64 `json:"utilization,omitempty"`
+	Desired       int     `json:"desired"`
+	LastRequested int     `json:"lastRequested"`
+	Valid         bool    `json:"valid"`
+	Reason        string  `json:"reason"`
+	Detail        string  `json:"detail,omitempty"`
 	// Action is what happened: "written", "unchanged", "held",
-	// "already_applied", "locked", "not_found", "beyond_limits", "error".
+	// "already_applied", "locked", "not_found", "beyond_limits", "error",
+	// or "not_target" (a gateway function's version that its function's
+	// decision does not write).
 	Action string `json:"action"`
 	Error  string `json:"error,omitempty"`
 	// Applied is what the NVCF API reports after clamping, when written.
@@ -193,7 +201,21 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	}
 
 	s := h.d.Settings.Scale
-	fvs, metrics, err := h.gatherMetrics(ctx, rows, start)
+	// Each version is read through one metric source; each source costs a
+	// fixed number of queries for the whole bucket, none when unused.
+	sources := make([]tsdb.Source, len(rows))
+	var workerRows []store.ActiveVersion
+	for i, v := range rows {
+		sources[i] = sourceOf(v.Source, states[v.VersionKey].Source)
+		if sources[i] == tsdb.SourceWorker {
+			workerRows = append(workerRows, v)
+		}
+	}
+	_, metrics, err := h.gatherMetrics(ctx, workerRows, start)
+	var other otherSources
+	if err == nil {
+		other, err = h.gatherOtherSources(ctx, rows, sources, start)
+	}
 	if err != nil {
 		// Unknown metrics mean hold, never down: nothing is written, and
 		// the 503 lets Knative retry while the deadline allows.
@@ -206,18 +228,62 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	}
 
 	outcomes := make([]Outcome, len(rows))
+	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, s.Concurrency)
+	gateway := map[string][]int{} // function id -> its rows here
 	for i, v := range rows {
+		if sources[i] == tsdb.SourceGateway {
+			gateway[v.FunctionID] = append(gateway[v.FunctionID], i)
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			m, ok := metrics[fvs[i]]
+			fv := tsdb.FunctionVersion{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID, NcaID: v.NcaID}
 			st := states[v.VersionKey]
-			obs := h.observe(ctx, log, start, v, st, m, ok)
-			outcomes[i] = h.decideAndApply(ctx, log, b.Cycle, start, v, st, obs)
+			var obs observation
+			if sources[i] == tsdb.SourceControlPlane {
+				m, ok := other.controlPlane[fv]
+				obs = controlPlaneObservation(m, ok)
+			} else {
+				m, ok := metrics[fv]
+				obs = h.observe(ctx, log, start, v, st, m, ok)
+			}
+			h.rememberSource(ctx, log, v.VersionKey, st, sources[i])
+			outcomes[i] = h.decideAndApply(ctx, log.With("source", sources[i]), b.Cycle, start, v, st, obs)
+			outcomes[i].Source = string(sources[i])
+		}()
+	}
+	// A gateway function is decided once, from all its versions.
+	var extra []Outcome
+	ref := bucketRef{index: b.Bucket, count: b.Buckets, cycle: b.Cycle}
+	for fid, idx := range gateway {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fnRows := make([]store.ActiveVersion, len(idx))
+			for j, i := range idx {
+				fnRows[j] = rows[i]
+			}
+			m, ok := other.gateway[fid]
+			byVersion := map[string]int{}
+			for _, i := range idx {
+				byVersion[rows[i].FunctionVersionID] = i
+			}
+			for _, o := range h.decideGateway(ctx, log, ref, start, fid, fnRows, m, ok, states) {
+				if i, here := byVersion[o.FunctionVersionID]; here {
+					outcomes[i] = o
+					continue
+				}
+				mu.Lock()
+				extra = append(extra, o)
+				mu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
@@ -238,7 +304,8 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 		if o.Desired > 0 && start.Sub(rows[i].LastUpdatedAt) > s.RowTTL/3 {
 			touch = append(touch, rows[i])
 		}
-		if m, ok := metrics[fvs[i]]; ok && len(m.Utilization) > 0 {
+		fv := tsdb.FunctionVersion{FunctionID: rows[i].FunctionID, FunctionVersionID: rows[i].FunctionVersionID, NcaID: rows[i].NcaID}
+		if m, ok := metrics[fv]; ok && len(m.Utilization) > 0 {
 			if at := m.Utilization[len(m.Utilization)-1].At; at.After(newestSample) {
 				newestSample = at
 			}
@@ -252,6 +319,15 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 			log.Warn("refresh row TTLs", "error", err.Error(), "rows", len(touch))
 		}
 	}
+	for _, o := range extra {
+		switch o.Action {
+		case "written":
+			res.Written++
+		case "error":
+			res.Failed++
+		}
+	}
+	outcomes = append(outcomes, extra...)
 	sort.Slice(outcomes, func(i, j int) bool {
 		if outcomes[i].FunctionID != outcomes[j].FunctionID {
 			return outcomes[i].FunctionID < outcomes[j].FunctionID

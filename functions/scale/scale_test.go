@@ -345,6 +345,14 @@ func TestActivationOfAnUnknownVersionAsksNVCFOnce(t *testing.T) {
 // version at a time.
 type perFunction struct{ c *tsdb.Client }
 
+func (p perFunction) ControlPlaneMetrics(ctx context.Context, vs []tsdb.FunctionVersion, now time.Time, o tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.ControlPlaneMetrics, error) {
+	return p.c.ControlPlaneMetrics(ctx, vs, now, o)
+}
+
+func (p perFunction) GatewayMetrics(ctx context.Context, ids []string, now time.Time, o tsdb.MetricsOptions) (map[string]tsdb.GatewayMetrics, error) {
+	return p.c.GatewayMetrics(ctx, ids, now, o)
+}
+
 func (p perFunction) BucketMetrics(ctx context.Context, vs []tsdb.FunctionVersion, now time.Time, o tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.VersionMetrics, error) {
 	out := map[tsdb.FunctionVersion]tsdb.VersionMetrics{}
 	for _, v := range vs {

@@ -54,6 +54,9 @@ func (oneVersionStore) RecordWrite(context.Context, store.VersionKey, int, int64
 func (oneVersionStore) SaveRecommendations(context.Context, store.VersionKey, string, time.Duration) error {
 	return nil
 }
+func (oneVersionStore) SaveSource(context.Context, store.VersionKey, string, time.Duration) error {
+	return nil
+}
 func (oneVersionStore) MarkWatched(context.Context, store.VersionKey, time.Time, time.Duration) error {
 	return nil
 }
@@ -65,6 +68,15 @@ func (oneVersionStore) UpsertVersions(_ context.Context, v []store.ActiveVersion
 }
 
 type busyMetrics struct{}
+
+// The trace test's versions are all worker versions.
+func (busyMetrics) ControlPlaneMetrics(context.Context, []tsdb.FunctionVersion, time.Time, tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.ControlPlaneMetrics, error) {
+	return nil, nil
+}
+
+func (busyMetrics) GatewayMetrics(context.Context, []string, time.Time, tsdb.MetricsOptions) (map[string]tsdb.GatewayMetrics, error) {
+	return nil, nil
+}
 
 func (busyMetrics) BucketMetrics(_ context.Context, vs []tsdb.FunctionVersion, now time.Time, o tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.VersionMetrics, error) {
 	out := map[tsdb.FunctionVersion]tsdb.VersionMetrics{}

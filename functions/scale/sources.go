@@ -1,0 +1,389 @@
+package scale
+
+// Gathering for the gateway and control-plane metric sources: which source
+// each version is decided from, their batched queries, and how their
+// answers become the policy's input. The LLM gateway knows only
+// function_id, so a gateway function is decided once, as a whole, and
+// written to one target version.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"function/shared/buckets"
+	"function/shared/policy"
+	"function/shared/store"
+	"function/shared/telemetry"
+	"function/shared/tsdb"
+)
+
+// sourceOf is the metric source a version is decided from this cycle:
+// evidence is what discovery's series showed when it wrote the row,
+// remembered what this function decided the version from last time.
+//
+// Worker series win whenever they are there: a version that starts
+// exporting them moves to worker threads. A worker version at zero has no
+// series at all, which is no evidence it changed kind, so a remembered
+// worker stays one. Gateway series beat a remembered control plane (the
+// function was put behind the gateway); otherwise the remembered source
+// stands, then the control plane's instance counts. A version with no
+// series of any source (only its request counters were seen, or its row
+// predates the source column) is read as worker threads, the reference's
+// default: with no data from any source it holds whichever is asked.
+func sourceOf(evidence, remembered string) tsdb.Source {
+	switch {
+	case evidence == string(tsdb.SourceWorker), remembered == string(tsdb.SourceWorker):
+		return tsdb.SourceWorker
+	case evidence == string(tsdb.SourceGateway):
+		return tsdb.SourceGateway
+	case remembered == string(tsdb.SourceGateway), remembered == string(tsdb.SourceControlPlane):
+		return tsdb.Source(remembered)
+	case evidence == string(tsdb.SourceControlPlane):
+		return tsdb.SourceControlPlane
+	}
+	return tsdb.SourceWorker
+}
+
+// sourceNames are the sources as metric label values.
+var sourceNames = func() []string {
+	out := make([]string, len(tsdb.Sources))
+	for i, s := range tsdb.Sources {
+		out[i] = string(s)
+	}
+	return out
+}()
+
+// rememberSource records the source a version is decided from when it
+// differs from the remembered one: one Cassandra write per change, none per
+// cycle. A failed write only means the choice is made again next cycle.
+func (h *Handler) rememberSource(ctx context.Context, log *slog.Logger, key store.VersionKey, st store.ScalingState, src tsdb.Source) {
+	h.d.Metrics.VersionSource(key.FunctionID, key.FunctionVersionID, string(src), sourceNames)
+	if st.Source == string(src) {
+		return
+	}
+	if err := h.d.Store.SaveSource(ctx, key, string(src), h.d.Settings.Scale.StateTTL); err != nil {
+		log.Warn("remember metric source", "function_id", key.FunctionID, "function_version_id", key.FunctionVersionID,
+			"source", src, "error", err.Error())
+	}
+}
+
+// otherSources is what the gateway and control-plane queries returned for
+// a bucket.
+type otherSources struct {
+	controlPlane map[tsdb.FunctionVersion]tsdb.ControlPlaneMetrics
+	gateway      map[string]tsdb.GatewayMetrics
+}
+
+// gatherOtherSources runs the control-plane queries for the bucket's
+// control-plane versions and the gateway queries for its gateway
+// functions: a fixed number each, however many there are, and none for a
+// source the bucket does not use.
+func (h *Handler) gatherOtherSources(ctx context.Context, rows []store.ActiveVersion, sources []tsdb.Source, now time.Time) (otherSources, error) {
+	var cp []tsdb.FunctionVersion
+	var fns []string
+	seen := map[string]bool{}
+	for i, v := range rows {
+		switch sources[i] {
+		case tsdb.SourceControlPlane:
+			cp = append(cp, tsdb.FunctionVersion{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID, NcaID: v.NcaID})
+		case tsdb.SourceGateway:
+			if !seen[v.FunctionID] {
+				seen[v.FunctionID] = true
+				fns = append(fns, v.FunctionID)
+			}
+		}
+	}
+	opts := h.metricsOptions()
+	ctx = tsdb.WithCaller(ctx, "scale")
+	var out otherSources
+	var err error
+	if out.controlPlane, err = h.d.TSDB.ControlPlaneMetrics(ctx, cp, now, opts); err != nil {
+		return out, fmt.Errorf("control-plane source: %w", err)
+	}
+	if out.gateway, err = h.d.TSDB.GatewayMetrics(ctx, fns, now, opts); err != nil {
+		return out, fmt.Errorf("gateway source: %w", err)
+	}
+	return out, nil
+}
+
+// metricsOptions shape every source's batched queries alike.
+func (h *Handler) metricsOptions() tsdb.MetricsOptions {
+	s := h.d.Settings
+	return tsdb.MetricsOptions{
+		Window: s.Scale.Window, Step: s.Scale.Step, Lookback: s.Scale.Lookback,
+		Filter: tsdb.LabelFilter{Name: s.EnvLabel, Value: s.EnvValue},
+		Env:    tsdb.Environment(s.EnvFilter()),
+	}
+}
+
+// controlPlaneObservation maps a control-plane answer onto what deciding
+// reads. The average instance count may be fractional while instances
+// come and go; it is rounded to the nearest whole instance (2.5 reads 3,
+// the count being reached). Demand is Little's law: requests in flight
+// over the requests one instance serves at once.
+func controlPlaneObservation(m tsdb.ControlPlaneMetrics, known bool) observation {
+	o := observation{known: known, source: tsdb.SourceControlPlane}
+	if !known {
+		return o
+	}
+	o.metrics = tsdb.VersionMetrics{
+		Utilization: m.Utilization, LastInvokedAt: m.LastInvokedAt, RequestRate: m.RequestRate,
+	}
+	if m.InstancesKnown {
+		o.metrics.Instances, o.metrics.InstancesKnown = int(math.Round(m.Instances)), true
+	}
+	if m.InFlightKnown && m.Concurrency > 0 {
+		d := policy.DemandFromConcurrency(m.InFlight, m.Concurrency)
+		o.demand = &d
+	}
+	return o
+}
+
+// gatewayTarget picks the version a gateway function's decision is
+// written to, among the versions nvcf_function_info lists (the only ones
+// with a known nca_id). A running version comes first; among running ones
+// the version this function wrote last stays chosen ("pinned") while it
+// runs, so a new version coming up does not take the writes from the one
+// serving; otherwise the lowest version id. With none running, the version
+// last asked for instances keeps the writes while those start, else the
+// lowest id. ok is false when no version is listed.
+func gatewayTarget(m tsdb.GatewayMetrics, states map[string]store.ScalingState) (target tsdb.GatewayVersion, pinned, ok bool) {
+	var listed, running []tsdb.GatewayVersion
+	for _, v := range m.Versions { // sorted by version id
+		if !v.Listed {
+			continue
+		}
+		listed = append(listed, v)
+		if v.InstancesKnown && v.Instances > 0 {
+			running = append(running, v)
+		}
+	}
+	if len(listed) == 0 {
+		return tsdb.GatewayVersion{}, false, false
+	}
+	pool := running
+	if len(pool) == 0 {
+		pool = listed
+	}
+	var newest time.Time
+	for _, v := range pool {
+		st := states[v.FunctionVersionID]
+		written := st.HasLastRequested && st.Source == string(tsdb.SourceGateway) && (len(running) > 0 || st.LastRequested > 0)
+		if written && st.LastWrittenAt.After(newest) {
+			target, pinned, newest = v, true, st.LastWrittenAt
+		}
+	}
+	if !pinned {
+		target = pool[0]
+	}
+	return target, pinned, true
+}
+
+// gatewayStates returns the scaling state of every version of a gateway
+// function: from the bucket's states where the version is in this bucket,
+// read one by one otherwise (a function's versions hash to different
+// buckets; a function has few versions).
+func (h *Handler) gatewayStates(ctx context.Context, fid string, m tsdb.GatewayMetrics, bucket map[store.VersionKey]store.ScalingState) (map[string]store.ScalingState, error) {
+	out := map[string]store.ScalingState{}
+	for _, v := range m.Versions {
+		key := store.VersionKey{FunctionID: fid, FunctionVersionID: v.FunctionVersionID}
+		if st, ok := bucket[key]; ok {
+			out[v.FunctionVersionID] = st
+			continue
+		}
+		st, err := h.d.Store.ReadState(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("gateway function %s: %w", fid, err)
+		}
+		out[v.FunctionVersionID] = st
+	}
+	return out, nil
+}
+
+// decideGateway decides one gateway function from this bucket: the
+// function's utilization and the sum of its versions' instances go to the
+// policy once, and the change in the total is written to the target
+// version only (its own count plus the difference, never below 0). The
+// bucket that holds the target decides; the function's versions in other
+// buckets answer "not_target", so one cycle writes the function at most
+// once, and the target's lock and applied cycle make replays and racing
+// replicas harmless as for any version. It returns one outcome per row of
+// the function in this bucket.
+func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketRef, now time.Time, fid string, rows []store.ActiveVersion,
+	m tsdb.GatewayMetrics, known bool, bucketStates map[store.VersionKey]store.ScalingState) []Outcome {
+	log = log.With("function_id", fid, "source", tsdb.SourceGateway)
+	byVersion := map[string]tsdb.GatewayVersion{}
+	for _, v := range m.Versions {
+		byVersion[v.FunctionVersionID] = v
+	}
+	all := func(fill func(o *Outcome)) []Outcome {
+		out := make([]Outcome, len(rows))
+		for i, v := range rows {
+			st := bucketStates[v.VersionKey]
+			gv, ok := byVersion[v.FunctionVersionID]
+			// A version's own count and last request, for the record: the
+			// decision is the function's.
+			out[i] = Outcome{FunctionID: fid, FunctionVersionID: v.FunctionVersionID, LastRequested: st.LastRequested,
+				Desired: st.LastRequested, Current: int(math.Round(gv.Instances)), CurrentKnown: ok && gv.InstancesKnown,
+				Source: string(tsdb.SourceGateway)}
+			fill(&out[i])
+			h.rememberSource(ctx, log, v.VersionKey, st, tsdb.SourceGateway)
+		}
+		return out
+	}
+	hold := func(reason, detail string) []Outcome {
+		log.Info("decision", "valid", false, "reason", reason, "action", "held", "detail", detail)
+		return all(func(o *Outcome) {
+			o.Reason, o.Detail, o.Action = reason, detail, "held"
+			h.d.Metrics.Decisions.WithLabelValues(reason).Inc()
+			h.d.Metrics.VersionStatus(o.FunctionID, o.FunctionVersionID, telemetry.StatusHeld)
+		})
+	}
+	if !known {
+		return hold(string(policy.ReasonHoldNoMetrics), "gateway function: no gateway or control-plane series for it; holding")
+	}
+	states, err := h.gatewayStates(ctx, fid, m, bucketStates)
+	if err != nil {
+		return all(func(o *Outcome) { o.Action, o.Error = "error", err.Error() })
+	}
+	target, pinned, ok := gatewayTarget(m, states)
+	if !ok {
+		return hold("hold_no_function_info", fmt.Sprintf("gateway function: nvcf_function_info lists none of its versions (%s), so there is no version to write to; holding", versionIDs(m)))
+	}
+	if buckets.OfVersion(fid, target.FunctionVersionID, b.count) != b.index {
+		detail := fmt.Sprintf("decided per function in the bucket of its target version %s", target.FunctionVersionID)
+		return all(func(o *Outcome) {
+			o.Action, o.Reason, o.Detail, o.Valid = "not_target", "gateway_function", detail, true
+		})
+	}
+
+	// The target's row when this bucket has it; a listed version discovery
+	// has not seen (yet) is still a valid target.
+	tv := store.ActiveVersion{VersionKey: store.VersionKey{FunctionID: fid, FunctionVersionID: target.FunctionVersionID}, NcaID: target.NcaID}
+	for _, v := range rows {
+		if v.FunctionVersionID == target.FunctionVersionID {
+			tv = v
+			if tv.NcaID == "" {
+				tv.NcaID = target.NcaID
+			}
+		}
+	}
+	st := states[target.FunctionVersionID]
+	total, totalKnown := m.Current()
+	cur := int(math.Round(total))
+	own := int(math.Round(target.Instances))
+	// What was last asked of the function: the target's own request plus
+	// what the other versions run (they are not written by this decision).
+	lastTotal := st.LastRequested
+	if !st.HasLastRequested {
+		lastTotal = own
+	}
+	lastTotal += cur - own
+
+	p, pnote := h.policies.For(ctx, tv)
+	recent := decodeHistory(st.Recommendations)
+	if len(recent) == 0 && totalKnown {
+		recent = history{{At: now.UnixMilli(), Count: max(cur, lastTotal)}}
+	}
+	in := policy.Input{
+		Now: now, Current: cur, CurrentKnown: totalKnown,
+		LastRequested: lastTotal, LastRequestedKnown: st.HasLastRequested,
+		Utilization: toSamples(m.Utilization), MetricsOK: true,
+		Recent: recent.forPolicy(now, p.ScaleDownStabilization),
+		Source: string(tsdb.SourceGateway),
+	}
+	if m.InFlightKnown && m.Concurrency() > 0 {
+		in.Demand = policy.DemandFromConcurrency(m.InFlight, m.Concurrency())
+	}
+	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, tv, st, tsdb.VersionMetrics{LastInvokedAt: m.LastInvokedAt})
+	if st.WatchSince.IsZero() {
+		if err := h.d.Store.MarkWatched(ctx, tv.VersionKey, now, h.d.Settings.Scale.StateTTL); err != nil {
+			log.Warn("mark version watched", "error", err.Error())
+		}
+	}
+	d := policy.Decide(p, in)
+	if d.Valid {
+		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
+			if err := h.d.Store.SaveRecommendations(ctx, tv.VersionKey, next.encode(), h.d.Settings.Scale.StateTTL); err != nil {
+				log.Warn("save recommendation history", "error", err.Error())
+			}
+		}
+	}
+	// The function's desired total becomes the target's request.
+	request := max(0, own+d.Desired-cur)
+	how := "first running version"
+	switch {
+	case pinned:
+		how = "pinned: written last and still running"
+	case target.Instances <= 0:
+		how = "no version running"
+	}
+	detail := fmt.Sprintf("%s; function total %d -> %d over %d versions, written to target %s (%s): %d %+d = %d",
+		d.Detail, cur, d.Desired, len(m.Versions), target.FunctionVersionID, how, own, d.Desired-cur, request)
+	if pnote != "" {
+		detail += "; " + pnote
+	}
+	d.Desired = request
+
+	var out []Outcome
+	targetSeen := false
+	for _, o := range all(func(o *Outcome) {}) {
+		if o.FunctionVersionID != target.FunctionVersionID {
+			o.Action, o.Reason, o.Valid = "not_target", "gateway_function", true
+			o.Detail = "decided with its function; written to target version " + target.FunctionVersionID
+			out = append(out, o)
+			continue
+		}
+		targetSeen = true
+		out = append(out, h.applyGateway(ctx, log, b.cycle, tv, st, in, d, detail))
+	}
+	if !targetSeen {
+		// The target has no row here yet; its outcome still belongs in
+		// this bucket's answer, as its decision was made here.
+		h.rememberSource(ctx, log, tv.VersionKey, st, tsdb.SourceGateway)
+		out = append(out, h.applyGateway(ctx, log, b.cycle, tv, st, in, d, detail))
+	}
+	return out
+}
+
+// applyGateway records and applies the target version's request.
+func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int64, tv store.ActiveVersion, st store.ScalingState,
+	in policy.Input, d policy.Decision, detail string) Outcome {
+	key := tv.VersionKey
+	o := Outcome{FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, LastRequested: st.LastRequested,
+		Current: in.Current, CurrentKnown: in.CurrentKnown, Desired: d.Desired, Valid: d.Valid, Reason: string(d.Reason),
+		Detail: detail, Source: string(tsdb.SourceGateway)}
+	if n := len(in.Utilization); n > 0 {
+		o.Utilization = finiteOrZero(in.Utilization[n-1].Value)
+	}
+	h.d.Metrics.Decisions.WithLabelValues(o.Reason).Inc()
+	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
+	h.apply(ctx, log, &o, tv, st, d, cycle)
+	log.Info("decision", "function_version_id", key.FunctionVersionID, "current", o.Current, "desired", o.Desired,
+		"last_requested", o.LastRequested, "utilization", o.Utilization, "valid", o.Valid, "reason", o.Reason,
+		"action", o.Action, "detail", o.Detail)
+	return o
+}
+
+func versionIDs(m tsdb.GatewayMetrics) string {
+	ids := make([]string, len(m.Versions))
+	for i, v := range m.Versions {
+		ids[i] = v.FunctionVersionID
+	}
+	sort.Strings(ids)
+	if len(ids) == 0 {
+		return "no version reports instances either"
+	}
+	return "instances from " + strings.Join(ids, ", ")
+}
+
+// bucketRef names the bucket and cycle a decision is made in.
+type bucketRef struct {
+	index, count int
+	cycle        int64
+}
