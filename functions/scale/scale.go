@@ -216,6 +216,13 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	if err == nil {
 		other, err = h.gatherOtherSources(ctx, rows, sources, start)
 	}
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// The client went away (a dispatcher's timeout, a cancelled curl):
+		// the TSDB did nothing wrong, so no ERROR line, no tsdb_error
+		// status and no hold_metrics_error that would page someone.
+		log.Warn("bucket request cancelled by its client before the metrics arrived; nothing written")
+		return nil, events.Unavailable("bucket %d cycle %d: request cancelled by its client; nothing written", b.Bucket, b.Cycle)
+	}
 	if err != nil {
 		// Unknown metrics mean hold, never down: nothing is written, and
 		// the 503 lets Knative retry while the deadline allows.

@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"function/e2e/nvcfsim"
@@ -20,6 +22,7 @@ import (
 	"function/shared/events"
 	"function/shared/nvcf"
 	"function/shared/store"
+	"function/shared/telemetry"
 	"function/shared/testenv"
 	"function/shared/tsdb"
 	"function/shared/tsdb/tsdbtest"
@@ -339,6 +342,41 @@ func TestActivationOfAnUnknownVersionAsksNVCFOnce(t *testing.T) {
 	require.Equal(t, "not_found", r.Action)
 	require.Equal(t, "not_found_cached", r.Reason)
 	require.Equal(t, 1, f.sim.Calls("ghost-f", "ghost-v"), "a later activation is answered from the cache")
+}
+
+// cancelMidQuery is the real TSDB client with the request's client going
+// away just as the metrics are asked for, as a dispatcher that times out.
+type cancelMidQuery struct {
+	*tsdb.Client
+	cancel context.CancelFunc
+}
+
+func (m cancelMidQuery) BucketMetrics(ctx context.Context, vs []tsdb.FunctionVersion, now time.Time, o tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.VersionMetrics, error) {
+	m.cancel()
+	return m.Client.BucketMetrics(ctx, vs, now, o)
+}
+
+// A bucket request its client cancelled is not a TSDB failure: no ERROR
+// line, no hold_metrics_error, no tsdb_error status, nothing written.
+func TestCancelledBucketIsNotATSDBFailure(t *testing.T) {
+	f := setup(t, 3)
+	var logs bytes.Buffer
+	m := telemetry.NewMetrics()
+	ctx, cancel := context.WithCancel(context.Background())
+	h, err := New(Deps{Settings: f.settings, Store: f.store, TSDB: cancelMidQuery{f.tsdb, cancel}, NVCF: f.nvcf,
+		Log: slog.New(slog.NewJSONHandler(&logs, nil)), Metrics: m})
+	require.NoError(t, err)
+	_, err = h.HandleBucket(ctx, bucketEvent(time.Now()))
+	require.Error(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, statusOf(err))
+	require.ErrorContains(t, err, "cancelled")
+	require.NotContains(t, logs.String(), `"level":"ERROR"`)
+	require.Contains(t, logs.String(), "cancelled")
+	require.Zero(t, testutil.ToFloat64(m.Decisions.WithLabelValues("hold_metrics_error")))
+	for _, v := range f.versions {
+		require.Zero(t, testutil.ToFloat64(m.Status.WithLabelValues(v.FunctionID, v.FunctionVersionID)), "%s", v.VersionKey)
+	}
+	require.Empty(t, f.sim.Writes())
 }
 
 // perFunction is the reference's approach: the same three queries, one

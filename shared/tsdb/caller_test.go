@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"function/shared/testenv"
 )
 
 // OnQuery sees each logical query once, retries included, labelled with the
@@ -49,4 +51,24 @@ func TestOnQueryCountsQueriesByCaller(t *testing.T) {
 	require.Equal(t, map[string]int{"scale": 1, "discovery": 1, "other": 1, "readiness": 1, "probe": 1}, byCaller)
 	require.Equal(t, int64(5), cl.Queries())
 	require.Equal(t, []string{"query 503", "query 200", "query_range 200", "query 200", "query 200", "query 200"}, statuses)
+}
+
+// A query its caller cancelled is observed as "cancelled", not as a
+// transport error of the TSDB, and is not retried.
+func TestCancelledQueryIsObservedAsCancelled(t *testing.T) {
+	vm := testenv.RequireVM(t)
+	var mu sync.Mutex
+	var statuses []string
+	cl := newTestClient(t, vm, func(c *Config) {
+		c.Observer = func(endpoint, status string, _ time.Duration) {
+			mu.Lock()
+			statuses = append(statuses, endpoint+" "+status)
+			mu.Unlock()
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, _, err := cl.Query(ctx, "up", time.Now())
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, []string{"query cancelled"}, statuses)
 }

@@ -278,6 +278,12 @@ func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string) (
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := c.http.Do(req)
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		// The caller gave up, not the TSDB: a status of its own keeps
+		// cancelled requests out of TSDB error alerts.
+		status = "cancelled"
+		return nil, nil, &QueryError{Query: query, Err: scrubURL(err)}
+	}
 	if err != nil {
 		status = "transport_error"
 		// Connection refused, reset or timed out: the server may be back
