@@ -42,6 +42,9 @@ type options struct {
 	out           string
 	cassandra     string
 	vm            string
+	// mixed seeds a third of the versions of each metric source (worker
+	// threads, LLM gateway, control plane) instead of workers only.
+	mixed bool
 }
 
 func main() {
@@ -59,6 +62,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "e2e/out/bench", "directory for bench.json, bench.svg and profiles")
 	flag.StringVar(&o.cassandra, "cassandra", envOr("TEST_CASSANDRA_HOSTS", "127.0.0.1:9042"), "Cassandra contact point")
 	flag.StringVar(&o.vm, "vm", "", "VictoriaMetrics URL to use instead of a fresh bench server per N (its data must hold nothing else active)")
+	flag.BoolVar(&o.mixed, "mixed", false, "seed a third of each metric source (worker, gateway, control plane) instead of workers only")
 	flag.Parse()
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -178,7 +182,7 @@ func run(ctx context.Context, o options) error {
 		seedStart := time.Now()
 		label := fmt.Sprintf("%s-%d", runID, n)
 		fmt.Printf("== N=%d: seeding VictoriaMetrics and the NVCF simulator\n", n)
-		if err := seed(ctx, o.vm, sim, n, label); err != nil {
+		if err := seed(ctx, o.vm, sim, n, label, o.mixed); err != nil {
 			return fmt.Errorf("seed %d: %w", n, err)
 		}
 		if err := seedState(ctx, o.cassandra, keyspaceOf(label), label, n); err != nil {

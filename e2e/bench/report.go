@@ -13,6 +13,11 @@ func printRun(r Run) {
 	}
 	fmt.Printf("   => N=%d %s: cycle p50 %.2fs p95 %.2fs, discovery p50 %.2fs, %.0f queries/cycle (%.4f per function), %.0f LWTs/cycle, %.0f NVCF writes/cycle, %.2f CPU-s/cycle, peak RSS scale %.0f MiB discovery %.0f MiB\n",
 		r.N, r.Mode, s.WallP50, s.WallP95, s.DiscoveryP50, s.QueriesPerCycle, s.QueriesPerFunction, s.LWTsPerCycle, s.NVCFWritesPerCycle, s.CPUPerCycle, s.PeakRSSScaleMB, s.PeakRSSDiscoveryMB)
+	if s.QueriesPerCycle > 0 {
+		// Each version is read through one metric source (family), so one
+		// query per version per family is N queries a cycle.
+		fmt.Printf("   => N=%d %s: %.0fx fewer queries than one per version per family\n", r.N, r.Mode, float64(r.N)/s.QueriesPerCycle)
+	}
 }
 
 // printTable prints one line per N and mode, then the ratios of the

@@ -52,8 +52,10 @@ func versionIDs(label string, i int) (fid, vid string) {
 
 // seed bulk-imports worker and request series for n versions into
 // VictoriaMetrics (/api/v1/import, JSON lines) and registers the versions
-// with the NVCF simulator.
-func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label string) error {
+// with the NVCF simulator. With mixed, a third of the versions are LLM
+// gateway functions and a third control-plane (BYOC) versions, with the
+// same instance counts and load expressed through their own series.
+func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label string, mixed bool) error {
 	now := time.Now()
 	start, end := now.Add(-history).Truncate(interval), now.Add(headroom)
 	var ts []byte
@@ -86,7 +88,12 @@ func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label stri
 		return nil
 	}
 	series := func(name, fid, vid, instance string, value func(sec float64) float64) {
-		fmt.Fprintf(&body, `{"metric":{"__name__":%q,"function_id":%q,"function_version_id":%q,"nca_id":"nca-bench"`, name, fid, vid)
+		// Gateway series carry function_id only.
+		if vid == "" {
+			fmt.Fprintf(&body, `{"metric":{"__name__":%q,"function_id":%q`, name, fid)
+		} else {
+			fmt.Fprintf(&body, `{"metric":{"__name__":%q,"function_id":%q,"function_version_id":%q,"nca_id":"nca-bench"`, name, fid, vid)
+		}
 		if instance != "" {
 			fmt.Fprintf(&body, `,"instance_id":%q`, instance)
 		}
@@ -104,12 +111,30 @@ func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label stri
 	for i := 0; i < n; i++ {
 		fid, vid := versionIDs(label, i)
 		u := utilizations[i%len(utilizations)]
-		for w := 0; w < workersOf(i); w++ {
-			inst := vid[:8] + "-w" + strconv.Itoa(w)
-			series("nvcf_worker_service_worker_thread_busy_seconds_total", fid, vid, inst, func(s float64) float64 { return u * s })
-			series("nvcf_worker_service_worker_thread_count_total", fid, vid, inst, func(float64) float64 { return 1 })
+		running := float64(workersOf(i))
+		constant := func(v float64) func(float64) float64 { return func(float64) float64 { return v } }
+		// In flight = utilization x instances at one request per instance.
+		inFlight := func(s float64) float64 { return u * running * s }
+		switch {
+		case mixed && i%3 == 1: // LLM gateway: one function, one version
+			series("llm_api_gateway_http_requests_total", fid, "", "", func(s float64) float64 { return 2 * s })
+			series("llm_api_gateway_http_request_duration_seconds_sum", fid, "", "", inFlight)
+			series("nvcf_function_instances_current", fid, vid, "", constant(running))
+			series("nvcf_function_concurrency", fid, vid, "", constant(1))
+			series("nvcf_function_info", fid, vid, "", constant(1))
+		case mixed && i%3 == 2: // control plane (bring your own cluster)
+			series("nvcf_function_instances_current", fid, vid, "", constant(running))
+			series("nvcf_function_concurrency", fid, vid, "", constant(1))
+			series("function_request_latency_sum", fid, vid, "", inFlight)
+			series("function_request_total", fid, vid, "", func(s float64) float64 { return 2 * s })
+		default:
+			for w := 0; w < workersOf(i); w++ {
+				inst := vid[:8] + "-w" + strconv.Itoa(w)
+				series("nvcf_worker_service_worker_thread_busy_seconds_total", fid, vid, inst, func(s float64) float64 { return u * s })
+				series("nvcf_worker_service_worker_thread_count_total", fid, vid, inst, constant(1))
+			}
+			series("function_request_total", fid, vid, "", func(s float64) float64 { return 2 * s })
 		}
-		series("function_request_total", fid, vid, "", func(s float64) float64 { return 2 * s })
 		sim.Register(nvcfsim.FunctionVersion{FunctionID: fid, VersionID: vid, NcaID: "nca-bench", Status: nvcfsim.StatusActive,
 			Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 50}}})
 		if (i+1)%batch == 0 {
