@@ -88,3 +88,21 @@ func TestFormatCycle(t *testing.T) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	require.Equal(t, fmt.Sprintf("%d (2026-01-02T03:04:05Z)", at.UnixMilli()), FormatCycle(at.UnixMilli()))
 }
+
+// The cycle is a tick time in unix milliseconds: 0 (what a sender that
+// forgot it would send) is refused, the smallest positive one parses
+// (holding it to the clock is Bound's job).
+func TestParseBucketCycleMustBePositive(t *testing.T) {
+	payload := func(cycle int64) string {
+		return fmt.Sprintf(`{"bucket":0,"buckets":4,"cycle":%d,"deadline":"2026-01-01T00:00:00Z","versions":1}`, cycle)
+	}
+	b, err := ParseBucket(ev(TypeBucket, payload(1)))
+	require.NoError(t, err)
+	require.Equal(t, int64(1), b.Cycle)
+	for _, cycle := range []int64{0, -1} {
+		_, err := ParseBucket(ev(TypeBucket, payload(cycle)))
+		require.Error(t, err, "cycle %d", cycle)
+		require.Equal(t, http.StatusBadRequest, status(t, err))
+		require.Contains(t, err.Error(), fmt.Sprintf("cycle %d: want the tick time in unix milliseconds", cycle))
+	}
+}
