@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 GO    ?= go
 STACK := e2e/stack/stack.sh
 
-.PHONY: demo test unit vet stack-up stack-down stack-status bench fuzz fmt mutate fresh-check
+.PHONY: demo test unit vet stack-up stack-down stack-status bench bench-policy fuzz fmt mutate fresh-check
 
 demo:
 	e2e/demo.sh
@@ -39,6 +39,13 @@ stack-status:
 #   make bench ARGS="-sizes 1000,10000 -cycles 3"
 bench:
 	e2e/bench.sh $(ARGS)
+
+# The policy benchmark: load shapes replayed through the real policy.Decide
+# in a closed loop with production timings, for the reference, our modes and
+# an oracle (seconds, no servers; results in e2e/out/benchpolicy). Flags for
+# e2e/benchpolicy go through ARGS, e.g. make bench-policy ARGS=-explore
+bench-policy:
+	$(GO) run ./e2e/benchpolicy $(ARGS)
 
 # The PromQL response parser's fuzzers, FUZZTIME each (default 30s).
 FUZZTIME ?= 30s

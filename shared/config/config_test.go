@@ -45,8 +45,9 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 128, s.Buckets)
 	require.Equal(t, []string{"127.0.0.1:9042"}, s.Hosts)
 	require.Equal(t, "{'class': 'SimpleStrategy', 'replication_factor': 1}", s.Replication)
-	require.Equal(t, "nvcf", s.Scale.PolicyMode)
+	require.Equal(t, "target", s.Scale.PolicyMode)
 	require.Equal(t, 70.0, s.Scale.UpThreshold)
+	require.Equal(t, 2*time.Minute, s.Scale.DownStabilization)
 	require.NotEmpty(t, s.NodeID)
 }
 

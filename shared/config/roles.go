@@ -33,20 +33,20 @@ type Scale struct {
 	Step     time.Duration `envconfig:"UTILIZATION_STEP" default:"60s" desc:"step of the utilization samples"`
 	Lookback time.Duration `envconfig:"UTILIZATION_LOOKBACK" default:"600s" desc:"how many samples the policy sees"`
 
-	PolicyMode          string        `envconfig:"POLICY_MODE" default:"nvcf" desc:"nvcf (reference-compatible) or target (target tracking)"`
+	PolicyMode          string        `envconfig:"POLICY_MODE" default:"target" desc:"target (target tracking) or nvcf (the reference's rules, for migrating operators)"`
 	PolicyOverridesFile string        `envconfig:"POLICY_OVERRIDES_FILE" desc:"JSON file of per-function and per-version policy overrides"`
 	UpThreshold         float64       `envconfig:"SCALE_UP_THRESHOLD" default:"70" desc:"utilization percent above which to scale up"`
 	DownThreshold       float64       `envconfig:"SCALE_DOWN_THRESHOLD" default:"30" desc:"utilization percent below which to scale down"`
 	UpFactor            float64       `envconfig:"SCALE_UP_FACTOR" default:"1.2" desc:"nvcf mode: multiply instances by this to scale up"`
 	DownFactor          float64       `envconfig:"SCALE_DOWN_FACTOR" default:"0.8" desc:"nvcf mode: multiply instances by this to scale down"`
-	TargetUtilization   float64       `envconfig:"TARGET_UTILIZATION" default:"60" desc:"target mode: utilization percent per instance to aim for"`
+	TargetUtilization   float64       `envconfig:"TARGET_UTILIZATION" default:"75" desc:"target mode: utilization percent per instance to aim for"`
 	Tolerance           float64       `envconfig:"TARGET_TOLERANCE" default:"0.1" desc:"target mode: relative change ignored"`
 	Decay               float64       `envconfig:"UTILIZATION_DECAY" default:"0" desc:"exponential decay of the utilization average (0 = mean)"`
 	ScaleToZero         bool          `envconfig:"SCALE_TO_ZERO" default:"true" desc:"allow idle functions to go to zero"`
 	IdleTimeout         time.Duration `envconfig:"SCALE_TO_ZERO_IDLE_TIMEOUT" default:"1800s" desc:"no invocations for this long (and low utilization) scales to zero"`
-	DownStabilization   time.Duration `envconfig:"SCALE_DOWN_STABILIZATION" default:"300s" desc:"scale down only to the highest recommendation inside this window (unset with POLICY_MODE=nvcf: 0s, as the reference)"`
+	DownStabilization   time.Duration `envconfig:"SCALE_DOWN_STABILIZATION" default:"120s" desc:"scale down only to the highest recommendation inside this window (unset with POLICY_MODE=nvcf: 0s, as the reference)"`
 	MaxScaleUpRate      float64       `envconfig:"MAX_SCALE_UP_RATE" default:"10" desc:"at most this many times the current instances per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
-	MaxScaleDownRate    float64       `envconfig:"MAX_SCALE_DOWN_RATE" default:"2" desc:"at most divide the current instances by this per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
+	MaxScaleDownRate    float64       `envconfig:"MAX_SCALE_DOWN_RATE" default:"1.5" desc:"at most divide the current instances by this per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
 	MinInstances        int           `envconfig:"MIN_INSTANCES" default:"0" desc:"default lower bound (the NVCF API also clamps to its spec)"`
 	MaxInstances        int           `envconfig:"MAX_INSTANCES" default:"0" desc:"default upper bound, 0 = unbounded (the NVCF API clamps)"`
 

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"math"
+	"time"
+
+	"function/shared/policy"
+)
+
+// Contender is one way of scaling a version: a policy and how often and
+// with which inputs it is asked.
+type Contender struct {
+	Name string
+	// Policy is handed to the real policy.Decide.
+	Policy policy.Policy
+	// Loop is the decision period; Phase where inside the minute the
+	// decisions fall.
+	Loop, Phase time.Duration
+	// Reference reads as the reference autoscaler does: a version without
+	// worker series has 0 instances (known), and there are no activation
+	// events (a version at zero waits for a loop round).
+	Reference bool
+	// Demand feeds the inputs of issue 13 as the scale function computes
+	// them: a Fresh sample ending at the decision, and Demand from the
+	// request rate and the cost learned from unsaturated windows.
+	Demand bool
+	// Oracle ignores Policy: it knows each minute's load in advance and
+	// runs exactly the instances that keep it at overloadUtilization,
+	// ready at once. Nothing can use fewer instance-minutes without
+	// overloading.
+	Oracle bool
+}
+
+// Minute is one minute of a run, in the unit the load is given in: busy
+// instances (how many instances one second of the load would keep busy).
+type Minute struct {
+	Minute      int     `json:"minute"`
+	Demand      float64 `json:"demand"`      // offered load, mean over the minute
+	Capacity    float64 `json:"capacity"`    // serving instances, mean
+	Instances   float64 `json:"instances"`   // serving + provisioning, mean: what is paid for
+	Queued      float64 `json:"queued"`      // requests waiting at the minute's end
+	Utilization float64 `json:"utilization"` // share of the serving threads' time spent busy
+	Overloaded  bool    `json:"overloaded"`
+}
+
+// Result is one contender on one trace.
+type Result struct {
+	Trace     string `json:"trace"`
+	Contender string `json:"contender"`
+	// OverloadedMinutes counts minutes over overloadUtilization busy or
+	// with queued work.
+	OverloadedMinutes    int     `json:"overloadedMinutes"`
+	InstanceMinutes      float64 `json:"instanceMinutes"`
+	QueuedRequestMinutes float64 `json:"queuedRequestMinutes"`
+	// ScaleEvents counts NVCF writes that changed the requested count.
+	ScaleEvents int `json:"scaleEvents"`
+	// ReactionSeconds is from the trace's 10x step to serving capacity at
+	// the contender's own target (TargetUtilization, or UpThreshold in
+	// nvcf mode, where it stops scaling up); Reaction90Seconds to capacity
+	// that is no longer overloaded. -1: never; both 0 without a step.
+	ReactionSeconds   float64 `json:"reactionSeconds"`
+	Reaction90Seconds float64 `json:"reaction90Seconds"`
+	// Conservation of requests over the measured span:
+	// QueuedAtStart + Arrived = Served + QueuedAtEnd.
+	Arrived       float64  `json:"arrived"`
+	Served        float64  `json:"served"`
+	QueuedAtStart float64  `json:"queuedAtStart"`
+	QueuedAtEnd   float64  `json:"queuedAtEnd"`
+	Minutes       []Minute `json:"minutes,omitempty"`
+}
+
+// reactionTarget is the utilization (0..1) the contender aims for once
+// it has caught up with a step.
+func (c Contender) reactionTarget() float64 {
+	switch {
+	case c.Oracle:
+		return overloadUtilization
+	case c.Policy.Mode == policy.ModeTarget:
+		return c.Policy.TargetUtilization / 100
+	default:
+		return c.Policy.UpThreshold / 100
+	}
+}
+
+// due reports whether the contender decides at virtual second s.
+func (c Contender) due(s int) bool {
+	loop, phase := int(c.Loop/time.Second), int(c.Phase/time.Second)
+	return loop > 0 && s%loop == phase%loop
+}
+
+// Run replays the trace through the contender in one-second steps after a
+// warm-up at the trace's starting load.
+func Run(tr Trace, c Contender) Result {
+	ws := int(warmup / time.Second)
+	total := ws + tr.Minutes*60
+	w := newWorld(tr, max(1, int(math.Ceil(tr.demandAt(0)/overloadUtilization))))
+	ctl := &controller{c: c, lastInvoked: -1}
+	res := Result{Trace: tr.Name, Contender: c.Name, ReactionSeconds: -1, Reaction90Seconds: -1}
+	if tr.StepAt < 0 {
+		res.ReactionSeconds, res.Reaction90Seconds = 0, 0
+	}
+	stepAt := tr.StepAt * 60
+	var cur Minute
+	var busy, threadSeconds, instanceSeconds float64
+	writesAtStart := 0
+	for s := range total {
+		t := s - ws
+		demand := tr.demandAt(t)
+		if c.Oracle {
+			if s%60 == 0 {
+				if n := oracleInstances(tr, t); n != w.ready {
+					w.ready = n
+					w.writes++
+				}
+			}
+		} else {
+			w.promote(s)
+		}
+		w.record(s)
+		if !c.Oracle {
+			if c.due(s) {
+				ctl.decide(w, s)
+			}
+			if !c.Reference && d0(w, demand) {
+				// function.activate: the invocation plane's event takes a
+				// version at zero to max(min, 1) at its first request.
+				w.resize(s, max(1, c.Policy.MinInstances))
+			}
+		}
+		if t == 0 {
+			res.QueuedAtStart, writesAtStart = w.queue, w.writes
+		}
+		arrived, served := w.serve(demand)
+		if t < 0 {
+			continue
+		}
+		res.Arrived += arrived
+		res.Served += served
+		res.QueuedRequestMinutes += w.queue / 60
+		res.InstanceMinutes += float64(w.allocated()) / 60
+		if tr.StepAt >= 0 && t >= stepAt {
+			if res.ReactionSeconds < 0 && float64(w.ready)*c.reactionTarget() >= demand {
+				res.ReactionSeconds = float64(t - stepAt)
+			}
+			if res.Reaction90Seconds < 0 && float64(w.ready)*overloadUtilization >= demand {
+				res.Reaction90Seconds = float64(t - stepAt)
+			}
+		}
+		cur.Demand += demand / 60
+		cur.Capacity += float64(w.ready) / 60
+		instanceSeconds += float64(w.allocated())
+		busy += served * tr.CostSeconds
+		threadSeconds += float64(w.ready * tr.Threads)
+		if w.queue > 0 {
+			cur.Overloaded = true
+		}
+		if (t+1)%60 == 0 {
+			cur.Minute = t / 60
+			cur.Instances = instanceSeconds / 60
+			cur.Queued = w.queue
+			if threadSeconds > 0 {
+				cur.Utilization = busy / threadSeconds
+			}
+			if cur.Utilization > overloadUtilization {
+				cur.Overloaded = true
+			}
+			if cur.Overloaded {
+				res.OverloadedMinutes++
+			}
+			res.Minutes = append(res.Minutes, cur)
+			cur, busy, threadSeconds, instanceSeconds = Minute{}, 0, 0, 0
+		}
+	}
+	res.QueuedAtEnd = w.queue
+	res.ScaleEvents = w.writes - writesAtStart
+	return res
+}
+
+// d0 reports a request arriving at a version with nothing allocated.
+func d0(w *world, demand float64) bool { return demand > 0 && w.allocated() == 0 }
+
+// oracleInstances is the fewest instances that keep minute t/60 (known in
+// advance) at or under overloadUtilization.
+func oracleInstances(tr Trace, t int) int {
+	start := t / 60 * 60
+	if t < 0 {
+		start = t
+	}
+	peak := 0.0
+	for s := start; s < start+60; s++ {
+		peak = math.Max(peak, tr.demandAt(s))
+	}
+	return int(math.Ceil(peak/overloadUtilization - 1e-9))
+}
+
+// controller is the autoscaler side for one version: it gathers what the
+// TSDB shows, asks policy.Decide and writes the answer, keeping the state
+// the scale function keeps in Cassandra (recommendation history, newest
+// invocation seen).
+type controller struct {
+	c           Contender
+	recent      []policy.Recommendation
+	lastInvoked int // newest step point with requests, -1 for none
+	cost        policy.Cost
+}
+
+func (k *controller) decide(w *world, s int) {
+	o := w.gather(s)
+	if ia := w.invokedAt(s); ia > k.lastInvoked {
+		k.lastInvoked = ia
+	}
+	p := k.c.Policy
+	now := at(s)
+	in := policy.Input{
+		Now:                now,
+		LastRequested:      w.lastRequested,
+		LastRequestedKnown: w.lastRequestedKnown,
+		Utilization:        o.samples,
+		MetricsOK:          true,
+		Current:            o.current,
+		CurrentKnown:       o.known,
+		// The replay watched the version from its first second, so the
+		// absence of invocations is known since then.
+		InvocationsSince: epoch,
+	}
+	if k.c.Demand {
+		k.demandInputs(w, s, o, &in)
+	}
+	if k.c.Reference {
+		// The reference counts series: none is 0 instances, once the TSDB
+		// has data at all.
+		in.CurrentKnown = w.scrapeIndex(o.newest-int(step/time.Second)) >= 0
+	}
+	if k.lastInvoked >= 0 {
+		in.LastInvokedAt = at(k.lastInvoked)
+	}
+	if len(k.recent) == 0 && in.CurrentKnown {
+		// As the scale function seeds a version's history on first sight.
+		k.recent = append(k.recent, policy.Recommendation{At: now, Count: max(in.Current, w.lastRequested)})
+	}
+	k.recent = inWindow(k.recent, now, p.ScaleDownStabilization)
+	in.Recent = k.recent
+	d := policy.Decide(p, in)
+	if !d.Valid {
+		return
+	}
+	k.recent = append(k.recent, policy.Recommendation{At: now, Count: d.Recommendation})
+	if d.Desired != w.lastRequested {
+		w.resize(s, d.Desired)
+	}
+}
+
+// demandInputs fills Fresh and Demand as the scale function's gathering
+// does: the cost is learned from the settled window (the step before the
+// newest), the fresh utilization and request rate are windows ending at
+// the decision, and demand is the fresh request rate (the newest step's
+// when the fresh window has none) times the learned cost.
+func (k *controller) demandInputs(w *world, s int, o observed, in *policy.Input) {
+	secs := window.Seconds()
+	settled := o.newest - int(step/time.Second)
+	if u, ok := w.utilization(settled); ok {
+		busy, _ := w.slope(settled, func(sc scrape) float64 { return sc.busy })
+		reqs, _ := w.requestRate(settled)
+		// Consecutive 70 s windows every 60 s overlap: like the scale
+		// function, fold only the share not folded yet.
+		share := 1.0
+		if !k.cost.UpdatedAt.IsZero() {
+			share = min(1, at(settled).Sub(k.cost.UpdatedAt).Seconds()/secs)
+		}
+		k.cost = k.cost.Learn(at(settled), share*busy*secs, share*reqs*secs, u)
+	}
+	if o.freshOK {
+		in.Fresh = policy.Sample{At: at(s), Value: o.freshUtil}
+	}
+	rate, ok := w.requestRate(s)
+	if !ok {
+		rate, ok = w.requestRate(o.newest)
+	}
+	if ok {
+		in.Demand = policy.DemandFromRequests(k.cost, rate, float64(w.tr.Threads))
+	}
+}
+
+// inWindow keeps the recommendations made inside the stabilization window.
+func inWindow(rs []policy.Recommendation, now time.Time, win time.Duration) []policy.Recommendation {
+	from := now.Add(-win)
+	i := 0
+	for i < len(rs) && !rs[i].At.After(from) {
+		i++
+	}
+	return rs[i:]
+}
