@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"function/shared/nvcf"
@@ -51,8 +52,17 @@ const (
 	statusBeyondLimits = "beyond_limits"
 )
 
-// lockName is the per-version write lock.
+// lockName is the per-version write lock. Ids may contain ':', which makes
+// "fn:<function>:<version>" ambiguous (function "a:b" version "c" and
+// function "a" version "b:c" would share a lock), so such ids get
+// "fn/<function>/<version>": '/' is never in an id, and the prefix differs
+// from every old-style name. Ids without ':' (NVCF's UUIDs) keep the old
+// name, so during a rolling upgrade old and new replicas still meet at the
+// same lock for every real version.
 func lockName(key store.VersionKey) string {
+	if strings.Contains(key.FunctionID, ":") || strings.Contains(key.FunctionVersionID, ":") {
+		return "fn/" + key.FunctionID + "/" + key.FunctionVersionID
+	}
 	return "fn:" + key.FunctionID + ":" + key.FunctionVersionID
 }
 

@@ -184,6 +184,10 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	ctx, cancel := context.WithDeadline(ctx, b.Deadline)
 	defer cancel()
 	defer func() { h.d.Metrics.BucketDuration.Observe(time.Since(start).Seconds()) }()
+	// The reply reports this bucket's own PromQL queries; the client's
+	// total mixes every bucket the replica decides at once.
+	var queries atomic.Int64
+	ctx = tsdb.WithQueryCount(ctx, &queries)
 
 	r := b.Range()
 	rows, err := h.d.Store.ReadBucket(ctx, r)
@@ -344,6 +348,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	res.Outcomes = outcomes
 	traceOutcomes(span, outcomes)
 	res.ElapsedMS = time.Since(start).Milliseconds()
+	res.Queries = int(queries.Load())
 	log.Info("bucket decided", "versions", res.Versions, "written", res.Written, "failed", res.Failed, "elapsed_ms", res.ElapsedMS)
 	if res.Failed > 0 {
 		// Versions already written in this cycle are skipped on the retry

@@ -133,6 +133,7 @@ func TestBucketOf500DecidedWithConstantQueries(t *testing.T) {
 	require.NoError(t, err)
 	r := decode(t, reply)
 	require.Equal(t, int64(7), f.tsdb.Queries()-q0, "seven PromQL queries for the whole bucket")
+	require.Equal(t, 7, r.Queries, "the reply counts them")
 	require.Equal(t, 500, r.Versions)
 	require.Equal(t, 500, r.Written, "every version gets its first request")
 	byReason := map[string]int{}
@@ -223,6 +224,23 @@ func statusOf(err error) int {
 		return r.StatusCode
 	}
 	return 0
+}
+
+// Lock names must not collide: ids may contain ':', so "fn:a:b:c" could be
+// function "a:b" version "c" or function "a" version "b:c", and two
+// versions would share one lock. Ids without ':' (NVCF's UUIDs) keep the
+// name older replicas use, so a rolling upgrade never runs two names for one
+// version.
+func TestLockNamesAreUnambiguous(t *testing.T) {
+	a := lockName(store.VersionKey{FunctionID: "a:b", FunctionVersionID: "c"})
+	b := lockName(store.VersionKey{FunctionID: "a", FunctionVersionID: "b:c"})
+	require.NotEqual(t, a, b)
+	legacy := lockName(store.VersionKey{FunctionID: "a", FunctionVersionID: "b"})
+	require.NotEqual(t, legacy, lockName(store.VersionKey{FunctionID: "a:", FunctionVersionID: "b"}))
+	require.NotEqual(t, legacy, a)
+	require.NotEqual(t, legacy, b)
+	const f, v = "3fa85f64-5717-4562-b3fc-2c963f66afa6", "0b7c2d1e-9a4f-4c3b-8e2d-1f6a5b4c3d2e"
+	require.Equal(t, "fn:"+f+":"+v, lockName(store.VersionKey{FunctionID: f, FunctionVersionID: v}), "the name older replicas use")
 }
 
 func TestNVCFThrottlingIsRetriedAndNotFoundRemembered(t *testing.T) {

@@ -64,6 +64,15 @@ func WithCaller(ctx context.Context, caller string) context.Context {
 	return context.WithValue(ctx, callerKey{}, caller)
 }
 
+type countKey struct{}
+
+// WithQueryCount counts into n every PromQL query issued under ctx (once per
+// query, however many attempts it takes), so a caller can report its own
+// share of a client other goroutines use at the same time.
+func WithQueryCount(ctx context.Context, n *atomic.Int64) context.Context {
+	return context.WithValue(ctx, countKey{}, n)
+}
+
 // CallerOf returns the caller named by WithCaller, or "other".
 func CallerOf(ctx context.Context) string {
 	if c, ok := ctx.Value(callerKey{}).(string); ok && c != "" {
@@ -225,6 +234,9 @@ func Retryable(err error) bool {
 
 func (c *Client) do(ctx context.Context, endpoint, query string, form url.Values) ([]Series, Warnings, error) {
 	c.queries.Add(1)
+	if n, ok := ctx.Value(countKey{}).(*atomic.Int64); ok {
+		n.Add(1)
+	}
 	if c.cfg.OnQuery != nil {
 		c.cfg.OnQuery(CallerOf(ctx))
 	}
