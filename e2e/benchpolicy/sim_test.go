@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"function/shared/policy"
 )
 
 // flat is a trace of constant demand (busy instances) for the world tests.
@@ -191,4 +193,16 @@ func TestDefaultIsParetoBetterThanTheReference(t *testing.T) {
 	dt, rt := Totals(defs), Totals(refs)
 	require.True(t, ParetoBetter(dt, rt), "total: default %d overloaded min / %.0f instance-min, reference %d / %.0f",
 		dt.OverloadedMinutes, dt.InstanceMinutes, rt.OverloadedMinutes, rt.InstanceMinutes)
+}
+
+// POLICY_MODE=nvcf alone, through the settings and the scale function's
+// own policy builder, is the reference's policy: every field that acts in
+// nvcf mode equal (the target-mode fields do nothing there). The bench's
+// "nvcf" column therefore differs from the reference's only by the loop.
+func TestNVCFModeAloneIsTheReferencePolicy(t *testing.T) {
+	got, err := Shipped("nvcf")
+	require.NoError(t, err)
+	want := policy.Defaults()
+	want.TargetUtilization, want.Tolerance = got.TargetUtilization, got.Tolerance
+	require.Equal(t, want, got)
 }
