@@ -27,6 +27,14 @@ toolcache_get() {
   cp "$dir/$1" "$2.tmp.$$" && mv "$2.tmp.$$" "$2"
 }
 
+# toolcache_has KEY: the cache holds KEY (a clone that built a tool before
+# the cache existed fills it on its next run).
+toolcache_has() {
+  local dir
+  dir=$(toolcache_dir) || return 0
+  [ -x "$dir/$1" ]
+}
+
 # toolcache_put KEY SRC: stores SRC as KEY; a cache that cannot be written
 # only costs the next clone a build.
 toolcache_put() {

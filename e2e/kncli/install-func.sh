@@ -35,14 +35,15 @@ built_version() {
   go version -m "$1" 2>/dev/null | awk '($1 == "mod" || $1 == "dep") && $2 == "knative.dev/func" { print $3 }'
 }
 
+. "$root/e2e/toolcache.sh"
+key="func-$FUNC_VERSION-$(go env GOOS)-$(go env GOARCH)"
 if [ -x "$bin" ] && [ "$(built_version "$bin")" = "$FUNC_VERSION" ]; then
+  toolcache_has "$key" || toolcache_put "$key" "$bin"
   echo "func $FUNC_VERSION already installed at $bin (checked in $(elapsed)s)" >&2
   echo "$bin"
   exit 0
 fi
 # Another clone on this machine may have built it already.
-. "$root/e2e/toolcache.sh"
-key="func-$FUNC_VERSION-$(go env GOOS)-$(go env GOARCH)"
 if toolcache_get "$key" "$bin" && [ "$(built_version "$bin")" = "$FUNC_VERSION" ]; then
   echo "func $FUNC_VERSION copied from the machine's tool cache to $bin in $(elapsed)s" >&2
   echo "$bin"

@@ -9,14 +9,15 @@ HELM_VERSION=${HELM_VERSION:-v3.19.0}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=$REPO/.cache/tools/bin
 mkdir -p "$BIN"
+. "$REPO/e2e/toolcache.sh"
+key="helm-$HELM_VERSION+k8s1.34-$(go env GOOS)-$(go env GOARCH)"
 if [[ -x $BIN/helm && -f $BIN/helm.version && $(cat "$BIN/helm.version") == "$HELM_VERSION+k8s1.34" ]]; then
+  toolcache_has "$key" || toolcache_put "$key" "$BIN/helm"
   echo "$BIN/helm"
   exit 0
 fi
 # Another clone on this machine may have built it already; the binary's
 # own version line is checked, not only the cache key.
-. "$REPO/e2e/toolcache.sh"
-key="helm-$HELM_VERSION+k8s1.34-$(go env GOOS)-$(go env GOARCH)"
 if toolcache_get "$key" "$BIN/helm" && "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; then
   echo "$HELM_VERSION+k8s1.34" > "$BIN/helm.version"
   echo "[packaging] helm $HELM_VERSION copied from the machine's tool cache" >&2
