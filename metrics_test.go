@@ -183,7 +183,7 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 			before.Count("nvcf_autoscaler_discovery_duration_seconds", "phase", phase), "phase %s", phase)
 	}
 	require.Equal(t, 1.0, delta(afterTick, locks, "kind", "discovery", "outcome", "acquired"))
-	require.Equal(t, 2.0, delta(afterTick, queries, "caller", "discovery"), "discovery costs two range queries")
+	require.Equal(t, 5.0, delta(afterTick, queries, "caller", "discovery"), "discovery costs five range queries (three metric sources)")
 	require.Zero(t, delta(afterTick, queries, "caller", "scale"))
 
 	// A second tick in the same period finds the leader lock held: skipped,
@@ -200,7 +200,7 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Equal(t, 1.0, delta(afterSkip, locks, "kind", "discovery", "outcome", "held"))
 	require.Equal(t, 1.0, delta(afterSkip, locks, "kind", "discovery", "outcome", "acquired"))
 	require.Zero(t, afterSkip.Value(locks, "kind", "discovery", "outcome", "error"))
-	require.Equal(t, 2.0, delta(afterSkip, queries, "caller", "discovery"))
+	require.Equal(t, 5.0, delta(afterSkip, queries, "caller", "discovery"))
 	require.Len(t, sink.received(), 1)
 
 	// The bucket, as the Broker would deliver it.
@@ -241,6 +241,13 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Equal(t, "written", outcome[cold].Action)
 	require.Equal(t, "hold_current_unknown", outcome[silent].Reason)
 	require.Equal(t, "held", outcome[silent].Action)
+
+	// All three are worker versions, labelled so per version and counted.
+	for _, f := range []fn{hot, cold, silent} {
+		require.Equal(t, "worker", outcome[f].Source)
+		require.Equal(t, 1.0, m.gauge(t, "nvcf_autoscaler_version_source", "function_id", f.id, "function_version_id", f.version, "source", "worker"))
+	}
+	require.Equal(t, 3.0, delta(m, "nvcf_autoscaler_source_decisions_total", "source", "worker"))
 
 	// What the simulator recorded: exactly those two writes.
 	simWrites := sim.Writes()
@@ -293,10 +300,12 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Equal(t, float64(len(simWrites)), m.Total(writes)-before.Total(writes), "no write failed")
 	require.Equal(t, float64(len(simWrites)), delta(m, locks, "kind", "function", "outcome", "acquired"), "one lock per write")
 	require.Zero(t, m.Total(locks, "kind", "function", "outcome", "held")+m.Total(locks, "kind", "function", "outcome", "error"))
-	require.Equal(t, 3.0, delta(m, queries, "caller", "scale"), "three queries for the bucket, not per version")
-	require.Equal(t, 2.0, delta(m, queries, "caller", "discovery"))
+	// The worker source: three range queries and four instant ones (the
+	// settled and the fresh window) for the whole bucket.
+	require.Equal(t, 7.0, delta(m, queries, "caller", "scale"), "seven queries for the bucket, not per version")
+	require.Equal(t, 5.0, delta(m, queries, "caller", "discovery"))
 	require.Equal(t, uint64(1), m.Count(bucketSeconds)-before.Count(bucketSeconds), "one bucket handled")
-	require.Equal(t, uint64(5), m.Count(tsdbSeconds, "endpoint", "query_range", "status", "200")-
+	require.Equal(t, uint64(8), m.Count(tsdbSeconds, "endpoint", "query_range", "status", "200")-
 		before.Count(tsdbSeconds, "endpoint", "query_range", "status", "200"), "every range query answered 200")
 	require.Equal(t, uint64(len(simWrites)), m.Count(nvcfSeconds, "endpoint", "http_predictions", "status", "200"))
 	require.Equal(t, uint64(len(simWrites)), m.Count(limiterWait), "each admitted NVCF attempt records its limiter wait")
@@ -330,7 +339,7 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Len(t, sim.Writes(), 2)
 	require.Equal(t, m.Total(writes), m2.Total(writes))
 	require.Equal(t, m.Total(locks), m2.Total(locks))
-	require.Equal(t, 3.0, m2.Value(queries, "caller", "scale")-m.Value(queries, "caller", "scale"))
+	require.Equal(t, 7.0, m2.Value(queries, "caller", "scale")-m.Value(queries, "caller", "scale"))
 	require.Equal(t, uint64(1), m2.Count(bucketSeconds)-m.Count(bucketSeconds))
 	require.Equal(t, 1.0, m2.gauge(t, "nvcf_autoscaler_function_status", "function_id", silent.id, "function_version_id", silent.version))
 
