@@ -100,7 +100,9 @@ func TestClosedLoop(t *testing.T) {
 		{Kind: "idle"},
 	}}
 	overrides := filepath.Join(t.TempDir(), "overrides.json")
-	require.NoError(t, os.WriteFile(overrides, []byte(`{"functions": {"fn-target": {"mode": "target"}}}`), 0o644))
+	// Each function names its mode: the default mode has changed before,
+	// and a silent change made both functions run the same policy.
+	require.NoError(t, os.WriteFile(overrides, []byte(`{"functions": {"fn-nvcf": {"mode": "nvcf"}, "fn-target": {"mode": "target"}}}`), 0o644))
 
 	fns := []sim.ScenarioFunction{fn("fn-nvcf", 0, 20, 1, load), fn("fn-target", 0, 20, 1, load)}
 	const idle = 12
