@@ -305,7 +305,7 @@ func (f *Function) validate(e event.Event) error {
 		return err
 	}
 	return events.BadRequest("unknown event type %q: this function handles %s, %s and %s",
-		e.Type(), events.TypePing, events.TypeBucket, events.TypeActivate)
+		events.Clip(e.Type(), events.MaxQuoted), events.TypePing, events.TypeBucket, events.TypeActivate)
 }
 
 // serves is a 400 for an event of a role this process does not serve: no

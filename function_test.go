@@ -79,6 +79,12 @@ func TestRootFunctionOverHTTP(t *testing.T) {
 		{"activation with a bad id", ceHeaders("com.nvidia.nvcf.autoscaler.function.activate"), `{"functionId":"a b","functionVersionId":"v"}`, 400, "functionId"},
 		{"missing required attribute", map[string]string{"Ce-Id": "x", "Ce-Specversion": "1.0", "Ce-Type": "t", "Content-Type": "application/json"}, `{}`, 400, "source"},
 	}
+	// A 400 quotes a bounded part of what was wrong (issue 15, defect 6).
+	status, body := post(t, p.URL(), ceHeaders("com.nvidia.nvcf.autoscaler.function.activate"),
+		`{"functionId":"`+strings.Repeat("x", 1<<20)+`","functionVersionId":"v"}`)
+	require.Equal(t, 400, status)
+	require.Less(t, len(body), 2048, "a 1 MiB id is not echoed whole")
+	require.Contains(t, body, "functionId")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			status, body := post(t, p.URL(), c.hdr, c.body)
@@ -89,7 +95,7 @@ func TestRootFunctionOverHTTP(t *testing.T) {
 
 	// A structured-mode event that is not JSON: func-go's runtime rejects it
 	// before our handler runs; it must not be a 2xx and must not kill us.
-	status, body := post(t, p.URL(), map[string]string{"Content-Type": "application/cloudevents+json"}, `{"specversion":`)
+	status, body = post(t, p.URL(), map[string]string{"Content-Type": "application/cloudevents+json"}, `{"specversion":`)
 	require.GreaterOrEqual(t, status, 400, body)
 
 	// Still serving after all of that.

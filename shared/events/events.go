@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -81,10 +82,36 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 func ValidID(s string) bool { return idRE.MatchString(s) }
 
 // BadRequest marks an event no retry can fix: Knative gets a 400 and moves
-// on (to the dead-letter sink, if any).
+// on (to the dead-letter sink, if any). The message goes back to the sender
+// and on to that sink, so it is cut to maxMessage bytes whatever a library
+// error inside it repeats; Clip what you quote so the cut falls there.
 func BadRequest(format string, args ...any) error {
-	return cehttp.NewResult(http.StatusBadRequest, format, args...)
+	return cehttp.NewResult(http.StatusBadRequest, "%s", Clip(fmt.Sprintf(format, args...), maxMessage))
 }
+
+// maxMessage bounds a 400's message: room for a few clipped values and the
+// explanation around them.
+const maxMessage = 1024
+
+// MaxQuoted bounds each piece of input a message quotes: an id is at most
+// 128 characters when valid, so a longer one is wrong whatever its tail.
+const MaxQuoted = 160
+
+// Clip returns s cut to at most n bytes (at a character boundary), saying
+// how long it was, so a message quoting input stays small.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("...(%d bytes)", len(s))
+}
+
+// q quotes a piece of input for a message, clipped.
+func q(s string) string { return strconv.Quote(Clip(s, MaxQuoted)) }
 
 // Unavailable marks a failure a retry can fix (a dependency is down): the
 // 503 makes Knative redeliver with back-off.
@@ -100,7 +127,7 @@ func Unavailable(format string, args ...any) error {
 // object.
 func decodeStrict(e event.Event, into any) error {
 	if ct := e.DataContentType(); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasSuffix(ct, "+json") {
-		return fmt.Errorf("datacontenttype %q: want application/json", ct)
+		return fmt.Errorf("datacontenttype %s: want application/json", q(ct))
 	}
 	data := e.Data()
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -117,7 +144,7 @@ func decodeStrict(e event.Event, into any) error {
 	fields := jsonFields(reflect.TypeOf(into).Elem())
 	for key := range present {
 		if _, ok := fields.required[key]; !ok {
-			return fmt.Errorf("decode data: unknown field %q (keys are case-sensitive: want %s)", key, strings.Join(fields.names, ", "))
+			return fmt.Errorf("decode data: unknown field %s (keys are case-sensitive: want %s)", q(key), strings.Join(fields.names, ", "))
 		}
 	}
 	for _, name := range fields.names {
@@ -155,19 +182,19 @@ func jsonFields(t reflect.Type) payloadFields {
 func ParseBucket(e event.Event) (Bucket, error) {
 	var b Bucket
 	if err := decodeStrict(e, &b); err != nil {
-		return b, BadRequest("bucket event %s: %v", e.ID(), err)
+		return b, BadRequest("bucket event %s: %v", Clip(e.ID(), MaxQuoted), err)
 	}
 	if err := buckets.Validate(b.Buckets); err != nil {
-		return b, BadRequest("bucket event %s: buckets: %v", e.ID(), err)
+		return b, BadRequest("bucket event %s: buckets: %v", Clip(e.ID(), MaxQuoted), err)
 	}
 	if b.Bucket < 0 || b.Bucket >= b.Buckets {
-		return b, BadRequest("bucket event %s: bucket %d out of range [0, %d)", e.ID(), b.Bucket, b.Buckets)
+		return b, BadRequest("bucket event %s: bucket %d out of range [0, %d)", Clip(e.ID(), MaxQuoted), b.Bucket, b.Buckets)
 	}
 	if b.Cycle <= 0 {
-		return b, BadRequest("bucket event %s: cycle %d: want the tick time in unix milliseconds", e.ID(), b.Cycle)
+		return b, BadRequest("bucket event %s: cycle %d: want the tick time in unix milliseconds", Clip(e.ID(), MaxQuoted), b.Cycle)
 	}
 	if b.Deadline.IsZero() {
-		return b, BadRequest("bucket event %s: deadline missing", e.ID())
+		return b, BadRequest("bucket event %s: deadline missing", Clip(e.ID(), MaxQuoted))
 	}
 	return b, nil
 }
@@ -192,7 +219,7 @@ func (b Bucket) Bound(eventID string, l Bounds) (Bucket, error) {
 	tick := time.UnixMilli(b.Cycle)
 	if ahead := tick.Sub(l.Now); ahead > l.Skew {
 		return b, BadRequest("bucket event %s: cycle %s is %s ahead of this replica's clock, beyond MAX_CLOCK_SKEW=%s",
-			eventID, FormatCycle(b.Cycle), ahead.Round(time.Millisecond), l.Skew)
+			Clip(eventID, MaxQuoted), FormatCycle(b.Cycle), ahead.Round(time.Millisecond), l.Skew)
 	}
 	if last := tick.Add(l.Deadline); b.Deadline.After(last) {
 		b.Deadline = last
@@ -204,16 +231,16 @@ func (b Bucket) Bound(eventID string, l Bounds) (Bucket, error) {
 func ParseActivate(e event.Event) (Activate, error) {
 	var a Activate
 	if err := decodeStrict(e, &a); err != nil {
-		return a, BadRequest("activate event %s: %v", e.ID(), err)
+		return a, BadRequest("activate event %s: %v", Clip(e.ID(), MaxQuoted), err)
 	}
 	if !ValidID(a.FunctionID) {
-		return a, BadRequest("activate event %s: functionId %q: want 1-128 characters of [A-Za-z0-9._:-]", e.ID(), a.FunctionID)
+		return a, BadRequest("activate event %s: functionId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.FunctionID))
 	}
 	if !ValidID(a.FunctionVersionID) {
-		return a, BadRequest("activate event %s: functionVersionId %q: want 1-128 characters of [A-Za-z0-9._:-]", e.ID(), a.FunctionVersionID)
+		return a, BadRequest("activate event %s: functionVersionId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.FunctionVersionID))
 	}
 	if a.NcaID != "" && !ValidID(a.NcaID) {
-		return a, BadRequest("activate event %s: ncaId %q: want 1-128 characters of [A-Za-z0-9._:-]", e.ID(), a.NcaID)
+		return a, BadRequest("activate event %s: ncaId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.NcaID))
 	}
 	return a, nil
 }

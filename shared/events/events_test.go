@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +90,37 @@ func TestPayloadKeysAreExactAndRequired(t *testing.T) {
 	require.NoError(t, err, "ncaId is optional")
 	_, err = ParseBucket(ev(TypeBucket, `{"bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z","versions":3}`))
 	require.NoError(t, err, "versions is optional")
+}
+
+// A 400 quotes what was wrong, not all of it: the message goes back to the
+// sender and on to the dead-letter sink, and a 10 MB id must not make a
+// 10 MB answer. What it names stays readable.
+func TestBadRequestsQuoteBoundedInput(t *testing.T) {
+	huge := strings.Repeat("x", 10<<20)
+	for name, e := range map[string]event.Event{
+		"id":       ev(TypeActivate, `{"functionId":"`+huge+`","functionVersionId":"v"}`),
+		"key":      ev(TypeActivate, `{"`+huge+`":"f","functionVersionId":"v"}`),
+		"deadline": ev(TypeBucket, `{"bucket":0,"buckets":1,"cycle":1,"deadline":"`+huge+`"}`),
+		"event id": func() event.Event {
+			e := ev(TypeActivate, `{"functionId":"a b","functionVersionId":"v"}`)
+			e.SetID(huge)
+			return e
+		}(),
+		"data type": func() event.Event { e := ev(TypeBucket, ""); _ = e.SetData("text/"+huge, []byte("x")); return e }(),
+	} {
+		var err error
+		if e.Type() == TypeBucket {
+			_, err = ParseBucket(e)
+		} else {
+			_, err = ParseActivate(e)
+		}
+		require.Error(t, err, name)
+		require.Less(t, len(err.Error()), 1200, name)
+		require.Contains(t, err.Error(), "bytes", "%s: says how much was cut: %.300s", name, err.Error())
+	}
+	_, err := ParseActivate(ev(TypeActivate, `{"functionId":"`+huge+`","functionVersionId":"v"}`))
+	require.ErrorContains(t, err, "functionId")
+	require.ErrorContains(t, err, "want 1-128 characters")
 }
 
 func TestDataContentTypeMustBeJSON(t *testing.T) {
