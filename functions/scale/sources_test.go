@@ -2,12 +2,16 @@ package scale
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/require"
 
 	"function/e2e/nvcfsim"
+	"function/shared/buckets"
+	"function/shared/events"
 	"function/shared/store"
 	"function/shared/testenv"
 	"function/shared/tsdb"
@@ -283,4 +287,54 @@ func TestGatewayTarget(t *testing.T) {
 	}
 	_, _, ok := gatewayTarget(tsdb.GatewayMetrics{Versions: []tsdb.GatewayVersion{v("a", 1, false)}}, nil)
 	require.False(t, ok, "nothing listed: no target")
+}
+
+// A gateway function's versions hash to different buckets: every bucket
+// event of one cycle is delivered, and only the bucket of the target
+// version (v0, the first running one) writes, once; the other version's
+// bucket answers not_target.
+func TestGatewayFunctionDecidedOnlyInItsTargetsBucket(t *testing.T) {
+	f, run := sourcesFixture(t)
+	const n = 16
+	f.settings.Buckets = n
+	fid := ""
+	for i := 0; fid == ""; i++ {
+		c := fmt.Sprintf("%s-gwb%d", run, i)
+		if buckets.OfVersion(c, "v0", n) != buckets.OfVersion(c, "v1", n) {
+			fid = c
+		}
+	}
+	now := time.Now()
+	f.ingest(t, tsdbtest.GenerateGateway([]tsdbtest.GatewayFunction{{FunctionID: fid, RequestsPerSecond: 5, InFlight: 2,
+		Extra: map[string]string{"test_env": run}, Versions: []tsdbtest.GatewayVersion{
+			{ID: "v0", NcaID: "nca-g", Instances: 1, Concurrency: 1},
+			{ID: "v1", NcaID: "nca-g", Instances: 1, Concurrency: 1},
+		}}}, now.Add(-15*time.Minute), now))
+	f.register(t, row(fid, "v0", "nca-g", "gateway"), row(fid, "v1", "nca-g", "gateway"))
+
+	cycle := time.Now()
+	got := map[string]Outcome{}
+	for _, node := range []string{"node-a", "node-b"} { // a replay of every bucket too
+		h := f.handler(t, node, nil)
+		for b := 0; b < n; b++ {
+			e := event.New()
+			e.SetID(events.BucketEventID(cycle.UnixMilli(), b, n))
+			e.SetType(events.TypeBucket)
+			e.SetSource("test")
+			require.NoError(t, e.SetData(event.ApplicationJSON, events.Bucket{Bucket: b, Buckets: n, Cycle: cycle.UnixMilli(), Deadline: cycle.Add(time.Minute)}))
+			reply, err := h.HandleBucket(context.Background(), e)
+			require.NoError(t, err)
+			for v, o := range outcomesOf(decode(t, reply), fid) {
+				if node == "node-a" {
+					got[v] = o
+				}
+			}
+		}
+	}
+	require.Equal(t, "written", got["v0"].Action, "%+v", got)
+	require.Equal(t, 2, got["v0"].Desired, "at 100 percent the total goes 2 -> 3: own 1 + 1")
+	require.Equal(t, "not_target", got["v1"].Action)
+	ws := writesTo(f, fid)
+	require.Len(t, ws, 1, "one write for the function in the cycle")
+	require.Equal(t, "v0", ws[0].VersionID)
 }
