@@ -182,12 +182,21 @@ func TestSaturatedVersionIsSizedToDemandInOneDecision(t *testing.T) {
 	keys := f.addVersions(t, time.Now(),
 		load{id: "burst", instances: 2, threads: 1, steps: []time.Time{start, t0}, busy: []float64{0.5, 1}, requests: []float64{1, 10}},
 		load{id: "unlearned", instances: 2, threads: 1, steps: []time.Time{t0.Add(-time.Minute), t0}, busy: []float64{1, 1}, requests: []float64{10, 10}},
+		// The same step earlier, in the middle of the first cycle's settled
+		// window: 75 % there, but saturated in the newer one.
+		load{id: "straddle", instances: 2, threads: 1, steps: []time.Time{start, t0.Add(-150 * time.Second)}, busy: []float64{0.5, 1}, requests: []float64{1, 10}},
 	)
 
 	// Before the step: in band; the cost (1 s per request) is learned.
 	r := f.decideAt(t, t0.Add(-30*time.Second))
 	before := outcomeOf(t, r, keys["burst"])
 	require.Equal(t, 2, before.Desired, "%+v", before)
+	// A window that straddles a load step reads unsaturated while requests
+	// already queue (330 requests for 90 busy seconds): learning from it
+	// would give 0.27 s and size the demand far too small.
+	st, err := f.store.ReadState(context.Background(), keys["straddle"])
+	require.NoError(t, err)
+	require.Zero(t, st.Cost.Weight, "nothing learned from a window followed by saturation: %+v", st.Cost)
 
 	// Two minutes into the step: the settled and the fresh window are
 	// saturated. Demand is 10 req/s x 1 s / 1 thread = 10 busy
@@ -203,7 +212,7 @@ func TestSaturatedVersionIsSizedToDemandInOneDecision(t *testing.T) {
 	require.Equal(t, 2, f.sim.Calls(keys["burst"].FunctionID, keys["burst"].FunctionVersionID), "one write before (the first request), one for the step")
 
 	// The saturated windows taught nothing: the cost is still 1 s.
-	st, err := f.store.ReadState(context.Background(), keys["burst"])
+	st, err = f.store.ReadState(context.Background(), keys["burst"])
 	require.NoError(t, err)
 	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 1e-9)
 

@@ -50,7 +50,7 @@ type observation struct {
 // its cost per request, folded from the settled window and stored.
 func (h *Handler) observe(ctx context.Context, log *slog.Logger, now time.Time, v store.ActiveVersion, st store.ScalingState, m tsdb.VersionMetrics, known bool) observation {
 	o := observation{metrics: m, known: known, cost: storedCost(st.Cost)}
-	if !known || m.SettledAt.IsZero() {
+	if !known || m.SettledAt.IsZero() || !measuresCost(m, h.d.Settings.Scale.Window, h.d.Settings.Scale.Step) {
 		return o
 	}
 	// Consecutive windows overlap when the rate window is longer than the
@@ -74,6 +74,61 @@ func (h *Handler) observe(ctx context.Context, log *slog.Logger, now time.Time, 
 	o.cost = learned
 	return o
 }
+
+// measuresCost reports whether the settled window can measure the cost of
+// a request. Besides what Cost.Learn rules out (a saturated window), it
+// needs the same number of workers from the window's start to the newest
+// step, since a worker joining or leaving mid-window makes utilization,
+// and with it the saturation test, read the wrong capacity; and neither
+// the newest step nor the fresh window saturated, since after a load step
+// requests queue a window or two before utilization reads saturated, and
+// a window that counts queued requests without their busy time would
+// teach a cost far too low, exactly when demand is sized from it. For the
+// same reason the request rate must be steady, within steadyRequests, from
+// the step before the settled window to the newest: a window in which the
+// load stepped up counts requests that queued for the next one even while
+// its average utilization reads low.
+func measuresCost(m tsdb.VersionMetrics, window, step time.Duration) bool {
+	if n := len(m.Utilization); n == 0 || !(m.Utilization[n-1].Value < policy.SaturatedUtilization) {
+		return false
+	}
+	lo, hi := math.Inf(1), 0.0
+	for _, at := range []time.Time{m.SettledAt.Add(-step), m.SettledAt, m.SettledAt.Add(step)} {
+		v := math.NaN()
+		for _, c := range m.RequestCounts {
+			if c.At.Equal(at) {
+				v = c.Value
+			}
+		}
+		if !finite(v) || v <= 0 {
+			return false
+		}
+		lo, hi = math.Min(lo, v), math.Max(hi, v)
+	}
+	if hi > steadyRequests*lo {
+		return false
+	}
+	if finite(m.FreshUtilization) && m.FreshUtilization >= policy.SaturatedUtilization {
+		return false
+	}
+	from := m.SettledAt.Add(-window)
+	count, seen := 0.0, false
+	for _, c := range m.InstanceCounts {
+		if c.At.Before(from) {
+			continue
+		}
+		if !finite(c.Value) || (seen && c.Value != count) {
+			return false
+		}
+		count, seen = c.Value, true
+	}
+	return seen && count > 0
+}
+
+// steadyRequests is how far the requests of neighbouring windows may
+// differ for the middle one to measure cost: wide enough for the noise of
+// a few dozen requests per window, far below a load step's jump.
+const steadyRequests = 1.5
 
 func storedCost(c store.Cost) policy.Cost {
 	return policy.Cost{SecondsPerRequest: c.SecondsPerRequest, Weight: c.Weight, UpdatedAt: c.WindowEnd}

@@ -243,10 +243,16 @@ type VersionMetrics struct {
 	// worker series there, which the policy treats as unknown.
 	Instances      int
 	InstancesKnown bool
+	// InstanceCounts is the count of worker series per step, oldest
+	// first, as Utilization.
+	InstanceCounts []Sample
 	// LastInvokedAt is the newest step whose request increase was > 0.
 	LastInvokedAt time.Time
 	// RequestRate is requests per second over the window at the newest step.
 	RequestRate float64
+	// RequestCounts is the requests routed in the window ending at each
+	// step, oldest first.
+	RequestCounts []Sample
 
 	// SettledAt is the end of the last settled window (the step before
 	// the newest, whose scrapes may still be arriving): the window a
@@ -380,6 +386,7 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 			m.SettledUtilization = valueAt(s.Samples, settled)
 		})
 		update(cs, func(m *VersionMetrics, s Series) {
+			m.InstanceCounts = s.Samples
 			for _, p := range s.Samples {
 				if p.At.Equal(settled) && !math.IsNaN(p.Value) {
 					m.Instances, m.InstancesKnown = int(p.Value), true
@@ -396,6 +403,7 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 				m.RequestRate = s.Samples[n-1].Value / ws
 			}
 			m.Requests = valueAt(s.Samples, settled)
+			m.RequestCounts = s.Samples
 		})
 		update(bs, func(m *VersionMetrics, s Series) { m.BusySeconds = lastValue(s.Samples) })
 		update(ts, func(m *VersionMetrics, s Series) { m.ThreadsPerInstance = lastValue(s.Samples) })
