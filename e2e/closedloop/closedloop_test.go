@@ -93,7 +93,11 @@ func writesOf(w *world.World, vid string) []nvcfsim.Write {
 // side, then removes the load, and checks recovery, stabilization and scale
 // to zero, plus event-driven activation and NVCF error bursts.
 func TestClosedLoop(t *testing.T) {
-	warmup, high := 24*time.Second, 96*time.Second
+	// The warm-up is long enough for target mode to learn fn-target's cost
+	// per request (policy.CostMinRequests of evidence from unsaturated
+	// windows) before the step: at 0.5 requests/s an accelerated 4 s cycle
+	// sees 2 new requests where a production minute sees 30.
+	warmup, high := 100*time.Second, 96*time.Second
 	load := sim.LoadSpec{Kind: "phases", Phases: []sim.LoadSpec{
 		{Kind: "constant", Rate: 0.5, For: d(warmup)},
 		{Kind: "constant", Rate: 5, For: d(high)},
@@ -151,7 +155,11 @@ func TestClosedLoop(t *testing.T) {
 	// is a measurement, reported above).
 	require.Less(t, p99, period, "activation must take a function from zero to one without waiting for a cycle")
 
-	// 10x step: both modes must bring utilization under the up threshold.
+	// 10x step: both modes must reach adequate capacity, active instances
+	// that serve the load under the 70 % up threshold (1 thread, 1 s per
+	// request: an instance serves 1 request/s). The backlog queued before
+	// that drains afterwards; it is capacity, not the drain, that the
+	// decisions control.
 	recovered := map[string]time.Time{}
 	require.NoError(t, world.WaitFor(warmup+high, func() bool {
 		for _, id := range []string{"fn-nvcf", "fn-target"} {
@@ -159,27 +167,27 @@ func TestClosedLoop(t *testing.T) {
 				continue
 			}
 			s, _ := w.Latest(id, id+"-v1")
-			if time.Now().After(stepAt.Add(2*period)) && s.Load > 4 && s.Utilization < 70 && s.Queue < 1 {
-				recovered[id] = time.Now()
+			if s.At.After(stepAt) && s.Load > 4 && float64(s.Active)*0.7 >= s.Load {
+				recovered[id] = s.At
 			}
 		}
 		return len(recovered) == 2
 	}), "recovery not reached: %s", describe(w))
-	// Recovery is counted in the cycles that decided the version: the
-	// policy's chances to act. A loaded machine that skips or delays cycles
-	// stretches the seconds, not this count.
+	// Recovery is counted in the cycles that decided the version from the
+	// first one that saw the step (decided after it: its fresh window ends
+	// at the decision time): the policy's chances to act. A loaded machine
+	// that skips or delays cycles stretches the seconds, not this count.
 	ds := w.AllDecisions()
 	cycles := map[string]int{}
 	for id, at := range recovered {
-		cycles[id] = decidedCycles(ds, id+"-v1", stepAt, at)
-		t.Logf("RESULT %s recovered from the 10x step after %d decided cycles (%.1fs)", id, cycles[id], at.Sub(stepAt).Seconds())
+		cycles[id] = cyclesFromStep(ds, id+"-v1", stepAt, at)
+		t.Logf("RESULT %s reached adequate capacity %d cycles after the 10x step, counted from the first cycle that saw it (%.1fs)", id, cycles[id], at.Sub(stepAt).Seconds())
 	}
 	require.LessOrEqual(t, cycles["fn-nvcf"], 30, "fn-nvcf recovery: %s", describeDecisions(ds, "fn-nvcf-v1"))
-	require.LessOrEqual(t, cycles["fn-target"], 18, "fn-target recovery: %s", describeDecisions(ds, "fn-target-v1"))
-	// Target mode doubles once per provisioning round while saturated, so
-	// its lead over nvcf mode here (4 s cycles, 2 s provisioning, 8 s
-	// window) is a few cycles and within run-to-run noise: both are bounded
-	// and reported, not ranked.
+	// Target mode sizes the saturated version for its demand (request rate
+	// x the cost learned in the warm-up) in one decision, once a window
+	// shows it saturated.
+	require.LessOrEqual(t, cycles["fn-target"], 3, "fn-target recovery: %s", describeDecisions(ds, "fn-target-v1"))
 
 	// NVCF 503 burst during steady state: the next writes fail; checked at
 	// the end, once the run has spent the burst.
@@ -244,9 +252,25 @@ func TestClosedLoop(t *testing.T) {
 	// attribution above shows no decision wrote twice because of it.
 	assertBurstBounded(t, all, burstFrom, burst, ds)
 
+	// Reported, not yet asserted: issue 13 asks target mode for no more
+	// instance-minutes than nvcf mode, which the backlog drain after the
+	// step still defeats (a saturated version whose demand reads below its
+	// busy workers doubles).
 	for _, id := range []string{"fn-nvcf", "fn-target"} {
 		t.Logf("RESULT %s instance-minutes over the run: %.2f", id, instanceMinutes(w.History(), id))
 	}
+}
+
+// cyclesFromStep counts the cycles that decided vid from the first one
+// decided after the step until to.
+func cyclesFromStep(ds []world.Decision, vid string, step, to time.Time) int {
+	seen := map[int64]bool{}
+	for _, d := range ds {
+		if d.FunctionVersionID == vid && !d.DecidedAt.Before(step) && !d.DecidedAt.After(to) {
+			seen[d.Cycle] = true
+		}
+	}
+	return len(seen)
 }
 
 // setting is a duration setting the world's processes run with.
