@@ -219,19 +219,21 @@ func invocationEvidence(now time.Time, s config.Scale, v store.ActiveVersion, st
 			last = fromRow
 		}
 	}
-	since = now.Add(-s.Lookback)
-	if v.InvokedAt.IsZero() {
-		watched := st.WatchSince
-		if watched.IsZero() {
-			watched = now
-		}
-		evidence := now.Add(-s.RowTTL)
-		if watched.After(evidence) {
-			evidence = watched
-		}
-		if evidence.Before(since) {
-			since = evidence
-		}
+	// The TSDB's lookback alone is no evidence of idleness: a version whose
+	// series are younger than the lookback (just deployed, or a counter whose
+	// first sample increase() cannot see) shows no invocation there while it
+	// is being invoked. Only the span this function has watched the version
+	// counts, and no further back than an invoked row outlives its last
+	// invocation (ACTIVE_ROW_TTL). Counting the lookback took a busy new
+	// gateway version to zero on its first cycle whenever the lookback was
+	// longer than the idle timeout.
+	watched := st.WatchSince
+	if watched.IsZero() || watched.After(now) {
+		watched = now
+	}
+	since = now.Add(-s.RowTTL)
+	if watched.After(since) {
+		since = watched
 	}
 	return last, since
 }
