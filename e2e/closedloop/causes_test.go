@@ -103,16 +103,22 @@ func assertOneWritePerCycle(t *testing.T, cs []cause) {
 // inForce returns the recommendations the stabilization window covered
 // for a decision of vid made at `at`: those made inside (at-window, at]
 // and the one still in force at the window's start (the last made at or
-// before it), as the scale function's history keeps them.
+// before it), as the scale function's history keeps them: in whole
+// milliseconds (functions/scale/history.go stores UnixMilli) against the
+// deciding cycle's full-precision clock. With 4 s cycles and a 20 s window
+// recommendations fall within a millisecond of the window's edge, and
+// reading them at nanosecond precision put one inside the window that the
+// scale function, rightly by its own record, saw outside it.
 func inForce(ds []world.Decision, vid string, at time.Time, window time.Duration) []world.Decision {
 	from := at.Add(-window)
+	stored := func(d world.Decision) time.Time { return time.UnixMilli(d.DecidedAt.UnixMilli()) }
 	var out []world.Decision
 	var before *world.Decision
 	for i, d := range ds {
 		if d.FunctionVersionID != vid || !d.Valid || d.DecidedAt.After(at) {
 			continue
 		}
-		if d.DecidedAt.After(from) {
+		if stored(d).After(from) {
 			out = append(out, d)
 		} else if before == nil || d.DecidedAt.After(before.DecidedAt) {
 			before = &ds[i]
