@@ -258,7 +258,7 @@ func (k *controller) decide(w *world, s int) {
 func (k *controller) demandInputs(w *world, s int, o observed, in *policy.Input) {
 	secs := window.Seconds()
 	settled := o.newest - int(step/time.Second)
-	if u, ok := w.utilization(settled); ok {
+	if u, ok := w.utilization(settled); ok && steady(w, s, o, settled) {
 		busy, _ := w.slope(settled, func(sc scrape) float64 { return sc.busy })
 		reqs, _ := w.requestRate(settled)
 		// Consecutive 70 s windows every 60 s overlap: like the scale
@@ -279,6 +279,38 @@ func (k *controller) demandInputs(w *world, s int, o observed, in *policy.Input)
 	if ok {
 		in.Demand = policy.DemandFromRequests(k.cost, rate, float64(w.tr.Threads))
 	}
+}
+
+// steady is the scale function's rule for a window that may teach the
+// cost: neither the newest point nor the fresh window saturated, requests
+// at the steps around the settled one within 1.5x of each other, and the
+// same worker count from the window's start to the newest step.
+func steady(w *world, s int, o observed, settled int) bool {
+	st, win := int(step/time.Second), int(window/time.Second)
+	if u, ok := w.utilization(o.newest); !ok || u >= policy.SaturatedUtilization {
+		return false
+	}
+	if o.freshOK && o.freshUtil >= policy.SaturatedUtilization {
+		return false
+	}
+	lo, hi := math.Inf(1), 0.0
+	for _, p := range []int{settled - st, settled, settled + st} {
+		r, ok := w.requestRate(p)
+		if !ok || r <= 0 {
+			return false
+		}
+		lo, hi = math.Min(lo, r), math.Max(hi, r)
+	}
+	if hi > 1.5*lo {
+		return false
+	}
+	first := w.scrapeIndex(settled - win)
+	for p := settled - win; p <= o.newest; p += st {
+		if i := w.scrapeIndex(p); i < 0 || first < 0 || w.scrapes[i].instances != w.scrapes[first].instances {
+			return false
+		}
+	}
+	return true
 }
 
 // inWindow keeps the recommendations made inside the stabilization window.
