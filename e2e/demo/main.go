@@ -129,7 +129,7 @@ func lastReasons(w *world.World) map[string]string {
 	for _, p := range w.Scale {
 		for _, d := range world.Decisions(p.LogPath) {
 			if d.Time > latest[d.FunctionVersionID].at {
-				latest[d.FunctionVersionID] = dec{d.Time, fmt.Sprintf("%s (%s)", d.Reason, d.Action)}
+				latest[d.FunctionVersionID] = dec{d.Time, d.Summary()}
 			}
 		}
 	}

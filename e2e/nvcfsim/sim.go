@@ -628,7 +628,25 @@ func (s *Server) applyLocked(in autoscaleCall, w *Write) (*nvcfpb.AutoscalerResp
 		v.instances = InstanceCounts{Active: applied}
 	}
 	w.Outcome = ScalingApplied
-	return s.responseLocked(v, ScalingApplied), change, nil
+	resp := s.responseLocked(v, ScalingApplied)
+	if s.opts.ManualInstances {
+		// The data plane provisions later, but the API's answer already
+		// counts the new target: the missing instances as pending, the
+		// surplus as terminating. Callers read what NVCF targets (and
+		// whether it clamped their request) from active + pending +
+		// allocating.
+		targeted := resp.ActiveInstances + resp.PendingInstances + resp.AllocatingInstances
+		switch diff := int32(applied) - targeted; {
+		case diff > 0:
+			resp.PendingInstances += diff
+		case diff < 0:
+			cut := min(-diff, resp.PendingInstances)
+			resp.PendingInstances -= cut
+			resp.ActiveInstances -= -diff - cut
+			resp.TerminatingInstances += -diff - cut
+		}
+	}
+	return resp, change, nil
 }
 
 func (s *Server) responseLocked(v *version, scaling string) *nvcfpb.AutoscalerResponse {

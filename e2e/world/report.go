@@ -39,6 +39,21 @@ type Decision struct {
 	Action    string    `json:"action"`
 	Detail    string    `json:"detail"`
 	Error     string    `json:"error"`
+	// ClampedTo is the count the NVCF API targets instead of Desired when
+	// it clamped the request to the version's min or max instances; -1 or
+	// absent when it did not.
+	ClampedTo *int `json:"clamped_to"`
+}
+
+// Summary is the decision in a few words for a table: its reason and
+// action, and the count NVCF holds the version at when it clamped the
+// request (otherwise a clamped version reads "unchanged" every cycle
+// while running fewer instances than decided).
+func (d Decision) Summary() string {
+	if d.ClampedTo != nil && *d.ClampedTo >= 0 {
+		return fmt.Sprintf("%s (%s; wants %d, clamped by NVCF to %d)", d.Reason, d.Action, d.Desired, *d.ClampedTo)
+	}
+	return fmt.Sprintf("%s (%s)", d.Reason, d.Action)
 }
 
 // Decisions reads the decision lines from a scale process's JSON log.

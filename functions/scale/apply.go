@@ -28,6 +28,9 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusHeld)
 	case st.HasLastRequested && d.Desired == st.LastRequested:
 		o.Action = "unchanged"
+		if st.HasAppliedTarget {
+			reportClamp(o, st.LastRequested, st.AppliedTarget)
+		}
 		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
 	case st.LastCycle >= cycle:
 		// This cycle (or a newer one) already wrote this version: the
@@ -43,6 +46,40 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 			}
 			return true, ""
 		})
+	}
+}
+
+// nvcfTarget is the instance count the NVCF API says it targets after a
+// write: active + pending + allocating (terminating ones are leaving). An
+// answer without counts (a dry run, the legacy HTTP API's empty body) says
+// nothing, -1, rather than "zero".
+func nvcfTarget(r nvcf.Result) int {
+	n := r.ActiveInstances + r.PendingInstances + r.AllocatingInstances
+	if r.DryRun || (n == 0 && r.FunctionStatus == "" && r.ScalingStatus == "") {
+		return -1
+	}
+	return n
+}
+
+// reportClamp says so in the outcome when the NVCF API targets another
+// count than the request: it clamps requests to the sum of the version's
+// min and max instances. The request stays the policy's count, so a
+// clamped version is not written again every cycle; only its outcome
+// tells why the count it runs differs from the one decided.
+func reportClamp(o *Outcome, requested, target int) {
+	if target == requested {
+		return
+	}
+	bound := "max"
+	if target > requested {
+		bound = "min"
+	}
+	o.ClampedTo = &target
+	clamp := fmt.Sprintf("clamped by NVCF to %d (%s)", target, bound)
+	if o.Detail == "" {
+		o.Detail = clamp
+	} else {
+		o.Detail += "; " + clamp
 	}
 }
 
@@ -119,7 +156,8 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 	rctx := context.WithoutCancel(ctx)
 	switch {
 	case err == nil:
-		if rerr := h.d.Store.RecordWrite(rctx, key, desired, cycle, statusOK, s.StateTTL); rerr != nil {
+		target := nvcfTarget(result)
+		if rerr := h.d.Store.RecordWriteTarget(rctx, key, desired, target, cycle, statusOK, s.StateTTL); rerr != nil {
 			// The NVCF write happened; failing to record it means the next
 			// cycle may write the same count again, which NVCF treats as a
 			// no-op. Report it so the bucket is retried promptly.
@@ -127,6 +165,9 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 			return
 		}
 		o.Action, o.Applied = "written", &result
+		if target >= 0 {
+			reportClamp(o, desired, target)
+		}
 		h.d.Metrics.Writes.WithLabelValues("ok").Inc()
 		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
 	case errors.Is(err, nvcf.ErrNotFound):

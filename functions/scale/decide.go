@@ -74,8 +74,18 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	}
 	log.Info("decision", "current", o.Current, "desired", o.Desired, "recommendation", d.Recommendation,
 		"last_requested", o.LastRequested, "utilization", o.Utilization, "sample_at", sampleAt, "decided_at", now,
-		"source", in.Source, "valid", o.Valid, "reason", o.Reason, "action", o.Action, "detail", o.Detail, "error", o.Error)
+		"source", in.Source, "valid", o.Valid, "reason", o.Reason, "action", o.Action, "detail", o.Detail, "error", o.Error,
+		"clamped_to", clampedTo(o))
 	return o
+}
+
+// clampedTo is the decision log's clamped_to: the count NVCF targets
+// instead of the request, or -1 when it did not clamp (or said nothing).
+func clampedTo(o Outcome) int {
+	if o.ClampedTo == nil {
+		return -1
+	}
+	return *o.ClampedTo
 }
 
 func finiteOrZero(f float64) float64 {

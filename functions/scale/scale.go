@@ -41,7 +41,7 @@ type Store interface {
 	ReadVersion(ctx context.Context, key store.VersionKey) (store.ActiveVersion, error)
 	AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (store.Lock, error)
 	ReleaseLock(ctx context.Context, name, owner string) error
-	RecordWrite(ctx context.Context, key store.VersionKey, requested int, cycle int64, status string, ttl time.Duration) error
+	RecordWriteTarget(ctx context.Context, key store.VersionKey, requested, target int, cycle int64, status string, ttl time.Duration) error
 	RecordOutcome(ctx context.Context, key store.VersionKey, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error
 	SaveRecommendations(ctx context.Context, key store.VersionKey, encoded string, ttl time.Duration) error
 	SaveCost(ctx context.Context, key store.VersionKey, c store.Cost, ttl time.Duration) error
@@ -130,6 +130,11 @@ type Outcome struct {
 	Error  string `json:"error,omitempty"`
 	// Applied is what the NVCF API reports after clamping, when written.
 	Applied *nvcf.Result `json:"applied,omitempty"`
+	// ClampedTo is the count the NVCF API targets instead of the last
+	// request, when it clamped that request to the version's min or max
+	// instances: reported on the write and on every cycle after it that
+	// leaves the request unchanged.
+	ClampedTo *int `json:"clampedTo,omitempty"`
 }
 
 // BucketResult is the payload of the bucket reply event.

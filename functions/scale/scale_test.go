@@ -463,3 +463,57 @@ func BenchmarkBucket1000(b *testing.B) {
 	b.ReportMetric(float64(perQ)/float64(batchedQ), "x-fewer-queries")
 	b.ReportMetric(perT.Seconds()/batchedT.Seconds(), "x-faster")
 }
+
+// The NVCF API clamps a request above the sum of a version's maxInstances.
+// The outcome must say so on the write and on every later cycle that
+// leaves the request unchanged, instead of a bare "unchanged", and the
+// clamp must not make the version be written again: the request recorded
+// stays the policy's count.
+func TestNVCFClampIsReportedEveryCycleWithoutRewriting(t *testing.T) {
+	f := setup(t, 2)
+	clamped, free := f.versions[0], f.versions[1]
+	// Version 0 runs 2 workers at 90 %: the policy wants 3, NVCF allows 2.
+	f.sim.Register(nvcfsim.FunctionVersion{FunctionID: clamped.FunctionID, VersionID: clamped.FunctionVersionID, NcaID: "nca",
+		Status: nvcfsim.StatusActive, Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 2}}})
+	h := f.handler(t, "node-a", nil)
+
+	byVersion := func(r BucketResult) map[string]Outcome {
+		out := map[string]Outcome{}
+		for _, o := range r.Outcomes {
+			out[o.FunctionVersionID] = o
+		}
+		return out
+	}
+	reply, err := h.HandleBucket(context.Background(), bucketEvent(time.Now()))
+	require.NoError(t, err)
+	first := byVersion(decode(t, reply))
+	o := first[clamped.FunctionVersionID]
+	require.Equal(t, "written", o.Action, "%+v", o)
+	require.Equal(t, 3, o.Desired, "the policy's count: %+v", o)
+	require.NotNil(t, o.ClampedTo, "%+v", o)
+	require.Equal(t, 2, *o.ClampedTo)
+	require.Contains(t, o.Detail, "clamped by NVCF to 2 (max)")
+	got, _ := f.sim.Desired(clamped.FunctionID, clamped.FunctionVersionID)
+	require.Equal(t, 2, got, "the simulator clamped the write")
+	st, err := f.store.ReadState(context.Background(), clamped.VersionKey)
+	require.NoError(t, err)
+	require.Equal(t, 3, st.LastRequested, "the request recorded stays the policy's count")
+	require.True(t, st.HasAppliedTarget)
+	require.Equal(t, 2, st.AppliedTarget)
+	require.Equal(t, "written", first[free.FunctionVersionID].Action)
+	require.Nil(t, first[free.FunctionVersionID].ClampedTo, "an unclamped write reports no clamp: %+v", first[free.FunctionVersionID])
+	calls := f.sim.Calls(clamped.FunctionID, clamped.FunctionVersionID)
+	require.Equal(t, 1, calls)
+
+	// The next cycle decides 3 again: nothing is written, and the outcome
+	// still says why 2 run.
+	reply, err = h.HandleBucket(context.Background(), bucketEvent(time.Now().Add(time.Millisecond)))
+	require.NoError(t, err)
+	o = byVersion(decode(t, reply))[clamped.FunctionVersionID]
+	require.Equal(t, "unchanged", o.Action, "%+v", o)
+	require.Equal(t, 3, o.Desired, "%+v", o)
+	require.NotNil(t, o.ClampedTo, "%+v", o)
+	require.Equal(t, 2, *o.ClampedTo)
+	require.Contains(t, o.Detail, "clamped by NVCF to 2 (max)")
+	require.Equal(t, calls, f.sim.Calls(clamped.FunctionID, clamped.FunctionVersionID), "a clamped version is not written again")
+}

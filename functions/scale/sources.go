@@ -366,7 +366,7 @@ func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int6
 	h.apply(ctx, log, &o, tv, st, d, cycle)
 	log.Info("decision", "function_version_id", key.FunctionVersionID, "current", o.Current, "desired", o.Desired,
 		"last_requested", o.LastRequested, "utilization", o.Utilization, "valid", o.Valid, "reason", o.Reason,
-		"action", o.Action, "detail", o.Detail)
+		"action", o.Action, "detail", o.Detail, "clamped_to", clampedTo(o))
 	return o
 }
 

@@ -48,7 +48,7 @@ func (oneVersionStore) AcquireLock(_ context.Context, name, owner string, ttl ti
 	return store.Lock{Name: name, Owner: owner, ExpiresAt: time.Now().Add(ttl)}, nil
 }
 func (oneVersionStore) ReleaseLock(context.Context, string, string) error { return nil }
-func (oneVersionStore) RecordWrite(context.Context, store.VersionKey, int, int64, string, time.Duration) error {
+func (oneVersionStore) RecordWriteTarget(context.Context, store.VersionKey, int, int, int64, string, time.Duration) error {
 	return nil
 }
 func (oneVersionStore) SaveRecommendations(context.Context, store.VersionKey, string, time.Duration) error {

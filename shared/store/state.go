@@ -21,6 +21,12 @@ type ScalingState struct {
 	// valid when HasLastRequested.
 	LastRequested    int
 	HasLastRequested bool
+	// AppliedTarget is the instance count the NVCF API reported it targets
+	// after the last write (active + pending + allocating); valid when
+	// HasAppliedTarget. It differs from LastRequested when the API clamped
+	// the request to the version's min or max instances.
+	AppliedTarget    int
+	HasAppliedTarget bool
 	// LastCycle is the cycle (unix milliseconds of its tick) whose decision
 	// was last applied. A cycle at or before it never writes again, which is
 	// what makes replayed and late bucket events harmless.
@@ -59,17 +65,17 @@ type Cost struct {
 
 func (s *Store) stateColumns() string {
 	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since, source, ` +
-		`cost_seconds_per_request, cost_weight, cost_window_end`
+		`cost_seconds_per_request, cost_weight, cost_window_end, applied_target`
 }
 
 func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	var st ScalingState
-	var lastRequested *int
+	var lastRequested, appliedTarget *int
 	var lastCycle *int64
 	var status, recs, source *string
 	var costSeconds, costWeight *float64
 	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince, &source,
-		&costSeconds, &costWeight, &st.Cost.WindowEnd)
+		&costSeconds, &costWeight, &st.Cost.WindowEnd, &appliedTarget)
 	if !ok {
 		return st, false
 	}
@@ -79,6 +85,9 @@ func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	st.Exists = true
 	if lastRequested != nil {
 		st.LastRequested, st.HasLastRequested = *lastRequested, true
+	}
+	if appliedTarget != nil {
+		st.AppliedTarget, st.HasAppliedTarget = *appliedTarget, true
 	}
 	if lastCycle != nil {
 		st.LastCycle = *lastCycle
@@ -140,13 +149,24 @@ func (s *Store) ReadState(ctx context.Context, key VersionKey) (ScalingState, er
 // RecordWrite stores the outcome of an NVCF write for cycle. The caller
 // holds the version's lock, which is what serialises writers.
 func (s *Store) RecordWrite(ctx context.Context, key VersionKey, requested int, cycle int64, status string, ttl time.Duration) error {
+	return s.RecordWriteTarget(ctx, key, requested, -1, cycle, status, ttl)
+}
+
+// RecordWriteTarget is RecordWrite that also stores the count the NVCF API
+// reported it targets after the write; a negative target means the answer
+// carried none and stores null.
+func (s *Store) RecordWriteTarget(ctx context.Context, key VersionKey, requested, target int, cycle int64, status string, ttl time.Duration) error {
 	secs, err := ttlSeconds(ttl)
 	if err != nil {
 		return fmt.Errorf("record write for %s: %w", key, err)
 	}
+	var applied *int
+	if target >= 0 {
+		applied = &target
+	}
 	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_requested = ?, last_cycle = ?, last_written_at = ?, status = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, requested, cycle, time.Now().UTC(), status, key.FunctionID, key.FunctionVersionID,
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_requested = ?, applied_target = ?, last_cycle = ?, last_written_at = ?, status = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, requested, applied, cycle, time.Now().UTC(), status, key.FunctionID, key.FunctionVersionID,
 	).WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("record write of %d for %s in cycle %d: %w", requested, key, cycle, err)

@@ -192,6 +192,9 @@ func SchemaStatements(keyspace, replication string) []string {
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cost_seconds_per_request double`, q(tableState)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cost_weight double`, q(tableState)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cost_window_end timestamp`, q(tableState)),
+		// What the NVCF API said it targets after the last write, so a
+		// request it clamped is reported every cycle without writing again.
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS applied_target int`, q(tableState)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, q(tableLocks)),
 	}
