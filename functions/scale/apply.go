@@ -52,10 +52,14 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 // nvcfTarget is the instance count the NVCF API says it targets after a
 // write: active + pending + allocating (terminating ones are leaving). An
 // answer without counts (a dry run, the legacy HTTP API's empty body) says
-// nothing, -1, rather than "zero".
+// nothing, -1, rather than "zero"; so does a function that is not ACTIVE,
+// whose request the API ignores rather than clamps.
 func nvcfTarget(r nvcf.Result) int {
 	n := r.ActiveInstances + r.PendingInstances + r.AllocatingInstances
-	if r.DryRun || (n == 0 && r.FunctionStatus == "" && r.ScalingStatus == "") {
+	switch {
+	case r.DryRun, n == 0 && r.FunctionStatus == "" && r.ScalingStatus == "":
+		return -1
+	case r.FunctionStatus != "" && r.FunctionStatus != "ACTIVE":
 		return -1
 	}
 	return n
