@@ -1,8 +1,8 @@
 // Command demo is the main job: it runs a scripted load through the whole
 // closed loop on the local stack (real Cassandra and VictoriaMetrics, the
 // autoscaler's functions in func-go's runtime, the NVCF simulator), prints
-// a compact table each cycle, and writes a plot of load against instances
-// per function (SVG) and the decision log when it ends or on Ctrl-C.
+// a compact table each cycle, and writes a plot of demand against instances
+// (both in instances) per function (SVG) and the decision log when it ends or on Ctrl-C.
 package main
 
 import (

@@ -103,13 +103,18 @@ type Snapshot struct {
 	FunctionVersionID string
 	At                time.Time
 	Load              float64 // offered requests per second
-	Active            int
-	Pending           int
-	Terminating       int
-	Desired           int
-	Kind              Kind
-	Utilization       float64 // percent of active thread time (or request slots) busy in the last tick
-	Queue             float64 // requests waiting
+	// Demand is the offered load in instances kept fully busy: requests
+	// per second x service time / requests one instance serves at once
+	// (threads, or request slots). It shares the instances' unit, so a
+	// plot shows at a glance whether capacity followed the load.
+	Demand      float64
+	Active      int
+	Pending     int
+	Terminating int
+	Desired     int
+	Kind        Kind
+	Utilization float64 // percent of active thread time (or request slots) busy in the last tick
+	Queue       float64 // requests waiting
 	// InFlight is the requests waiting or being served (gateway and BYOC;
 	// a gateway version reports its function's).
 	InFlight float64
@@ -393,6 +398,11 @@ func (dp *DataPlane) Snapshots() []Snapshot {
 			s.Queue = g.pool.waitingAmount()
 			s.InFlight = s.Queue + g.pool.servingAmount()
 		}
+		slots := f.spec.ThreadsPerInstance
+		if f.spec.Kind != KindWorker {
+			slots = f.spec.Concurrency
+		}
+		s.Demand = s.Load * f.spec.ServiceTime.Seconds() / float64(slots)
 		for _, in := range f.instances {
 			switch {
 			case !in.terminateAt.IsZero():

@@ -25,6 +25,7 @@ func TestSaturatedFunctionShowsFullUtilizationAndQueues(t *testing.T) {
 	s := dp.Snapshots()[0]
 	require.InDelta(t, 100, s.Utilization, 0.01)
 	require.Greater(t, s.Queue, 10.0, "excess demand must queue")
+	require.InDelta(t, 5, s.Demand, 1e-9, "10 req/s x 0.5 s on 1 thread keeps 5 instances busy, whatever runs")
 
 	// Light load: 1 req/s x 0.5 s on 2 threads = 25 %.
 	dp2 := NewDataPlane(t0, nil, Options{}, FunctionSpec{FunctionID: "f", FunctionVersionID: "v", ServiceTime: 500 * time.Millisecond,

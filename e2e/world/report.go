@@ -90,9 +90,13 @@ func (w *World) AllDecisions() []Decision {
 	return out
 }
 
-// Plot draws, per function, offered load (requests/s) and instances
-// (active + pending) over time as an SVG with one panel per function,
-// titled with the function's kind (worker, gateway or byoc).
+// Plot draws, per function, demand and capacity in one unit over time as
+// an SVG with one panel per function, titled with the function's kind
+// (worker, gateway or byoc) and its peak load: demand is the offered load
+// in instances kept fully busy (sim.Snapshot.Demand), next to the instances
+// running (active), provisioning (active + pending) and NVCF's desired
+// count. Capacity followed demand where the active line is at or above
+// the demand line; a policy targeting 60 % keeps it about 1/0.6 above.
 func Plot(names []string, byFn map[string][]sim.Snapshot, start time.Time) string {
 	const w, ph, pad = 900.0, 180.0, 50.0
 	var b strings.Builder
@@ -106,14 +110,15 @@ func Plot(names []string, byFn map[string][]sim.Snapshot, start time.Time) strin
 		}
 		top := pad + float64(i)*(ph+pad)
 		maxT := ss[len(ss)-1].At.Sub(start).Seconds()
-		maxY := 1.0
+		maxY, peak := 1.0, 0.0
 		for _, s := range ss {
-			maxY = max(maxY, s.Load, float64(s.Active+s.Pending))
+			maxY = max(maxY, s.Demand, float64(s.Active+s.Pending), float64(s.Desired))
+			peak = max(peak, s.Load)
 		}
 		maxY *= 1.1
 		x := func(t time.Time) float64 { return pad + (t.Sub(start).Seconds()/max(maxT, 1))*(w-2*pad) }
 		y := func(v float64) float64 { return top + ph - v/maxY*ph }
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-weight="bold">%s (%s)</text>`+"\n", pad, top-8, name, ss[0].Kind)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-weight="bold">%s (%s, peak %.1f req/s)</text>`+"\n", pad, top-8, name, ss[0].Kind, peak)
 		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="none" stroke="#ccc"/>`+"\n", pad, top, w-2*pad, ph)
 		for _, tick := range []float64{0, maxY / 2, maxY / 1.1} {
 			fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" fill="#666">%.1f</text>`+"\n", pad-4, y(tick)+4, tick)
@@ -126,11 +131,12 @@ func Plot(names []string, byFn map[string][]sim.Snapshot, start time.Time) strin
 			}
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" stroke-dasharray="%s" points="%s"/>`+"\n", color, dash, strings.Join(pts, " "))
 		}
-		line("#d62728", "", func(s sim.Snapshot) float64 { return s.Load })
-		line("#1f77b4", "", func(s sim.Snapshot) float64 { return float64(s.Active + s.Pending) })
+		line("#d62728", "", func(s sim.Snapshot) float64 { return s.Demand })
+		line("#1f77b4", "", func(s sim.Snapshot) float64 { return float64(s.Active) })
+		line("#1f77b4", "2 2", func(s sim.Snapshot) float64 { return float64(s.Active + s.Pending) })
 		line("#2ca02c", "4 3", func(s sim.Snapshot) float64 { return float64(max(s.Desired, 0)) })
-		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="#d62728">load (req/s)</text><text x="%.0f" y="%.0f" fill="#1f77b4">instances</text><text x="%.0f" y="%.0f" fill="#2ca02c">desired</text>`+"\n",
-			w-pad-260, top-8, w-pad-160, top-8, w-pad-80, top-8)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="#d62728">demand (busy instances)</text><text x="%.0f" y="%.0f" fill="#1f77b4">active (+pending, dotted)</text><text x="%.0f" y="%.0f" fill="#2ca02c">desired</text>`+"\n",
+			w-pad-420, top-8, w-pad-250, top-8, w-pad-60, top-8)
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
