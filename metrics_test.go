@@ -159,6 +159,18 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 		limiterWait   = "nvcf_autoscaler_nvcf_limiter_wait_seconds"
 	)
 
+	// The bucket below must be decided well inside a minute (its newest
+	// utilization step is its start rounded down to UTILIZATION_STEP, 60 s,
+	// so the age the gauge must show is known to within the delivery's
+	// duration) AND before its deadline (cycle + BUCKET_DEADLINE). Align
+	// the tick, not the delivery: waiting for the next minute between the
+	// tick and the delivery let the bucket expire whenever the test reached
+	// it late in a minute (0 outcomes, a fresh-clone run at 07:23).
+	if off := time.Since(time.Now().Truncate(time.Minute)); off < time.Second || off > 30*time.Second {
+		time.Sleep(time.Minute - off + 2*time.Second)
+		ingest() // the samples must reach the new minute
+	}
+
 	// The tick: discovery finds the two versions with series.
 	code, reply, err := harness.Send(ctx, p.URL(), harness.Ping(time.Now(), "default", "metrics"))
 	require.NoError(t, err)
@@ -212,15 +224,9 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 		require.NotNil(t, reply)
 		var res scale.BucketResult
 		require.NoError(t, json.Unmarshal(reply.Data(), &res))
+		require.False(t, res.Expired, "bucket of cycle %d delivered past its deadline", res.Cycle)
 		require.Len(t, res.Outcomes, 3)
 		return res
-	}
-	// The bucket's newest utilization step is its start rounded down to
-	// UTILIZATION_STEP (60 s): deliver it well inside a minute, so the age
-	// the gauge must show is known to within the delivery's duration.
-	if off := time.Since(time.Now().Truncate(time.Minute)); off < time.Second || off > 50*time.Second {
-		time.Sleep(time.Minute - off + 2*time.Second)
-		ingest() // the samples must reach the new minute
 	}
 	t0 := time.Now()
 	res := deliver()
