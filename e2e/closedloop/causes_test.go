@@ -54,6 +54,10 @@ func attribute(t *testing.T, writes []nvcfsim.Write, ds []world.Decision, vid st
 	var owners []world.Decision
 	for _, d := range ds {
 		if d.FunctionVersionID == vid && (wrote(d) || d.Action == "error") {
+			// Without its start a decision's window reaches back to the
+			// epoch and can take an earlier write of the same count that
+			// another decision made: the pairing then fails by chance.
+			require.False(t, d.DecidedAt.IsZero(), "decision of %s logged no decided_at: %+v", vid, d)
 			owners = append(owners, d)
 		}
 	}
