@@ -96,7 +96,7 @@ func (h *Handler) activate(ctx context.Context, log *slog.Logger, a events.Activ
 	}
 	o := Outcome{FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, Desired: desired, Valid: true, Reason: "activation", Detail: note}
 
-	st, err := h.d.Store.ReadState(ctx, key)
+	st, err := h.readState(ctx, key)
 	if err != nil {
 		return Outcome{}, events.Unavailable("activate %s: %v", key, err)
 	}

@@ -138,7 +138,7 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 			log.Warn("release function lock", "error", err.Error())
 		}
 	}()
-	fresh, err := h.d.Store.ReadState(ctx, key)
+	fresh, err := h.readState(ctx, key)
 	if err != nil {
 		o.Action, o.Error = "error", err.Error()
 		return

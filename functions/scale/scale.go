@@ -204,7 +204,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	if len(rows) == 0 {
 		return events.NewReply(e, events.TypeBucketResult, res)
 	}
-	states, err := h.d.Store.ReadStates(ctx, r)
+	states, err := h.readStates(ctx, r)
 	if err != nil {
 		return nil, events.Unavailable("bucket %d cycle %d: %v", b.Bucket, b.Cycle, err)
 	}

@@ -203,6 +203,37 @@ func TestFutureCycleIsRefusedAndRealCyclesStillWrite(t *testing.T) {
 	require.Equal(t, 3, r.Written, "the real cycle writes: %+v", r.Outcomes)
 }
 
+// A state row poisoned before events were bounded (its last cycle a year
+// ahead) must not keep freezing the version until the row's TTL: the
+// cycle is read as none applied, real cycles write, and the row gets a
+// real cycle back.
+func TestStateFromTheFutureIsRepaired(t *testing.T) {
+	f := setup(t, 3)
+	ctx := context.Background()
+	future := time.Now().Add(365 * 24 * time.Hour).UnixMilli()
+	for _, v := range f.versions {
+		// As a decided far-future event left it: the count asked then
+		// (the running 2) and the future cycle.
+		require.NoError(t, f.store.RecordWriteTarget(ctx, v.VersionKey, 2, 2, future, statusOK, time.Hour))
+	}
+	h := f.handler(t, "node-a", nil)
+	now := time.Now()
+	reply, err := h.HandleBucket(ctx, bucketEvent(now))
+	require.NoError(t, err)
+	r := decode(t, reply)
+	// 90 % scales up (nvcf mode); 50 % and 10 % (stabilized) keep the 2
+	// asked for, so they are unchanged rather than rewritten.
+	require.Equal(t, 1, r.Written, "real cycles write again: %+v", r.Outcomes)
+	for _, o := range r.Outcomes {
+		require.NotEqual(t, "already_applied", o.Action, "%+v", o)
+		st, err := f.store.ReadState(ctx, store.VersionKey{FunctionID: o.FunctionID, FunctionVersionID: o.FunctionVersionID})
+		require.NoError(t, err)
+		if o.Action == "written" {
+			require.Equal(t, now.UnixMilli(), st.LastCycle, "the written row holds the real cycle again: %+v", o)
+		}
+	}
+}
+
 // The event's deadline is a claim; cycle + BUCKET_DEADLINE is the bound. A
 // month-old cycle is dropped as late whatever deadline it names.
 func TestOldCycleIsDroppedWhateverDeadlineItClaims(t *testing.T) {

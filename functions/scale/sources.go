@@ -196,7 +196,7 @@ func (h *Handler) gatewayStates(ctx context.Context, fid string, m tsdb.GatewayM
 			out[v.FunctionVersionID] = st
 			continue
 		}
-		st, err := h.d.Store.ReadState(ctx, key)
+		st, err := h.readState(ctx, key)
 		if err != nil {
 			return nil, fmt.Errorf("gateway function %s: %w", fid, err)
 		}
