@@ -137,6 +137,7 @@ func (f *Function) wire(ctx context.Context) (*handlers, error) {
 	sc.Timeout = s.CQLTimeout
 	sc.PageSize = s.PageSize
 	sc.SkipSchema = !s.EnsureSchema
+	sc.TLS = s.Cassandra.TLSFiles()
 	sc.Observer = f.metrics.ObserveCassandra
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

@@ -13,17 +13,21 @@ package nvcfsim
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
 	"function/shared/nvcf/nvcfpb"
@@ -170,6 +174,32 @@ type Options struct {
 	// desired count is immediately active; InstanceCounts then come only
 	// from SetInstances (the data-plane simulator's job).
 	ManualInstances bool
+	// GRPCTLS serves gRPC over TLS with this server configuration (see
+	// ServerTLS); nil serves plaintext, as local stacks use.
+	GRPCTLS *tls.Config
+}
+
+// ServerTLS is a server TLS configuration from PEM files: the simulator's
+// certificate and key and, when clientCAFile is set, client certificates
+// required and verified against it.
+func ServerTLS(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("nvcfsim server certificate: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("nvcfsim client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("nvcfsim client CA %s: no PEM certificate", clientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }
 
 type version struct {
@@ -238,7 +268,11 @@ func Start(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("listen grpc %s: %w", grpcAddr, err)
 	}
 	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	s.grpcSrv = grpc.NewServer()
+	var grpcOpts []grpc.ServerOption
+	if opts.GRPCTLS != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
+	}
+	s.grpcSrv = grpc.NewServer(grpcOpts...)
 	nvcfpb.RegisterAutoscalerServer(s.grpcSrv, &grpcService{s: s})
 
 	s.served.Add(2)

@@ -4,8 +4,13 @@
 #   cassandra  Cassandra 5.0 from Maven Central jars on JDK 17   :9042
 #   vm         VictoriaMetrics (Debian package)                   :8428
 #   prom       Prometheus (Debian package)                        :9090
+# and, only when named (not part of "all"):
+#   cassandra-tls  a second Cassandra from the same jars with client
+#              encryption required (TLS and a client certificate), on its own
+#              ports and directory; certificates from certs.sh, fresh at
+#              every start                                        :9142
 #
-# Usage: stack.sh COMMAND [all|cassandra|vm|prom ...]   (default: all)
+# Usage: stack.sh COMMAND [all|cassandra|vm|prom|cassandra-tls ...]   (default: all)
 #   install   install what is missing (packages, Cassandra jars); no network
 #             when everything is there
 #   start     install, then start what is not running, wait until each
@@ -30,6 +35,10 @@
 #   CASSANDRA_HEAP (1g)  CASSANDRA_READY_TIMEOUT (180 seconds)
 #   VM_PORT (8428)  VM_RETENTION (7d)  PROM_PORT (9090)  PROM_RETENTION (2d)
 #   SIM_ADDR (127.0.0.1:9401)  the NVCF simulator both TSDBs scrape
+#   CASSANDRA_TLS_DIR (STACK_DIR/cassandra-tls)  cassandra-tls's data, log,
+#                       pid file and certs/ (a test points it at a temp dir)
+#   CASSANDRA_TLS_PORT (9142)  CASSANDRA_TLS_STORAGE_PORT (7012)
+#   CASSANDRA_TLS_HEAP (512m)
 #   JAVA                a JDK 17 java binary to use instead of the one on PATH
 set -euo pipefail
 
@@ -53,6 +62,10 @@ PROM_PORT=${PROM_PORT:-9090}
 PROM_RETENTION=${PROM_RETENTION:-2d}
 SIM_ADDR=${SIM_ADDR:-127.0.0.1:9401}
 SIM_DEFAULT=127.0.0.1:9401
+CASSANDRA_TLS_DIR=${CASSANDRA_TLS_DIR:-$STACK_DIR/cassandra-tls}
+CASSANDRA_TLS_PORT=${CASSANDRA_TLS_PORT:-9142}
+CASSANDRA_TLS_STORAGE_PORT=${CASSANDRA_TLS_STORAGE_PORT:-7012}
+CASSANDRA_TLS_HEAP=${CASSANDRA_TLS_HEAP:-512m}
 
 RUN=$STACK_DIR/run
 LOGS=$STACK_DIR/logs
@@ -110,7 +123,20 @@ java_major() {
 
 # ------------------------------------------------------------------ processes
 
-pidfile() { echo "$RUN/$1.pid"; }
+# cassandra-tls keeps its pid file and log in its own directory, so that a
+# test can run one in a temp dir beside the shared stack.
+pidfile() {
+  case $1 in
+    cassandra-tls) echo "$CASSANDRA_TLS_DIR/cassandra-tls.pid" ;;
+    *) echo "$RUN/$1.pid" ;;
+  esac
+}
+logfile() {
+  case $1 in
+    cassandra-tls) echo "$CASSANDRA_TLS_DIR/cassandra-tls.log" ;;
+    *) echo "$LOGS/$1.log" ;;
+  esac
+}
 
 # pid_of NAME: the recorded PID if that process is alive and is ours (its
 # command line names STACK_DIR); a stale or reused PID prints nothing.
@@ -138,15 +164,16 @@ port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # start`, a server kept flock's descriptor open and so held the lock for
 # its whole life, blocking every test run that waits for that lock.
 launch() {
-  local name=$1; shift
-  mkdir -p "$RUN" "$LOGS"
-  printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$LOGS/$name.log"
+  local name=$1 log; shift
+  log=$(logfile "$name")
+  mkdir -p "$(dirname "$(pidfile "$name")")" "$(dirname "$log")"
+  printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$log"
   (
     for fd in /proc/self/fd/*; do
       fd=${fd##*/}
       if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
     done
-    exec setsid nohup "$@" >> "$LOGS/$name.log" 2>&1 < /dev/null
+    exec setsid nohup "$@" >> "$log" 2>&1 < /dev/null
   ) &
   echo $! > "$(pidfile "$name")"
 }
@@ -157,13 +184,13 @@ wait_ready() {
   local name=$1 secs=$2 deadline=$((SECONDS + $2))
   until "${name}_ready"; do
     if ! running "$name"; then
-      say "$name exited during start-up; last lines of $LOGS/$name.log:"
-      tail -n 40 "$LOGS/$name.log" >&2 || true
+      say "$name exited during start-up; last lines of $(logfile "$name"):"
+      tail -n 40 "$(logfile "$name")" >&2 || true
       return 1
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      say "$name not ready after ${secs}s; last lines of $LOGS/$name.log:"
-      tail -n 40 "$LOGS/$name.log" >&2 || true
+      say "$name not ready after ${secs}s; last lines of $(logfile "$name"):"
+      tail -n 40 "$(logfile "$name")" >&2 || true
       return 1
     fi
     sleep 1
@@ -274,11 +301,13 @@ cassandra_install() {
   die "no Cassandra version could be fetched (refused: ${refused[*]}); see $LOGS/maven.log"
 }
 
+# cassandra_config DIR CQL_PORT STORAGE_PORT: conf/ under DIR.
 cassandra_config() {
-  mkdir -p "$CDIR/conf" "$CDIR/data" "$CDIR/triggers"
-  sed -e "s#@DIR@#$CDIR#g" -e "s#@CQL_PORT@#$CASSANDRA_PORT#g" -e "s#@STORAGE_PORT@#$CASSANDRA_STORAGE_PORT#g" \
-    "$HERE/cassandra/cassandra.yaml" > "$CDIR/conf/cassandra.yaml"
-  cp "$HERE/cassandra/logback.xml" "$CDIR/conf/logback.xml"
+  local dir=$1 cql=$2 storage=$3
+  mkdir -p "$dir/conf" "$dir/data" "$dir/triggers"
+  sed -e "s#@DIR@#$dir#g" -e "s#@CQL_PORT@#$cql#g" -e "s#@STORAGE_PORT@#$storage#g" \
+    "$HERE/cassandra/cassandra.yaml" > "$dir/conf/cassandra.yaml"
+  cp "$HERE/cassandra/logback.xml" "$dir/conf/logback.xml"
 }
 
 # The module flags of Cassandra 5.0's conf/jvm17-server.options (JPMS and
@@ -314,30 +343,37 @@ CASSANDRA_JVM17=(
 )
 
 cassandra_launch() {
-  cassandra_config
+  cassandra_config "$CDIR" "$CASSANDRA_PORT" "$CASSANDRA_STORAGE_PORT"
   say "starting cassandra $(cassandra_installed) on $(cassandra_addr) (heap $CASSANDRA_HEAP)"
+  cassandra_jvm cassandra "$CDIR" "$CASSANDRA_HEAP" -Dcassandra.jmx.local.port="$CASSANDRA_JMX_PORT"
+}
+
+# cassandra_jvm NAME DIR HEAP JVM_ARGS...: one Cassandra node from the
+# installed jars with its conf/, data/ and triggers/ under DIR.
+cassandra_jvm() {
+  local name=$1 dir=$2 heap=$3; shift 3
   # G1 as in jvm17-server.options; the direct-memory cap and small caches in
   # cassandra.yaml keep the resident size near 1.5 GiB on a 1 GiB heap. Each
   # live table costs heap: 512 MiB ran out (OutOfMemoryError) at about 60
   # test keyspaces, reached when several people test against one stack.
   # ring_delay 0 and no gossip settling: a lone seed has nobody to wait for.
-  launch cassandra "$JAVA_CMD" \
-    -Xms"$CASSANDRA_HEAP" -Xmx"$CASSANDRA_HEAP" -Xss512k \
+  launch "$name" "$JAVA_CMD" \
+    -Xms"$heap" -Xmx"$heap" -Xss512k \
     -XX:+UseG1GC -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -XX:MaxGCPauseMillis=300 \
     -XX:MaxDirectMemorySize=256m -XX:+ExitOnOutOfMemoryError \
     -Djava.net.preferIPv4Stack=true \
     "${CASSANDRA_JVM17[@]}" \
     -Dcassandra-foreground=yes \
-    -Dcassandra.config="file://$CDIR/conf/cassandra.yaml" \
-    -Dcassandra.storagedir="$CDIR/data" \
-    -Dcassandra.logdir="$LOGS" \
-    -Dlogback.configurationFile="file://$CDIR/conf/logback.xml" \
-    -Dcassandra.jmx.local.port="$CASSANDRA_JMX_PORT" \
-    -Dcassandra.triggers_dir="$CDIR/triggers" \
+    -Dcassandra.config="file://$dir/conf/cassandra.yaml" \
+    -Dcassandra.storagedir="$dir/data" \
+    -Dcassandra.logdir="$(dirname "$(logfile "$name")")" \
+    -Dlogback.configurationFile="file://$dir/conf/logback.xml" \
+    "$@" \
+    -Dcassandra.triggers_dir="$dir/triggers" \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 \
     -Dcassandra.ring_delay_ms=0 \
     -Dcassandra.superuser_setup_delay_ms=0 \
-    -cp "$CDIR/conf:$CDIR/lib/*" \
+    -cp "$dir/conf:$CDIR/lib/*" \
     org.apache.cassandra.service.CassandraDaemon
 }
 
@@ -357,6 +393,42 @@ build_cqlping() {
 cassandra_ready() {
   [ -x "$BIN/cqlping" ] || build_cqlping
   "$BIN/cqlping" -q -hosts "$(cassandra_addr)" -timeout 3s 2>/dev/null
+}
+
+# ------------------------------------------------------------------ cassandra-tls
+
+# A node that accepts only TLS clients presenting a certificate of the test
+# CA: what the autoscaler's CASSANDRA_TLS_* settings are proven against.
+# Cassandra reads PEM directly (PEMBasedSslContextFactory), so certs.sh's
+# files serve it without a Java keystore. No JMX: nothing needs it, and
+# one port fewer to collide with the shared node's.
+cassandra-tls_addr() { echo "127.0.0.1:$CASSANDRA_TLS_PORT"; }
+cassandra-tls_ports() { echo "$CASSANDRA_TLS_PORT $CASSANDRA_TLS_STORAGE_PORT"; }
+cassandra-tls_install() { cassandra_install; }
+cassandra-tls_ready() {
+  [ -x "$BIN/cqlping" ] || build_cqlping
+  "$BIN/cqlping" -q -hosts "$(cassandra-tls_addr)" -tls "$CASSANDRA_TLS_DIR/certs" -timeout 3s 2>/dev/null
+}
+
+cassandra-tls_launch() {
+  local d=$CASSANDRA_TLS_DIR
+  rm -rf "$d/certs"
+  "$HERE/certs.sh" "$d/certs"
+  cassandra_config "$d" "$CASSANDRA_TLS_PORT" "$CASSANDRA_TLS_STORAGE_PORT"
+  cat >> "$d/conf/cassandra.yaml" <<YAML
+
+# cassandra-tls: client encryption with a client certificate required.
+client_encryption_options:
+  enabled: true
+  optional: false
+  require_client_auth: true
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: $d/certs/server-keystore.pem
+  truststore: $d/certs/ca.pem
+YAML
+  say "starting cassandra-tls $(cassandra_installed) on $(cassandra-tls_addr) (heap $CASSANDRA_TLS_HEAP, certs in $d/certs)"
+  cassandra_jvm cassandra-tls "$d" "$CASSANDRA_TLS_HEAP"
 }
 
 # ------------------------------------------------------------------ victoria-metrics
@@ -414,8 +486,8 @@ targets() {
   for t in "$@"; do
     case $t in
       all) out+=("${SERVERS[@]}") ;;
-      cassandra|vm|prom) out+=("$t") ;;
-      *) die "unknown server '$t': want all, cassandra, vm or prom" ;;
+      cassandra|vm|prom|cassandra-tls) out+=("$t") ;;
+      *) die "unknown server '$t': want all, cassandra, vm, prom or cassandra-tls" ;;
     esac
   done
   printf '%s\n' "${out[@]}" | awk '!seen[$0]++'
@@ -435,7 +507,7 @@ cmd_install() {
 cmd_start() {
   local t p t0=$SECONDS pending=()
   install_common
-  if printf '%s\n' "$@" | grep -qx cassandra; then build_cqlping; fi
+  if printf '%s\n' "$@" | grep -qE '^cassandra(-tls)?$'; then build_cqlping; fi
   # Launch everything first, then wait: the quick servers come up while the
   # JVM boots.
   for t in "$@"; do
@@ -457,7 +529,7 @@ cmd_start() {
   done
   for t in "${pending[@]}"; do
     case $t in
-      cassandra) wait_ready cassandra "$CASSANDRA_READY_TIMEOUT" ;;
+      cassandra|cassandra-tls) wait_ready "$t" "$CASSANDRA_READY_TIMEOUT" ;;
       *) wait_ready "$t" 60 ;;
     esac
     say "$t ready (pid $(pid_of "$t"), $("${t}_addr")) after $((SECONDS - t0))s"

@@ -21,6 +21,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"function/shared/buckets"
+	"function/shared/tlsfiles"
 )
 
 // Role selects which handlers a process serves. The chart may run one image
@@ -52,6 +53,27 @@ type Cassandra struct {
 	CQLTimeout        time.Duration `envconfig:"CASSANDRA_TIMEOUT" default:"10s" desc:"per-request timeout"`
 	PageSize          int           `envconfig:"CASSANDRA_PAGE_SIZE" default:"2000" desc:"rows per page when reading a bucket"`
 	EnsureSchema      bool          `envconfig:"CASSANDRA_ENSURE_SCHEMA" default:"true" desc:"create the keyspace and tables at start; false only checks they exist (the chart's schema Job creates them)"`
+	// TLS is explicit rather than implied by a CA file, so that a typo in a
+	// file setting cannot silently leave the connection in plaintext: every
+	// TLS file set without it is refused.
+	TLS           bool   `envconfig:"CASSANDRA_TLS" default:"false" desc:"connect with TLS (Cassandra's client_encryption_options)"`
+	TLSCAFile     string `envconfig:"CASSANDRA_TLS_CA_FILE" desc:"CA bundle for the nodes' certificates (default: the system roots)"`
+	TLSCertFile   string `envconfig:"CASSANDRA_TLS_CERT_FILE" desc:"client certificate, for nodes that require one (with CASSANDRA_TLS_KEY_FILE)"`
+	TLSKeyFile    string `envconfig:"CASSANDRA_TLS_KEY_FILE" desc:"client key (with CASSANDRA_TLS_CERT_FILE)"`
+	TLSVerifyHost bool   `envconfig:"CASSANDRA_TLS_VERIFY_HOST" default:"true" desc:"check that a node's certificate names the address dialled (the chain is always checked)"`
+}
+
+// TLSFiles is the Cassandra connection's TLS material, nil without TLS.
+func (c Cassandra) TLSFiles() *tlsfiles.Files {
+	if !c.TLS {
+		return nil
+	}
+	return &tlsfiles.Files{
+		CAFile: c.TLSCAFile, CASetting: "CASSANDRA_TLS_CA_FILE",
+		CertFile: c.TLSCertFile, CertSetting: "CASSANDRA_TLS_CERT_FILE",
+		KeyFile: c.TLSKeyFile, KeySetting: "CASSANDRA_TLS_KEY_FILE",
+		SkipHostVerification: !c.TLSVerifyHost, HostSetting: "CASSANDRA_TLS_VERIFY_HOST",
+	}
 }
 
 // TSDB is how to reach the Prometheus-compatible store.
@@ -74,6 +96,15 @@ type TSDB struct {
 	// MaxSelectorBytes fits VictoriaMetrics' default -search.maxQueryLen
 	// (16 KiB) with room for the rest of the query.
 	MaxSelectorBytes int `envconfig:"TSDB_MAX_SELECTOR_BYTES" default:"12288" desc:"longest version-id list in one batched selector; a bucket with more is split into several queries (raise with VictoriaMetrics' -search.maxQueryLen)"`
+}
+
+// TLSFiles is the TSDB connection's TLS material: used for https URLs.
+func (t TSDB) TLSFiles() tlsfiles.Files {
+	return tlsfiles.Files{
+		CAFile: t.CAFile, CASetting: "TSDB_CA_FILE",
+		CertFile: t.CertFile, CertSetting: "TSDB_CERT_FILE",
+		KeyFile: t.KeyFile, KeySetting: "TSDB_KEY_FILE",
+	}
 }
 
 // Common is shared by every role.
@@ -189,6 +220,15 @@ func (c *Common) validate() error {
 	if c.PageSize < 1 {
 		add("CASSANDRA_PAGE_SIZE=%d: want an integer >= 1", c.PageSize)
 	}
+	if f := c.Cassandra.TLSFiles(); f != nil {
+		// Read now, so a missing or unreadable file stops Start with its
+		// setting named instead of surfacing as a connect retry loop.
+		if _, err := f.Config(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != "" {
+		add("CASSANDRA_TLS_CA_FILE, CASSANDRA_TLS_CERT_FILE and CASSANDRA_TLS_KEY_FILE apply only with CASSANDRA_TLS=true: set it, or the connection stays plaintext")
+	}
 	if c.PasswordFile != "" {
 		b, err := os.ReadFile(c.PasswordFile)
 		if err != nil {
@@ -215,6 +255,13 @@ func (c *Common) validate() error {
 		}
 	default:
 		add("TSDB_AUTH=%q: want none, token or mtls", c.Auth)
+	}
+	if c.CAFile != "" || c.CertFile != "" || c.KeyFile != "" {
+		if !strings.HasPrefix(c.URL, "https://") {
+			add("TSDB_CA_FILE, TSDB_CERT_FILE and TSDB_KEY_FILE apply only to an https TSDB_URL (it is %q)", SafeURL(c.URL))
+		} else if _, err := c.TSDB.TLSFiles().Config(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.MaxSelectorBytes < 1 {
 		add("TSDB_MAX_SELECTOR_BYTES=%d: want a positive number of bytes", c.MaxSelectorBytes)
@@ -284,6 +331,6 @@ func (c Common) String() string {
 	if c.Password != "" {
 		pw = Redacted
 	}
-	return fmt.Sprintf("role=%s node=%s buckets=%d cassandra=%s keyspace=%s user=%q password=%s tsdb=%s auth=%s traces=%s",
-		c.Role, c.NodeID, c.Buckets, strings.Join(c.Hosts, ","), c.Keyspace, c.Username, pw, SafeURL(c.URL), c.Auth, c.TracesExporter)
+	return fmt.Sprintf("role=%s node=%s buckets=%d cassandra=%s keyspace=%s user=%q password=%s cassandra_tls=%t tsdb=%s auth=%s traces=%s",
+		c.Role, c.NodeID, c.Buckets, strings.Join(c.Hosts, ","), c.Keyspace, c.Username, pw, c.TLS, SafeURL(c.URL), c.Auth, c.TracesExporter)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"function/shared/tlsfiles"
 )
 
 // Discovery configures the discovery function.
@@ -54,6 +56,9 @@ type Scale struct {
 	NVCFURL                string        `envconfig:"NVCF_API_URL" desc:"base URL of the NVCF HTTP API (transport http)"`
 	NVCFGRPCAddr           string        `envconfig:"NVCF_GRPC_ADDR" desc:"host:port of the nvcf.Autoscaler gRPC service (transport grpc)"`
 	NVCFGRPCInsecure       bool          `envconfig:"NVCF_GRPC_INSECURE" default:"false" desc:"plaintext gRPC (local testing only)"`
+	NVCFGRPCCAFile         string        `envconfig:"NVCF_GRPC_CA_FILE" desc:"CA bundle for the gRPC server's certificate (default: the system roots)"`
+	NVCFGRPCCertFile       string        `envconfig:"NVCF_GRPC_CERT_FILE" desc:"client certificate for gRPC, where the server requires one (with NVCF_GRPC_KEY_FILE)"`
+	NVCFGRPCKeyFile        string        `envconfig:"NVCF_GRPC_KEY_FILE" desc:"client key for gRPC (with NVCF_GRPC_CERT_FILE)"`
 	NVCFAccountScoped      bool          `envconfig:"NVCF_ACCOUNT_SCOPED" default:"false" desc:"use /v2/nvcf/accounts/{ncaId}/predictions/..."`
 	NVCFTokenFile          string        `envconfig:"NVCF_TOKEN_FILE" desc:"static bearer token file, re-read when it changes"`
 	NVCFOAuthTokenURL      string        `envconfig:"NVCF_OAUTH_TOKEN_URL" desc:"OAuth2 client-credentials token endpoint"`
@@ -175,6 +180,16 @@ func (d *Discovery) validate() error {
 	return errors.Join(errs...)
 }
 
+// NVCFGRPCTLSFiles is the gRPC connection's TLS material (unused with
+// NVCF_GRPC_INSECURE).
+func (s Scale) NVCFGRPCTLSFiles() tlsfiles.Files {
+	return tlsfiles.Files{
+		CAFile: s.NVCFGRPCCAFile, CASetting: "NVCF_GRPC_CA_FILE",
+		CertFile: s.NVCFGRPCCertFile, CertSetting: "NVCF_GRPC_CERT_FILE",
+		KeyFile: s.NVCFGRPCKeyFile, KeySetting: "NVCF_GRPC_KEY_FILE",
+	}
+}
+
 func (s *Scale) validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -203,8 +218,12 @@ func (s *Scale) validate() error {
 			add("POLICY_OVERRIDES_FILE=%q: %v", s.PolicyOverridesFile, errors.Unwrap(err))
 		}
 	}
+	grpcTLSSet := s.NVCFGRPCCAFile != "" || s.NVCFGRPCCertFile != "" || s.NVCFGRPCKeyFile != ""
 	switch s.NVCFTransport {
 	case "http":
+		if grpcTLSSet {
+			add("NVCF_GRPC_CA_FILE, NVCF_GRPC_CERT_FILE and NVCF_GRPC_KEY_FILE apply only with NVCF_TRANSPORT=grpc")
+		}
 		if !s.NVCFDryRun && s.NVCFURL == "" {
 			add("NVCF_API_URL is not set: want the NVCF API base URL (or NVCF_DRY_RUN=true)")
 		} else if s.NVCFURL != "" {
@@ -215,6 +234,11 @@ func (s *Scale) validate() error {
 	case "grpc":
 		if !s.NVCFDryRun && s.NVCFGRPCAddr == "" {
 			add("NVCF_GRPC_ADDR is not set: want host:port of nvcf.Autoscaler (or NVCF_DRY_RUN=true)")
+		}
+		if s.NVCFGRPCInsecure && grpcTLSSet {
+			add("NVCF_GRPC_INSECURE=true turns TLS off, yet NVCF_GRPC_CA_FILE, NVCF_GRPC_CERT_FILE or NVCF_GRPC_KEY_FILE is set: choose one")
+		} else if _, err := s.NVCFGRPCTLSFiles().Config(); err != nil && !s.NVCFGRPCInsecure {
+			errs = append(errs, err)
 		}
 	default:
 		add("NVCF_TRANSPORT=%q: want http or grpc", s.NVCFTransport)

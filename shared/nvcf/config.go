@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"function/shared/tlsfiles"
 )
 
 // Transports Config.Transport accepts.
@@ -61,9 +63,12 @@ type Config struct {
 	BaseURL string
 	// GRPCAddr is host:port of the nvcf.Autoscaler service.
 	GRPCAddr string
-	// GRPCInsecure uses plaintext gRPC (local testing); otherwise TLS with
-	// the system roots.
+	// GRPCInsecure uses plaintext gRPC (local testing); otherwise TLS.
 	GRPCInsecure bool
+	// GRPCTLS is the gRPC connection's TLS material: a CA (empty: the
+	// system roots) and an optional client certificate. Connection errors
+	// name its settings.
+	GRPCTLS tlsfiles.Files
 	// AccountScoped uses /v2/nvcf/accounts/{ncaId}/predictions/... and sends
 	// the deployment id (HTTP only); requests then need an NcaID.
 	AccountScoped bool

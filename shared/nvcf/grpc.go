@@ -3,6 +3,7 @@ package nvcf
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -15,18 +16,28 @@ import (
 	"google.golang.org/grpc/status"
 
 	"function/shared/nvcf/nvcfpb"
+	"function/shared/tlsfiles"
 )
 
 // grpcTransport speaks nvcf.Autoscaler.
 type grpcTransport struct {
 	conn   *grpc.ClientConn
 	client nvcfpb.AutoscalerClient
+	tls    *tlsfiles.Files // nil for plaintext
+	tlsCfg *tls.Config
+	addr   string
 }
 
 func newGRPCTransport(cfg Config) (*grpcTransport, error) {
-	creds := grpccreds.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
-	if cfg.GRPCInsecure {
-		creds = insecure.NewCredentials()
+	creds := insecure.NewCredentials()
+	var files *tlsfiles.Files
+	var tc *tls.Config
+	if !cfg.GRPCInsecure {
+		var err error
+		if tc, err = cfg.GRPCTLS.Config(); err != nil {
+			return nil, fmt.Errorf("nvcf grpc tls: %w", err)
+		}
+		creds, files = grpccreds.NewTLS(tc), &cfg.GRPCTLS
 	}
 	// NewClient does not dial; the connection comes up on first use and
 	// gRPC reconnects by itself after failures.
@@ -34,7 +45,18 @@ func newGRPCTransport(cfg Config) (*grpcTransport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nvcf grpc client for %s: %w", cfg.GRPCAddr, err)
 	}
-	return &grpcTransport{conn: conn, client: nvcfpb.NewAutoscalerClient(conn)}, nil
+	return &grpcTransport{conn: conn, client: nvcfpb.NewAutoscalerClient(conn), tls: files, tlsCfg: tc, addr: cfg.GRPCAddr}, nil
+}
+
+// explain puts the TLS setting to check in front of a failed handshake's
+// message: gRPC reports it as Unavailable with the handshake error as
+// text only (see tlsfiles.Files.Diagnose).
+func (g *grpcTransport) explain(ctx context.Context, err error) error {
+	var ae *APIError
+	if g.tls != nil && errors.As(err, &ae) && ae.Code == codes.Unavailable.String() {
+		ae.Message = g.tls.Diagnose(ctx, g.addr, g.tlsCfg, errors.New(ae.Message)).Error()
+	}
+	return err
 }
 
 func (g *grpcTransport) autoscaleEndpoint() string { return EndpointAutoscaleFunction }
@@ -70,7 +92,7 @@ func (g *grpcTransport) autoscale(ctx context.Context, r Request, token string) 
 	resp, err := g.client.AutoscaleFunction(withToken(ctx, token), req)
 	if err != nil {
 		code, ae := grpcError(EndpointAutoscaleFunction, err)
-		return Result{}, code, ae
+		return Result{}, code, g.explain(ctx, ae)
 	}
 	return Result{
 		ActiveInstances:      int(resp.GetActiveInstances()),
@@ -89,7 +111,7 @@ func (g *grpcTransport) deploymentConfiguration(ctx context.Context, functionID,
 	})
 	if err != nil {
 		code, ae := grpcError(EndpointDeploymentConfigRPC, err)
-		return nil, code, ae
+		return nil, code, g.explain(ctx, ae)
 	}
 	return fromProtoConfigs(resp.GetConfigs()), codes.OK.String(), nil
 }

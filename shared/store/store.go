@@ -10,13 +10,17 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/gocql/gocql"
+
+	"function/shared/tlsfiles"
 )
 
 // Config says how to reach Cassandra and how to lay out the keyspace.
@@ -32,6 +36,9 @@ type Config struct {
 	Timeout           time.Duration // per request
 	ConnectTimeout    time.Duration
 	PageSize          int
+	// TLS, when set, encrypts every connection and names the settings its
+	// files came from in connection errors.
+	TLS *tlsfiles.Files
 	// SkipSchema leaves creating the schema to someone else (the chart's
 	// schema Job, run as an administrative user) so the autoscaler's user
 	// needs no CREATE permission; Open then only checks the tables exist.
@@ -111,12 +118,31 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	} else {
 		cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
 	}
+	var tc *tls.Config
+	if cfg.TLS != nil {
+		var err error
+		tc, err = cfg.TLS.Config()
+		if err != nil {
+			return nil, fmt.Errorf("cassandra tls: %w", err)
+		}
+		// gocql keeps a given Config's verification as it is, except that
+		// EnableHostVerification=false alone would turn all of it off; the
+		// chain-only mode lives in tc itself (tlsfiles).
+		cluster.SslOpts = &gocql.SslOptions{Config: tc, EnableHostVerification: !cfg.TLS.SkipHostVerification}
+	}
 	if cfg.Observer != nil {
 		o := observer(cfg.Observer)
 		cluster.QueryObserver, cluster.BatchObserver = o, o
 	}
 	session, err := cluster.CreateSession()
 	if err != nil {
+		if cfg.TLS != nil {
+			addr := cfg.Hosts[0]
+			if _, _, splitErr := net.SplitHostPort(addr); splitErr != nil {
+				addr = net.JoinHostPort(addr, "9042")
+			}
+			err = cfg.TLS.Diagnose(ctx, addr, tc, err)
+		}
 		return nil, fmt.Errorf("connect to cassandra %s: %w", strings.Join(cfg.Hosts, ","), err)
 	}
 	q := func(t string) string { return cfg.Keyspace + "." + t }

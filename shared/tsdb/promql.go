@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +24,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"function/shared/tlsfiles"
 )
 
 // Config says how to reach the TSDB.
@@ -32,9 +33,9 @@ type Config struct {
 	URL       string // base URL, may include a path prefix (e.g. /prometheus, /select/0/prometheus)
 	Auth      string // none, token or mtls
 	TokenFile string // bearer token (auth=token), re-read when it changes
-	CAFile    string // CA bundle for the server's certificate
-	CertFile  string // client certificate (auth=mtls)
-	KeyFile   string // client key (auth=mtls)
+	// TLS is used for https URLs: the CA (empty: the system roots) and,
+	// for auth=mtls, the client certificate. Errors name its settings.
+	TLS tlsfiles.Files
 	// APIPrefix is the API path under URL; "/api/v1" unless a gateway
 	// exposes another (the reference's token mode uses "/v1").
 	APIPrefix   string
@@ -88,6 +89,8 @@ type Client struct {
 	http    *http.Client
 	token   *tokenFile
 	queries atomic.Int64
+	// tlsConfig is the transport's, kept to probe a failed connection.
+	tlsConfig *tls.Config
 }
 
 // New validates cfg and builds a client; it does not contact the server.
@@ -114,17 +117,9 @@ func New(cfg Config) (*Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	c := &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tsdb CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tsdb CA file %s: no PEM certificates", cfg.CAFile)
-		}
-		tlsCfg.RootCAs = pool
+	tlsCfg, err := cfg.TLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("tsdb tls: %w", err)
 	}
 	switch cfg.Auth {
 	case "", "none":
@@ -137,15 +132,13 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	case "mtls":
-		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tsdb client certificate: %w", err)
+		if len(tlsCfg.Certificates) == 0 {
+			return nil, fmt.Errorf("tsdb auth mtls needs a client certificate: set %s and %s", cfg.TLS.CertSetting, cfg.TLS.KeySetting)
 		}
-		tlsCfg.Certificates = []tls.Certificate{cert}
 	default:
 		return nil, fmt.Errorf("tsdb auth %q: want none, token or mtls", cfg.Auth)
 	}
-	tr.TLSClientConfig = tlsCfg
+	tr.TLSClientConfig, c.tlsConfig = tlsCfg, tlsCfg
 	return c, nil
 }
 
@@ -300,7 +293,7 @@ func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string) (
 		status = "transport_error"
 		// Connection refused, reset or timed out: the server may be back
 		// shortly. A cancelled caller is not.
-		return nil, nil, &QueryError{Query: query, Err: scrubURL(err), retryable: ctx.Err() == nil && isTransient(err)}
+		return nil, nil, &QueryError{Query: query, Err: c.explainTLS(ctx, scrubURL(err)), retryable: ctx.Err() == nil && isTransient(err)}
 	}
 	defer resp.Body.Close()
 	status = strconv.Itoa(resp.StatusCode)
@@ -323,6 +316,19 @@ func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string) (
 		return nil, warns, &QueryError{Query: query, Status: resp.StatusCode, Err: perr}
 	}
 	return series, warns, nil
+}
+
+// explainTLS names the TLS setting behind a transport error of an https
+// TSDB (see tlsfiles.Files.Diagnose); plain http errors pass unchanged.
+func (c *Client) explainTLS(ctx context.Context, err error) error {
+	if c.base.Scheme != "https" {
+		return err
+	}
+	addr := c.base.Host
+	if c.base.Port() == "" {
+		addr = net.JoinHostPort(c.base.Hostname(), "443")
+	}
+	return c.cfg.TLS.Diagnose(ctx, addr, c.tlsConfig, err)
 }
 
 func isTransient(err error) bool {

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"function/shared/tlsfiles"
 )
 
 func TestParseResponse(t *testing.T) {
@@ -181,7 +183,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{URL: "http://x", Auth: "basic"},
 		{URL: "http://x", Auth: "token"},
 		{URL: "http://x", Auth: "token", TokenFile: "/nonexistent"},
-		{URL: "http://x", Auth: "mtls", CertFile: "/nonexistent", KeyFile: "/nonexistent"},
+		{URL: "http://x", Auth: "mtls", TLS: tlsfiles.Files{CertFile: "/nonexistent", KeyFile: "/nonexistent"}},
+		{URL: "http://x", Auth: "mtls"},
 	} {
 		_, err := New(cfg)
 		require.Error(t, err, "%+v", cfg)

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ func main() {
 	keyspace := flag.String("keyspace", "stack_check", "scratch keyspace for -lwt (created with RF 1)")
 	quiet := flag.Bool("q", false, "print nothing on success")
 	verbose := flag.Bool("v", false, "keep the driver's own log lines (noisy while the node boots)")
+	tlsDir := flag.String("tls", "", "connect with TLS: a directory made by certs.sh (ca.pem verifies the node, client.pem and client-key.pem authenticate)")
 	flag.Parse()
 
 	if !*verbose {
@@ -41,13 +43,13 @@ func main() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, strings.Split(*hosts, ","), *lwt, *keyspace, *quiet); err != nil {
+	if err := run(ctx, strings.Split(*hosts, ","), *tlsDir, *lwt, *keyspace, *quiet); err != nil {
 		fmt.Fprintln(os.Stderr, "cqlping:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, hosts []string, lwt bool, keyspace string, quiet bool) error {
+func run(ctx context.Context, hosts []string, tlsDir string, lwt bool, keyspace string, quiet bool) error {
 	deadline, _ := ctx.Deadline()
 	cluster := gocql.NewCluster(hosts...)
 	// Protocol v4 skips the driver's version negotiation, which costs a
@@ -58,6 +60,14 @@ func run(ctx context.Context, hosts []string, lwt bool, keyspace string, quiet b
 	cluster.NumConns = 1
 	cluster.Consistency = gocql.One
 	cluster.SerialConsistency = gocql.LocalSerial
+	if tlsDir != "" {
+		cluster.SslOpts = &gocql.SslOptions{
+			CaPath:                 filepath.Join(tlsDir, "ca.pem"),
+			CertPath:               filepath.Join(tlsDir, "client.pem"),
+			KeyPath:                filepath.Join(tlsDir, "client-key.pem"),
+			EnableHostVerification: true,
+		}
+	}
 	// No ReconnectionPolicy with MaxRetries 0: gocql v1.7.0 then leaves a
 	// nil connection in the pool and the first query panics in Pick.
 

@@ -1,0 +1,222 @@
+package testenv
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// RepoRoot is the module's root directory, found from the test's working
+// directory (a package directory) upwards.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "e2e", "stack", "stack.sh")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no e2e/stack/stack.sh above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// CertDir is a directory of certificates made by e2e/stack/certs.sh, whose
+// header lists the files.
+type CertDir string
+
+// PEM is the path of name's PEM file, e.g. PEM("client-key").
+func (d CertDir) PEM(name string) string { return filepath.Join(string(d), name+".pem") }
+
+// Certs generates a fresh set of test certificates into a temporary
+// directory of the test with e2e/stack/certs.sh, the one generator every
+// TLS test and the stack share.
+func Certs(t testing.TB) CertDir {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "certs")
+	out, err := exec.Command("bash", filepath.Join(RepoRoot(t), "e2e", "stack", "certs.sh"), dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("certs.sh: %v\n%s", err, out)
+	}
+	return CertDir(dir)
+}
+
+// CassandraTLS is a Cassandra node of the test's own that accepts only TLS
+// clients presenting a certificate of its CA.
+type CassandraTLS struct {
+	Hosts []string
+	// Certs is the directory certs.sh generated for it: ca.pem signed the
+	// node's certificate and client.pem; other-ca.pem did not.
+	Certs CertDir
+}
+
+// StartCassandraTLS starts stack.sh's cassandra-tls variant in a temporary
+// directory on free ports (so concurrent runs and the shared node do not
+// collide; about 10 s and 1 GiB resident) and stops it by PID when the test
+// ends. It needs the shared stack's Cassandra jars: where the shared node
+// is missing it skips or fails like RequireCassandra.
+func StartCassandraTLS(t testing.TB) CassandraTLS {
+	t.Helper()
+	RequireCassandra(t)
+	dir := t.TempDir()
+	port := strconv.Itoa(freePort(t))
+	env := append(os.Environ(),
+		"CASSANDRA_TLS_DIR="+dir,
+		"CASSANDRA_TLS_PORT="+port,
+		"CASSANDRA_TLS_STORAGE_PORT="+strconv.Itoa(freePort(t)),
+	)
+	// Registered before the start, so a node that came up but failed its
+	// readiness check is stopped too.
+	t.Cleanup(func() { stopByPIDFile(t, filepath.Join(dir, "cassandra-tls.pid")) })
+	c := exec.Command("bash", filepath.Join(RepoRoot(t), "e2e", "stack", "stack.sh"), "start", "cassandra-tls")
+	c.Env = env
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("start cassandra-tls: %v\n%s", err, out)
+	}
+	return CassandraTLS{Hosts: []string{"127.0.0.1:" + port}, Certs: CertDir(filepath.Join(dir, "certs"))}
+}
+
+// stopByPIDFile kills the process whose PID the file holds and waits until
+// it is gone. KILL, not TERM: the node's data is thrown away with the test,
+// so Cassandra's orderly drain (seconds) buys nothing.
+func stopByPIDFile(t testing.TB, pidFile string) {
+	t.Helper()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return // never launched
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Errorf("pid file %s: %v", pidFile, err)
+		return
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return // already gone
+	}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			return
+		}
+	}
+	t.Errorf("process %d (%s) still alive 15 s after KILL", pid, pidFile)
+}
+
+// freePort is a port nothing listens on now. Another process may take it
+// before the server binds; the server's start then fails loudly.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// StartPrometheusMTLS starts a Prometheus of the test's own (the stack's
+// Debian binary) on a free 127.0.0.1 port with --web.config.file requiring
+// a client certificate signed by certs' ca.pem, serving certs' server.pem,
+// and stops it by PID when the test ends. It returns once the server
+// answers a client holding client.pem. Without the binary it skips or
+// fails like the Require functions.
+func StartPrometheusMTLS(t testing.TB, certs CertDir) PrometheusMTLS {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		missing(t, "Prometheus", "$PATH (Debian package prometheus)", err)
+	}
+	dir := t.TempDir()
+	web := fmt.Sprintf(`tls_server_config:
+  cert_file: %s
+  key_file: %s
+  client_ca_file: %s
+  client_auth_type: RequireAndVerifyClientCert
+`, certs.PEM("server"), certs.PEM("server-key"), certs.PEM("ca"))
+	writeFile(t, filepath.Join(dir, "web.yml"), web)
+	writeFile(t, filepath.Join(dir, "prometheus.yml"), "global:\n  scrape_interval: 1m\n")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	log, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin,
+		"--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--web.config.file="+filepath.Join(dir, "web.yml"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start prometheus: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill() // by PID: the process this test started
+		_ = cmd.Wait()
+		log.Close()
+	})
+	url := "https://" + addr
+	if err := waitHTTPS(url+"/-/ready", certs, 30*time.Second); err != nil {
+		b, _ := os.ReadFile(log.Name())
+		t.Fatalf("prometheus with mTLS at %s not ready: %v\n%s", url, err, b)
+	}
+	return PrometheusMTLS{URL: url, Log: log.Name()}
+}
+
+// PrometheusMTLS is a running Prometheus that requires client certificates.
+type PrometheusMTLS struct {
+	URL string // https base URL
+	Log string // its log file, where it says why it refused a handshake
+}
+
+// waitHTTPS polls url with certs' client certificate until it answers 200.
+func waitHTTPS(url string, certs CertDir, timeout time.Duration) error {
+	pair, err := tls.LoadX509KeyPair(certs.PEM("client"), certs.PEM("client-key"))
+	if err != nil {
+		return err
+	}
+	caPEM, err := os.ReadFile(certs.PEM("ca"))
+	if err != nil {
+		return err
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
+	}}
+	defer client.CloseIdleConnections()
+	for deadline := time.Now().Add(timeout); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
+}
+
+func writeFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

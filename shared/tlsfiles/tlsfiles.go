@@ -1,0 +1,205 @@
+// Package tlsfiles builds the client side of TLS for every outside system
+// the autoscaler talks to (Cassandra, the TSDB, the NVCF API) from PEM files
+// named by settings, and explains a failed handshake in terms of those
+// settings. "x509: certificate signed by unknown authority" alone does not
+// tell an operator which of a dozen files to fix; "CASSANDRA_TLS_CA_FILE
+// ... does not sign the server's certificate" does.
+//
+// Only paths are held here, never key material in a printable form: a
+// Files value is safe to log.
+package tlsfiles
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+// Files names one connection's TLS material and the settings it comes from.
+// Each *Setting is the variable an operator sets (e.g. TSDB_CA_FILE); it is
+// what messages name.
+type Files struct {
+	// CAFile verifies the server's certificate; empty means the system's
+	// roots.
+	CAFile, CASetting string
+	// CertFile and KeyFile are the client's certificate and key, for
+	// servers that authenticate clients by certificate; both or neither.
+	CertFile, CertSetting string
+	KeyFile, KeySetting   string
+	// SkipHostVerification still checks the server's chain against the CA
+	// but not that the certificate names the host dialled: for clusters
+	// whose node certificates carry no usable address. Off by default.
+	SkipHostVerification bool
+	// HostSetting is the setting that turns host verification off.
+	HostSetting string
+}
+
+// HasClientCert reports whether a client certificate is configured.
+func (f Files) HasClientCert() bool { return f.CertFile != "" || f.KeyFile != "" }
+
+// Config reads the files and returns the client TLS configuration. Every
+// error names the setting whose file is wrong and does not quote the file's
+// contents.
+func (f Files) Config() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.CAFile != "" {
+		pem, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: cannot read the CA file: %w", f.CASetting, f.CAFile, unwrapPath(err))
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s=%q: no PEM certificate in the CA file", f.CASetting, f.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if f.HasClientCert() {
+		if f.CertFile == "" || f.KeyFile == "" {
+			return nil, fmt.Errorf("%s and %s go together: set both for a client certificate, or neither", f.CertSetting, f.KeySetting)
+		}
+		certPEM, err := os.ReadFile(f.CertFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: cannot read the client certificate: %w", f.CertSetting, f.CertFile, unwrapPath(err))
+		}
+		keyPEM, err := os.ReadFile(f.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s=%q: cannot read the client key: %w", f.KeySetting, f.KeyFile, unwrapPath(err))
+		}
+		pair, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			// tls's messages name PEM blocks and key types, never key bytes.
+			return nil, fmt.Errorf("%s=%q and %s=%q: not a usable certificate and key: %w", f.CertSetting, f.CertFile, f.KeySetting, f.KeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if f.SkipHostVerification {
+		// crypto/tls cannot verify the chain without the name, so it is
+		// told to skip both and the chain is verified here instead (the
+		// pattern of crypto/tls's VerifyConnection example).
+		roots := cfg.RootCAs
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("tls: the server sent no certificate")
+			}
+			opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
+			for _, c := range cs.PeerCertificates[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
+				return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
+			}
+			return nil
+		}
+	}
+	return cfg, nil
+}
+
+// unwrapPath drops the *PathError's repetition of the path the message
+// already quotes.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Explain returns err with the setting to check in front when it is a TLS
+// failure, and err unchanged otherwise (nil stays nil). It works on the
+// text as well as on typed errors: the Cassandra and gRPC drivers flatten
+// the handshake error into their own message, so the types are gone by
+// the time it reaches the caller. The strings matched are crypto/tls's and
+// crypto/x509's own.
+func (f Files) Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	ca := f.CASetting + " (system roots)"
+	if f.CAFile != "" {
+		ca = fmt.Sprintf("%s=%q", f.CASetting, f.CAFile)
+	}
+	switch {
+	case strings.Contains(msg, "certificate signed by unknown authority"):
+		return fmt.Errorf("the server's certificate is not signed by the CA of %s: %w", ca, err)
+	case strings.Contains(msg, "x509: certificate has expired or is not yet valid"):
+		return fmt.Errorf("the server's certificate has expired or is not yet valid (checked against %s; the server needs a new certificate): %w", ca, err)
+	case strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: cannot validate certificate for"):
+		hint := "the server's certificate does not name the host dialled"
+		if f.HostSetting != "" {
+			hint += fmt.Sprintf(" (connect by a name it carries, or set %s=false)", f.HostSetting)
+		}
+		return fmt.Errorf("%s: %w", hint, err)
+	case strings.Contains(msg, "remote error: tls:") && alertAboutClientCert(msg):
+		if !f.HasClientCert() {
+			return fmt.Errorf("the server requires a client certificate: set %s and %s: %w", f.CertSetting, f.KeySetting, err)
+		}
+		return fmt.Errorf("the server refused the client certificate of %s=%q (expired, or not signed by a CA the server trusts): %w", f.CertSetting, f.CertFile, err)
+	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return fmt.Errorf("the server does not speak TLS on this port (TLS is on through %s): %w", f.CASetting, err)
+	}
+	return err
+}
+
+// alertAboutClientCert tells the alerts a server sends about the client's
+// certificate (TLS 1.3 reports them on the first read after the handshake,
+// so they arrive as a read error) from other remote errors.
+func alertAboutClientCert(msg string) bool {
+	for _, a := range []string{"bad certificate", "expired certificate", "unknown certificate authority", "certificate required", "certificate unknown", "unsupported certificate", "revoked certificate"} {
+		if strings.Contains(msg, "remote error: tls: "+a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Diagnose explains err like Explain and, when err alone shows no TLS cause
+// ("broken pipe", "connection reset"), asks the server at addr (host:port)
+// with cfg: under TLS 1.3 a server refuses a client certificate with an
+// alert sent after the client's side of the handshake has finished, and a
+// client already writing its request sees only the dropped connection. The
+// probe costs one connection, and only on a failure.
+func (f Files) Diagnose(ctx context.Context, addr string, cfg *tls.Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	if explained := f.Explain(err); explained != err {
+		return explained
+	}
+	perr := probe(ctx, addr, cfg)
+	if perr == nil {
+		return err
+	}
+	withProbe := fmt.Errorf("%w (a TLS probe of %s: %v)", err, addr, perr)
+	if explained := f.Explain(withProbe); explained != withProbe {
+		return explained
+	}
+	return err
+}
+
+// probe completes a handshake with addr and waits briefly for the server's
+// verdict on it: nil when the server then waits for a request, as a server
+// that accepted the client does.
+func probe(ctx context.Context, addr string, cfg *tls.Config) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, err = conn.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil
+	}
+	return err
+}
