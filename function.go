@@ -1,14 +1,17 @@
 // Package function is the NVCF autoscaler as a Knative function: kn func
-// wraps New() in func-go's CloudEvents runtime, which calls Start once,
-// probes Ready and Alive, and passes every CloudEvent to Handle. Handle
-// routes by event type: PingSource ticks go to discovery, bucket and
-// activation events to the scale function.
+// wraps New() in func-go's HTTP runtime (func.yaml: invoke: http), which
+// calls Start once, probes Ready and Alive, and passes every request to
+// Handle. Handle reads the CloudEvent with the CloudEvents SDK's HTTP
+// binding, in the request's own goroutine (shared/receiver says why not
+// the SDK's receiver), and routes it by type: PingSource ticks go to
+// discovery, bucket and activation events to the scale function.
 package function
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -22,6 +25,7 @@ import (
 	"function/shared/config"
 	"function/shared/events"
 	"function/shared/nvcf"
+	"function/shared/receiver"
 	"function/shared/store"
 	"function/shared/telemetry"
 	"function/shared/tsdb"
@@ -33,6 +37,10 @@ type Function struct {
 	log      *slog.Logger
 	metrics  *telemetry.Metrics
 
+	// receiver serves events once Start has loaded the settings; until
+	// then a request is a 503 (Knative does not route to a pod before it
+	// is ready, so only a hand-made request can see it).
+	receiver atomic.Pointer[receiver.Receiver]
 	// ready holds the wired handlers once every dependency answered at
 	// least once; until then Handle answers 503 so Knative redelivers.
 	ready atomic.Pointer[handlers]
@@ -99,6 +107,7 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) error {
 		f.log.Info("serving self-metrics", "address", addr.String())
 	}
 	go f.connect(runCtx)
+	f.receiver.Store(&receiver.Receiver{MaxBodyBytes: s.MaxEventBytes, LimitSetting: "MAX_EVENT_BYTES", Log: f.log, Handle: f.route})
 	return nil
 }
 
@@ -259,11 +268,22 @@ func (f *Function) Ready(ctx context.Context) (bool, error) {
 // concern, so an outage never gets healthy pods restarted.
 func (f *Function) Alive(context.Context) (bool, error) { return true, nil }
 
-// Handle routes one CloudEvent. Unknown types, events for a role this
+// Handle serves one HTTP request carrying a CloudEvent (func-go's HTTP
+// form): parsed, routed and answered in this request's goroutine alone.
+func (f *Function) Handle(w http.ResponseWriter, r *http.Request) {
+	rc := f.receiver.Load()
+	if rc == nil {
+		http.Error(w, "starting: the configuration is not loaded yet", http.StatusServiceUnavailable)
+		return
+	}
+	rc.ServeHTTP(w, r)
+}
+
+// route handles one CloudEvent. Unknown types, events for a role this
 // process does not serve and malformed payloads are 400s, decided before the
 // readiness gate: while the process is still connecting, a 503 would have
 // Knative redeliver an event no retry can fix.
-func (f *Function) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+func (f *Function) route(ctx context.Context, e event.Event) (*event.Event, error) {
 	if err := f.validate(e); err != nil {
 		return nil, err
 	}

@@ -27,6 +27,8 @@ func TestEveryBoundIsExact(t *testing.T) {
 		{"skew 0", env{"MAX_CLOCK_SKEW": "0s"}, "MAX_CLOCK_SKEW=", false},
 		{"skew below 0", env{"MAX_CLOCK_SKEW": "-1ns"}, "MAX_CLOCK_SKEW=-1ns: want a duration >= 0", true},
 		{"skew just under the period", env{"MAX_CLOCK_SKEW": "59999ms"}, "MAX_CLOCK_SKEW=", false},
+		{"event bytes 1024", env{"MAX_EVENT_BYTES": "1024"}, "MAX_EVENT_BYTES=", false},
+		{"event bytes under 1024", env{"MAX_EVENT_BYTES": "1023"}, "MAX_EVENT_BYTES=1023: want at least 1024 bytes", true},
 
 		{"cql timeout 1ms", env{"CASSANDRA_TIMEOUT": "1ms"}, "CASSANDRA_TIMEOUT=", false},
 		{"cql timeout 0", env{"CASSANDRA_TIMEOUT": "0s"}, "CASSANDRA_TIMEOUT=0s: want a positive duration", true},

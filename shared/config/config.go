@@ -117,6 +117,12 @@ type Common struct {
 	// cycle may be: a cycle becomes each version's last applied one, so one
 	// from the future would make real cycles look like replays.
 	ClockSkew time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"10s" desc:"how far a tick's time or a bucket's cycle may be ahead of this replica's clock; a tick beyond it is taken as now, a bucket beyond it is refused (400)"`
+	// MaxEventBytes bounds a request body: without it a 200 MB body was
+	// read whole (RSS 25 -> 550 MB) before being refused, and a few at once
+	// would pass the chart's memory limit. The largest event the autoscaler
+	// is sent (an activation in structured mode, ids at their 128-character
+	// maximum, with the attributes a Broker adds) is under 2 KiB.
+	MaxEventBytes int64 `envconfig:"MAX_EVENT_BYTES" default:"65536" desc:"largest request body accepted; a larger one is refused with 413 before it is read"`
 	// MetricsAddress serves /metrics beside func-go's port, which only
 	// carries CloudEvents and health.
 	MetricsAddress string `envconfig:"METRICS_ADDRESS" desc:"host:port for /metrics (off when empty; the chart sets :9095)"`
@@ -186,6 +192,9 @@ func (c *Common) validate() error {
 	}
 	if !(c.TracesSamplerArg >= 0 && c.TracesSamplerArg <= 1) {
 		add("OTEL_TRACES_SAMPLER_ARG=%g: want a fraction in [0, 1]", c.TracesSamplerArg)
+	}
+	if c.MaxEventBytes < 1024 {
+		add("MAX_EVENT_BYTES=%d: want at least 1024 bytes (an event is a few hundred)", c.MaxEventBytes)
 	}
 	if c.ClockSkew < 0 {
 		add("MAX_CLOCK_SKEW=%s: want a duration >= 0 such as 10s", c.ClockSkew)

@@ -1,0 +1,132 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/stretchr/testify/require"
+
+	"function/shared/events"
+)
+
+// The handler's outcomes keep the statuses the SDK's receiver gave them
+// (Knative's retries depend on them); the function's tests drive the same
+// code through the real entry point for the requests refused before a
+// handler runs.
+
+func serve(t *testing.T, h HandleFunc, hdr map[string]string, body string) (*httptest.ResponseRecorder, string) {
+	t.Helper()
+	var logs bytes.Buffer
+	rc := &Receiver{MaxBodyBytes: 1024, LimitSetting: "MAX_EVENT_BYTES", Log: slog.New(slog.NewJSONHandler(&logs, nil)), Handle: h}
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	rc.ServeHTTP(w, req)
+	return w, logs.String()
+}
+
+var binaryEvent = map[string]string{
+	"Ce-Id": "e-1", "Ce-Specversion": "1.0", "Ce-Source": "test", "Ce-Type": "t",
+	"Ce-Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "Content-Type": "application/json",
+}
+
+func TestHandlerOutcomesKeepTheirStatuses(t *testing.T) {
+	reply := func(in event.Event) *event.Event {
+		out, err := events.NewReply(in, "t.result", map[string]int{"n": 1})
+		require.NoError(t, err)
+		return out
+	}
+	cases := []struct {
+		name   string
+		handle HandleFunc
+		status int
+		body   string
+		logs   string
+	}{
+		{"bad request", func(context.Context, event.Event) (*event.Event, error) {
+			return nil, events.BadRequest("bucket event %s: no good", "e-1")
+		}, 400, "bucket event e-1: no good", ""},
+		{"unavailable", func(context.Context, event.Event) (*event.Event, error) {
+			return nil, events.Unavailable("cassandra down")
+		}, 503, "cassandra down", ""},
+		{"accepted without a reply", func(context.Context, event.Event) (*event.Event, error) { return nil, nil }, 200, "", ""},
+		{"reply event", func(_ context.Context, e event.Event) (*event.Event, error) { return reply(e), nil }, 200, `{"n":1}`, ""},
+		{"plain error", func(context.Context, event.Event) (*event.Event, error) {
+			return nil, errors.New("wire handlers: boom")
+		}, 500, "wire handlers: boom", `"msg":"event handler failed"`},
+		{"panic", func(context.Context, event.Event) (*event.Event, error) { panic("nil map") }, 500,
+			"internal error: the event handler panicked", `"msg":"event handler panicked"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w, logs := serve(t, c.handle, binaryEvent, `{}`)
+			require.Equal(t, c.status, w.Code)
+			require.Equal(t, c.body, w.Body.String())
+			if c.logs == "" {
+				require.Empty(t, logs)
+			} else {
+				require.Equal(t, 1, strings.Count(logs, "\n"), logs)
+				require.Contains(t, logs, c.logs)
+			}
+		})
+	}
+	// The reply goes back in binary mode, as the SDK wrote it.
+	w, _ := serve(t, cases[3].handle, binaryEvent, `{}`)
+	require.Equal(t, "e-1/result", w.Header().Get("Ce-Id"))
+	require.Equal(t, "t.result", w.Header().Get("Ce-Type"))
+}
+
+// What the handler gets is the event the binding parsed, extensions (the
+// trace context) included, in either mode.
+func TestHandlerGetsTheParsedEvent(t *testing.T) {
+	var got event.Event
+	keep := func(_ context.Context, e event.Event) (*event.Event, error) { got = e; return nil, nil }
+
+	w, _ := serve(t, keep, binaryEvent, `{"a":1}`)
+	require.Equal(t, 200, w.Code, w.Body.String())
+	require.Equal(t, "e-1", got.ID())
+	require.Equal(t, `{"a":1}`, string(got.Data()))
+	require.Equal(t, binaryEvent["Ce-Traceparent"], got.Extensions()["traceparent"])
+
+	w, _ = serve(t, keep, map[string]string{"Content-Type": "application/cloudevents+json"},
+		`{"specversion":"1.0","id":"s-1","source":"test","type":"t","datacontenttype":"application/json","data":{"b":2}}`)
+	require.Equal(t, 200, w.Code, w.Body.String())
+	require.Equal(t, "s-1", got.ID())
+	require.Equal(t, `{"b":2}`, string(got.Data()))
+}
+
+// A request refused before the handler runs never reaches it.
+func TestRefusedRequestsNeverReachTheHandler(t *testing.T) {
+	called := false
+	h := func(context.Context, event.Event) (*event.Event, error) { called = true; return nil, nil }
+	for _, c := range []struct {
+		name string
+		hdr  map[string]string
+		body string
+		want int
+	}{
+		{"over the limit", binaryEvent, strings.Repeat(" ", 1025), 413},
+		{"gzip", map[string]string{"Content-Encoding": "gzip", "Ce-Id": "e-1", "Ce-Specversion": "1.0", "Ce-Source": "s", "Ce-Type": "t"}, "x", 415},
+		{"no source", map[string]string{"Ce-Id": "e-1", "Ce-Specversion": "1.0", "Ce-Type": "t"}, "{}", 400},
+	} {
+		w, logs := serve(t, h, c.hdr, c.body)
+		require.Equal(t, c.want, w.Code, "%s: %s", c.name, w.Body.String())
+		require.NotEmpty(t, w.Body.String(), c.name)
+		require.Equal(t, 1, strings.Count(logs, `"msg":"event refused"`), c.name)
+	}
+	require.False(t, called)
+
+	// Exactly the limit is read and handled.
+	w, _ := serve(t, h, binaryEvent, strings.Repeat(" ", 1024))
+	require.Equal(t, 200, w.Code, w.Body.String())
+	require.True(t, called)
+}
