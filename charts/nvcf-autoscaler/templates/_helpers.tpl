@@ -54,6 +54,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{- define "nvcf-autoscaler.secretDir" -}}/var/run/secrets/nvcf-autoscaler{{- end -}}
 {{- define "nvcf-autoscaler.tlsDir" -}}/var/run/secrets/nvcf-autoscaler-tsdb-tls{{- end -}}
+{{- define "nvcf-autoscaler.cassandraTLSDir" -}}/var/run/secrets/nvcf-autoscaler-cassandra-tls{{- end -}}
+{{- define "nvcf-autoscaler.nvcfTLSDir" -}}/var/run/secrets/nvcf-autoscaler-nvcf-tls{{- end -}}
+{{- /* Whether the Cassandra and NVCF gRPC TLS Secrets are mounted. */}}
+{{- define "nvcf-autoscaler.cassandraTLS" -}}{{ if and .Values.cassandra.tls.enabled .Values.cassandra.tls.secret }}true{{ end }}{{- end -}}
+{{- define "nvcf-autoscaler.nvcfTLS" -}}{{ if and (eq .Values.nvcf.transport "grpc") (not .Values.nvcf.grpcInsecure) .Values.nvcf.grpcTLS.secret }}true{{ end }}{{- end -}}
 {{- define "nvcf-autoscaler.overridesDir" -}}/etc/nvcf-autoscaler/policy{{- end -}}
 
 {{/*
@@ -105,6 +110,16 @@ resources. Secrets reach the process as files, never as values in env.
       mountPath: {{ include "nvcf-autoscaler.tlsDir" $root }}
       readOnly: true
     {{- end }}
+    {{- if include "nvcf-autoscaler.cassandraTLS" $root }}
+    - name: cassandra-tls
+      mountPath: {{ include "nvcf-autoscaler.cassandraTLSDir" $root }}
+      readOnly: true
+    {{- end }}
+    {{- if include "nvcf-autoscaler.nvcfTLS" $root }}
+    - name: nvcf-tls
+      mountPath: {{ include "nvcf-autoscaler.nvcfTLSDir" $root }}
+      readOnly: true
+    {{- end }}
     {{- if $v.policy.overrides }}
     - name: policy-overrides
       mountPath: {{ include "nvcf-autoscaler.overridesDir" $root }}
@@ -123,6 +138,16 @@ resources. Secrets reach the process as files, never as values in env.
 - name: tsdb-tls
   secret:
     secretName: {{ $v.tsdb.tlsSecret }}
+{{- end }}
+{{- if include "nvcf-autoscaler.cassandraTLS" . }}
+- name: cassandra-tls
+  secret:
+    secretName: {{ $v.cassandra.tls.secret }}
+{{- end }}
+{{- if include "nvcf-autoscaler.nvcfTLS" . }}
+- name: nvcf-tls
+  secret:
+    secretName: {{ $v.nvcf.grpcTLS.secret }}
 {{- end }}
 {{- if $v.policy.overrides }}
 - name: policy-overrides
