@@ -146,7 +146,9 @@ func (rc *Receiver) answer(w http.ResponseWriter, r *http.Request, e *event.Even
 		var result *cehttp.Result
 		switch {
 		case protocol.ResultAs(err, &result):
-			if result.StatusCode > 100 && result.StatusCode < 600 {
+			// A status no final answer can have is the SDK's "no status":
+			// 200, as its receiver did.
+			if result.StatusCode >= 200 && result.StatusCode < 600 {
 				status = result.StatusCode
 			}
 			msg = fmt.Errorf(result.Format, result.Args...).Error()
@@ -183,9 +185,7 @@ func (rc *Receiver) refuse(w http.ResponseWriter, r *http.Request, e *event.Even
 const maxMessage = 1024
 
 func writeText(w http.ResponseWriter, status int, msg string) {
-	if msg != "" {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, msg)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/stretchr/testify/require"
 
 	"function/shared/events"
@@ -23,9 +24,13 @@ import (
 
 func serve(t *testing.T, h HandleFunc, hdr map[string]string, body string) (*httptest.ResponseRecorder, string) {
 	t.Helper()
+	return serveRequest(t, h, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body)), hdr)
+}
+
+func serveRequest(t *testing.T, h HandleFunc, req *http.Request, hdr map[string]string) (*httptest.ResponseRecorder, string) {
+	t.Helper()
 	var logs bytes.Buffer
 	rc := &Receiver{MaxBodyBytes: 1024, LimitSetting: "MAX_EVENT_BYTES", Log: slog.New(slog.NewJSONHandler(&logs, nil)), Handle: h}
-	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
@@ -58,6 +63,15 @@ func TestHandlerOutcomesKeepTheirStatuses(t *testing.T) {
 		{"unavailable", func(context.Context, event.Event) (*event.Event, error) {
 			return nil, events.Unavailable("cassandra down")
 		}, 503, "cassandra down", ""},
+		{"no final status is 200", func(context.Context, event.Event) (*event.Event, error) {
+			return nil, cehttp.NewResult(199, "almost")
+		}, 200, "almost", ""},
+		{"highest status", func(context.Context, event.Event) (*event.Event, error) {
+			return nil, cehttp.NewResult(599, "odd")
+		}, 599, "odd", ""},
+		{"beyond any status is 200", func(context.Context, event.Event) (*event.Event, error) {
+			return nil, cehttp.NewResult(600, "odd")
+		}, 200, "odd", ""},
 		{"accepted without a reply", func(context.Context, event.Event) (*event.Event, error) { return nil, nil }, 200, "", ""},
 		{"reply event", func(_ context.Context, e event.Event) (*event.Event, error) { return reply(e), nil }, 200, `{"n":1}`, ""},
 		{"plain error", func(context.Context, event.Event) (*event.Event, error) {
@@ -80,7 +94,7 @@ func TestHandlerOutcomesKeepTheirStatuses(t *testing.T) {
 		})
 	}
 	// The reply goes back in binary mode, as the SDK wrote it.
-	w, _ := serve(t, cases[3].handle, binaryEvent, `{}`)
+	w, _ := serve(t, cases[6].handle, binaryEvent, `{}`)
 	require.Equal(t, "e-1/result", w.Header().Get("Ce-Id"))
 	require.Equal(t, "t.result", w.Header().Get("Ce-Type"))
 }
@@ -108,20 +122,38 @@ func TestHandlerGetsTheParsedEvent(t *testing.T) {
 func TestRefusedRequestsNeverReachTheHandler(t *testing.T) {
 	called := false
 	h := func(context.Context, event.Event) (*event.Event, error) { called = true; return nil, nil }
+	structured := map[string]string{"Content-Type": "application/cloudevents+json"}
 	for _, c := range []struct {
-		name string
-		hdr  map[string]string
-		body string
-		want int
+		name    string
+		method  string
+		hdr     map[string]string
+		body    string
+		chunked bool
+		want    int
+		says    string
 	}{
-		{"over the limit", binaryEvent, strings.Repeat(" ", 1025), 413},
-		{"gzip", map[string]string{"Content-Encoding": "gzip", "Ce-Id": "e-1", "Ce-Specversion": "1.0", "Ce-Source": "s", "Ce-Type": "t"}, "x", 415},
-		{"no source", map[string]string{"Ce-Id": "e-1", "Ce-Specversion": "1.0", "Ce-Type": "t"}, "{}", 400},
+		{"over the limit", "POST", binaryEvent, strings.Repeat(" ", 1025), false, 413, "body of 1025 bytes exceeds MAX_EVENT_BYTES=1024"},
+		{"over the limit, chunked", "POST", binaryEvent, strings.Repeat(" ", 1025), true, 413, "body of more than 1024 bytes exceeds MAX_EVENT_BYTES=1024"},
+		{"gzip", "POST", map[string]string{"Content-Encoding": "gzip", "Ce-Id": "e-1", "Ce-Specversion": "1.0", "Ce-Source": "s", "Ce-Type": "t"}, "x", false, 415, "Content-Encoding"},
+		{"no source", "POST", map[string]string{"Ce-Id": "e-1", "Ce-Specversion": "1.0", "Ce-Type": "t"}, "{}", false, 400, "invalid CloudEvent (binary mode): source"},
+		{"bad time", "POST", map[string]string{"Ce-Id": "e-1", "Ce-Specversion": "1.0", "Ce-Source": "s", "Ce-Type": "t", "Ce-Time": "noon"}, "{}", false, 400, "malformed CloudEvent (binary mode)"},
+		{"structured without a source", "POST", structured, `{"specversion":"1.0","id":"e-1","type":"t"}`, false, 400, "invalid CloudEvent (structured mode): source"},
+		{"structured not JSON", "POST", structured, `{`, false, 400, "malformed CloudEvent (structured mode)"},
+		{"batch", "POST", map[string]string{"Content-Type": "application/cloudevents-batch+json"}, `[]`, false, 400, "batch mode"},
+		{"no specversion", "POST", map[string]string{"Ce-Id": "e-1", "Content-Type": "text/plain"}, `{}`, false, 415, `not a CloudEvent: binary mode needs the Ce-Specversion`},
+		{"GET", "GET", nil, "", false, 405, "method GET"},
 	} {
-		w, logs := serve(t, h, c.hdr, c.body)
+		req := httptest.NewRequest(c.method, "/", strings.NewReader(c.body))
+		if c.chunked {
+			req.ContentLength = -1
+		}
+		w, logs := serveRequest(t, h, req, c.hdr)
 		require.Equal(t, c.want, w.Code, "%s: %s", c.name, w.Body.String())
-		require.NotEmpty(t, w.Body.String(), c.name)
+		require.Contains(t, w.Body.String(), c.says, c.name)
 		require.Equal(t, 1, strings.Count(logs, `"msg":"event refused"`), c.name)
+		if id := c.hdr["Ce-Id"]; id != "" {
+			require.Contains(t, logs, `"event_id":"`+id+`"`, c.name)
+		}
 	}
 	require.False(t, called)
 
