@@ -202,6 +202,7 @@ type controller struct {
 	recent      []policy.Recommendation
 	lastInvoked int // newest step point with requests, -1 for none
 	cost        policy.Cost
+	backlog     policy.Backlog
 }
 
 func (k *controller) decide(w *world, s int) {
@@ -258,17 +259,21 @@ func (k *controller) decide(w *world, s int) {
 func (k *controller) demandInputs(w *world, s int, o observed, in *policy.Input) {
 	secs := window.Seconds()
 	settled := o.newest - int(step/time.Second)
-	if u, ok := w.utilization(settled); ok && steady(w, s, o, settled) {
-		busy, _ := w.slope(settled, func(sc scrape) float64 { return sc.busy })
-		reqs, _ := w.requestRate(settled)
+	busy, busyOK := w.slope(settled, func(sc scrape) float64 { return sc.busy })
+	reqs, reqsOK := w.requestRate(settled)
+	u, uOK := w.utilization(settled)
+	if busyOK && reqsOK {
 		// Consecutive 70 s windows every 60 s overlap: like the scale
 		// function, fold only the share not folded yet.
-		share := 1.0
-		if !k.cost.UpdatedAt.IsZero() {
-			share = min(1, at(settled).Sub(k.cost.UpdatedAt).Seconds()/secs)
+		share := unfolded(settled, k.backlog.UpdatedAt)
+		var learn bool
+		k.backlog, learn = k.backlog.Observe(at(settled), share*reqs*secs, share*busy*secs, k.cost, uOK && steady(w, s, o, settled))
+		if learn {
+			share = unfolded(settled, k.cost.UpdatedAt)
+			k.cost = k.cost.Learn(at(settled), share*busy*secs, share*reqs*secs, u)
 		}
-		k.cost = k.cost.Learn(at(settled), share*busy*secs, share*reqs*secs, u)
 	}
+	in.Backlog = k.backlog
 	if o.freshOK {
 		in.Fresh = policy.Sample{At: at(s), Value: o.freshUtil}
 	}
@@ -279,6 +284,15 @@ func (k *controller) demandInputs(w *world, s int, o observed, in *policy.Input)
 	if ok {
 		in.Demand = policy.DemandFromRequests(k.cost, rate, float64(w.tr.Threads))
 	}
+}
+
+// unfolded is the share of the window ending at step point t that a fold
+// ending at last has not counted yet.
+func unfolded(t int, last time.Time) float64 {
+	if last.IsZero() {
+		return 1
+	}
+	return min(1, at(t).Sub(last).Seconds()/window.Seconds())
 }
 
 // steady is the scale function's rule for a window that may teach the

@@ -41,26 +41,36 @@ type observation struct {
 	// source is the metric source the metrics came from; empty means
 	// worker threads.
 	source tsdb.Source
+	// backlog is the version's estimated queue, with this cycle's settled
+	// window folded in.
+	backlog policy.Backlog
 	// demand, when set, is the source's own demand estimate (Little's law
 	// for the control plane), used instead of requests x cost.
 	demand *policy.Demand
 }
 
 // observe completes one version's metrics with what is learned from them:
-// its cost per request, folded from the settled window and stored.
+// its cost per request, folded from the settled window, and its estimated
+// backlog, both stored.
 func (h *Handler) observe(ctx context.Context, log *slog.Logger, now time.Time, v store.ActiveVersion, st store.ScalingState, m tsdb.VersionMetrics, known bool) observation {
-	o := observation{metrics: m, known: known, cost: storedCost(st.Cost)}
-	if !known || m.SettledAt.IsZero() || !measuresCost(m, h.d.Settings.Scale.Window, h.d.Settings.Scale.Step) {
+	o := observation{metrics: m, known: known, cost: storedCost(st.Cost), backlog: storedBacklog(st.Backlog)}
+	if !known || m.SettledAt.IsZero() {
+		return o
+	}
+	// The backlog decides with measuresCost whether the window can teach
+	// the cost: a window that serves a queue from before it cannot.
+	steady := measuresCost(m, h.d.Settings.Scale.Window, h.d.Settings.Scale.Step)
+	share := h.unfolded(m.SettledAt, o.backlog.UpdatedAt)
+	backlog, learn := o.backlog.Observe(m.SettledAt, share*m.Requests, share*m.BusySeconds, o.cost, steady)
+	h.saveBacklog(ctx, log, v, &o, backlog)
+	if !learn {
 		return o
 	}
 	// Consecutive windows overlap when the rate window is longer than the
 	// step (70 s windows every 60 s; 8 s every 4 s in the accelerated
 	// tests): fold only the share not yet folded, so that the evidence
 	// counts each request about once. The ratio, the cost, is unchanged.
-	share := 1.0
-	if !o.cost.UpdatedAt.IsZero() {
-		share = min(1, m.SettledAt.Sub(o.cost.UpdatedAt).Seconds()/h.d.Settings.Scale.Window.Seconds())
-	}
+	share = h.unfolded(m.SettledAt, o.cost.UpdatedAt)
 	learned := o.cost.Learn(m.SettledAt, share*m.BusySeconds, share*m.Requests, m.SettledUtilization)
 	if costWorthSaving(o.cost, learned, h.d.Settings.Scale.Step) {
 		c := store.Cost{SecondsPerRequest: learned.SecondsPerRequest, Weight: learned.Weight, WindowEnd: learned.UpdatedAt}
@@ -73,6 +83,36 @@ func (h *Handler) observe(ctx context.Context, log *slog.Logger, now time.Time, 
 	}
 	o.cost = learned
 	return o
+}
+
+// unfolded is the share of the settled window ending at end that no fold
+// ending at last has counted yet: all of it for the first fold.
+func (h *Handler) unfolded(end, last time.Time) float64 {
+	if last.IsZero() {
+		return 1
+	}
+	return min(1, end.Sub(last).Seconds()/h.d.Settings.Scale.Window.Seconds())
+}
+
+// saveBacklog makes next the version's backlog and stores it when it says
+// something the stored one does not: a version that stays without a queue
+// writes nothing, so the estimate costs a write per cycle only while a
+// queue is being built or served. A failed write loses the fold: the next
+// cycle folds its own window into the older stored estimate.
+func (h *Handler) saveBacklog(ctx context.Context, log *slog.Logger, v store.ActiveVersion, o *observation, next policy.Backlog) {
+	prev := o.backlog
+	o.backlog = next
+	if !next.Known() || !next.UpdatedAt.After(prev.UpdatedAt) || (prev.Known() && prev.Requests == 0 && next.Requests == 0) {
+		return
+	}
+	b := store.Backlog{Requests: next.Requests, WindowEnd: next.UpdatedAt}
+	if err := h.d.Store.SaveBacklog(ctx, v.VersionKey, b, h.d.Settings.Scale.StateTTL); err != nil {
+		log.Warn("save backlog", "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID, "error", err.Error())
+	}
+}
+
+func storedBacklog(b store.Backlog) policy.Backlog {
+	return policy.Backlog{Requests: b.Requests, UpdatedAt: b.WindowEnd}
 }
 
 // measuresCost reports whether the settled window can measure the cost of
@@ -193,6 +233,7 @@ func (h *Handler) input(now time.Time, v store.ActiveVersion, st store.ScalingSt
 			rate = m.RequestRate
 		}
 		in.Demand = policy.DemandFromRequests(o.cost, rate, m.ThreadsPerInstance)
+		in.Backlog = o.backlog
 		if o.demand != nil {
 			in.Demand = *o.demand
 		}

@@ -45,6 +45,7 @@ type Store interface {
 	RecordOutcome(ctx context.Context, key store.VersionKey, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error
 	SaveRecommendations(ctx context.Context, key store.VersionKey, encoded string, ttl time.Duration) error
 	SaveCost(ctx context.Context, key store.VersionKey, c store.Cost, ttl time.Duration) error
+	SaveBacklog(ctx context.Context, key store.VersionKey, b store.Backlog, ttl time.Duration) error
 	SaveSource(ctx context.Context, key store.VersionKey, source string, ttl time.Duration) error
 	MarkWatched(ctx context.Context, key store.VersionKey, at time.Time, ttl time.Duration) error
 	TouchVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)

@@ -65,6 +65,11 @@ type Input struct {
 	// Demand is the caller's estimate of offered demand (see Demand).
 	// Target mode sizes a saturated version from it; NVCF mode ignores it.
 	Demand Demand
+	// Backlog is the caller's estimate of queued requests (see Backlog).
+	// Target mode uses it to tell a saturated version draining the queue
+	// of a step from one whose learned cost went stale; NVCF mode ignores
+	// it.
+	Backlog Backlog
 	// Source names the metric source the inputs came from ("worker",
 	// "gateway", "control_plane"); it only labels the detail.
 	Source string
@@ -89,6 +94,7 @@ const (
 	ReasonScaleUpDemand          Reason = "scale_up_demand"
 	ReasonScaleDown              Reason = "scale_down"
 	ReasonHoldInBand             Reason = "hold_in_band"
+	ReasonHoldDraining           Reason = "hold_draining"
 	ReasonHoldNotSticky          Reason = "hold_not_sticky"
 	ReasonHoldNoMetrics          Reason = "hold_no_metrics"
 	ReasonHoldMetricsError       Reason = "hold_metrics_error"
@@ -218,11 +224,11 @@ func Decide(p Policy, in Input) Decision {
 	var detail string
 	switch p.Mode {
 	case ModeTarget:
-		rec, reason, detail = p.target(cur, latest, in.Demand)
+		rec, reason, detail = p.target(cur, latest, in.Demand, in.Backlog)
 		if freshOK {
 			// Fresh only raises: max of the two, never the fresh one alone
 			// when it is lower.
-			if frec, freason, fdetail := p.target(cur, fresh, in.Demand); frec > rec {
+			if frec, freason, fdetail := p.target(freshCount(in, cur), fresh, in.Demand, in.Backlog); frec > rec {
 				rec, reason = frec, freason
 				detail += fmt.Sprintf("; fresh=%.1f raises to %d: %s", fresh, frec, fdetail)
 			}
@@ -241,10 +247,26 @@ func Decide(p Policy, in Input) Decision {
 // the running count would otherwise turn it into a scale-down on no
 // settled data.
 func (p Policy) freshOnly(in Input, cur int, fresh float64, source string) (Decision, bool) {
-	rec, reason, detail := p.target(cur, fresh, in.Demand)
+	rec, reason, detail := p.target(freshCount(in, cur), fresh, in.Demand, in.Backlog)
 	detail = fmt.Sprintf("%scur=%d no settled sample, fresh=%.1f %s", source, cur, fresh, detail)
 	d := p.finish(in, cur, rec, reason, detail)
 	return d, d.Desired > max(cur, lastRequested(in))
+}
+
+// freshCount is the instance count the fresh sample's utilization is read
+// against: the fewest workers its window can have had. The count at the
+// settled minute is older than the fresh window; after a scale-down was
+// requested the fresh window may have fewer workers, and its utilization
+// times the settled count then overstates the busy work (54.9 % of the 9
+// left read as 54.9 % of 11: 6.04 busy instances for 4.94). The fresh
+// sample may only raise a count, so overstating is the error to avoid:
+// a version shrinking from 11 to 9 was raised back to 11 by it, every
+// other cycle.
+func freshCount(in Input, cur int) int {
+	if lr := lastRequested(in); lr > 0 {
+		return min(cur, lr)
+	}
+	return cur
 }
 
 // hold builds a decision the caller must not act on. Desired never goes
@@ -423,27 +445,54 @@ func breaches(s Stickiness, samples []Sample, breach func(float64) bool) breachC
 // run away because each decision multiplies the settled Current (cycles
 // before new workers report recompute the same number instead of
 // compounding) and is bounded by MaxInstances and the NVCF spec.
-func (p Policy) target(cur int, latest float64, demand Demand) (int, Reason, string) {
+//
+// The backlog (see Backlog) decides what busy work above the known demand
+// means: while requests are estimated queued it is the queue draining, and
+// the version is held at its demand size; once the estimate ran out and
+// the version is still saturated, it is a stale cost, and the version
+// doubles.
+func (p Policy) target(cur int, latest float64, demand Demand, backlog Backlog) (int, Reason, string) {
 	ratio := math.Max(latest, 0) / p.TargetUtilization
 	busy := math.Max(latest, 0) * float64(cur) / 100
 	detail := fmt.Sprintf("target=%g busy=%.2f ratio=%.2f", p.TargetUtilization, busy, ratio)
 	proportional := max(ceilCount(float64(cur)*ratio), 1)
+	need := 0
+	if demand.Known() {
+		need = ceilCount(demand.Instances * 100 / p.TargetUtilization)
+	}
+	// Draining: the workers are busier than the demand explains and the
+	// backlog says requests are still queued from before. The demand size
+	// serves the arrivals at the target and drains the queue with the
+	// rest; more instances would come up as the queue empties and then sit
+	// idle, which is how a 10x step used to end at twice its demand size.
+	draining := demand.Known() && demand.Instances < busy && backlog.Queued()
+	drain := func() (int, Reason, string) {
+		rec, reason := max(cur, need), ReasonHoldDraining
+		if rec > cur {
+			reason = ReasonScaleUpDemand
+		}
+		return rec, reason, fmt.Sprintf("%s draining: busy above %s is the %s; demand needs %d at target", detail, demand, backlog, need)
+	}
 	if latest >= SaturatedUtilization {
 		floor := max(proportional, ceilCount(float64(cur)*p.UpFactor))
 		// A known demand replaces the doubling: it sees the queue that
 		// utilization cannot, so one step sizes the version for it at the
 		// target. It must be at least what the workers are measurably busy
-		// with: a saturated version has at least that much demand, and an
-		// estimate below it is wrong (a stale cost after the workload got
-		// heavier), so it is ignored rather than trusted to under-size.
+		// with, unless the backlog explains the difference: a saturated
+		// version has at least that much demand, and an estimate below it
+		// with no queue left to serve is wrong (a stale cost after the
+		// workload got heavier), so it is ignored rather than trusted to
+		// under-size.
 		var ignored string
 		if demand.Known() {
 			if demand.Instances >= busy {
-				need := ceilCount(demand.Instances * 100 / p.TargetUtilization)
 				return max(floor, need), ReasonScaleUpDemand,
 					fmt.Sprintf("%s saturated, %s needs %d at target", detail, demand, need)
 			}
-			ignored = fmt.Sprintf(", %s ignored: below the measured busy %.2f", demand, busy)
+			if draining {
+				return drain()
+			}
+			ignored = fmt.Sprintf(", %s ignored: below the measured busy %.2f with %s", demand, busy, backlog)
 		}
 		growth := math.Max(2, p.UpFactor)
 		if p.MaxScaleUpRate > 0 {
@@ -452,17 +501,28 @@ func (p Policy) target(cur int, latest float64, demand Demand) (int, Reason, str
 		rec := max(floor, ceilCount(float64(cur)*growth))
 		return rec, ReasonScaleUpSaturated, fmt.Sprintf("%s saturated x%g%s", detail, growth, ignored)
 	}
-	// Below saturation demand is not used: an unsaturated version has no
-	// queue, so what its workers are busy with IS its offered load, and the
-	// demand estimates are derived from those same busy seconds (the
-	// learned cost) or the same latency sum (Little's law). Using them here
-	// would add the estimate's lag and error, and a stale cost above the
-	// truth would hold instances that utilization says are idle.
 	if math.Abs(ratio-1) <= p.Tolerance {
 		return cur, ReasonHoldInBand, fmt.Sprintf("%s within ±%g", detail, p.Tolerance)
 	}
 	switch {
 	case proportional > cur:
+		// Below saturation demand only shapes an up move that utilization
+		// already calls for. What an unsaturated version's workers are
+		// busy with is its load, give or take a queue: a demand above it
+		// is a queue building (the load stepped up inside the window, and
+		// the next window will read saturated), so the step goes to the
+		// demand size now instead of a cycle later; a demand below it with
+		// a backlog queued is the drain, and the step stops at the demand
+		// size. Demand never starts a move or lowers one below the
+		// current count: a stale cost above the truth must not hold
+		// instances that utilization says are idle.
+		if draining {
+			return drain()
+		}
+		// need above proportional is demand above busy, both at the target.
+		if demand.Known() && need > proportional {
+			return need, ReasonScaleUpDemand, fmt.Sprintf("%s, %s needs %d at target", detail, demand, need)
+		}
 		return proportional, ReasonScaleUp, detail
 	case proportional < cur:
 		return proportional, ReasonScaleDown, detail

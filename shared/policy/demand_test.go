@@ -216,8 +216,13 @@ func TestDecideDemandAndFresh(t *testing.T) {
 		{"demand bounded by the up rate", target(func(p *Policy) { p.MaxScaleUpRate = 3 }), withDemand(running(4, 100), 20), 12, true, ReasonRateLimitedUp, 34},
 		{"demand bounded by max", target(func(p *Policy) { p.MaxInstances = 10 }), withDemand(running(4, 100), 20), 10, true, ReasonClampedMax, 34},
 		{"demand at exactly saturation", target(), withDemand(running(4, SaturatedUtilization), 8.4), 14, true, ReasonScaleUpDemand, 14},
-		{"demand unused just below saturation", target(), withDemand(running(4, SaturatedUtilization-0.1), 8.4), 7, true, ReasonScaleUp, 7},
-		{"demand unused when unsaturated", target(), withDemand(running(10, 30), 20), 5, true, ReasonScaleDown, 5},
+		// Unsaturated: demand only shapes an up move utilization calls for.
+		{"demand above busy raises an unsaturated up move", target(), withDemand(running(4, SaturatedUtilization-0.1), 8.4), 14, true, ReasonScaleUpDemand, 14},
+		{"demand needing the proportional step leaves it", target(), withDemand(running(4, 80), 3.5), 6, true, ReasonScaleUp, 6},
+		{"demand needing one more than proportional raises", target(), withDemand(running(4, 80), 3.7), 7, true, ReasonScaleUpDemand, 7},
+		{"demand below busy leaves the up move", target(), withDemand(running(4, 90), 1), 6, true, ReasonScaleUp, 6},
+		{"demand never starts a move in band", target(), withDemand(running(4, 64), 20), 4, true, ReasonHoldInBand, 4},
+		{"demand never raises a scale-down", target(), withDemand(running(10, 30), 20), 5, true, ReasonScaleDown, 5},
 		{"demand unused in nvcf mode", nvcf(), withDemand(running(4, 100), 20), 5, true, ReasonScaleUp, 5},
 
 		// Fresh raises only.
@@ -228,6 +233,21 @@ func TestDecideDemandAndFresh(t *testing.T) {
 		{"fresh lower never lowers a scale-up", target(), withFresh(running(4, 90), 10), 6, true, ReasonScaleUp, 6},
 		{"fresh never deepens a scale-down", target(), withFresh(running(10, 30), 0), 5, true, ReasonScaleDown, 5},
 		{"fresh softens a scale-down", target(), withFresh(running(10, 30), 48), 8, true, ReasonScaleDown, 8},
+		{"fresh reads the requested count while shrinking", target(), func() Input {
+			in := withFresh(running(11, 45.5), 54.9)
+			in.LastRequested = 9
+			return in
+		}(), 9, true, ReasonScaleDown, 9},
+		{"fresh reads the running count while growing", target(), func() Input {
+			in := withFresh(running(4, 60), 90)
+			in.LastRequested = 8
+			return in
+		}(), 6, true, ReasonScaleUp, 6},
+		{"fresh reads the running count with nothing requested", target(), func() Input {
+			in := withFresh(running(4, 60), 90)
+			in.LastRequested = 0
+			return in
+		}(), 6, true, ReasonScaleUp, 6},
 		{"fresh ignored in nvcf mode", nvcf(), withFresh(running(5, 50), 100), 5, true, ReasonHoldInBand, 5},
 		{"fresh NaN ignored", target(), withFresh(running(4, 60), math.NaN()), 4, true, ReasonHoldInBand, 4},
 		{"fresh without time ignored", target(), func() Input { in := running(4, 60); in.Fresh.Value = 100; return in }(), 4, true, ReasonHoldInBand, 4},

@@ -50,4 +50,13 @@ func TestOpenUpgradesAnOldScalingStateTable(t *testing.T) {
 	require.Equal(t, want.Weight, st.Cost.Weight)
 	require.True(t, end.Equal(st.Cost.WindowEnd))
 	require.Equal(t, 3, st.LastRequested, "saving the cost leaves the rest of the state alone")
+	require.Equal(t, Backlog{}, st.Backlog, "no backlog estimated yet reads as the zero value")
+
+	wantBacklog := Backlog{Requests: 41.5, WindowEnd: end}
+	require.NoError(t, upgraded.SaveBacklog(ctx, k, wantBacklog, time.Hour))
+	st, err = upgraded.ReadState(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, wantBacklog.Requests, st.Backlog.Requests)
+	require.True(t, end.Equal(st.Backlog.WindowEnd))
+	require.Equal(t, want.Weight, st.Cost.Weight, "saving the backlog leaves the cost alone")
 }

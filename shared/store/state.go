@@ -50,6 +50,17 @@ type ScalingState struct {
 	// Cost is the version's learned busy seconds per request; the zero
 	// value when nothing was learned yet.
 	Cost Cost
+	// Backlog is the version's estimated queue; the zero value when none
+	// was estimated yet.
+	Backlog Backlog
+}
+
+// Backlog is an estimated queue as stored: requests routed to the version
+// and not yet served, as of the end of the last metrics window folded into
+// it. Like Cost, a window is folded only when it ends after WindowEnd.
+type Backlog struct {
+	Requests  float64
+	WindowEnd time.Time
 }
 
 // Cost is a learned busy-seconds-per-request estimate as stored: the
@@ -65,7 +76,7 @@ type Cost struct {
 
 func (s *Store) stateColumns() string {
 	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since, source, ` +
-		`cost_seconds_per_request, cost_weight, cost_window_end, applied_target`
+		`cost_seconds_per_request, cost_weight, cost_window_end, applied_target, backlog_requests, backlog_window_end`
 }
 
 func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
@@ -73,14 +84,17 @@ func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	var lastRequested, appliedTarget *int
 	var lastCycle *int64
 	var status, recs, source *string
-	var costSeconds, costWeight *float64
+	var costSeconds, costWeight, backlog *float64
 	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince, &source,
-		&costSeconds, &costWeight, &st.Cost.WindowEnd, &appliedTarget)
+		&costSeconds, &costWeight, &st.Cost.WindowEnd, &appliedTarget, &backlog, &st.Backlog.WindowEnd)
 	if !ok {
 		return st, false
 	}
 	if costSeconds != nil && costWeight != nil {
 		st.Cost.SecondsPerRequest, st.Cost.Weight = *costSeconds, *costWeight
+	}
+	if backlog != nil {
+		st.Backlog.Requests = *backlog
 	}
 	st.Exists = true
 	if lastRequested != nil {
@@ -266,6 +280,26 @@ func (s *Store) SaveCost(ctx context.Context, key VersionKey, c Cost, ttl time.D
 	).WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("save cost for %s: %w", key, err)
+	}
+	return nil
+}
+
+// SaveBacklog stores a version's estimated queue. Like SaveCost it is a
+// plain write outside the version's lock: replicas deciding the same
+// cycle fold the same window into the same stored estimate, and one that
+// reads the newer estimate skips the window (its end is not after
+// WindowEnd).
+func (s *Store) SaveBacklog(ctx context.Context, key VersionKey, b Backlog, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("save backlog for %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET backlog_requests = ?, backlog_window_end = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, b.Requests, b.WindowEnd.UTC(), key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("save backlog for %s: %w", key, err)
 	}
 	return nil
 }

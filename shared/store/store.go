@@ -221,6 +221,10 @@ func SchemaStatements(keyspace, replication string) []string {
 		// What the NVCF API said it targets after the last write, so a
 		// request it clamped is reported every cycle without writing again.
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS applied_target int`, q(tableState)),
+		// The estimated queue of a version (requests routed, not yet
+		// served) and the end of the last window folded into it.
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS backlog_requests double`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS backlog_window_end timestamp`, q(tableState)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, q(tableLocks)),
 	}

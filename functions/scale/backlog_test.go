@@ -1,0 +1,75 @@
+package scale
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"function/shared/policy"
+	"function/shared/store"
+)
+
+// After a load step the queue built while capacity was short is folded
+// window by window into the scaling state, and it is what tells the
+// decision a drain (hold at the demand size) from a stale cost (double):
+// two versions saturated at 2 instances whose request rate reads 1 per
+// second, one serving the queue of a 10x step, the other serving requests
+// that became twice as heavy as the cost learned before.
+func TestBacklogTellsADrainFromAStaleCost(t *testing.T) {
+	f := setup(t, 1)
+	minuteSettings(f)
+	f.settings.Scale.PolicyMode = "target"
+	// Two instances at most, so that no decision writes a count the
+	// ingested series (always two workers) would contradict; the reasons
+	// and details show what the policy wanted.
+	f.settings.Scale.MaxInstances = 2
+	t0 := time.Now().Truncate(time.Minute).Add(-6 * time.Minute)
+	start := t0.Add(-15 * time.Minute)
+	// 2 instances of 1 thread, 1 busy second per request until t0 (1
+	// request/s, 50 %). drain: 10 requests/s from t0 to t0+2m, 1 from then
+	// on, the workers 100 % busy throughout. stale: 1 request/s all along,
+	// each taking 2 busy seconds from t0 on.
+	keys := f.addVersions(t, time.Now(),
+		load{id: "drain", instances: 2, threads: 1, steps: []time.Time{start, t0, t0.Add(2 * time.Minute)}, busy: []float64{0.5, 1, 1}, requests: []float64{1, 10, 1}},
+		load{id: "stale", instances: 2, threads: 1, steps: []time.Time{start, t0}, busy: []float64{0.5, 1}, requests: []float64{1, 1}},
+	)
+	ctx := context.Background()
+	backlogOf := func(id string) store.Backlog {
+		st, err := f.store.ReadState(ctx, keys[id])
+		require.NoError(t, err)
+		return st.Backlog
+	}
+	// Each cycle's settled window ends a minute before its newest step:
+	// the cycle at t0+30s folds [t0-2m, t0-1m], and so on.
+	var r BucketResult
+	for i, want := range []float64{0, 0, 0, 480, 960, 900} {
+		at := t0.Add(-30*time.Second + time.Duration(i)*time.Minute)
+		r = f.decideAt(t, at)
+		b := backlogOf("drain")
+		require.InDelta(t, want, b.Requests, 1e-6, "drain backlog after the cycle at t0%+v: %+v", at.Sub(t0), b)
+		// An empty queue is written once, not every cycle it stays empty.
+		end := at.Truncate(time.Minute).Add(-time.Minute)
+		if want == 0 {
+			end = t0.Add(-2 * time.Minute)
+		}
+		require.True(t, end.Equal(b.WindowEnd), "folded window end %s, want %s", b.WindowEnd, end)
+	}
+	// The queue of 900 requests explains the busy workers: hold.
+	d := outcomeOf(t, r, keys["drain"])
+	require.Equal(t, string(policy.ReasonHoldDraining), d.Reason, "%+v", d)
+	require.Contains(t, d.Detail, "backlog=900 requests")
+	// The stale twin served more than arrived by the learned cost: no
+	// queue, so its busy workers prove the cost stale, and it doubles
+	// (clamped to the two allowed).
+	s := outcomeOf(t, r, keys["stale"])
+	require.Equal(t, string(policy.ReasonClampedMax), s.Reason, "%+v", s)
+	require.Contains(t, s.Detail, "saturated x2")
+	require.Contains(t, s.Detail, "ignored: below the measured busy 2.00 with backlog=0 requests")
+	require.Zero(t, backlogOf("stale").Requests)
+
+	// A replayed cycle folds nothing twice.
+	f.decideAt(t, t0.Add(270*time.Second))
+	require.InDelta(t, 900, backlogOf("drain").Requests, 1e-6)
+}
