@@ -2,10 +2,13 @@ package closedloop
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +55,10 @@ func upEvidence(d world.Decision) float64 {
 	return u
 }
 
+// demandRE reads the demand estimate a decision sized from, with its
+// numbers.
+var demandRE = regexp.MustCompile(`demand=[0-9.]+ busy instances \([^)]*\)`)
+
 // idleEvidenceRE reads the idle evidence out of a scale-to-zero decision's
 // detail ("last invoked 41s ago" or "no invocation in 44s").
 var idleEvidenceRE = regexp.MustCompile(`(?:last invoked|no invocation in) ([0-9hms.]+)`)
@@ -60,8 +67,15 @@ var idleEvidenceRE = regexp.MustCompile(`(?:last invoked|no invocation in) ([0-9
 // through a gateway function (two versions: one running, one new at zero)
 // and a BYOC function, while a gateway and a BYOC function that were
 // briefly used go idle.
+//
+// The warm-up at 1 req/s is long enough for each to learn its service
+// time (1 s) from unsaturated windows: 20 requests' worth, about six 4 s
+// steps once the first scale-up settled. The step is then sized from the
+// arrivals, not from Little's law's requests in flight, which count the
+// queue and its waiting time and took both to the max of 20 for a load
+// that needs 7.
 func TestGatewayAndBYOCFollowStep(t *testing.T) {
-	warmup, high := 24*time.Second, 96*time.Second
+	warmup, high := 60*time.Second, 96*time.Second
 	step := sim.LoadSpec{Kind: "phases", Phases: []sim.LoadSpec{
 		{Kind: "constant", Rate: 1, For: d(warmup)},
 		{Kind: "constant", Rate: 5, For: d(high)},
@@ -78,9 +92,11 @@ func TestGatewayAndBYOCFollowStep(t *testing.T) {
 		kindFn(sim.KindGateway, "gw-idle", "gw-idle-v1", 0, 4, 1, burst),
 		kindFn(sim.KindBYOC, "byoc-idle", "byoc-idle-v1", 0, 4, 1, burst),
 	}
-	w := newWorld(t, "sources", map[string]string{"POLICY_MODE": "target", "MAX_SCALE_DOWN_RATE": "2"}, fns...)
+	w := newWorld(t, "sources", map[string]string{"POLICY_MODE": "target", "MAX_SCALE_DOWN_RATE": "2", "TARGET_UTILIZATION": "75"}, fns...)
 	stepAt, dropAt := w.LoadStart.Add(warmup), w.LoadStart.Add(warmup+high)
-	target := 60.0 // TARGET_UTILIZATION's default
+	target := 75.0
+	// 5 req/s of 1 s each, 1 at once per instance: 5 busy instances, 7 at the target.
+	need := int(math.Ceil(5 * 1.0 / 1 / (target / 100)))
 	idleTimeout := setting(t, w, "SCALE_TO_ZERO_IDLE_TIMEOUT")
 	steps := map[string]sim.Kind{"gw-step": sim.KindGateway, "byoc-step": sim.KindBYOC}
 
@@ -98,19 +114,34 @@ func TestGatewayAndBYOCFollowStep(t *testing.T) {
 	}), "the step was not met: %s", describe(w))
 	// ... because of writes whose decisions read their kind's own source
 	// and saw utilization over the target.
-	peak := map[string]int{}
 	for id, kind := range steps {
-		ups := 0
+		ups, peak, peakTarget := 0, 0, 0
+		var sized []string
 		for _, c := range attribute(t, w.NVCF.Writes(), w.AllDecisions(), id+"-v1") {
 			require.Equal(t, sourceOf[kind], c.Decision.Source, "%s decided from the wrong source: %+v", id, c.Decision)
-			if c.Write.Time.After(stepAt) && c.Decision.Desired > max(c.Decision.Current, c.Decision.LastRequested) {
+			if !c.Write.Time.After(stepAt) {
+				continue
+			}
+			if c.Write.Time.Before(dropAt) {
+				peak, peakTarget = max(peak, c.Write.Requested), max(peakTarget, c.Write.Applied)
+			}
+			if c.Decision.Desired > max(c.Decision.Current, c.Decision.LastRequested) {
 				require.Greater(t, upEvidence(c.Decision), target, "%s scaled up on utilization under the target: %+v", id, c.Decision)
 				ups++
+				how := c.Decision.Reason
+				if m := demandRE.FindString(c.Decision.Detail); m != "" && how == "scale_up_demand" {
+					how = m
+				}
+				sized = append(sized, fmt.Sprintf("%d <- %s", c.Write.Requested, how))
 			}
 		}
 		require.Positive(t, ups, "%s: no scale-up write after the step", id)
-		peak[id], _ = w.NVCF.Desired(id, id+"-v1")
-		t.Logf("RESULT %s (%s source) met the 5x step with %d scale-up writes, peak %d instances", id, sourceOf[kind], ups, peak[id])
+		t.Logf("RESULT %s (%s source) met the 5x step with %d scale-up writes, peak %d requested (NVCF target %d) for a need of %d at the %g %% target; sized: %s",
+			id, sourceOf[kind], ups, peak, peakTarget, need, target, strings.Join(sized, "; "))
+		// Sized from the arrivals and the service time learned in the
+		// warm-up, never from the requests in flight.
+		require.Contains(t, strings.Join(sized, "; "), "arrivals x learned service time", "%s: no scale-up sized from the learned service time", id)
+		require.NotContains(t, strings.Join(sized, "; "), "little's law", "%s: sized from the requests in flight", id)
 	}
 
 	// Down: back at 1 req/s (2 instances at the 60 % target), each comes

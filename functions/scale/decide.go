@@ -49,7 +49,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	if n := len(in.Utilization); n > 0 {
 		o.Utilization = finiteOrZero(in.Utilization[n-1].Value)
 	}
-	o.Desired, o.Valid, o.Reason, o.Detail = d.Desired, d.Valid, string(d.Reason), d.Detail
+	o.Desired, o.Valid, o.Reason, o.Detail = d.Desired, d.Valid, string(d.Reason), d.Detail+obs.note
 	if pnote != "" {
 		o.Detail += "; " + pnote
 	}

@@ -47,6 +47,8 @@ type observation struct {
 	// demand, when set, is the source's own demand estimate (Little's law
 	// for the control plane), used instead of requests x cost.
 	demand *policy.Demand
+	// note is what the source adds to the decision's detail.
+	note string
 }
 
 // observe completes one version's metrics with what is learned from them:

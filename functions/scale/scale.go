@@ -264,7 +264,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 			var obs observation
 			if sources[i] == tsdb.SourceControlPlane {
 				m, ok := other.controlPlane[fv]
-				obs = controlPlaneObservation(m, ok)
+				obs = h.observeControlPlane(ctx, log, v, st, m, ok)
 			} else {
 				m, ok := metrics[fv]
 				obs = h.observe(ctx, log, start, v, st, m, ok)

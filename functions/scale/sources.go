@@ -121,26 +121,28 @@ func (h *Handler) metricsOptions() tsdb.MetricsOptions {
 	}
 }
 
-// controlPlaneObservation maps a control-plane answer onto what deciding
-// reads. The average instance count may be fractional while instances
-// come and go; it is rounded to the nearest whole instance (2.5 reads 3,
-// the count being reached). Demand is Little's law: requests in flight
-// over the requests one instance serves at once.
-func controlPlaneObservation(m tsdb.ControlPlaneMetrics, known bool) observation {
-	o := observation{known: known, source: tsdb.SourceControlPlane}
+// observeControlPlane maps a control-plane answer onto what deciding
+// reads, learning the version's service time on the way. The average
+// instance count may be fractional while instances come and go; it is
+// rounded to the nearest whole instance (2.5 reads 3, the count being
+// reached). Utilization is capped at 100 % and the load beyond it is the
+// demand (see slotUtilization, controlPlaneDemand).
+func (h *Handler) observeControlPlane(ctx context.Context, log *slog.Logger, v store.ActiveVersion, st store.ScalingState,
+	m tsdb.ControlPlaneMetrics, known bool) observation {
+	o := observation{known: known, source: tsdb.SourceControlPlane, cost: storedCost(st.Cost)}
 	if !known {
 		return o
 	}
 	o.metrics = tsdb.VersionMetrics{
-		Utilization: m.Utilization, LastInvokedAt: m.LastInvokedAt, RequestRate: m.RequestRate,
+		Utilization: slotUtilization(m.Utilization), LastInvokedAt: m.LastInvokedAt, RequestRate: m.RequestRate,
 	}
+	o.note = overLittle(m.Utilization)
 	if m.InstancesKnown {
 		o.metrics.Instances, o.metrics.InstancesKnown = int(math.Round(m.Instances)), true
 	}
-	if m.InFlightKnown && m.Concurrency > 0 {
-		d := policy.DemandFromConcurrency(m.InFlight, m.Concurrency)
-		o.demand = &d
-	}
+	steps := slotSteps(m.Utilization, m.RequestRates, m.InFlights, m.InstanceCounts)
+	o.cost = h.learnServiceTime(ctx, log, v.VersionKey, o.cost, steps)
+	o.demand = controlPlaneDemand(m, o.cost)
 	return o
 }
 
@@ -293,13 +295,14 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	in := policy.Input{
 		Now: now, Current: cur, CurrentKnown: totalKnown,
 		LastRequested: lastTotal, LastRequestedKnown: st.HasLastRequested,
-		Utilization: toSamples(m.Utilization), MetricsOK: true,
+		Utilization: toSamples(slotUtilization(m.Utilization)), MetricsOK: true,
 		Recent: recent.forPolicy(now, p.ScaleDownStabilization),
 		Source: string(tsdb.SourceGateway),
 	}
-	if m.InFlightKnown && m.Concurrency() > 0 {
-		in.Demand = policy.DemandFromConcurrency(m.InFlight, m.Concurrency())
-	}
+	// The function's service time lives in its target's row.
+	steps := slotSteps(m.Utilization, m.RequestRates, m.InFlights, m.InstanceCounts)
+	service := h.learnServiceTime(ctx, log, tv.VersionKey, newestCost(states), steps)
+	in.Demand = gatewayDemand(m, steps, service)
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, tv, st, tsdb.VersionMetrics{LastInvokedAt: m.LastInvokedAt})
 	if st.WatchSince.IsZero() {
 		if err := h.d.Store.MarkWatched(ctx, tv.VersionKey, now, h.d.Settings.Scale.StateTTL); err != nil {
@@ -323,13 +326,12 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	case target.Instances <= 0:
 		how = "no version running"
 	}
-	detail := fmt.Sprintf("%s; function total %d -> %d over %d versions, written to target %s (%s): %d %+d = %d",
-		d.Detail, cur, d.Desired, len(m.Versions), target.FunctionVersionID, how, own, d.Desired-cur, request)
+	detail := fmt.Sprintf("%s%s; function total %d -> %d over %d versions, written to target %s (%s): %d %+d = %d",
+		d.Detail, overLittle(m.Utilization), cur, d.Desired, len(m.Versions), target.FunctionVersionID, how, own, d.Desired-cur, request)
 	if pnote != "" {
 		detail += "; " + pnote
 	}
 	d.Desired = request
-
 	var out []Outcome
 	targetSeen := false
 	for _, o := range all(func(o *Outcome) {}) {

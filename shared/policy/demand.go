@@ -39,6 +39,10 @@ func (d Demand) String() string {
 const (
 	MethodRequestsLearnedCost = "requests x learned cost"
 	MethodLittlesLaw          = "little's law"
+	// MethodArrivalsServiceTime sizes a request-slot source (the LLM
+	// gateway, the control plane) from its arrivals and the service time
+	// it learned while it had no queue.
+	MethodArrivalsServiceTime = "arrivals x learned service time"
 )
 
 // CostHalfLife is how many observations (scaling windows with requests,
@@ -154,4 +158,93 @@ func DemandFromConcurrency(inFlight, concurrencyPerInstance float64) Demand {
 		Method:    MethodLittlesLaw,
 		Detail:    fmt.Sprintf("%.1f in flight / %g concurrent per instance", inFlight, concurrencyPerInstance),
 	}
+}
+
+// The gateway and control-plane sources have no busy-seconds counter: what
+// they export is a latency sum, each request's whole time in the system,
+// waiting included. Little's law turns its rate into requests in flight,
+// which is the demand while nothing waits, and an over-estimate without
+// bound once a queue builds: the waiting requests are counted, and so is
+// the time they wait, which grows for as long as the queue does (a step
+// that needed 7 instances read as 12, then 44). A Cost learned from those
+// sources is therefore a service time: latency seconds per request,
+// learned (Cost.Learn) only from windows below saturation, where no
+// request waits and the latency of a request IS its service time. While
+// saturated it is the arrivals, not the requests in flight, that size the
+// version.
+
+// DemandFromArrivals is offered demand from an arrival rate (requests per
+// second offered, served or not) and a learned service time: busy request
+// slots, divided by the slots one instance has. how says where the rate
+// comes from, for the detail ("counted on arrival", or the estimate's
+// numbers). Unknown when the service time is not learned yet or an input
+// is not a usable number.
+func DemandFromArrivals(service Cost, arrivals, concurrency float64, how string) Demand {
+	if !service.Known() || !finite(arrivals) || arrivals < 0 || !finite(concurrency) || concurrency <= 0 {
+		return Demand{}
+	}
+	return Demand{
+		Instances: arrivals * service.SecondsPerRequest / concurrency,
+		Method:    MethodArrivalsServiceTime,
+		Detail:    fmt.Sprintf("%.1f req/s %s x %.2f s / %g concurrent", arrivals, how, service.SecondsPerRequest, concurrency),
+	}
+}
+
+// Completions is one rate window of a source that counts requests when
+// they complete (the LLM gateway): the completion rate and the requests in
+// flight by Little's law (the rate of the duration sum) over the window
+// ending at At.
+type Completions struct {
+	At       time.Time
+	Rate     float64
+	InFlight float64
+}
+
+// latency is the mean time in the system of the requests that completed
+// in the window.
+func (c Completions) latency() float64 { return c.InFlight / c.Rate }
+
+func (c Completions) usable() bool {
+	return !c.At.IsZero() && finite(c.Rate) && c.Rate > 0 && finite(c.InFlight) && c.InFlight >= 0
+}
+
+// ArrivalsFromCompletions estimates the arrival rate of a source that
+// counts requests only when they complete, from its two newest windows
+// (prev one step before last) and the learned service time. While a queue
+// builds, completions are capped by capacity and say nothing of the
+// arrivals; what grows is the latency of the requests that complete.
+//
+// For requests served in arrival order, those completing over dt arrived
+// over dt minus the growth of their latency, so
+//
+//	arrivals = completions / (1 - latency growth per second)
+//
+// (the rate of arrivals at the time the completing requests arrived: at
+// most one latency old). Both windows' completion rates are averaged, as
+// the latency growth is measured between their two means: pairing it with
+// the newest rate alone over-states the arrivals in the window where new
+// capacity starts completing the backlog. A shrinking latency (a backlog
+// draining) gives fewer arrivals than completions, as it should.
+//
+// The estimate is bounded by the requests in flight over the service time
+// (every request spends at least that long in the system), which is
+// Little's law's demand: it never sizes above what Little's law would, and
+// a growth of nearly one second per second (noise while the backlog grows
+// fastest) cannot make it explode. ok is false when a window is missing or
+// has no completions, or the service time is not known.
+func ArrivalsFromCompletions(prev, last Completions, service Cost) (arrivals float64, how string, ok bool) {
+	if !service.Known() || !prev.usable() || !last.usable() || !last.At.After(prev.At) {
+		return 0, "", false
+	}
+	dt := last.At.Sub(prev.At).Seconds()
+	growth := (last.latency() - prev.latency()) / dt
+	completed := (prev.Rate + last.Rate) / 2
+	bound := last.InFlight / service.SecondsPerRequest
+	how = fmt.Sprintf("estimated: %.1f completed/s, latency %.2f s -> %.2f s in %gs", completed, prev.latency(), last.latency(), dt)
+	if growth < 1 {
+		if arrivals = completed / (1 - growth); arrivals <= bound {
+			return arrivals, how, true
+		}
+	}
+	return bound, how + fmt.Sprintf(", bounded by %.1f in flight / service time", last.InFlight), true
 }

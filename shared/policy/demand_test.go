@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,4 +289,86 @@ func TestDemandDetail(t *testing.T) {
 
 	d = Decide(target(), withFresh(running(4, 60), 100))
 	require.Contains(t, d.Detail, "fresh=100.0 raises to 8")
+}
+
+func TestDemandFromArrivals(t *testing.T) {
+	service := Cost{SecondsPerRequest: 1, Weight: 30}
+	d := DemandFromArrivals(service, 5, 1, "counted on arrival")
+	require.True(t, d.Known())
+	require.InDelta(t, 5.0, d.Instances, 1e-9)
+	require.Equal(t, MethodArrivalsServiceTime, d.Method)
+	require.Equal(t, "demand=5.0 busy instances (arrivals x learned service time: 5.0 req/s counted on arrival x 1.00 s / 1 concurrent)", d.String())
+	require.InDelta(t, 1.25, DemandFromArrivals(service, 5, 4, "").Instances, 1e-9, "an instance serves 4 at once")
+	require.True(t, DemandFromArrivals(service, 0, 1, "").Known(), "no arrivals is a known zero")
+	for _, c := range []struct {
+		name                  string
+		c                     Cost
+		arrivals, concurrency float64
+	}{
+		{"service time not learned", Cost{SecondsPerRequest: 1, Weight: CostMinRequests - 1}, 5, 1},
+		{"negative arrivals", service, -1, 1},
+		{"Inf arrivals", service, math.Inf(1), 1},
+		{"zero concurrency", service, 5, 0},
+		{"NaN concurrency", service, 5, math.NaN()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, Demand{}, DemandFromArrivals(c.c, c.arrivals, c.concurrency, "x"))
+		})
+	}
+}
+
+func TestArrivalsFromCompletions(t *testing.T) {
+	service := Cost{SecondsPerRequest: 1, Weight: 30}
+	t0 := time.Unix(1_800_000_000, 0)
+	// window builds one window of rate completions per second whose
+	// latency is latency seconds, step seconds after t0.
+	window := func(step int, rate, latency float64) Completions {
+		return Completions{At: t0.Add(time.Duration(step) * 4 * time.Second), Rate: rate, InFlight: rate * latency}
+	}
+	for _, c := range []struct {
+		name       string
+		prev, last Completions
+		want       float64
+		bounded    bool
+	}{
+		// No queue: the latency stays the service time, arrivals are completions.
+		{"steady", window(0, 3, 1), window(1, 3, 1), 3, false},
+		// 5 req/s arriving at 2 slots of 1 s: the latency of completing
+		// requests grows by 1 - 2/5 = 0.6 s per second.
+		{"queue building", window(0, 2, 5), window(1, 2, 7.4), 5, false},
+		// 7 slots draining a backlog of 5 req/s: latency shrinks by 0.4 s/s.
+		{"backlog draining", window(0, 7, 9), window(1, 7, 7.4), 5, false},
+		// Capacity came mid-window: the two rates' mean pairs with the growth between them.
+		{"capacity arriving", window(0, 2, 7.44), window(1, 3.87, 9.42), 5.81, false},
+		// Growth of 0.9 s/s says 20 req/s, more than 9.2 in flight can have sent.
+		{"bounded by little's law", window(0, 2, 1), window(1, 2, 4.6), 9.2, true},
+		{"growth beyond one second per second", window(0, 2, 1), window(1, 2, 6), 12, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, how, ok := ArrivalsFromCompletions(c.prev, c.last, service)
+			require.True(t, ok)
+			require.InDelta(t, c.want, got, 0.01)
+			require.Contains(t, how, "completed/s")
+			require.Equal(t, c.bounded, strings.Contains(how, "bounded by"), how)
+		})
+	}
+	_, how, _ := ArrivalsFromCompletions(window(0, 2, 5), window(1, 2, 7.4), service)
+	require.Equal(t, "estimated: 2.0 completed/s, latency 5.00 s -> 7.40 s in 4s", how)
+
+	for _, c := range []struct {
+		name       string
+		prev, last Completions
+		service    Cost
+	}{
+		{"service time not learned", window(0, 2, 5), window(1, 2, 7.4), Cost{SecondsPerRequest: 1, Weight: 1}},
+		{"no completions", window(0, 0, 5), window(1, 2, 7.4), service},
+		{"missing window", Completions{}, window(1, 2, 7.4), service},
+		{"NaN in flight", window(0, 2, 5), Completions{At: t0.Add(4 * time.Second), Rate: 2, InFlight: math.NaN()}, service},
+		{"out of order", window(1, 2, 5), window(0, 2, 7.4), service},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, ok := ArrivalsFromCompletions(c.prev, c.last, c.service)
+			require.False(t, ok)
+		})
+	}
 }

@@ -156,6 +156,12 @@ type ControlPlaneMetrics struct {
 	// worker versions.
 	LastInvokedAt time.Time
 	RequestRate   float64
+	// RequestRates (arrivals per second, queued ones included: the
+	// invocation service counts a request when it routes it), InFlights
+	// (the latency sum's rate) and InstanceCounts (the average reported
+	// instances) are per step, oldest first, for learning the service time
+	// and sizing from arrivals.
+	RequestRates, InFlights, InstanceCounts []Sample
 }
 
 // ControlPlaneMetrics fetches the control-plane source for a whole bucket:
@@ -234,6 +240,7 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 			}
 			m := out[v]
 			m.LastInvokedAt, m.RequestRate = invocationsOf(s.Samples, g.seconds)
+			m.RequestRates = ratesOf(s.Samples, g.seconds)
 			out[v] = m
 		}
 	}
@@ -250,6 +257,12 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 			in, ok1 := p.inflight[ms]
 			n, ok2 := p.instances[ms]
 			cc, ok3 := p.concurrency[ms]
+			if ok1 {
+				m.InFlights = append(m.InFlights, Sample{At: t, Value: in})
+			}
+			if ok2 {
+				m.InstanceCounts = append(m.InstanceCounts, Sample{At: t, Value: n})
+			}
 			if !ok1 || !ok2 {
 				continue
 			}
@@ -288,6 +301,15 @@ func invocationsOf(ss []Sample, windowSeconds float64) (last time.Time, rate flo
 	return last, rate
 }
 
+// ratesOf turns a series of window increases into per-second rates.
+func ratesOf(ss []Sample, windowSeconds float64) []Sample {
+	out := make([]Sample, len(ss))
+	for i, p := range ss {
+		out[i] = Sample{At: p.At, Value: p.Value / windowSeconds}
+	}
+	return out
+}
+
 // GatewayVersion is one version of a gateway function.
 type GatewayVersion struct {
 	FunctionVersionID string
@@ -318,6 +340,11 @@ type GatewayMetrics struct {
 	InFlightKnown bool
 	LastInvokedAt time.Time
 	RequestRate   float64
+	// RequestRates (completions per second: the gateway counts a request
+	// when it answers it), InFlights (the duration sum's rate) and
+	// InstanceCounts (the sum of the versions' instances) are per step,
+	// oldest first, for learning the service time and estimating arrivals.
+	RequestRates, InFlights, InstanceCounts []Sample
 }
 
 // Current is the sum of the versions' instances at the last settled step,
@@ -385,6 +412,7 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 		versions               map[string]*GatewayVersion
 		lastInvoked            time.Time
 		rate                   float64
+		rates                  []Sample
 	}
 	acc := map[string]*perFunction{}
 	get := func(fid string) *perFunction {
@@ -471,7 +499,10 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 			},
 			func() error {
 				return run("requests", fmt.Sprintf(`sum %s (increase(%s[%s]))`, byFn, selector(MetricGatewayRequests, append(gm, sel)...), g.rate),
-					func(p *perFunction, s Series) { p.lastInvoked, p.rate = invocationsOf(s.Samples, g.seconds) })
+					func(p *perFunction, s Series) {
+						p.lastInvoked, p.rate = invocationsOf(s.Samples, g.seconds)
+						p.rates = ratesOf(s.Samples, g.seconds)
+					})
 			},
 		)
 		if err != nil {
@@ -480,7 +511,7 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 	}
 	settled := g.settled.UnixMilli()
 	for fid, p := range acc {
-		m := GatewayMetrics{LastInvokedAt: p.lastInvoked, RequestRate: p.rate}
+		m := GatewayMetrics{LastInvokedAt: p.lastInvoked, RequestRate: p.rate, RequestRates: p.rates}
 		for vid, v := range p.versions {
 			if n, ok := p.instances[vid][settled]; ok && !math.IsNaN(n) && n >= 0 {
 				v.Instances, v.InstancesKnown = n, true
@@ -500,15 +531,22 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 			// Capacity is what the reporting versions offer at this step;
 			// at least 1, as the reference divides, so an idle function at
 			// zero reads 0 % rather than NaN.
-			capacity := 0.0
+			capacity, instances, reported := 0.0, 0.0, false
 			for vid := range p.versions {
 				n, ok1 := p.instances[vid][ms]
 				cc, ok2 := p.concurrency[vid][ms]
 				if ok1 && ok2 && n > 0 && cc > 0 {
 					capacity += n * cc
 				}
+				if ok1 && !math.IsNaN(n) {
+					instances, reported = instances+n, true
+				}
+			}
+			if reported {
+				m.InstanceCounts = append(m.InstanceCounts, Sample{At: t, Value: instances})
 			}
 			m.InFlight, m.InFlightKnown = in, true
+			m.InFlights = append(m.InFlights, Sample{At: t, Value: in})
 			m.Utilization = append(m.Utilization, Sample{At: t, Value: 100 * in / max(1, capacity)})
 		}
 		out[fid] = m

@@ -1,0 +1,239 @@
+package scale
+
+// Gathering for the request-slot sources (the LLM gateway and the control
+// plane): their learned service time, and the demand it sizes a saturated
+// version from. Their only load signal is a latency sum, whose rate is the
+// requests in flight by Little's law: the demand while nothing waits, an
+// over-estimate without bound once a queue builds (it counts the waiting
+// requests and the time they wait). So the service time is learned while
+// nothing waits, and while saturated the version is sized from its
+// arrivals x that service time (see policy.DemandFromArrivals).
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"function/shared/policy"
+	"function/shared/store"
+	"function/shared/tsdb"
+)
+
+// slotStep is one step of a request-slot source: the rate window ending
+// at at.
+type slotStep struct {
+	at                                     time.Time
+	utilization, rate, inFlight, instances float64
+}
+
+// slotSteps joins a request-slot source's per-step series, oldest first,
+// at the steps where both the request rate and the requests in flight are
+// known (utilization and instances NaN where unknown). A newest step
+// whose rate and in-flight repeat the step before it exactly is dropped:
+// VictoriaMetrics answers a step too close to the query time (inside
+// -search.latencyOffset, 30 s by default) with the previous step's values,
+// its newest samples being possibly incomplete, and read as a real window
+// the repeat says that nothing changed: no latency growth (the gateway's
+// arrivals read as its completions), and a steady rate that was not seen.
+// Counters of real traffic never repeat a window's rate and latency sum to
+// the last digit.
+func slotSteps(utilization, rates, inFlights, instances []tsdb.Sample) []slotStep {
+	byTime := func(ss []tsdb.Sample) map[int64]float64 {
+		out := make(map[int64]float64, len(ss))
+		for _, s := range ss {
+			out[s.At.UnixMilli()] = s.Value
+		}
+		return out
+	}
+	util, flight, inst := byTime(utilization), byTime(inFlights), byTime(instances)
+	var out []slotStep
+	for _, r := range rates {
+		ms := r.At.UnixMilli()
+		n, ok := flight[ms]
+		if !ok || !finite(r.Value) || !finite(n) {
+			continue
+		}
+		st := slotStep{at: r.At, rate: r.Value, inFlight: n, utilization: math.NaN(), instances: math.NaN()}
+		if u, ok := util[ms]; ok {
+			st.utilization = u
+		}
+		if c, ok := inst[ms]; ok {
+			st.instances = c
+		}
+		out = append(out, st)
+	}
+	if k := len(out); k >= 2 && out[k-1].rate == out[k-2].rate && out[k-1].inFlight == out[k-2].inFlight {
+		out = out[:k-1]
+	}
+	return out
+}
+
+// serviceWindow returns the latency seconds and requests (over the rate
+// window) of the window before the newest one, its end and its
+// utilization, when that window can measure the service time: the latency
+// of a request is its service time only when it did not wait. Like the
+// worker source's cost (measuresCost) it needs
+//   - that window and the newest one below saturation: a queue builds a
+//     step or two before utilization reads saturated, and a window that
+//     holds waiting requests would teach a service time that includes the
+//     wait;
+//   - a steady request rate, within steadyRequests, from the step before
+//     it to the newest: in a window in which the load stepped, the
+//     requests counted and the latency summed are not the same requests;
+//   - the same instance count from its start to the newest step: right
+//     after instances come, they serve a backlog queued before, and a
+//     window's average utilization can read below saturation while part
+//     of it queued.
+func serviceWindow(steps []slotStep, step, window time.Duration) (at time.Time, seconds, requests, util float64, ok bool) {
+	n := len(steps)
+	if n < 3 {
+		return at, 0, 0, 0, false
+	}
+	before, settled, newest := steps[n-3], steps[n-2], steps[n-1]
+	if !newest.at.Equal(settled.at.Add(step)) || !settled.at.Equal(before.at.Add(step)) {
+		return at, 0, 0, 0, false
+	}
+	if !(settled.utilization < policy.SaturatedUtilization) || !(newest.utilization < policy.SaturatedUtilization) {
+		return at, 0, 0, 0, false
+	}
+	lo, hi := math.Inf(1), 0.0
+	for _, st := range []slotStep{before, settled, newest} {
+		if st.rate <= 0 {
+			return at, 0, 0, 0, false
+		}
+		lo, hi = math.Min(lo, st.rate), math.Max(hi, st.rate)
+	}
+	if hi > steadyRequests*lo || settled.inFlight < 0 {
+		return at, 0, 0, 0, false
+	}
+	from := settled.at.Add(-window)
+	for _, st := range steps {
+		if !st.at.Before(from) && !(st.instances > 0 && st.instances == newest.instances) {
+			return at, 0, 0, 0, false
+		}
+	}
+	w := window.Seconds()
+	return settled.at, settled.inFlight * w, settled.rate * w, settled.utilization, true
+}
+
+// learnServiceTime folds the window before the newest one into the stored
+// service time when it measures one, and returns the estimate to size
+// from.
+func (h *Handler) learnServiceTime(ctx context.Context, log *slog.Logger, key store.VersionKey, stored policy.Cost, steps []slotStep) policy.Cost {
+	s := h.d.Settings.Scale
+	at, seconds, requests, util, ok := serviceWindow(steps, s.Step, s.Window)
+	if !ok {
+		return stored
+	}
+	return h.foldCost(ctx, log, key, stored, at, seconds, requests, util)
+}
+
+// foldCost folds one settled window (latency seconds and requests over
+// the rate window ending at at, and its utilization) into a version's
+// learned service time, saves the result when it is worth a write, and
+// returns it, as the worker source does with busy seconds (observe).
+func (h *Handler) foldCost(ctx context.Context, log *slog.Logger, key store.VersionKey, stored policy.Cost, at time.Time,
+	seconds, requests, utilization float64) policy.Cost {
+	// Overlapping windows: fold only the share not yet folded (see observe).
+	share := 1.0
+	if !stored.UpdatedAt.IsZero() {
+		share = min(1, at.Sub(stored.UpdatedAt).Seconds()/h.d.Settings.Scale.Window.Seconds())
+	}
+	learned := stored.Learn(at, share*seconds, share*requests, utilization)
+	if costWorthSaving(stored, learned, h.d.Settings.Scale.Step) {
+		c := store.Cost{SecondsPerRequest: learned.SecondsPerRequest, Weight: learned.Weight, WindowEnd: learned.UpdatedAt}
+		if err := h.d.Store.SaveCost(ctx, key, c, h.d.Settings.Scale.StateTTL); err != nil {
+			// Used this cycle all the same; the next one folds its window
+			// into the older stored estimate, never counting one twice.
+			log.Warn("save learned service time", "function_id", key.FunctionID, "function_version_id", key.FunctionVersionID, "error", err.Error())
+		}
+	}
+	return learned
+}
+
+// slotUtilization is the utilization the policy decides from: a
+// Little's-law utilization, capped at 100 %. Over 100 % it counts waiting
+// requests as busy slots, and how far over says how long the queue has
+// been building, not how much capacity the load needs: the policy reads
+// utilization as the share of capacity in use (saturated at 100 %) and
+// takes the load beyond it from the demand estimate. Below 100 % it is
+// unchanged, so nvcf mode's thresholds read the same.
+func slotUtilization(samples []tsdb.Sample) []tsdb.Sample {
+	out := make([]tsdb.Sample, len(samples))
+	for i, s := range samples {
+		out[i] = s
+		if s.Value > 100 { // +Inf too: load on no instances is saturated
+			out[i].Value = 100
+		}
+	}
+	return out
+}
+
+// overLittle notes, for the detail, the newest Little's-law utilization
+// when it was over 100 % (requests waiting).
+func overLittle(samples []tsdb.Sample) string {
+	if n := len(samples); n > 0 && samples[n-1].Value > 100 {
+		return fmt.Sprintf("; little's law read %.0f %% (waiting requests included), decided as 100 %%", samples[n-1].Value)
+	}
+	return ""
+}
+
+// controlPlaneDemand is a control-plane version's demand: arrivals (the
+// invocation service counts a request when it routes it, queued ones
+// included) x the learned service time; until that is learned, Little's
+// law as before.
+func controlPlaneDemand(m tsdb.ControlPlaneMetrics, service policy.Cost) *policy.Demand {
+	if m.Concurrency <= 0 {
+		return nil
+	}
+	if n := len(m.RequestRates); n > 0 && service.Known() {
+		d := policy.DemandFromArrivals(service, m.RequestRates[n-1].Value, m.Concurrency, "counted on arrival")
+		return &d
+	}
+	if m.InFlightKnown {
+		d := policy.DemandFromConcurrency(m.InFlight, m.Concurrency)
+		return &d
+	}
+	return nil
+}
+
+// gatewayDemand is a gateway function's demand. The gateway counts a
+// request when it answers it, so while saturated its counter shows the
+// capacity, not the arrivals: those are estimated from the completions
+// and the growth of their latency over the two newest steps
+// (policy.ArrivalsFromCompletions) and sized with the learned service
+// time. Until that is learned, or without two steps of completions,
+// Little's law as before.
+func gatewayDemand(m tsdb.GatewayMetrics, steps []slotStep, service policy.Cost) policy.Demand {
+	conc := m.Concurrency()
+	if conc <= 0 {
+		return policy.Demand{}
+	}
+	if n := len(steps); n >= 2 {
+		completions := func(st slotStep) policy.Completions {
+			return policy.Completions{At: st.at, Rate: st.rate, InFlight: st.inFlight}
+		}
+		if arrivals, how, ok := policy.ArrivalsFromCompletions(completions(steps[n-2]), completions(steps[n-1]), service); ok {
+			return policy.DemandFromArrivals(service, arrivals, conc, how)
+		}
+	}
+	if m.InFlightKnown {
+		return policy.DemandFromConcurrency(m.InFlight, conc)
+	}
+	return policy.Demand{}
+}
+
+// newestCost is the service time learned for a gateway function: its
+// decisions are written to one target version, whose row keeps it, and
+// the target can change, so the newest estimate of any of its versions.
+func newestCost(states map[string]store.ScalingState) policy.Cost {
+	var out policy.Cost
+	for _, st := range states {
+		if c := storedCost(st.Cost); c.UpdatedAt.After(out.UpdatedAt) {
+			out = c
+		}
+	}
+	return out
+}
