@@ -18,10 +18,14 @@ import (
 )
 
 // apply acts on one version's decision: holds and unchanged counts write
-// nothing, nor does a cycle already applied (a replay or a late event);
-// anything else is written.
-func (h *Handler) apply(ctx context.Context, log *slog.Logger, o *Outcome, v store.ActiveVersion, st store.ScalingState, d policy.Decision, cycle int64) {
+// nothing, nor does a count NVCF would clamp to the max it already runs
+// (clampedNoop), nor a cycle already applied (a replay or a late event);
+// anything else is written. running is the version's own running
+// instances (-1 when unknown).
+func (h *Handler) apply(ctx context.Context, log *slog.Logger, o *Outcome, v store.ActiveVersion, st store.ScalingState, d policy.Decision,
+	cycle int64, running int) {
 	key := v.VersionKey
+	recheck := clampRecheckSteps * h.d.Settings.Scale.Step
 	switch {
 	case !d.Valid:
 		o.Action = "held"
@@ -31,6 +35,12 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		if st.HasAppliedTarget {
 			reportClamp(o, st.LastRequested, st.AppliedTarget)
 		}
+		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
+	case clampedNoop(st, d.Desired, running, h.d.Now(), recheck):
+		o.Action = "clamped"
+		reportClamp(o, st.LastRequested, st.AppliedTarget)
+		o.Detail += fmt.Sprintf("; not written: NVCF would clamp %d to the same max (written again after %s to see whether the max was raised)",
+			d.Desired, recheck)
 		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusOK)
 	case st.LastCycle >= cycle:
 		// This cycle (or a newer one) already wrote this version: the
@@ -63,6 +73,50 @@ func nvcfTarget(r nvcf.Result) int {
 		return -1
 	}
 	return n
+}
+
+// clampRecheckSteps is how many steps (UTILIZATION_STEP) a version that
+// NVCF clamped to its max goes without a write that would only be clamped
+// again. NVCF tells a version's max only in its answer to a write, so the
+// only way to learn that an operator raised it is to write: once every
+// five steps (five minutes in production) instead of every cycle.
+const clampRecheckSteps = 5
+
+// lastTarget is the count NVCF targets after the version's last write:
+// the request, or the max NVCF clamped it to. The policy measures its
+// moves from it: from the request, a version clamped to 20 that the
+// policy asked 67 of kept asking more (each step multiplies a count that
+// never ran), and coming down took cycles of moves from 67 that changed
+// nothing while 20 ran.
+func lastTarget(st store.ScalingState) int {
+	if clampedToMax(st) {
+		return st.AppliedTarget
+	}
+	return st.LastRequested
+}
+
+// clampedToMax reports whether NVCF clamped the last request down to the
+// version's max (a target of 0 is not taken for a max: NVCF's max is at
+// least 1, and an answer with no instances yet says nothing).
+func clampedToMax(st store.ScalingState) bool {
+	return st.HasLastRequested && st.HasAppliedTarget && st.AppliedTarget > 0 && st.AppliedTarget < st.LastRequested
+}
+
+// clampedNoop reports whether writing desired would change nothing: NVCF
+// clamped the last request to its max, and desired is at or above that
+// max, so NVCF would target the same count again. It never blocks a real
+// change: a count below the max is written; so is any count once more
+// run than the max NVCF last answered (it was raised since), and once
+// recheck has passed since the last write (only a write's answer tells
+// whether the max was raised).
+func clampedNoop(st store.ScalingState, desired, running int, now time.Time, recheck time.Duration) bool {
+	switch {
+	case !clampedToMax(st), desired < st.AppliedTarget, running > st.AppliedTarget:
+		return false
+	case desired == st.AppliedTarget:
+		return true // wanting no more than the max, there is nothing to learn by asking
+	}
+	return now.Sub(st.LastWrittenAt) < recheck
 }
 
 // reportClamp says so in the outcome when the NVCF API targets another

@@ -36,7 +36,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 		// running now stands as the recommendation in force, as HPA seeds
 		// its history, so a fresh install cannot scale everything down in
 		// its first cycle before the stabilization window saw anything.
-		recent = history{{At: now.UnixMilli(), Count: max(m.Instances, st.LastRequested)}}
+		recent = history{{At: now.UnixMilli(), Count: max(m.Instances, lastTarget(st))}}
 	}
 	in := h.input(now, v, st, obs, recent.forPolicy(now, p.ScaleDownStabilization))
 	if st.WatchSince.IsZero() {
@@ -64,7 +64,11 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 		}
 	}
 
-	h.apply(ctx, log, &o, v, st, d, cycle)
+	running := -1
+	if in.CurrentKnown {
+		running = in.Current
+	}
+	h.apply(ctx, log, &o, v, st, d, cycle, running)
 	// The recommendation, the decision time the history is stamped with and
 	// the newest sample's time let a reader (the closed-loop tests) tie each
 	// NVCF write to the inputs that caused it instead of to the wall clock.

@@ -210,7 +210,7 @@ func costWorthSaving(stored, learned policy.Cost, step time.Duration) bool {
 func (h *Handler) input(now time.Time, v store.ActiveVersion, st store.ScalingState, o observation, recent []policy.Recommendation) policy.Input {
 	in := policy.Input{
 		Now:                now,
-		LastRequested:      st.LastRequested,
+		LastRequested:      lastTarget(st),
 		LastRequestedKnown: st.HasLastRequested,
 		MetricsOK:          true,
 		Recent:             recent,

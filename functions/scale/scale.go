@@ -125,8 +125,9 @@ type Outcome struct {
 	Detail        string  `json:"detail,omitempty"`
 	// Action is what happened: "written", "unchanged", "held",
 	// "already_applied", "locked", "not_found", "beyond_limits", "error",
-	// or "not_target" (a gateway function's version that its function's
-	// decision does not write).
+	// "clamped" (not written: NVCF would clamp the count to the max it
+	// clamped the last request to), or "not_target" (a gateway function's
+	// version that its function's decision does not write).
 	Action string `json:"action"`
 	Error  string `json:"error,omitempty"`
 	// Applied is what the NVCF API reports after clamping, when written.

@@ -548,3 +548,50 @@ func TestNVCFClampIsReportedEveryCycleWithoutRewriting(t *testing.T) {
 	require.Contains(t, o.Detail, "clamped by NVCF to 2 (max)")
 	require.Equal(t, calls, f.sim.Calls(clamped.FunctionID, clamped.FunctionVersionID), "a clamped version is not written again")
 }
+
+// A version NVCF clamped to its max is not written again while the policy
+// wants more than that max, however its count moves, and a count below
+// the max is written at once.
+func TestClampedVersionIsNotRewrittenUntilARealChange(t *testing.T) {
+	f := setup(t, 1)
+	v := f.versions[0] // 2 workers at 90 %
+	f.sim.Register(nvcfsim.FunctionVersion{FunctionID: v.FunctionID, VersionID: v.FunctionVersionID, NcaID: "nca",
+		Status: nvcfsim.StatusActive, Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 2}}})
+	ctx := context.Background()
+	decide := func(at time.Time, tune func(s *config.Scale)) Outcome {
+		t.Helper()
+		s := f.settings
+		tune(&s.Scale)
+		h, err := New(Deps{Settings: s, Store: f.store, TSDB: f.tsdb, NVCF: f.nvcf, Log: slog.New(slog.DiscardHandler)})
+		require.NoError(t, err)
+		reply, err := h.HandleBucket(ctx, bucketEvent(at))
+		require.NoError(t, err)
+		return decode(t, reply).Outcomes[0]
+	}
+	calls := func() int { return f.sim.Calls(v.FunctionID, v.FunctionVersionID) }
+
+	// nvcf mode wants 3; NVCF clamps to 2.
+	o := decide(time.Now(), func(*config.Scale) {})
+	require.Equal(t, "written", o.Action, "%+v", o)
+	require.Equal(t, 3, o.Desired)
+	require.Equal(t, 1, calls())
+
+	// Target mode at 30 % wants about three times the 2 NVCF runs (more
+	// than the 3 asked for): more than the max again, so nothing is
+	// written, and the outcome says why.
+	o = decide(time.Now().Add(time.Millisecond), func(s *config.Scale) { s.PolicyMode, s.TargetUtilization = "target", 30 })
+	require.Equal(t, "clamped", o.Action, "%+v", o)
+	require.Greater(t, o.Desired, 3, "%+v", o)
+	require.NotNil(t, o.ClampedTo)
+	require.Equal(t, 2, *o.ClampedTo)
+	require.Contains(t, o.Detail, fmt.Sprintf("not written: NVCF would clamp %d to the same max", o.Desired))
+	require.Equal(t, 1, calls(), "a write NVCF would clamp to the same max is not made")
+
+	// A max of 1 of our own: below NVCF's, a real change, written at once.
+	o = decide(time.Now().Add(2*time.Millisecond), func(s *config.Scale) { s.MaxInstances = 1 })
+	require.Equal(t, "written", o.Action, "%+v", o)
+	require.Equal(t, 1, o.Desired)
+	require.Equal(t, 2, calls())
+	got, _ := f.sim.Desired(v.FunctionID, v.FunctionVersionID)
+	require.Equal(t, 1, got)
+}

@@ -143,6 +143,38 @@ func TestNewestCost(t *testing.T) {
 	require.Equal(t, policy.Cost{}, newestCost(nil))
 }
 
+func TestClampedNoop(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	const recheck = 20 * time.Second
+	clamped := store.ScalingState{LastRequested: 67, HasLastRequested: true, AppliedTarget: 20, HasAppliedTarget: true,
+		LastWrittenAt: now.Add(-8 * time.Second)}
+	for _, c := range []struct {
+		name             string
+		st               store.ScalingState
+		desired, running int
+		noop             bool
+	}{
+		{"more than the max again", clamped, 59, 20, true},
+		{"exactly the max", clamped, 20, 20, true},
+		{"below the max: a real change", clamped, 19, 20, false},
+		{"running more than the max: it was raised", clamped, 59, 21, false},
+		{"running unknown", clamped, 59, -1, true},
+		{"recheck due", func() store.ScalingState { s := clamped; s.LastWrittenAt = now.Add(-recheck); return s }(), 59, 20, false},
+		{"exactly the max when recheck is due: nothing to learn", func() store.ScalingState { s := clamped; s.LastWrittenAt = now.Add(-time.Hour); return s }(), 20, 20, true},
+		{"not clamped", store.ScalingState{LastRequested: 20, HasLastRequested: true, AppliedTarget: 20, HasAppliedTarget: true}, 30, 20, false},
+		{"clamped up to a min", store.ScalingState{LastRequested: 0, HasLastRequested: true, AppliedTarget: 1, HasAppliedTarget: true}, 0, 1, false},
+		{"no answer recorded", store.ScalingState{LastRequested: 67, HasLastRequested: true}, 80, 20, false},
+		{"an answer of no instances is no max", store.ScalingState{LastRequested: 5, HasLastRequested: true, HasAppliedTarget: true}, 8, 0, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			require.Equal(t, c.noop, clampedNoop(c.st, c.desired, c.running, now, recheck))
+		})
+	}
+	require.Equal(t, 20, lastTarget(clamped), "the policy measures from what NVCF targets")
+	require.Equal(t, 0, lastTarget(store.ScalingState{LastRequested: 0, HasLastRequested: true, AppliedTarget: 1, HasAppliedTarget: true}),
+		"a min clamp keeps the request: the policy's own count")
+}
+
 // A BYOC version and a gateway function, each 2 instances of 1 slot and
 // 1 s per request, serve 1 request/s (50 %) until t0 and then get 5: the
 // queue builds, Little's law reads 30 (BYOC) and 110 (gateway) requests

@@ -281,7 +281,7 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	own := int(math.Round(target.Instances))
 	// What was last asked of the function: the target's own request plus
 	// what the other versions run (they are not written by this decision).
-	lastTotal := st.LastRequested
+	lastTotal := lastTarget(st)
 	if !st.HasLastRequested {
 		lastTotal = own
 	}
@@ -332,6 +332,11 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 		detail += "; " + pnote
 	}
 	d.Desired = request
+	running := -1 // the target's own instances, which its clamp is about
+	if target.InstancesKnown {
+		running = own
+	}
+
 	var out []Outcome
 	targetSeen := false
 	for _, o := range all(func(o *Outcome) {}) {
@@ -342,20 +347,21 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 			continue
 		}
 		targetSeen = true
-		out = append(out, h.applyGateway(ctx, log, b.cycle, tv, st, in, d, detail))
+		out = append(out, h.applyGateway(ctx, log, b.cycle, tv, st, in, d, detail, running))
 	}
 	if !targetSeen {
 		// The target has no row here yet; its outcome still belongs in
 		// this bucket's answer, as its decision was made here.
 		h.rememberSource(ctx, log, tv.VersionKey, st, tsdb.SourceGateway)
-		out = append(out, h.applyGateway(ctx, log, b.cycle, tv, st, in, d, detail))
+		out = append(out, h.applyGateway(ctx, log, b.cycle, tv, st, in, d, detail, running))
 	}
 	return out
 }
 
-// applyGateway records and applies the target version's request.
+// applyGateway records and applies the target version's request; running
+// is the target's own running instances (-1 when unknown).
 func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int64, tv store.ActiveVersion, st store.ScalingState,
-	in policy.Input, d policy.Decision, detail string) Outcome {
+	in policy.Input, d policy.Decision, detail string, running int) Outcome {
 	key := tv.VersionKey
 	o := Outcome{FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, LastRequested: st.LastRequested,
 		Current: in.Current, CurrentKnown: in.CurrentKnown, Desired: d.Desired, Valid: d.Valid, Reason: string(d.Reason),
@@ -365,7 +371,7 @@ func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int6
 	}
 	h.d.Metrics.Decisions.WithLabelValues(o.Reason).Inc()
 	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
-	h.apply(ctx, log, &o, tv, st, d, cycle)
+	h.apply(ctx, log, &o, tv, st, d, cycle, running)
 	// The same fields as a worker decision's line: decided_at bounds the
 	// write this decision made (the closed-loop tests tie every NVCF write
 	// to the decision whose [decided_at, logged] window holds it; without
