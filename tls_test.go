@@ -3,6 +3,7 @@ package function
 import (
 	"context"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -46,6 +47,8 @@ func TestTLSEverywhereAndNoKeyInLogsOrMetrics(t *testing.T) {
 	require.NoError(t, err)
 	env := map[string]string{
 		"CASSANDRA_HOSTS": node.Hosts[0], "CASSANDRA_TLS": "true",
+		// The node may serve other tests of this run.
+		"CASSANDRA_KEYSPACE":    fmt.Sprintf("tls_function_%d", time.Now().UnixNano()%1e9),
 		"CASSANDRA_TLS_CA_FILE": certs.PEM("ca"), "CASSANDRA_TLS_CERT_FILE": certs.PEM("client"), "CASSANDRA_TLS_KEY_FILE": certs.PEM("client-key"),
 		"TSDB_URL": prom.URL, "TSDB_AUTH": "mtls",
 		"TSDB_CA_FILE": certs.PEM("ca"), "TSDB_CERT_FILE": certs.PEM("client"), "TSDB_KEY_FILE": certs.PEM("client-key"),

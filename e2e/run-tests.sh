@@ -38,6 +38,11 @@ cleanup() {
   [ $rc -eq 0 ] || [ -z "$phase_name" ] || phase_name="$phase_name (failed)"
   phase_end
   for s in "${started[@]}"; do "$STACK" stop "$s" || true; done
+  # KILL: the TLS node's data is thrown away with its directory.
+  if [ -n "${CASSANDRA_TLS_DIR:-}" ]; then
+    [ -f "$CASSANDRA_TLS_DIR/cassandra-tls.pid" ] && kill -KILL "$(cat "$CASSANDRA_TLS_DIR/cassandra-tls.pid")" 2>/dev/null || true
+    rm -rf "$CASSANDRA_TLS_DIR"
+  fi
   echo "== phase wall times"
   printf '%s\n' "${phases[@]}"
   printf 'PHASE %-22s %4ds\n' total $(( $(date +%s) - run_start ))
@@ -46,8 +51,23 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 phase "stack install and start"
-"$STACK" start all
+# free_port N: the first port from N up that nothing on 127.0.0.1 accepts.
+free_port() {
+  local p=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+  echo "$p"
+}
+# A second Cassandra that requires TLS and a client certificate, for the TLS
+# tests (shared/store and the root package share it), with certificates
+# made fresh for this run in a temporary directory; started beside the
+# stack so its boot overlaps theirs, killed by PID at exit.
+CASSANDRA_TLS_DIR=$(mktemp -d)
+CASSANDRA_TLS_PORT=$(free_port 9142)
+CASSANDRA_TLS_STORAGE_PORT=$(free_port 7012)
+export CASSANDRA_TLS_DIR CASSANDRA_TLS_PORT CASSANDRA_TLS_STORAGE_PORT
+"$STACK" start all cassandra-tls
 eval "$("$STACK" env)"
+export TEST_CASSANDRA_TLS_HOSTS=127.0.0.1:$CASSANDRA_TLS_PORT TEST_CASSANDRA_TLS_CERTS=$CASSANDRA_TLS_DIR/certs
 
 # A missing server fails the run instead of skipping tests.
 export AUTOSCALER_REQUIRE_SERVERS=1

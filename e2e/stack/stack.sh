@@ -497,6 +497,7 @@ targets() {
 
 install_common() {
   need curl curl
+  need openssl openssl # certs.sh, for cassandra-tls and the TLS tests
 }
 
 cmd_install() {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -29,10 +30,12 @@ func TestTLSToARealCassandra(t *testing.T) {
 		}
 		return f
 	}
+	// The node may serve other tests of this run: names of this test's own.
+	keyspace := fmt.Sprintf("tls_test_%d", time.Now().UnixNano()%1e9)
 	open := func(f *tlsfiles.Files) (*Store, error) {
 		cfg := DefaultConfig()
 		cfg.Hosts = node.Hosts
-		cfg.Keyspace = "tls_test"
+		cfg.Keyspace = keyspace
 		cfg.TLS = f
 		cfg.ConnectTimeout = 5 * time.Second
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -46,9 +49,9 @@ func TestTLSToARealCassandra(t *testing.T) {
 		defer s.Close()
 		ctx := context.Background()
 		require.NoError(t, s.Ping(ctx))
-		_, err = s.AcquireLock(ctx, "tls-lock", "node-a", 10*time.Second)
+		_, err = s.AcquireLock(ctx, keyspace, "node-a", 10*time.Second)
 		require.NoError(t, err, "a lightweight transaction over TLS")
-		lock, err := s.ReadLock(ctx, "tls-lock")
+		lock, err := s.ReadLock(ctx, keyspace)
 		require.NoError(t, err)
 		require.Equal(t, "node-a", lock.Owner)
 	})

@@ -65,13 +65,23 @@ type CassandraTLS struct {
 	Certs CertDir
 }
 
-// StartCassandraTLS starts stack.sh's cassandra-tls variant in a temporary
-// directory on free ports (so concurrent runs and the shared node do not
-// collide; about 10 s and 1 GiB resident) and stops it by PID when the test
-// ends. It needs the shared stack's Cassandra jars: where the shared node
-// is missing it skips or fails like RequireCassandra.
+// StartCassandraTLS returns a Cassandra node that requires TLS. `make test`
+// starts one for the whole run (e2e/run-tests.sh sets
+// TEST_CASSANDRA_TLS_HOSTS and TEST_CASSANDRA_TLS_CERTS), so its boot is
+// paid once, beside the stack's. Without them the test starts stack.sh's
+// cassandra-tls variant itself in a temporary directory on free ports (so
+// concurrent runs and the shared node do not collide; 10-25 s and 1 GiB
+// resident) and kills it by PID when the test ends; that needs the shared
+// stack's Cassandra jars, so where the shared node is missing it skips or
+// fails like RequireCassandra. Tests share a node: use names of their own.
 func StartCassandraTLS(t testing.TB) CassandraTLS {
 	t.Helper()
+	if hosts, certs := os.Getenv("TEST_CASSANDRA_TLS_HOSTS"), os.Getenv("TEST_CASSANDRA_TLS_CERTS"); hosts != "" && certs != "" {
+		if err := dialTCP(hosts); err != nil {
+			missing(t, "Cassandra with TLS", hosts, err)
+		}
+		return CassandraTLS{Hosts: []string{hosts}, Certs: CertDir(certs)}
+	}
 	RequireCassandra(t)
 	dir := t.TempDir()
 	port := strconv.Itoa(freePort(t))
