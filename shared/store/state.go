@@ -142,10 +142,14 @@ func (s *Store) ReadStates(ctx context.Context, r buckets.Range) (map[VersionKey
 // Callers that hold the version's lock use it to see the last holder's
 // write: that write and this read are both quorum, so they intersect.
 func (s *Store) ReadState(ctx context.Context, key VersionKey) (ScalingState, error) {
+	return s.readState(ctx, key, s.cfg.Consistency)
+}
+
+func (s *Store) readState(ctx context.Context, key VersionKey, c gocql.Consistency) (ScalingState, error) {
 	q := s.session.Query(
 		fmt.Sprintf(`SELECT %s FROM %s WHERE function_id = ? AND function_version_id = ?`, s.stateColumns(), s.tState),
 		key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx)
+	).WithContext(ctx).Consistency(c)
 	var scanErr error
 	st, ok := scanState(func(dest ...interface{}) bool {
 		scanErr = q.Scan(dest...)
@@ -169,6 +173,12 @@ func (s *Store) RecordWrite(ctx context.Context, key VersionKey, requested int, 
 // RecordWriteTarget is RecordWrite that also stores the count the NVCF API
 // reported it targets after the write; a negative target means the answer
 // carried none and stores null.
+//
+// The record is what keeps a replay from writing NVCF again, so a lost
+// answer is not taken for either outcome: the row is read back at SERIAL
+// and the record counts as made only if it carries this write's own
+// last_written_at. Not there is an error wrapping ErrNotApplied; a failed
+// read-back is *UnknownError.
 func (s *Store) RecordWriteTarget(ctx context.Context, key VersionKey, requested, target int, cycle int64, status string, ttl time.Duration) error {
 	secs, err := ttlSeconds(ttl)
 	if err != nil {
@@ -178,14 +188,31 @@ func (s *Store) RecordWriteTarget(ctx context.Context, key VersionKey, requested
 	if target >= 0 {
 		applied = &target
 	}
+	// Cassandra keeps milliseconds: truncated, the timestamp read back
+	// equals the one written and marks this very write.
+	at := time.Now().UTC().Truncate(time.Millisecond)
 	err = s.session.Query(
 		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_requested = ?, applied_target = ?, last_cycle = ?, last_written_at = ?, status = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, requested, applied, cycle, time.Now().UTC(), status, key.FunctionID, key.FunctionVersionID,
+		secs, requested, applied, cycle, at, status, key.FunctionID, key.FunctionVersionID,
 	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("record write of %d for %s in cycle %d: %w", requested, key, cycle, err)
+	if err == nil {
+		return nil
 	}
-	return nil
+	lost := LostAnswer{Op: opRecord, Name: key.String(), Cause: lostCause(err), Err: err}
+	st, rerr := s.readState(context.WithoutCancel(ctx), key, serialRead(s.cfg.SerialConsistency))
+	if rerr != nil {
+		lost.Resolved, lost.ReadErr = resolvedUnknown, rerr
+		s.reportLost(lost)
+		return &UnknownError{Op: opRecord, Name: key.String(), Err: fmt.Errorf("record write of %d in cycle %d: %w", requested, cycle, err), ReadErr: rerr}
+	}
+	if st.LastWrittenAt.Equal(at) && st.HasLastRequested && st.LastRequested == requested && st.LastCycle == cycle {
+		lost.Resolved = resolvedApplied
+		s.reportLost(lost)
+		return nil
+	}
+	lost.Resolved = resolvedNotApplied
+	s.reportLost(lost)
+	return fmt.Errorf("record write of %d for %s in cycle %d: answer lost (%w); read back at SERIAL the record is not there: %w", requested, key, cycle, err, ErrNotApplied)
 }
 
 // RecordOutcome stores a non-write outcome (such as NotFound) for cycle, so

@@ -47,6 +47,9 @@ type Config struct {
 	// "write" or "lwt" (a conditional statement), and whether it failed.
 	// Operators and the benchmark use it to count what a cycle costs.
 	Observer func(kind string, failed bool)
+	// OnLostAnswer, when set, is told of every write whose answer was lost
+	// and how reading it back at SERIAL settled it (see LostAnswer).
+	OnLostAnswer func(LostAnswer)
 }
 
 // DefaultConfig is a single local node with the reference's consistency.

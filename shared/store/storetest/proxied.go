@@ -1,0 +1,70 @@
+// Package storetest opens a store whose Cassandra answers can be lost on
+// purpose, for handler tests that show what a timeout of an LWT or of a
+// cycle record does to a decision (against the real local Cassandra).
+package storetest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"function/shared/store"
+	"function/shared/testenv/cqlproxy"
+)
+
+// Statements a test faults, by a piece of their text (see shared/store).
+const (
+	Acquire  = "IF NOT EXISTS USING TTL"
+	Refresh  = "IF node_id = ?"
+	Release  = "DELETE FROM"
+	ReadLock = "SELECT node_id, acquired_at, expires_at FROM"
+	Record   = "SET last_requested = ?"
+	// ReadState is the state row's read, the cycle record's read-back.
+	ReadState = "SELECT function_id, function_version_id, last_requested"
+)
+
+// Proxied is a store reached through a fault-injecting proxy, and what it
+// reported through OnLostAnswer.
+type Proxied struct {
+	Store *store.Store
+	Proxy *cqlproxy.Proxy
+
+	mu     sync.Mutex
+	losses []string
+}
+
+// Open opens cfg's keyspace (already created) through a proxy to cfg's
+// first host, with timeout as CASSANDRA_TIMEOUT so a lost answer costs
+// that long, and closes it when the test ends.
+func Open(t testing.TB, cfg store.Config, timeout time.Duration) *Proxied {
+	t.Helper()
+	p := &Proxied{Proxy: cqlproxy.Start(t, cfg.Hosts[0])}
+	cfg.Hosts = []string{p.Proxy.Addr}
+	cfg.Timeout = timeout
+	cfg.SkipSchema = true
+	cfg.OnLostAnswer = func(a store.LostAnswer) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.losses = append(p.losses, a.Op+" "+a.Cause+" "+a.Resolved)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("open store through the proxy: %v", err)
+	}
+	t.Cleanup(st.Close)
+	p.Store = st
+	return p
+}
+
+// TakeLosses returns the lost answers reported since the last call, each
+// as "op cause resolved".
+func (p *Proxied) TakeLosses() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := p.losses
+	p.losses = nil
+	return out
+}
