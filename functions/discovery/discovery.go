@@ -237,11 +237,14 @@ func Filters(s config.Settings) tsdb.Filters {
 // lockOutcome names the result of the leader lock attempt for the span.
 func lockOutcome(err error) string {
 	var held *store.HeldError
+	var unknown *store.UnknownError
 	switch {
 	case err == nil:
 		return "acquired"
 	case errors.As(err, &held):
 		return "held"
+	case errors.As(err, &unknown):
+		return "unknown"
 	}
 	return "error"
 }

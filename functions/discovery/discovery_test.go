@@ -66,6 +66,7 @@ func newSink(t *testing.T, failFirst int32, failAll bool) *sink {
 
 type fixture struct {
 	store    *store.Store
+	storeCfg store.Config // how store was opened
 	tsdb     *tsdb.Client
 	settings config.Settings
 	run      string
@@ -102,7 +103,7 @@ func setup(t *testing.T) *fixture {
 	st, err := store.Open(ctx, sc)
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	f.store = st
+	f.store, f.storeCfg = st, sc
 	f.tsdb, err = tsdb.New(tsdb.Config{URL: vm, MaxAttempts: 2, MaxBackoff: 50 * time.Millisecond})
 	require.NoError(t, err)
 

@@ -187,7 +187,16 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		o.Action, o.Error = "error", err.Error()
 		return
 	}
+	// keepLock is set when NVCF was written but the record that stops a
+	// replay from writing again is not confirmed: the lock then stays until
+	// its TTL, so the Knative retry and other replicas find the version
+	// locked instead of writing it a second time.
+	keepLock := false
 	defer func() {
+		if keepLock {
+			log.Warn("function lock kept until its TTL: the NVCF write is not recorded", "lock_ttl", s.FunctionLockTTL.String())
+			return
+		}
 		if err := h.d.Store.ReleaseLock(context.WithoutCancel(ctx), lockName(key), owner); err != nil {
 			log.Warn("release function lock", "error", err.Error())
 		}
@@ -216,9 +225,13 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 	case err == nil:
 		target := nvcfTarget(result)
 		if rerr := h.d.Store.RecordWriteTarget(rctx, key, desired, target, cycle, statusOK, s.StateTTL); rerr != nil {
-			// The NVCF write happened; failing to record it means the next
-			// cycle may write the same count again, which NVCF treats as a
-			// no-op. Report it so the bucket is retried promptly.
+			// The NVCF write happened, but read back at SERIAL the record
+			// is absent or unknown (a record whose lost answer turned out
+			// applied is no error). The kept lock stops a second write
+			// until its TTL; after it a later cycle may write the same
+			// count again, which NVCF treats as a no-op.
+			keepLock = true
+			h.d.Metrics.Writes.WithLabelValues("not_recorded").Inc()
 			o.Action, o.Error = "error", "written but not recorded: "+rerr.Error()
 			return
 		}

@@ -31,6 +31,7 @@ import (
 type fixture struct {
 	settings config.Settings
 	store    *store.Store
+	storeCfg store.Config // how store was opened
 	tsdb     *tsdb.Client
 	sim      *nvcfsim.Server
 	nvcf     *nvcf.Client
@@ -69,6 +70,7 @@ func setup(t testing.TB, n int) *fixture {
 	sc := store.DefaultConfig()
 	sc.Hosts = hosts
 	sc.Keyspace = testenv.Keyspace(t, "test_scale")
+	f.storeCfg = sc
 	f.store, err = store.Open(ctx, sc)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.store.Close() })

@@ -1,0 +1,231 @@
+package scale
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"function/shared/store"
+	"function/shared/store/storetest"
+	"function/shared/testenv/cqlproxy"
+)
+
+// lossy is one version at 90 % on two instances (the policy wants 3),
+// decided by a handler whose Cassandra answers go through a proxy that
+// loses them on request.
+type lossy struct {
+	*fixture
+	*storetest.Proxied
+	h    *Handler
+	key  store.VersionKey
+	logs *bytes.Buffer
+}
+
+// lossLockTTL is FUNCTION_LOCK_TTL here: long enough to outlive the lost
+// answers (a second each) and the retry that must meet the lock, short
+// enough to wait out.
+const lossLockTTL = 6 * time.Second
+
+func newLossy(t *testing.T) *lossy {
+	f := setup(t, 1)
+	// CASSANDRA_TIMEOUT of a second: a lost answer costs a second.
+	l := &lossy{fixture: f, Proxied: storetest.Open(t, f.storeCfg, time.Second), key: f.versions[0].VersionKey, logs: &bytes.Buffer{}}
+	s := f.settings
+	s.Scale.FunctionLockTTL = lossLockTTL
+	var logMu sync.Mutex
+	var err error
+	l.h, err = New(Deps{Settings: s, Store: l.Store, TSDB: f.tsdb, NVCF: f.nvcf,
+		Log: slog.New(slog.NewJSONHandler(lockedWriter{&logMu, l.logs}, nil))})
+	require.NoError(t, err)
+	return l
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+// decide handles cycle's bucket event and returns the version's outcome
+// (zero when the bucket failed) and the handler's error. It does not fail
+// the test itself, so Eventually may call it.
+func (l *lossy) decide(cycle time.Time) (Outcome, error) {
+	reply, err := l.h.HandleBucket(context.Background(), bucketEvent(cycle))
+	if err != nil {
+		return Outcome{}, err
+	}
+	var r BucketResult
+	if err := json.Unmarshal(reply.Data(), &r); err != nil {
+		return Outcome{}, err
+	}
+	if len(r.Outcomes) != 1 {
+		return Outcome{}, fmt.Errorf("want one outcome, got %+v", r.Outcomes)
+	}
+	return r.Outcomes[0], nil
+}
+
+// requireLockHeld returns the version's lock as Cassandra holds it, which
+// must be one of this handler's.
+func (l *lossy) requireLockHeld(t *testing.T) store.Lock {
+	t.Helper()
+	held, err := l.fixture.store.ReadLock(context.Background(), lockName(l.key))
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(held.Owner, "node-a/"), "the lock is held: %+v", held)
+	return held
+}
+
+// requireRetryLocked redelivers cycle's event while held is alive and
+// requires the version to be found locked. The lease's end is checked
+// first, so a machine too slow to retry inside it fails with that reason
+// rather than with a confusing write.
+func (l *lossy) requireRetryLocked(t *testing.T, cycle time.Time, held store.Lock) {
+	t.Helper()
+	// Cassandra expires the row by whole seconds: a second of margin.
+	require.True(t, time.Now().Before(held.ExpiresAt.Add(-time.Second)), "the retry comes while the lock lives (until %s)", held.ExpiresAt)
+	o, err := l.decide(cycle)
+	require.NoError(t, err)
+	require.Equal(t, "locked", o.Action, "the retry meets the lock")
+}
+
+func (l *lossy) nvcfWrites() []int {
+	var out []int
+	for _, w := range l.sim.Writes() {
+		if w.FunctionID == l.key.FunctionID && w.VersionID == l.key.FunctionVersionID {
+			out = append(out, w.Requested)
+		}
+	}
+	return out
+}
+
+// The lock's INSERT applies but its answer is lost (Cassandra's WriteTimeout
+// of WriteType CAS): read back at SERIAL the lock is ours, so the decision
+// is written, once, and the replay writes nothing.
+func TestLostLockAnswerThatAppliedWritesOnce(t *testing.T) {
+	l := newLossy(t)
+	cycle := time.Now()
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Acquire, Action: cqlproxy.WriteTimeout, Times: 1})
+	o, err := l.decide(cycle)
+	require.NoError(t, err)
+	require.Equal(t, "written", o.Action, "%+v", o)
+	require.Equal(t, []string{"acquire write_timeout applied"}, l.TakeLosses())
+	require.Equal(t, "RESULT", l.Proxy.Faults()[0].Reply, "Cassandra ran the INSERT; only its answer was lost")
+
+	o, err = l.decide(cycle)
+	require.NoError(t, err)
+	require.Contains(t, []string{"already_applied", "unchanged"}, o.Action, "the replay finds the write recorded")
+	require.Equal(t, []int{3}, l.nvcfWrites(), "one NVCF write")
+}
+
+// The lock's INSERT never reaches Cassandra: read back the lock is free,
+// so nothing is written and the bucket answers 503; Knative's retry takes
+// the lock and writes, once.
+func TestLostLockRequestAnswers503AndTheRetryWrites(t *testing.T) {
+	l := newLossy(t)
+	cycle := time.Now()
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Acquire, Action: cqlproxy.DropRequest, Times: 1})
+	_, err := l.decide(cycle)
+	require.Error(t, err)
+	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "a retry can help: %v", err)
+	require.ErrorContains(t, err, "1 of 1 NVCF writes failed")
+	require.Equal(t, []string{"acquire client_timeout not_applied"}, l.TakeLosses())
+	require.Empty(t, l.nvcfWrites())
+	held, err := l.fixture.store.ReadLock(context.Background(), lockName(l.key))
+	require.NoError(t, err)
+	require.Empty(t, held.Owner, "no lock left behind")
+
+	o, err := l.decide(cycle)
+	require.NoError(t, err)
+	require.Equal(t, "written", o.Action)
+	require.Equal(t, []int{3}, l.nvcfWrites())
+}
+
+// The lock's INSERT applies, its answer is lost and so is the read-back:
+// the outcome is unknown, so nothing is written (503). The lock it may hold
+// blocks the retry (nothing written twice) and frees at its TTL, after
+// which the next cycle writes.
+func TestUnknownLockWritesNothingAndFreesAtItsTTL(t *testing.T) {
+	l := newLossy(t)
+	cycle := time.Now()
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Acquire, Action: cqlproxy.DropReply, Times: 1})
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.ReadLock, Action: cqlproxy.DropRequest, Times: 1})
+	_, err := l.decide(cycle)
+	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "%v", err)
+	require.Contains(t, l.logs.String(), "outcome unknown", "the version's decision line says why")
+	require.Equal(t, []string{"acquire client_timeout unknown"}, l.TakeLosses())
+	require.Empty(t, l.nvcfWrites(), "an unknown lock is not acted on")
+
+	held := l.requireLockHeld(t)
+	require.False(t, held.ExpiresAt.After(time.Now().Add(lossLockTTL)), "held no longer than FUNCTION_LOCK_TTL")
+
+	l.requireRetryLocked(t, cycle, held)
+	require.Empty(t, l.nvcfWrites())
+
+	// Cycles after it decide again; the first one after the TTL writes.
+	require.Eventually(t, func() bool {
+		o, err := l.decide(time.Now())
+		return err == nil && o.Action == "written"
+	}, 4*lossLockTTL, 250*time.Millisecond)
+	require.Equal(t, []int{3}, l.nvcfWrites())
+	require.Empty(t, l.TakeLosses())
+}
+
+// The cycle record applies but its answer is lost: read back at SERIAL it
+// is there, so the write counts as recorded (no 503) and the replay is
+// already applied.
+func TestLostRecordAnswerThatAppliedIsNoFailure(t *testing.T) {
+	l := newLossy(t)
+	cycle := time.Now()
+	// Times covers the driver's own retries of this idempotent write; the
+	// rule is cleared once the event is handled.
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.WriteTimeout, WriteType: "SIMPLE", Times: 3})
+	o, err := l.decide(cycle)
+	l.Proxy.Clear()
+	require.NoError(t, err)
+	require.Equal(t, "written", o.Action)
+	require.Equal(t, []string{"record write_timeout applied"}, l.TakeLosses())
+
+	o, err = l.decide(cycle)
+	require.NoError(t, err)
+	require.Contains(t, []string{"already_applied", "unchanged"}, o.Action, "the replay finds the write recorded")
+	require.Equal(t, []int{3}, l.nvcfWrites())
+}
+
+// NVCF is written but the record never reaches Cassandra: the bucket
+// answers 503 and the lock is kept, so the retry finds the version locked
+// and writes nothing. At the lock's TTL the next cycle decides again; with
+// no record it writes the same count a second time, the bounded residue
+// (NVCF treats a repeated count as a no-op).
+func TestUnrecordedWriteKeepsTheLockSoTheRetryWritesNothing(t *testing.T) {
+	l := newLossy(t)
+	cycle := time.Now()
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.DropRequest, Times: 3})
+	_, err := l.decide(cycle)
+	l.Proxy.Clear()
+	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "%v", err)
+	require.Equal(t, []string{"record client_timeout not_applied"}, l.TakeLosses())
+	require.Equal(t, []int{3}, l.nvcfWrites())
+	require.Contains(t, l.logs.String(), "function lock kept until its TTL")
+
+	l.requireRetryLocked(t, cycle, l.requireLockHeld(t))
+	require.Equal(t, []int{3}, l.nvcfWrites(), "the retry does not write again")
+
+	require.Eventually(t, func() bool {
+		o, err := l.decide(time.Now())
+		return err == nil && o.Action == "written"
+	}, 4*lossLockTTL, 250*time.Millisecond)
+	require.Equal(t, []int{3, 3}, l.nvcfWrites())
+}
