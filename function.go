@@ -132,6 +132,19 @@ func (f *Function) connect(ctx context.Context) {
 	}
 }
 
+// lostAnswer logs and counts a Cassandra write whose answer was lost. The
+// store has already read it back at SERIAL; only an unsettled one (the
+// read-back failed too) is an ERROR, since its caller answered 503.
+func (f *Function) lostAnswer(l store.LostAnswer) {
+	f.metrics.LostAnswer(l)
+	attrs := []any{"op", l.Op, "name", l.Name, "cause", l.Cause, "resolved", l.Resolved, "error", l.Err.Error()}
+	if l.ReadErr != nil {
+		f.log.Error("cassandra answer lost and read-back failed; outcome unknown, nothing acted on", append(attrs, "read_error", l.ReadErr.Error())...)
+		return
+	}
+	f.log.Warn("cassandra answer lost; settled by a read at SERIAL", attrs...)
+}
+
 func (f *Function) wire(ctx context.Context) (*handlers, error) {
 	s := f.settings
 	sc := store.DefaultConfig()
@@ -148,6 +161,7 @@ func (f *Function) wire(ctx context.Context) (*handlers, error) {
 	sc.SkipSchema = !s.EnsureSchema
 	sc.TLS = s.Cassandra.TLSFiles()
 	sc.Observer = f.metrics.ObserveCassandra
+	sc.OnLostAnswer = f.lostAnswer
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	st, err := store.Open(openCtx, sc)

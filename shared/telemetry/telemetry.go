@@ -62,6 +62,10 @@ type Metrics struct {
 	LimiterWaiting   prometheus.Gauge
 	LimiterWait      prometheus.Histogram
 	CassandraOps     *prometheus.CounterVec
+	// LostAnswers counts Cassandra writes whose answer was lost (a
+	// timeout: applied or not, nobody said) by how the read-back at
+	// SERIAL settled them.
+	LostAnswers *prometheus.CounterVec
 	// Source is 1 for the metric source each version is decided from
 	// (per version, like the gauges above); SourceDecisions counts
 	// decisions by source whatever METRICS_PER_VERSION says.
@@ -112,15 +116,18 @@ func NewMetrics() *Metrics {
 	m.Queries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_tsdb_queries_total", Help: "PromQL queries issued, by caller."}, []string{"caller"})
 	m.TSDBDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "nvcf_autoscaler_tsdb_request_duration_seconds", Help: "TSDB HTTP requests.", Buckets: prometheus.DefBuckets}, []string{"endpoint", "status"})
 	m.NVCFDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "nvcf_autoscaler_nvcf_request_duration_seconds", Help: "NVCF API requests.", Buckets: prometheus.DefBuckets}, []string{"endpoint", "status"})
-	m.Locks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_lock_attempts_total", Help: "LWT lock attempts by kind (discovery, function) and outcome (acquired, held, error)."}, []string{"kind", "outcome"})
+	m.Locks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_lock_attempts_total", Help: "LWT lock attempts by kind (discovery, function) and outcome (acquired, held, unknown, error)."}, []string{"kind", "outcome"})
 	m.Discovered = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_discovered_versions", Help: "Versions found by the last discovery, by kind."}, []string{"kind"})
 	m.BucketsSent = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_bucket_events_total", Help: "Bucket events sent by outcome."}, []string{"outcome"})
 	m.CassandraOps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_cassandra_requests_total", Help: "CQL requests by kind (read, write, lwt) and outcome (ok, error)."}, []string{"kind", "outcome"})
+	m.LostAnswers = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_cassandra_lost_answers_total",
+		Help: "Cassandra writes whose answer was lost, by op (acquire, refresh, release, record), cause (write_timeout, cas_write_unknown, client_timeout, error) and how the read-back at SERIAL resolved them (applied, not_applied, unknown)."},
+		[]string{"op", "cause", "resolved"})
 	m.Source = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_version_source", Help: "1 for the metric source (worker, gateway, control_plane) a version is decided from."}, []string{"function_id", "function_version_id", "source"})
 	m.SourceDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_source_decisions_total", Help: "Decisions by metric source (worker, gateway, control_plane)."}, []string{"source"})
 	m.SampleAge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_utilization_sample_age_seconds", Help: "Age of the newest utilization sample used in the last bucket."})
 	for _, c := range []prometheus.Collector{m.Ready, m.CurrentInstances, m.DesiredInstances, m.Utilization, m.Status, m.Decisions, m.Writes,
-		m.BucketDuration, m.CycleDuration, m.Queries, m.TSDBDuration, m.NVCFDuration, m.Locks, m.Discovered, m.BucketsSent, m.SampleAge, m.CassandraOps} {
+		m.BucketDuration, m.CycleDuration, m.Queries, m.TSDBDuration, m.NVCFDuration, m.Locks, m.Discovered, m.BucketsSent, m.SampleAge, m.CassandraOps, m.LostAnswers} {
 		f(c)
 	}
 	m.DiscoveryCycles = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_discovery_cycles_total", Help: "Discovery ticks by outcome: done (buckets sent), skipped (another replica holds the lock), failed (Knative retries)."}, []string{"outcome"})
@@ -194,14 +201,24 @@ func (m *Metrics) ObserveCassandra(kind string, failed bool) {
 	m.CassandraOps.WithLabelValues(kind, outcome).Inc()
 }
 
+// LostAnswer is the store's hook for a write whose answer was lost.
+func (m *Metrics) LostAnswer(l store.LostAnswer) {
+	m.LostAnswers.WithLabelValues(l.Op, l.Cause, l.Resolved).Inc()
+}
+
 // Lock counts one lock attempt of kind (discovery, function): acquired,
-// held (another owner has it) or error (Cassandra did not answer).
+// held (another owner has it), unknown (its answer was lost and so was the
+// read-back) or error (Cassandra did not answer, or read back it had not
+// applied).
 func (m *Metrics) Lock(kind string, err error) {
 	outcome := "acquired"
 	var held *store.HeldError
+	var unknown *store.UnknownError
 	switch {
 	case errors.As(err, &held):
 		outcome = "held"
+	case errors.As(err, &unknown):
+		outcome = "unknown"
 	case err != nil:
 		outcome = "error"
 	}
