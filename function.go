@@ -107,7 +107,13 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) error {
 		f.log.Info("serving self-metrics", "address", addr.String())
 	}
 	go f.connect(runCtx)
-	f.receiver.Store(&receiver.Receiver{MaxBodyBytes: s.MaxEventBytes, LimitSetting: "MAX_EVENT_BYTES", Log: f.log, Handle: f.route})
+	f.receiver.Store(&receiver.Receiver{
+		MaxBodyBytes: s.MaxEventBytes, LimitSetting: "MAX_EVENT_BYTES",
+		// Handlers stop at the bucket deadline; the margin is for the
+		// reply after it.
+		AnswerWithin: s.Discovery.BucketDeadline + 10*time.Second,
+		Log:          f.log, Handle: f.route,
+	})
 	return nil
 }
 

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -48,12 +49,24 @@ type Receiver struct {
 	MaxBodyBytes int64
 	// LimitSetting names the setting behind MaxBodyBytes in 413 messages.
 	LimitSetting string
+	// AnswerWithin is how long after a request arrives its answer may
+	// still be written. It replaces the server's write timeout (func-go's
+	// is 30 s) for events, which a bucket may outlast: its work is bounded
+	// by BUCKET_DEADLINE (55 s), and an answer the server can no longer
+	// write makes the Broker retry a bucket that was decided. Zero keeps
+	// the server's.
+	AnswerWithin time.Duration
 	Log          *slog.Logger
 	Handle       HandleFunc
 }
 
 // ServeHTTP reads, parses, handles and answers one event.
 func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rc.AnswerWithin > 0 {
+		if err := http.NewResponseController(w).SetWriteDeadline(time.Now().Add(rc.AnswerWithin)); err != nil {
+			rc.Log.Warn("cannot extend the write deadline; a slow answer may be cut off", "error", err.Error())
+		}
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		rc.refuse(w, r, nil, http.StatusMethodNotAllowed, "method %s: CloudEvents are delivered with POST", events.Clip(r.Method, 16))

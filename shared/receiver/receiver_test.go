@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -161,4 +163,39 @@ func TestRefusedRequestsNeverReachTheHandler(t *testing.T) {
 	w, _ := serve(t, h, binaryEvent, strings.Repeat(" ", 1024))
 	require.Equal(t, 200, w.Code, w.Body.String())
 	require.True(t, called)
+}
+
+// An answer is written after the server's write timeout has passed when
+// AnswerWithin allows it; without it, the server drops the answer (the
+// Broker would retry a bucket already decided). The handler returns only
+// once the server's own deadline is behind it.
+func TestAnswerWithinOutlastsTheServersWriteTimeout(t *testing.T) {
+	const serverTimeout = 100 * time.Millisecond
+	for _, answerWithin := range []time.Duration{0, time.Minute} {
+		rc := &Receiver{MaxBodyBytes: 1024, LimitSetting: "MAX_EVENT_BYTES", AnswerWithin: answerWithin,
+			Log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+			Handle: func(context.Context, event.Event) (*event.Event, error) {
+				time.Sleep(3 * serverTimeout)
+				return nil, events.Unavailable("decided late")
+			}}
+		srv := httptest.NewUnstartedServer(rc)
+		srv.Config.WriteTimeout = serverTimeout
+		srv.Start()
+		req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(`{}`))
+		require.NoError(t, err)
+		for k, v := range binaryEvent {
+			req.Header.Set(k, v)
+		}
+		resp, err := srv.Client().Do(req)
+		if answerWithin == 0 {
+			require.Error(t, err, "the server's write timeout drops a late answer")
+		} else {
+			require.NoError(t, err)
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			require.Equal(t, "decided late", string(b))
+		}
+		srv.Close()
+	}
 }
