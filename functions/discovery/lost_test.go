@@ -21,7 +21,7 @@ import (
 func TestLostLockAnswersNeitherSkipNorDoubleACycle(t *testing.T) {
 	f := setup(t)
 	sk := newSink(t, 0, false)
-	p := storetest.Open(t, f.storeCfg, time.Second)
+	p := storetest.Open(t, f.storeCfg)
 	ctx := context.Background()
 	s := f.settings
 	s.Discovery.Sink = sk.srv.URL

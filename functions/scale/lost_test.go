@@ -30,15 +30,14 @@ type lossy struct {
 	logs *bytes.Buffer
 }
 
-// lossLockTTL is FUNCTION_LOCK_TTL here: long enough to outlive the lost
-// answers (a second each) and the retry that must meet the lock, short
-// enough to wait out.
-const lossLockTTL = 6 * time.Second
+// lossLockTTL is FUNCTION_LOCK_TTL here: long enough to outlive two lost
+// answers (storetest.Timeout each) and the retry that must meet the lock,
+// short enough to wait out.
+const lossLockTTL = 8 * time.Second
 
 func newLossy(t *testing.T) *lossy {
 	f := setup(t, 1)
-	// CASSANDRA_TIMEOUT of a second: a lost answer costs a second.
-	l := &lossy{fixture: f, Proxied: storetest.Open(t, f.storeCfg, time.Second), key: f.versions[0].VersionKey, logs: &bytes.Buffer{}}
+	l := &lossy{fixture: f, Proxied: storetest.Open(t, f.storeCfg), key: f.versions[0].VersionKey, logs: &bytes.Buffer{}}
 	s := f.settings
 	s.Scale.FunctionLockTTL = lossLockTTL
 	var logMu sync.Mutex

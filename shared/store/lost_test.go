@@ -17,8 +17,8 @@ import (
 
 // lossyStores opens a keyspace of the test's own on the real Cassandra
 // twice: directly (base, to see what really is in a row) and through a
-// fault-injecting proxy, with a short request timeout so a swallowed reply
-// costs a second and a half, not ten.
+// fault-injecting proxy, with a short request timeout (storetest.Timeout)
+// so a swallowed reply costs a second and a half, not ten.
 func lossyStores(t *testing.T) (*store.Store, *cqlproxy.Proxy, *storetest.Proxied) {
 	t.Helper()
 	cfg := store.DefaultConfig()
@@ -29,7 +29,7 @@ func lossyStores(t *testing.T) (*store.Store, *cqlproxy.Proxy, *storetest.Proxie
 	base, err := store.Open(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(base.Close)
-	p := storetest.Open(t, cfg, 1500*time.Millisecond)
+	p := storetest.Open(t, cfg)
 	return base, p.Proxy, p
 }
 

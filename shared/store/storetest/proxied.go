@@ -34,14 +34,20 @@ type Proxied struct {
 	losses []string
 }
 
+// Timeout is CASSANDRA_TIMEOUT through the proxy: each lost answer costs
+// that long, and every request that is not faulted must finish inside it
+// even on a loaded machine, or the tests would see a loss they did not
+// cause.
+const Timeout = 1500 * time.Millisecond
+
 // Open opens cfg's keyspace (already created) through a proxy to cfg's
-// first host, with timeout as CASSANDRA_TIMEOUT so a lost answer costs
-// that long, and closes it when the test ends.
-func Open(t testing.TB, cfg store.Config, timeout time.Duration) *Proxied {
+// first host, with Timeout as CASSANDRA_TIMEOUT, and closes it when the
+// test ends.
+func Open(t testing.TB, cfg store.Config) *Proxied {
 	t.Helper()
 	p := &Proxied{Proxy: cqlproxy.Start(t, cfg.Hosts[0])}
 	cfg.Hosts = []string{p.Proxy.Addr}
-	cfg.Timeout = timeout
+	cfg.Timeout = Timeout
 	cfg.SkipSchema = true
 	cfg.OnLostAnswer = func(a store.LostAnswer) {
 		p.mu.Lock()
