@@ -115,10 +115,15 @@ func TestClosedLoop(t *testing.T) {
 	}
 	w := newWorld(t, "loop", map[string]string{
 		"POLICY_OVERRIDES_FILE": overrides,
-		"TARGET_UTILIZATION":    "60",
-		"MAX_SCALE_UP_RATE":     "10",
-		"MAX_SCALE_DOWN_RATE":   "2",
-		"DISCOVERY_LOOKBACK":    "20s",
+		// Both modes aim at 70 %: nvcf mode's up threshold, where it stops
+		// adding instances, and the adequacy bar below. The instance-minutes
+		// compared at the end then compare the policies, not their goals (at
+		// 60 % target mode runs 9 instances for this load where 8 reach the
+		// same bar).
+		"TARGET_UTILIZATION":  "70",
+		"MAX_SCALE_UP_RATE":   "10",
+		"MAX_SCALE_DOWN_RATE": "2",
+		"DISCOVERY_LOOKBACK":  "20s",
 	}, fns...)
 	// The load phases run on the data plane's clock, which started before
 	// the processes were built and started.
@@ -187,15 +192,12 @@ func TestClosedLoop(t *testing.T) {
 		t.Logf("RESULT %s reached adequate capacity %d cycles after the 10x step, counted from the first cycle that saw it (%.1fs)", id, cycles[id], at.Sub(stepAt).Seconds())
 	}
 	require.LessOrEqual(t, cycles["fn-nvcf"], 30, "fn-nvcf recovery: %s", describeDecisions(ds, "fn-nvcf-v1"))
-	// Target mode sizes the saturated version for its demand (request rate
-	// x the cost learned in the warm-up) in one decision, once a window
-	// shows it saturated. That window can come a cycle or two after the
-	// first one over 70 %: instances added during the climb report partial
-	// windows that read below saturation (a fresh-clone run went 56, 81,
-	// 56, 81, 100 % while climbing 1, 2, 3, 4, then 9: 4 cycles; other runs
-	// 2 and 3). Issue 13 asks for 3; the bound stays at what the policy
-	// achieves reliably until unsaturated windows can use demand too.
-	require.LessOrEqual(t, cycles["fn-target"], 6, "fn-target recovery: %s", describeDecisions(ds, "fn-target-v1"))
+	// Target mode sizes the version for its demand (request rate x the cost
+	// learned in the warm-up) in one decision: the first cycle over 70 %
+	// already sees the request rate above what the workers are busy with
+	// and steps to the demand size, and a saturated one after it to the
+	// whole demand (measured 2 cycles: 1 -> 6 at 75 %, -> 8 saturated).
+	require.LessOrEqual(t, cycles["fn-target"], 3, "fn-target recovery: %s", describeDecisions(ds, "fn-target-v1"))
 
 	// NVCF 503 burst during steady state: the next writes fail; checked at
 	// the end, once the run has spent the burst.
@@ -260,13 +262,16 @@ func TestClosedLoop(t *testing.T) {
 	// attribution above shows no decision wrote twice because of it.
 	assertBurstBounded(t, all, burstFrom, burst, ds)
 
-	// Reported, not yet asserted: issue 13 asks target mode for no more
-	// instance-minutes than nvcf mode, which the backlog drain after the
-	// step still defeats (a saturated version whose demand reads below its
-	// busy workers doubles).
+	// Faster recovery must not cost more: target mode reaches the demand
+	// size at once and holds it while the queue of the climb drains (a
+	// saturated version busier than its demand doubled before, to twice
+	// the demand size), where nvcf mode climbs by 1.2x steps.
+	im := map[string]float64{}
 	for _, id := range []string{"fn-nvcf", "fn-target"} {
-		t.Logf("RESULT %s instance-minutes over the run: %.2f", id, instanceMinutes(w.History(), id))
+		im[id] = instanceMinutes(w.History(), id)
+		t.Logf("RESULT %s instance-minutes over the run: %.2f", id, im[id])
 	}
+	require.LessOrEqual(t, im["fn-target"], im["fn-nvcf"], "target mode spent more instance-minutes than nvcf mode: %s", describeDecisions(ds, "fn-target-v1"))
 }
 
 // cyclesFromStep counts the cycles that decided vid from the first one
