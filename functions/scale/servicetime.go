@@ -118,16 +118,95 @@ func serviceWindow(steps []slotStep, step, window time.Duration) (at time.Time, 
 	return settled.at, settled.inFlight * w, settled.rate * w, settled.utilization, true
 }
 
-// learnServiceTime folds the window before the newest one into the stored
-// service time when it measures one, and returns the estimate to size
-// from.
-func (h *Handler) learnServiceTime(ctx context.Context, log *slog.Logger, key store.VersionKey, stored policy.Cost, steps []slotStep) policy.Cost {
-	s := h.d.Settings.Scale
-	at, seconds, requests, util, ok := serviceWindow(steps, s.Step, s.Window)
-	if !ok {
-		return stored
+// slotFlow is what a request-slot source says about the window before
+// its newest real step (steps[len-2]), per second: the requests that
+// arrived and the request slots busy. ok is false when it cannot say.
+type slotFlow func(steps []slotStep, service policy.Cost) (arrivals, busySlots float64, ok bool)
+
+// controlPlaneFlow: the invocation service counts arrivals; the slots busy
+// are the requests in flight up to the slots there are (beyond them they
+// wait).
+func controlPlaneFlow(concurrency float64) slotFlow {
+	return func(steps []slotStep, _ policy.Cost) (float64, float64, bool) {
+		w := steps[len(steps)-2]
+		slots := w.instances * concurrency
+		if !(slots >= 0) || concurrency <= 0 {
+			return 0, 0, false
+		}
+		return w.rate, math.Min(w.inFlight, slots), true
 	}
-	return h.foldCost(ctx, log, key, stored, at, seconds, requests, util)
+}
+
+// gatewayFlow: arrivals are estimated from the completions (see
+// gatewayDemand); each completion held a slot for the service time.
+func gatewayFlow(steps []slotStep, service policy.Cost) (float64, float64, bool) {
+	n := len(steps)
+	prev, w := steps[n-3], steps[n-2]
+	c := func(st slotStep) policy.Completions {
+		return policy.Completions{At: st.at, Rate: st.rate, InFlight: st.inFlight}
+	}
+	arrivals, _, ok := policy.ArrivalsFromCompletions(c(prev), c(w), service)
+	return arrivals, w.rate * service.SecondsPerRequest, ok
+}
+
+// observeSlots folds the window before the newest real step into a
+// request-slot version's estimated queue (policy.Backlog, as the worker
+// source keeps it: arrivals in, busy slot-seconds / service time out) and,
+// when that window can teach it and no queue from before is being served
+// in it, into its learned service time. It returns both, stored under key.
+//
+// The backlog is what lets the policy tell, while utilization reads
+// saturated, the queue built during a climb draining (hold at the demand
+// size) from a service time gone stale (keep climbing): without it a
+// version sized right to 7 for 5 req/s doubled to 14 and 28 while 7
+// served the queue of the climb.
+func (h *Handler) observeSlots(ctx context.Context, log *slog.Logger, v store.ActiveVersion, service policy.Cost, backlog policy.Backlog,
+	steps []slotStep, flow slotFlow) (policy.Cost, policy.Backlog) {
+	s := h.d.Settings.Scale
+	n := len(steps)
+	if n < 3 {
+		return service, backlog
+	}
+	at := steps[n-2].at
+	_, seconds, requests, util, steady := serviceWindow(steps, s.Step, s.Window)
+	next, learn := backlog, steady
+	if arrivals, busy, ok := flow(steps, service); ok {
+		share := h.unfolded(at, backlog.UpdatedAt) * s.Window.Seconds()
+		next, learn = backlog.Observe(at, share*arrivals, share*busy, service, steady)
+	} else if steady {
+		next = backlog.Empty(at)
+	} else {
+		next = policy.Backlog{}
+	}
+	next = waitingFloor(next, steps, service)
+	o := observation{backlog: backlog}
+	h.saveBacklog(ctx, log, v, &o, next)
+	if learn && steady {
+		service = h.foldCost(ctx, log, v.VersionKey, service, at, seconds, requests, util)
+	}
+	return service, o.backlog
+}
+
+// waitingFloor raises an estimated queue to the requests Little's law
+// says are waiting at the newest step (in flight beyond those the
+// completions or arrivals keep in service: rate x service time) while
+// that number shrinks. The saturation reading lags the queue it comes
+// from: a request's latency is summed when it leaves, so the requests of
+// a drained queue keep the reading saturated for up to a window and a
+// latency after the last of them was served. Conservation alone ran out
+// first and a BYOC version held right at 7 doubled to 14 and 28 while
+// that tail passed. A growing number is a queue building, which the
+// floor leaves to conservation: a service time gone stale still shows.
+func waitingFloor(b policy.Backlog, steps []slotStep, service policy.Cost) policy.Backlog {
+	n := len(steps)
+	if !b.Known() || !service.Known() || n < 2 {
+		return b
+	}
+	waiting := func(st slotStep) float64 { return st.inFlight - st.rate*service.SecondsPerRequest }
+	if now := waiting(steps[n-1]); now < waiting(steps[n-2]) && now > b.Requests {
+		b.Requests = now
+	}
+	return b
 }
 
 // foldCost folds one settled window (latency seconds and requests over
@@ -137,10 +216,7 @@ func (h *Handler) learnServiceTime(ctx context.Context, log *slog.Logger, key st
 func (h *Handler) foldCost(ctx context.Context, log *slog.Logger, key store.VersionKey, stored policy.Cost, at time.Time,
 	seconds, requests, utilization float64) policy.Cost {
 	// Overlapping windows: fold only the share not yet folded (see observe).
-	share := 1.0
-	if !stored.UpdatedAt.IsZero() {
-		share = min(1, at.Sub(stored.UpdatedAt).Seconds()/h.d.Settings.Scale.Window.Seconds())
-	}
+	share := h.unfolded(at, stored.UpdatedAt)
 	learned := stored.Learn(at, share*seconds, share*requests, utilization)
 	if costWorthSaving(stored, learned, h.d.Settings.Scale.Step) {
 		c := store.Cost{SecondsPerRequest: learned.SecondsPerRequest, Weight: learned.Weight, WindowEnd: learned.UpdatedAt}
@@ -225,15 +301,20 @@ func gatewayDemand(m tsdb.GatewayMetrics, steps []slotStep, service policy.Cost)
 	return policy.Demand{}
 }
 
-// newestCost is the service time learned for a gateway function: its
-// decisions are written to one target version, whose row keeps it, and
-// the target can change, so the newest estimate of any of its versions.
-func newestCost(states map[string]store.ScalingState) policy.Cost {
-	var out policy.Cost
+// newestSlots is the service time and backlog kept for a gateway
+// function: its decisions are written to one target version, whose row
+// keeps them, and the target can change, so the newest of any of its
+// versions.
+func newestSlots(states map[string]store.ScalingState) (policy.Cost, policy.Backlog) {
+	var c policy.Cost
+	var b policy.Backlog
 	for _, st := range states {
-		if c := storedCost(st.Cost); c.UpdatedAt.After(out.UpdatedAt) {
-			out = c
+		if sc := storedCost(st.Cost); sc.UpdatedAt.After(c.UpdatedAt) {
+			c = sc
+		}
+		if sb := storedBacklog(st.Backlog); sb.UpdatedAt.After(b.UpdatedAt) {
+			b = sb
 		}
 	}
-	return out
+	return c, b
 }

@@ -132,15 +132,48 @@ func TestGatewayDemand(t *testing.T) {
 	require.False(t, gatewayDemand(noConcurrency, st, learned).Known())
 }
 
-func TestNewestCost(t *testing.T) {
+func TestNewestSlots(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	states := map[string]store.ScalingState{
-		"a": {Cost: store.Cost{SecondsPerRequest: 2, Weight: 30, WindowEnd: t0}},
-		"b": {Cost: store.Cost{SecondsPerRequest: 1, Weight: 25, WindowEnd: t0.Add(time.Minute)}},
+		"a": {Cost: store.Cost{SecondsPerRequest: 2, Weight: 30, WindowEnd: t0}, Backlog: store.Backlog{Requests: 9, WindowEnd: t0.Add(time.Minute)}},
+		"b": {Cost: store.Cost{SecondsPerRequest: 1, Weight: 25, WindowEnd: t0.Add(time.Minute)}, Backlog: store.Backlog{Requests: 4, WindowEnd: t0}},
 		"c": {},
 	}
-	require.Equal(t, policy.Cost{SecondsPerRequest: 1, Weight: 25, UpdatedAt: t0.Add(time.Minute)}, newestCost(states))
-	require.Equal(t, policy.Cost{}, newestCost(nil))
+	c, b := newestSlots(states)
+	require.Equal(t, policy.Cost{SecondsPerRequest: 1, Weight: 25, UpdatedAt: t0.Add(time.Minute)}, c)
+	require.Equal(t, policy.Backlog{Requests: 9, UpdatedAt: t0.Add(time.Minute)}, b)
+	c, b = newestSlots(nil)
+	require.Equal(t, policy.Cost{}, c)
+	require.False(t, b.Known())
+}
+
+// The queue a request-slot source folds: what arrived minus what the busy
+// slots served in the window before the newest real step.
+func TestSlotFlows(t *testing.T) {
+	end := time.Unix(1_800_000_000, 0)
+	learned := policy.Cost{SecondsPerRequest: 1, Weight: 30}
+	// BYOC: 5 arriving, 30 in flight on 2 instances of 1 slot: 2 slots busy.
+	st := slotSteps(steps(end, 100, 100, 100), steps(end, 5, 5, 5.1), steps(end, 20, 30, 40), steps(end, 2, 2, 2))
+	arrivals, busy, ok := controlPlaneFlow(1)(st, learned)
+	require.True(t, ok)
+	require.Equal(t, 5.0, arrivals)
+	require.Equal(t, 2.0, busy)
+	// Unsaturated: every request in flight holds a slot.
+	st = slotSteps(steps(end, 50, 50, 50), steps(end, 1, 1, 1.01), steps(end, 1, 1.01, 1), steps(end, 2, 2, 2))
+	_, busy, _ = controlPlaneFlow(1)(st, learned)
+	require.Equal(t, 1.01, busy)
+	_, _, ok = controlPlaneFlow(0)(st, learned)
+	require.False(t, ok, "no concurrency, no slots")
+
+	// Gateway: 2 completions/s whose latency grows 0.6 s per second; each
+	// completion held a slot for 1 s.
+	st = slotSteps(nil, steps(end, 2, 2, 2), steps(end, 10, 14.8, 19.6), nil)
+	arrivals, busy, ok = gatewayFlow(st, learned)
+	require.True(t, ok)
+	require.InDelta(t, 5, arrivals, 1e-9)
+	require.Equal(t, 2.0, busy)
+	_, _, ok = gatewayFlow(st, policy.Cost{})
+	require.False(t, ok, "no service time, no arrivals estimate")
 }
 
 func TestClampedNoop(t *testing.T) {
@@ -279,4 +312,18 @@ func TestRequestSlotSourcesSizedFromArrivalsAndLearnedServiceTime(t *testing.T) 
 	require.InDelta(t, 1.0, serviceOf(byocKey).SecondsPerRequest, 1e-9)
 	require.InDelta(t, 60, serviceOf(gwKey).Weight, 1e-9)
 	require.Zero(t, serviceOf(twinKey).Weight, "the twin never had an unsaturated window")
+}
+
+func TestWaitingFloor(t *testing.T) {
+	end := time.Unix(1_800_000_000, 0)
+	learned := policy.Cost{SecondsPerRequest: 1, Weight: 30}
+	empty := policy.Backlog{UpdatedAt: end}
+	// 5 req/s, 46 then 36 in flight: 31 waiting, and fewer than before.
+	draining := slotSteps(nil, steps(end, 5, 5.01), steps(end, 46, 36), nil)
+	require.InDelta(t, 31.0, waitingFloor(empty, draining, learned).Requests, 0.02)
+	require.Equal(t, 40.0, waitingFloor(policy.Backlog{Requests: 40, UpdatedAt: end}, draining, learned).Requests, "a floor, never lower")
+	building := slotSteps(nil, steps(end, 5, 5.01), steps(end, 36, 46), nil)
+	require.Zero(t, waitingFloor(empty, building, learned).Requests, "a queue building is left to conservation")
+	require.False(t, waitingFloor(policy.Backlog{}, draining, learned).Known(), "no estimate stays none")
+	require.Zero(t, waitingFloor(empty, draining, policy.Cost{}).Requests, "no service time: no floor")
 }

@@ -129,7 +129,7 @@ func (h *Handler) metricsOptions() tsdb.MetricsOptions {
 // demand (see slotUtilization, controlPlaneDemand).
 func (h *Handler) observeControlPlane(ctx context.Context, log *slog.Logger, v store.ActiveVersion, st store.ScalingState,
 	m tsdb.ControlPlaneMetrics, known bool) observation {
-	o := observation{known: known, source: tsdb.SourceControlPlane, cost: storedCost(st.Cost)}
+	o := observation{known: known, source: tsdb.SourceControlPlane, cost: storedCost(st.Cost), backlog: storedBacklog(st.Backlog)}
 	if !known {
 		return o
 	}
@@ -141,7 +141,7 @@ func (h *Handler) observeControlPlane(ctx context.Context, log *slog.Logger, v s
 		o.metrics.Instances, o.metrics.InstancesKnown = int(math.Round(m.Instances)), true
 	}
 	steps := slotSteps(m.Utilization, m.RequestRates, m.InFlights, m.InstanceCounts)
-	o.cost = h.learnServiceTime(ctx, log, v.VersionKey, o.cost, steps)
+	o.cost, o.backlog = h.observeSlots(ctx, log, v, o.cost, o.backlog, steps, controlPlaneFlow(m.Concurrency))
 	o.demand = controlPlaneDemand(m, o.cost)
 	return o
 }
@@ -301,7 +301,8 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	}
 	// The function's service time lives in its target's row.
 	steps := slotSteps(m.Utilization, m.RequestRates, m.InFlights, m.InstanceCounts)
-	service := h.learnServiceTime(ctx, log, tv.VersionKey, newestCost(states), steps)
+	service, backlog := newestSlots(states)
+	service, in.Backlog = h.observeSlots(ctx, log, tv, service, backlog, steps, gatewayFlow)
 	in.Demand = gatewayDemand(m, steps, service)
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, tv, st, tsdb.VersionMetrics{LastInvokedAt: m.LastInvokedAt})
 	if st.WatchSince.IsZero() {
