@@ -58,20 +58,44 @@ func attribute(t *testing.T, writes []nvcfsim.Write, ds []world.Decision, vid st
 
 // attributeSettled is attribute over the writes and decisions of w as
 // they are once a decision has had time to log the write it made: a
-// decision logs its line after its write returns, so a read between the
-// two sees the write without its decision (or the other way round).
+// decision logs its line after its write returns (and its record lands in
+// Cassandra), so a read between the two sees the write without its
+// decision.
 func attributeSettled(t *testing.T, w *world.World, vid string) []cause {
 	t.Helper()
-	var err error
-	for try := 0; try < 5; try++ {
-		var cs []cause
-		if cs, err = match(t, w.NVCF.Writes(), w.AllDecisions(), vid); err == nil {
-			return cs
+	writes, ds := settledView(t, w, vid)
+	return attribute(t, writes, ds, vid)
+}
+
+// settleBound is how long a write may go without its decision's log line
+// before the test calls it unexplained: the line follows the NVCF answer
+// and the Cassandra record, each bounded by its client's timeout (seconds),
+// so a write still unexplained after this has no decision.
+const settleBound = 15 * time.Second
+
+// settledView reads the simulator's writes and every scale process's
+// decisions until each accepted write of the given versions has its
+// decision (or settleBound passes; attribute then names the orphan). It
+// waits for the observation to catch up with what already happened, not
+// for the system to change: the writes it checks are those of the first
+// read.
+func settledView(t *testing.T, w *world.World, vids ...string) ([]nvcfsim.Write, []world.Decision) {
+	t.Helper()
+	writes := w.NVCF.Writes()
+	deadline := time.Now().Add(settleBound)
+	for {
+		ds := w.AllDecisions()
+		complete := true
+		for _, vid := range vids {
+			if _, err := match(t, writes, ds, vid); err != nil {
+				complete = false
+			}
 		}
-		time.Sleep(500 * time.Millisecond)
+		if complete || time.Now().After(deadline) {
+			return writes, ds
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	require.NoError(t, err)
-	return nil
 }
 
 // match pairs writes and decisions as attribute describes, or says which

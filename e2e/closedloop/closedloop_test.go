@@ -215,8 +215,7 @@ func TestClosedLoop(t *testing.T) {
 		return d1 == 0 && d2 == 0
 	}), "did not reach zero: %s", describe(w))
 
-	all := w.NVCF.Writes()
-	ds = w.AllDecisions()
+	all, ds := settledView(t, w, "fn-nvcf-v1", "fn-target-v1")
 	for _, id := range []string{"fn-nvcf", "fn-target"} {
 		vid := id + "-v1"
 		cs := attribute(t, all, ds, vid)
@@ -388,7 +387,7 @@ func TestFailuresDoNotScaleDown(t *testing.T) {
 		require.NoError(t, world.WaitFor(30*period, func() bool { return lastCycleOK(w) }), "cycles did not resume: %+v", tailCycles(w))
 		got, _ := w.NVCF.Desired("fn-steady", "fn-steady-v1")
 		require.GreaterOrEqual(t, got, settled, "instances lost across the restart")
-		assertOneWritePerCycle(t, attribute(t, w.NVCF.Writes(), w.AllDecisions(), "fn-steady-v1"))
+		assertOneWritePerCycle(t, attributeSettled(t, w, "fn-steady-v1"))
 	})
 }
 

@@ -289,7 +289,7 @@ func TestTSDBOutageHoldsEveryKind(t *testing.T) {
 	for id := range kinds {
 		got, _ := w.NVCF.Desired(id, id+"-v1")
 		require.GreaterOrEqual(t, got, settled[id], "%s lost instances across the outage", id)
-		assertOneWritePerCycle(t, attribute(t, w.NVCF.Writes(), w.AllDecisions(), id+"-v1"))
+		assertOneWritePerCycle(t, attributeSettled(t, w, id+"-v1"))
 	}
 	t.Logf("RESULT tsdb outage of %.0fs under a worker, a gateway and a BYOC function: %d bucket events held with 503, %d NVCF writes during it (none down)",
 		back.Sub(outage).Seconds(), len(held), len(w.NVCF.Writes())-from)
