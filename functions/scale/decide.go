@@ -69,18 +69,26 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 		running = in.Current
 	}
 	h.apply(ctx, log, &o, v, st, d, cycle, running)
-	// The recommendation, the decision time the history is stamped with and
-	// the newest sample's time let a reader (the closed-loop tests) tie each
-	// NVCF write to the inputs that caused it instead of to the wall clock.
+	logDecision(log, o, in, d, "source", in.Source)
+	return o
+}
+
+// logDecision writes a decision's line, the same fields for every source
+// (extra adds what the logger does not carry yet). The recommendation, the
+// decision time the history is stamped with and the newest sample's time
+// let a reader (the closed-loop tests) tie each NVCF write to the inputs
+// that caused it instead of to the wall clock: decided_at bounds the write
+// a decision made, and without it two decisions asking the same count
+// could swap writes.
+func logDecision(log *slog.Logger, o Outcome, in policy.Input, d policy.Decision, extra ...any) {
 	var sampleAt time.Time
 	if n := len(in.Utilization); n > 0 {
 		sampleAt = in.Utilization[n-1].At
 	}
-	log.Info("decision", "current", o.Current, "desired", o.Desired, "recommendation", d.Recommendation,
-		"last_requested", o.LastRequested, "utilization", o.Utilization, "sample_at", sampleAt, "decided_at", now,
-		"source", in.Source, "valid", o.Valid, "reason", o.Reason, "action", o.Action, "detail", o.Detail, "error", o.Error,
-		"clamped_to", clampedTo(o))
-	return o
+	log.Info("decision", append(extra, "current", o.Current, "desired", o.Desired, "recommendation", d.Recommendation,
+		"last_requested", o.LastRequested, "utilization", o.Utilization, "sample_at", sampleAt, "decided_at", in.Now,
+		"valid", o.Valid, "reason", o.Reason, "action", o.Action, "detail", o.Detail, "error", o.Error,
+		"clamped_to", clampedTo(o))...)
 }
 
 // clampedTo is the decision log's clamped_to: the count NVCF targets

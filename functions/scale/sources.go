@@ -373,18 +373,8 @@ func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int6
 	h.d.Metrics.Decisions.WithLabelValues(o.Reason).Inc()
 	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
 	h.apply(ctx, log, &o, tv, st, d, cycle, running)
-	// The same fields as a worker decision's line: decided_at bounds the
-	// write this decision made (the closed-loop tests tie every NVCF write
-	// to the decision whose [decided_at, logged] window holds it; without
-	// it two decisions asking the same count could swap writes).
-	var sampleAt time.Time
-	if n := len(in.Utilization); n > 0 {
-		sampleAt = in.Utilization[n-1].At
-	}
-	log.Info("decision", "function_version_id", key.FunctionVersionID, "current", o.Current, "desired", o.Desired,
-		"recommendation", d.Recommendation, "last_requested", o.LastRequested, "utilization", o.Utilization,
-		"sample_at", sampleAt, "decided_at", in.Now, "valid", o.Valid, "reason", o.Reason,
-		"action", o.Action, "detail", o.Detail, "error", o.Error, "clamped_to", clampedTo(o))
+	// The logger carries function_id and source; the version is the target's.
+	logDecision(log, o, in, d, "function_version_id", key.FunctionVersionID)
 	return o
 }
 
