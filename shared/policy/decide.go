@@ -70,6 +70,16 @@ type Input struct {
 	// of a step from one whose learned cost went stale; NVCF mode ignores
 	// it.
 	Backlog Backlog
+	// Idle is the version's learned idle-gap histogram and ColdStart its
+	// learned cold-start time, both kept by the caller in the scaling
+	// state; learned keep-alive (Policy.KeepAlive) reads them. The zero
+	// values have learned nothing, and the fixed timeout applies.
+	Idle      IdleHistogram
+	ColdStart ColdStart
+	// ReleasedAt is when the version was last written to zero; zero means
+	// unknown. An invocation after it came while the version was down,
+	// and brings it up at once whatever learned keep-alive predicted.
+	ReleasedAt time.Time
 	// Source names the metric source the inputs came from ("worker",
 	// "gateway", "control_plane"); it only labels the detail.
 	Source string
@@ -104,6 +114,8 @@ const (
 	ReasonHoldAtZero             Reason = "hold_at_zero"
 	ReasonScaleFromZero          Reason = "scale_from_zero"
 	ReasonScaleToZero            Reason = "scale_to_zero"
+	ReasonScaleToZeroLearned     Reason = "scale_to_zero_learned"
+	ReasonPrewarm                Reason = "prewarm"
 	ReasonStabilized             Reason = "stabilized"
 	ReasonRateLimitedUp          Reason = "rate_limited_up"
 	ReasonRateLimitedDown        Reason = "rate_limited_down"
@@ -214,8 +226,20 @@ func Decide(p Policy, in Input) Decision {
 	// idle now; it may only keep instances, so it blocks scale to zero.
 	freshBusy := freshOK && fresh >= p.DownThreshold
 	if p.ScaleToZero && avg < p.DownThreshold && latest < p.DownThreshold && !freshBusy {
-		if idle, why := p.idle(in); idle {
-			return p.toZero(cur, fmt.Sprintf("%scur=%d latest=%.1f avg=%.1f < %g, %s", source, cur, latest, avg, p.DownThreshold, why))
+		quiet := fmt.Sprintf("%scur=%d latest=%.1f avg=%.1f < %g, ", source, cur, latest, avg, p.DownThreshold)
+		if pl, plan, learned := p.learnedPlan(in); learned {
+			if release, why := pl.learnedRelease(in.Now.Sub(in.LastInvokedAt), plan); release {
+				d := p.toZero(cur, quiet+why)
+				if d.Reason == ReasonScaleToZero {
+					d.Reason = ReasonScaleToZeroLearned
+				}
+				return d
+			}
+		} else if idle, why := p.idle(in); idle {
+			if plan != "" {
+				why += "; " + plan
+			}
+			return p.toZero(cur, quiet+why)
 		}
 	}
 
@@ -289,8 +313,15 @@ func lastRequested(in Input) int {
 
 // atZero decides for a version with no workers and nothing pending.
 func (p Policy) atZero(in Input) Decision {
+	pl, why, learned := p.learnedPlan(in)
+	if learned {
+		return p.learnedAtZero(in, pl, why)
+	}
+	if why != "" {
+		why = "; " + why
+	}
 	if p.ScaleToZero && !p.recentlyInvoked(in) {
-		d := Decision{Desired: 0, Valid: true, Reason: ReasonHoldAtZero, Detail: "at zero, no invocation within the idle timeout"}
+		d := Decision{Desired: 0, Valid: true, Reason: ReasonHoldAtZero, Detail: "at zero, no invocation within the idle timeout" + why}
 		if p.MinInstances > 0 {
 			d.Desired, d.Reason = p.MinInstances, ReasonClampedMin
 			d.Detail += fmt.Sprintf("; raised to min %d", p.MinInstances)
@@ -301,7 +332,7 @@ func (p Policy) atZero(in Input) Decision {
 	// jump straight to the floor, as Ray Serve does, and let the next
 	// cycles size it from real samples.
 	d := Decision{Desired: max(1, p.MinInstances), Valid: true, Reason: ReasonScaleFromZero, Recommendation: 1,
-		Detail: "at zero and recently invoked"}
+		Detail: "at zero and recently invoked" + why}
 	if !p.ScaleToZero {
 		d.Detail = "at zero with scale to zero off"
 	}

@@ -63,23 +63,26 @@ func (s Stickiness) MarshalJSON() ([]byte, error) {
 // PolicyPatch changes some fields of a Policy: nil fields are left alone.
 // It is what an override document holds per function or version.
 type PolicyPatch struct {
-	Mode                   *Mode       `json:"mode,omitempty"`
-	MinInstances           *int        `json:"minInstances,omitempty"`
-	MaxInstances           *int        `json:"maxInstances,omitempty"`
-	UpThreshold            *float64    `json:"upThreshold,omitempty"`
-	DownThreshold          *float64    `json:"downThreshold,omitempty"`
-	UpFactor               *float64    `json:"upFactor,omitempty"`
-	DownFactor             *float64    `json:"downFactor,omitempty"`
-	UpStickiness           *Stickiness `json:"upStickiness,omitempty"`
-	DownStickiness         *Stickiness `json:"downStickiness,omitempty"`
-	Decay                  *float64    `json:"decay,omitempty"`
-	ScaleToZero            *bool       `json:"scaleToZero,omitempty"`
-	IdleTimeout            *Duration   `json:"idleTimeout,omitempty"`
-	TargetUtilization      *float64    `json:"targetUtilization,omitempty"`
-	Tolerance              *float64    `json:"tolerance,omitempty"`
-	ScaleDownStabilization *Duration   `json:"scaleDownStabilization,omitempty"`
-	MaxScaleUpRate         *float64    `json:"maxScaleUpRate,omitempty"`
-	MaxScaleDownRate       *float64    `json:"maxScaleDownRate,omitempty"`
+	Mode                   *Mode          `json:"mode,omitempty"`
+	MinInstances           *int           `json:"minInstances,omitempty"`
+	MaxInstances           *int           `json:"maxInstances,omitempty"`
+	UpThreshold            *float64       `json:"upThreshold,omitempty"`
+	DownThreshold          *float64       `json:"downThreshold,omitempty"`
+	UpFactor               *float64       `json:"upFactor,omitempty"`
+	DownFactor             *float64       `json:"downFactor,omitempty"`
+	UpStickiness           *Stickiness    `json:"upStickiness,omitempty"`
+	DownStickiness         *Stickiness    `json:"downStickiness,omitempty"`
+	Decay                  *float64       `json:"decay,omitempty"`
+	ScaleToZero            *bool          `json:"scaleToZero,omitempty"`
+	IdleTimeout            *Duration      `json:"idleTimeout,omitempty"`
+	KeepAlive              *KeepAliveMode `json:"keepAlive,omitempty"`
+	KeepAlivePercentile    *float64       `json:"keepAlivePercentile,omitempty"`
+	PrewarmPercentile      *float64       `json:"prewarmPercentile,omitempty"`
+	TargetUtilization      *float64       `json:"targetUtilization,omitempty"`
+	Tolerance              *float64       `json:"tolerance,omitempty"`
+	ScaleDownStabilization *Duration      `json:"scaleDownStabilization,omitempty"`
+	MaxScaleUpRate         *float64       `json:"maxScaleUpRate,omitempty"`
+	MaxScaleDownRate       *float64       `json:"maxScaleDownRate,omitempty"`
 }
 
 // Apply returns p with the patch's set fields replaced. It does not
@@ -116,6 +119,11 @@ func (pp PolicyPatch) Apply(p Policy) Policy {
 	if pp.IdleTimeout != nil {
 		p.IdleTimeout = time.Duration(*pp.IdleTimeout)
 	}
+	if pp.KeepAlive != nil {
+		p.KeepAlive = *pp.KeepAlive
+	}
+	set(&p.KeepAlivePercentile, pp.KeepAlivePercentile)
+	set(&p.PrewarmPercentile, pp.PrewarmPercentile)
 	set(&p.TargetUtilization, pp.TargetUtilization)
 	set(&p.Tolerance, pp.Tolerance)
 	if pp.ScaleDownStabilization != nil {
@@ -238,6 +246,9 @@ func decodePatches(section string, raw map[string]json.RawMessage) (map[string]P
 		}
 		if pp.Mode != nil && *pp.Mode != ModeNVCF && *pp.Mode != ModeTarget {
 			return nil, fmt.Errorf("policy overrides: %s[%q]: mode must be %q or %q, got %q", section, k, ModeNVCF, ModeTarget, *pp.Mode)
+		}
+		if pp.KeepAlive != nil && *pp.KeepAlive != KeepAliveFixed && *pp.KeepAlive != KeepAliveLearned {
+			return nil, fmt.Errorf("policy overrides: %s[%q]: keepAlive must be %q or %q, got %q", section, k, KeepAliveFixed, KeepAliveLearned, *pp.KeepAlive)
 		}
 		out[k] = pp
 	}

@@ -92,6 +92,18 @@ type Policy struct {
 	ScaleToZero bool
 	IdleTimeout time.Duration
 
+	// KeepAlive chooses between the fixed IdleTimeout and learned
+	// keep-alive (see KeepAliveLearned), which still falls back to
+	// IdleTimeout for a version whose idle gaps show no clear pattern.
+	KeepAlive KeepAliveMode
+	// KeepAlivePercentile (percent) of a version's idle gaps, plus
+	// IdleMargin, is how long learned keep-alive keeps it up.
+	KeepAlivePercentile float64
+	// PrewarmPercentile (percent) of the gaps that lasted as long as the
+	// current one, less IdleMargin and the learned cold start, is when
+	// learned keep-alive brings a released version back up.
+	PrewarmPercentile float64
+
 	// TargetUtilization is the busy percent per instance target mode aims
 	// for; it must stay below SaturatedUtilization so that "at target" and
 	// "saturated" can be told apart.
@@ -118,15 +130,19 @@ type Policy struct {
 // target-mode fields hold usable values so that switching Mode is enough.
 func Defaults() Policy {
 	return Policy{
-		Mode:              ModeNVCF,
-		UpThreshold:       70,
-		DownThreshold:     30,
-		UpFactor:          1.2,
-		DownFactor:        0.8,
-		ScaleToZero:       true,
-		IdleTimeout:       1800 * time.Second,
-		TargetUtilization: 60,
-		Tolerance:         0.1,
+		Mode:          ModeNVCF,
+		UpThreshold:   70,
+		DownThreshold: 30,
+		UpFactor:      1.2,
+		DownFactor:    0.8,
+		ScaleToZero:   true,
+		IdleTimeout:   1800 * time.Second,
+		// Fixed keep-alive replays the reference; learned is opt-in.
+		KeepAlive:           KeepAliveFixed,
+		KeepAlivePercentile: 99,
+		PrewarmPercentile:   5,
+		TargetUtilization:   60,
+		Tolerance:           0.1,
 	}
 }
 
@@ -194,6 +210,22 @@ func (p Policy) Validate() error {
 	}
 	if p.IdleTimeout < 0 || (p.ScaleToZero && p.IdleTimeout == 0) {
 		bad("idleTimeout", "must be > 0 when scaleToZero is on (and never negative), got %s", p.IdleTimeout)
+	}
+	if p.KeepAlive != KeepAliveFixed && p.KeepAlive != KeepAliveLearned {
+		bad("keepAlive", "must be %q or %q, got %q", KeepAliveFixed, KeepAliveLearned, p.KeepAlive)
+	}
+	percentilesOK := true
+	for _, q := range []struct {
+		field string
+		v     float64
+	}{{"keepAlivePercentile", p.KeepAlivePercentile}, {"prewarmPercentile", p.PrewarmPercentile}} {
+		if !finite(q.v) || q.v <= 0 || q.v >= 100 {
+			bad(q.field, "must be a percent in (0, 100), got %v", q.v)
+			percentilesOK = false
+		}
+	}
+	if percentilesOK && p.PrewarmPercentile >= p.KeepAlivePercentile {
+		bad("prewarmPercentile", "must be < keepAlivePercentile (%v), got %v", p.KeepAlivePercentile, p.PrewarmPercentile)
 	}
 	if !finite(p.TargetUtilization) || p.TargetUtilization <= 0 || p.TargetUtilization >= SaturatedUtilization {
 		bad("targetUtilization", "must be a percent in (0, %v), got %v", SaturatedUtilization, p.TargetUtilization)

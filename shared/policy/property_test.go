@@ -47,7 +47,35 @@ func randPolicy(r *rand.Rand) Policy {
 	if r.Intn(2) == 0 {
 		p.MaxScaleDownRate = 1.01 + r.Float64()*4
 	}
+	if r.Intn(2) == 0 {
+		p.KeepAlive = KeepAliveLearned
+		p.PrewarmPercentile = 1 + r.Float64()*40
+		p.KeepAlivePercentile = p.PrewarmPercentile + 1 + r.Float64()*(98-p.PrewarmPercentile)
+	}
 	return p
+}
+
+// randIdle is a periodic, jittered or scattered idle history, sometimes
+// with a cold start learned.
+func randIdle(r *rand.Rand, in *Input) {
+	if r.Intn(4) == 0 {
+		return
+	}
+	period := time.Duration(1+r.Intn(300)) * time.Minute
+	jitter := time.Duration(r.Intn(20)) * time.Minute
+	for i := range 5 + r.Intn(30) {
+		gap := period + time.Duration(r.Int63n(int64(jitter)+1))
+		if r.Intn(5) == 0 {
+			gap = time.Duration(r.Intn(300)) * time.Minute
+		}
+		in.Idle = in.Idle.Observe(t0.Add(time.Duration(i-100)*time.Minute), gap)
+	}
+	if r.Intn(3) > 0 {
+		in.ColdStart = in.ColdStart.Learn(t0.Add(-time.Hour), time.Duration(1+r.Intn(600))*time.Second)
+	}
+	if r.Intn(3) == 0 && !in.LastInvokedAt.IsZero() {
+		in.ReleasedAt = in.LastInvokedAt.Add(time.Duration(r.Intn(600)-300) * time.Second)
+	}
 }
 
 func randValue(r *rand.Rand) float64 {
@@ -96,6 +124,7 @@ func randInput(r *rand.Rand) Input {
 	for range r.Intn(6) {
 		in.Recent = append(in.Recent, Recommendation{At: t0.Add(-time.Duration(r.Intn(900)) * time.Second), Count: r.Intn(50)})
 	}
+	randIdle(r, &in)
 	return in
 }
 
@@ -123,7 +152,7 @@ func TestPropertyDecisionsStayInBounds(t *testing.T) {
 			zeroes++
 			require.True(t, p.ScaleToZero, "case %d: zero without scale to zero: %+v", i, d)
 			require.Zero(t, p.MinInstances, "case %d: zero below min: %+v", i, d)
-			require.Contains(t, []Reason{ReasonScaleToZero, ReasonHoldAtZero}, d.Reason, "case %d", i)
+			require.Contains(t, []Reason{ReasonScaleToZero, ReasonScaleToZeroLearned, ReasonHoldAtZero}, d.Reason, "case %d", i)
 			continue
 		}
 		require.GreaterOrEqual(t, d.Desired, max(p.MinInstances, 1), "case %d: %+v %+v", i, p, d)
@@ -345,4 +374,39 @@ func TestPropertyFreshOnlyRaises(t *testing.T) {
 	}
 	require.Positive(t, raised, "the generator never raised a decision")
 	require.Positive(t, unheld, "the generator never scaled up from a hold")
+}
+
+// Learned keep-alive releases only on the evidence the fixed timeout
+// needs (known metrics, a quiet latest sample and average, a known last
+// invocation), pre-warms only a version at zero, and never leaves down a
+// version invoked after it went to zero.
+func TestPropertyLearnedKeepAliveEvidence(t *testing.T) {
+	r := rand.New(rand.NewSource(9))
+	released, prewarmed := 0, 0
+	for i := range propertyCases {
+		p, in := randPolicy(r), randInput(r)
+		p.KeepAlive, p.ScaleToZero = KeepAliveLearned, true
+		d := Decide(p, in)
+		switch d.Reason {
+		case ReasonScaleToZeroLearned:
+			released++
+			require.True(t, d.Valid)
+			require.False(t, metricsUnknown(in), "case %d", i)
+			require.Positive(t, in.Current, "case %d", i)
+			require.False(t, in.LastInvokedAt.IsZero(), "case %d", i)
+			require.Less(t, in.Utilization[len(in.Utilization)-1].Value, p.DownThreshold, "case %d", i)
+			require.Less(t, weightedAverage(in.Utilization, p.Decay), p.DownThreshold, "case %d", i)
+		case ReasonPrewarm:
+			prewarmed++
+			require.Zero(t, in.Current, "case %d", i)
+			require.Equal(t, max(1, p.MinInstances), d.Desired, "case %d", i)
+		}
+		// Within the idle timeout: past it, fixed mode (the fallback) also
+		// leaves a version down, as it always did.
+		if d.Valid && in.Current == 0 && !in.ReleasedAt.IsZero() && in.LastInvokedAt.After(in.ReleasedAt) && p.recentlyInvoked(in) {
+			require.Positive(t, d.Desired, "case %d: invoked while down: %+v", i, d)
+		}
+	}
+	require.Positive(t, released, "the generator never released a version")
+	require.Positive(t, prewarmed, "the generator never pre-warmed a version")
 }
