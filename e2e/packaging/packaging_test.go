@@ -179,6 +179,9 @@ func TestFullValuesReachTheProcess(t *testing.T) {
 		"TSDB_MAX_SELECTOR_BYTES": "4194304",
 		"TSDB_ENVIRONMENT":        "staging",
 		"TSDB_IGNORE_ENV":         "false",
+		"KEEP_ALIVE":              "learned",
+		"KEEP_ALIVE_PERCENTILE":   "98",
+		"PREWARM_PERCENTILE":      "10",
 	} {
 		require.Equal(t, v, cfg[k], k)
 	}

@@ -22,6 +22,7 @@ var envOf = map[string]string{
 	"upThreshold": "SCALE_UP_THRESHOLD", "downThreshold": "SCALE_DOWN_THRESHOLD",
 	"upFactor": "SCALE_UP_FACTOR", "downFactor": "SCALE_DOWN_FACTOR", "decay": "UTILIZATION_DECAY",
 	"scaleToZero": "SCALE_TO_ZERO", "idleTimeout": "SCALE_TO_ZERO_IDLE_TIMEOUT",
+	"keepAlive": "KEEP_ALIVE", "keepAlivePercentile": "KEEP_ALIVE_PERCENTILE", "prewarmPercentile": "PREWARM_PERCENTILE",
 	"targetUtilization": "TARGET_UTILIZATION", "tolerance": "TARGET_TOLERANCE",
 	"scaleDownStabilization": "SCALE_DOWN_STABILIZATION",
 	"maxScaleUpRate":         "MAX_SCALE_UP_RATE", "maxScaleDownRate": "MAX_SCALE_DOWN_RATE",
@@ -37,6 +38,8 @@ func DefaultPolicy(s config.Scale) (policy.Policy, error) {
 	p.UpFactor, p.DownFactor = s.UpFactor, s.DownFactor
 	p.Decay = s.Decay
 	p.ScaleToZero, p.IdleTimeout = s.ScaleToZero, s.IdleTimeout
+	p.KeepAlive = policy.KeepAliveMode(s.KeepAlive)
+	p.KeepAlivePercentile, p.PrewarmPercentile = s.KeepAlivePercentile, s.PrewarmPercentile
 	p.TargetUtilization, p.Tolerance = s.TargetUtilization, s.Tolerance
 	p.ScaleDownStabilization = s.DownStabilization
 	p.MaxScaleUpRate, p.MaxScaleDownRate = s.MaxScaleUpRate, s.MaxScaleDownRate

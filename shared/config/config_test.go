@@ -27,7 +27,7 @@ func setEnv(t *testing.T, env map[string]string) {
 		k := strings.SplitN(kv, "=", 2)[0]
 		if strings.HasPrefix(k, "CASSANDRA_") || strings.HasPrefix(k, "TSDB_") || strings.HasPrefix(k, "NVCF_") ||
 			k == "K_SINK" || k == "BUCKETS" || k == "MAX_CLOCK_SKEW" || k == "BUCKET_DEADLINE" || k == "AUTOSCALER_ROLE" || k == "POLICY_MODE" ||
-			strings.HasPrefix(k, "SCALE_") || strings.HasPrefix(k, "MAX_SCALE_") {
+			strings.HasPrefix(k, "SCALE_") || strings.HasPrefix(k, "MAX_SCALE_") || strings.HasPrefix(k, "KEEP_ALIVE") || strings.HasPrefix(k, "PREWARM_") {
 			t.Setenv(k, "")
 			os.Unsetenv(k)
 		}
@@ -46,6 +46,9 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, []string{"127.0.0.1:9042"}, s.Hosts)
 	require.Equal(t, "{'class': 'SimpleStrategy', 'replication_factor': 1}", s.Replication)
 	require.Equal(t, "target", s.Scale.PolicyMode)
+	require.Equal(t, "fixed", s.Scale.KeepAlive)
+	require.Equal(t, 99.0, s.Scale.KeepAlivePercentile)
+	require.Equal(t, 5.0, s.Scale.PrewarmPercentile)
 	require.Equal(t, 70.0, s.Scale.UpThreshold)
 	require.Equal(t, 2*time.Minute, s.Scale.DownStabilization)
 	require.NotEmpty(t, s.NodeID)
@@ -106,6 +109,11 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"missing sink", "K_SINK", "", "K_SINK is not set"},
 		{"lock ttl", "DISCOVERY_LOCK_TTL", "90s", "DISCOVERY_LOCK_TTL"},
 		{"policy mode", "POLICY_MODE", "magic", "POLICY_MODE"},
+		{"keep-alive mode", "KEEP_ALIVE", "smart", `KEEP_ALIVE="smart": want fixed or learned`},
+		{"keep-alive percentile", "KEEP_ALIVE_PERCENTILE", "100", "PREWARM_PERCENTILE=5, KEEP_ALIVE_PERCENTILE=100: want 0 < prewarm < keep-alive < 100"},
+		{"pre-warm percentile", "PREWARM_PERCENTILE", "0", "PREWARM_PERCENTILE=0, KEEP_ALIVE_PERCENTILE=99"},
+		{"pre-warm above keep-alive", "PREWARM_PERCENTILE", "99", "PREWARM_PERCENTILE=99, KEEP_ALIVE_PERCENTILE=99"},
+		{"pre-warm NaN", "PREWARM_PERCENTILE", "NaN", "PREWARM_PERCENTILE=NaN"},
 		{"transport", "NVCF_TRANSPORT", "smtp", "NVCF_TRANSPORT"},
 		{"nvcf url", "NVCF_API_URL", "", "NVCF_API_URL is not set"},
 		{"nvcf timeout", "NVCF_TIMEOUT", "20s", "NVCF_TIMEOUT"},

@@ -46,6 +46,9 @@ type Scale struct {
 	Decay               float64       `envconfig:"UTILIZATION_DECAY" default:"0" desc:"exponential decay of the utilization average (0 = mean)"`
 	ScaleToZero         bool          `envconfig:"SCALE_TO_ZERO" default:"true" desc:"allow idle functions to go to zero"`
 	IdleTimeout         time.Duration `envconfig:"SCALE_TO_ZERO_IDLE_TIMEOUT" default:"1800s" desc:"no invocations for this long (and low utilization) scales to zero"`
+	KeepAlive           string        `envconfig:"KEEP_ALIVE" default:"fixed" desc:"fixed (SCALE_TO_ZERO_IDLE_TIMEOUT) or learned (per version, from its idle gaps: keep-alive, early release and pre-warming; the fixed timeout where that is no better)"`
+	KeepAlivePercentile float64       `envconfig:"KEEP_ALIVE_PERCENTILE" default:"99" desc:"learned keep-alive: keep an idle version up to this percentile of its idle gaps, plus 10 %"`
+	PrewarmPercentile   float64       `envconfig:"PREWARM_PERCENTILE" default:"5" desc:"learned keep-alive: pre-warm a released version one cold start before this percentile of its idle gaps, less 10 %"`
 	DownStabilization   time.Duration `envconfig:"SCALE_DOWN_STABILIZATION" default:"120s" desc:"scale down only to the highest recommendation inside this window (unset with POLICY_MODE=nvcf: 0s, as the reference)"`
 	MaxScaleUpRate      float64       `envconfig:"MAX_SCALE_UP_RATE" default:"10" desc:"at most this many times the current instances per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
 	MaxScaleDownRate    float64       `envconfig:"MAX_SCALE_DOWN_RATE" default:"1.5" desc:"at most divide the current instances by this per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
@@ -212,6 +215,14 @@ func (s *Scale) validate() error {
 	case "nvcf", "target":
 	default:
 		add("POLICY_MODE=%q: want nvcf or target", s.PolicyMode)
+	}
+	switch s.KeepAlive {
+	case "fixed", "learned":
+	default:
+		add("KEEP_ALIVE=%q: want fixed or learned", s.KeepAlive)
+	}
+	if !(s.PrewarmPercentile > 0 && s.PrewarmPercentile < s.KeepAlivePercentile && s.KeepAlivePercentile < 100) {
+		add("PREWARM_PERCENTILE=%v, KEEP_ALIVE_PERCENTILE=%v: want 0 < prewarm < keep-alive < 100", s.PrewarmPercentile, s.KeepAlivePercentile)
 	}
 	if s.PolicyOverridesFile != "" {
 		if _, err := os.Stat(s.PolicyOverridesFile); err != nil {
