@@ -132,6 +132,43 @@ func TestChartRendersValidObjects(t *testing.T) {
 	}
 }
 
+// externalArgs address the functions by URL, as for processes running
+// outside Knative Serving.
+var externalArgs = []string{
+	"--set", "externalFunctions.discoveryURL=http://discovery.example:8080/",
+	"--set", "externalFunctions.scaleURL=http://scale.example:8080/",
+	"--set", "delivery.deadLetter.uri=http://dead-letters.example/",
+}
+
+// With externalFunctions the Triggers deliver to the URLs, the SinkBinding
+// binds Deployments of discovery, and no Knative Service is rendered, so
+// the chart installs on a cluster without Knative Serving.
+func TestExternalFunctionsAddressedByURL(t *testing.T) {
+	objs := decodeAll(t, render(t, externalArgs...))
+	kinds := validateAll(t, objs)
+	require.Equal(t, []string{"Broker", "ConfigMap", "PingSource", "ServiceAccount", "SinkBinding", "Trigger"}, kinds)
+	subscribers := map[string]string{}
+	for _, o := range objs {
+		switch v := o.obj.(type) {
+		case *eventingv1.Trigger:
+			require.Nil(t, v.Spec.Subscriber.Ref, "Trigger %s still refers to a Service", o.name)
+			subscribers[o.name] = v.Spec.Subscriber.URI.String()
+			require.Equal(t, "http://dead-letters.example/", v.Spec.Delivery.DeadLetterSink.URI.String())
+		case *sourcesv1.SinkBinding:
+			require.Equal(t, "Deployment", v.Spec.Subject.Kind)
+			require.Equal(t, map[string]string{
+				"app.kubernetes.io/instance":  "autoscaler",
+				"app.kubernetes.io/component": "discovery",
+			}, v.Spec.Subject.Selector.MatchLabels)
+		}
+	}
+	require.Equal(t, map[string]string{
+		"autoscaler-nvcf-autoscaler-tick":     "http://discovery.example:8080/",
+		"autoscaler-nvcf-autoscaler-bucket":   "http://scale.example:8080/",
+		"autoscaler-nvcf-autoscaler-activate": "http://scale.example:8080/",
+	}, subscribers)
+}
+
 // Each function gets GOMEMLIMIT at 90 % of its memory limit, so a large
 // cycle's garbage makes the GC work harder instead of the container die.
 func TestGoMemLimitFollowsTheMemoryLimit(t *testing.T) {
@@ -247,6 +284,9 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"bad consistency", []string{"--set", "cassandra.consistency=MOST"}, "at '/cassandra/consistency'"},
 		{"override with unknown field", []string{"--set", "policy.overrides.functions.f1.minimum=2"}, "additional properties 'minimum' not allowed"},
 		{"secret needed but not given", []string{"--set", "secrets.existingSecret="}, "set secrets.existingSecret or secrets.create=true"},
+		{"external function URL without scheme", []string{"--set", "externalFunctions.scaleURL=scale:8080"}, "at '/externalFunctions/scaleURL'"},
+		{"one external function of two", []string{"--set", "externalFunctions.discoveryURL=http://d:8080"}, "externalFunctions: set both discoveryURL and scaleURL, or neither"},
+		{"event display without Knative Services", externalArgs[:4], "set delivery.deadLetter.uri, or delivery.deadLetter.enabled=false"},
 		{"created secret without its value", []string{"--set", "secrets.existingSecret=", "--set", "secrets.create=true"}, "nvcf.auth=oauth2: give secrets.nvcfClientSecret"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -179,3 +179,16 @@ empty for other forms, which then leave Go's default.
 {{- printf "%dMiB" (div (mul (trimSuffix "Gi" $q | int64) 9216) 10) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "true" when the functions run elsewhere and are addressed by URL
+(externalFunctions), empty when the chart deploys them as Knative Services.
+Half a pair is refused: a Trigger without a subscriber would be dropped
+silently by nothing, and events lost. */}}
+{{- define "nvcf-autoscaler.external" -}}
+{{- $e := .Values.externalFunctions -}}
+{{- if and $e.discoveryURL $e.scaleURL -}}
+true
+{{- else if or $e.discoveryURL $e.scaleURL -}}
+{{- fail "externalFunctions: set both discoveryURL and scaleURL, or neither" -}}
+{{- end -}}
+{{- end -}}
