@@ -24,6 +24,13 @@ type Contender struct {
 	// them: a Fresh sample ending at the decision, and Demand from the
 	// request rate and the cost learned from unsaturated windows.
 	Demand bool
+	// TiledEvidence reads invocations with step windows that tile time
+	// (see invokedInSteps) instead of the rate window.
+	TiledEvidence bool
+	// ZeroKnown reads a version with no worker series whose last write was
+	// 0 as Current 0, known, so that Decide can pre-warm it: without it a
+	// version at zero holds with its count unknown until an activation.
+	ZeroKnown bool
 	// Oracle ignores Policy: it knows each minute's load in advance and
 	// runs exactly the instances that keep it at overloadUtilization,
 	// ready at once. Nothing can use fewer instance-minutes without
@@ -203,13 +210,17 @@ type controller struct {
 	lastInvoked int // newest step point with requests, -1 for none
 	cost        policy.Cost
 	backlog     policy.Backlog
+	// idle and coldStart are learned keep-alive's state, learned from the
+	// same evidence the decisions read (see learnKeepAlive).
+	idle      policy.IdleHistogram
+	coldStart policy.ColdStart
+	// applied is the reason of the last decision that changed the count.
+	applied policy.Reason
 }
 
 func (k *controller) decide(w *world, s int) {
 	o := w.gather(s)
-	if ia := w.invokedAt(s); ia > k.lastInvoked {
-		k.lastInvoked = ia
-	}
+	k.learnKeepAlive(w, s)
 	p := k.c.Policy
 	now := at(s)
 	in := policy.Input{
@@ -232,8 +243,15 @@ func (k *controller) decide(w *world, s int) {
 		// has data at all.
 		in.CurrentKnown = w.scrapeIndex(o.newest-int(step/time.Second)) >= 0
 	}
+	if k.c.ZeroKnown && !in.CurrentKnown && w.lastRequestedKnown && w.lastRequested == 0 && w.scrapeIndex(o.newest-int(step/time.Second)) >= 0 {
+		in.Current, in.CurrentKnown = 0, true
+	}
 	if k.lastInvoked >= 0 {
 		in.LastInvokedAt = at(k.lastInvoked)
+	}
+	in.Idle, in.ColdStart = k.idle, k.coldStart
+	if w.releasedAt >= 0 {
+		in.ReleasedAt = at(w.releasedAt)
 	}
 	if len(k.recent) == 0 && in.CurrentKnown {
 		// As the scale function seeds a version's history on first sight.
@@ -248,6 +266,35 @@ func (k *controller) decide(w *world, s int) {
 	k.recent = append(k.recent, policy.Recommendation{At: now, Count: d.Recommendation})
 	if d.Desired != w.lastRequested {
 		w.resize(s, d.Desired)
+		k.applied = d.Reason
+	}
+}
+
+// learnKeepAlive updates the newest invocation and learns from the
+// evidence as the scale function does: an invocation at a step point more
+// than one step after the previous one ends an idle gap (invocations in
+// consecutive steps are one burst), and the first scrape with a worker
+// after a write above zero from nothing ends a cold start.
+func (k *controller) learnKeepAlive(w *world, s int) {
+	invoked := w.invokedAt
+	if k.c.TiledEvidence {
+		invoked = w.invokedInSteps
+	}
+	if ia := invoked(s); ia > k.lastInvoked {
+		if k.lastInvoked >= 0 && ia-k.lastInvoked > int(step/time.Second) {
+			k.idle = k.idle.Observe(at(ia), time.Duration(ia-k.lastInvoked)*time.Second)
+		}
+		k.lastInvoked = ia
+	}
+	if w.upFromZeroAt < 0 {
+		return
+	}
+	for i := max(w.scrapeIndex(w.upFromZeroAt), 0); i <= w.scrapeIndex(s); i++ {
+		if sc := w.scrapes[i]; sc.at >= w.upFromZeroAt && sc.instances > 0 {
+			k.coldStart = k.coldStart.Learn(at(sc.at), time.Duration(sc.at-w.upFromZeroAt)*time.Second)
+			w.upFromZeroAt = -1
+			return
+		}
 	}
 }
 

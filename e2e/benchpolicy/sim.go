@@ -74,10 +74,17 @@ type world struct {
 	lastRequested      int
 	lastRequestedKnown bool
 	writes             int
+
+	// upFromZeroAt is the second of the last write above zero while
+	// nothing was allocated (-1: none since the last cold start was
+	// learned); releasedAt the second of the last write to zero (-1:
+	// none). Learned keep-alive reads both, as the scale function keeps
+	// them in the version's state.
+	upFromZeroAt, releasedAt int
 }
 
 func newWorld(tr Trace, instances int) *world {
-	return &world{tr: tr, ready: instances, lastRequested: instances, lastRequestedKnown: true}
+	return &world{tr: tr, ready: instances, lastRequested: instances, lastRequestedKnown: true, upFromZeroAt: -1, releasedAt: -1}
 }
 
 // allocated is what the version pays for: serving plus provisioning.
@@ -105,6 +112,12 @@ func (w *world) resize(now, n int) {
 	}
 	w.writes++
 	w.lastRequested, w.lastRequestedKnown = n, true
+	switch have := w.allocated(); {
+	case have == 0 && n > 0:
+		w.upFromZeroAt = now
+	case have > 0 && n == 0:
+		w.releasedAt = now
+	}
 	if have := w.allocated(); n > have {
 		w.pending = append(w.pending, pending{readyAt: now + int(provisioningDelay/time.Second), count: n - have})
 		return
@@ -226,6 +239,24 @@ func (w *world) invokedAt(t int) int {
 	st := int(step / time.Second)
 	for p := t / st * st; p > t-int(lookback/time.Second); p -= st {
 		if r, ok := w.requestRate(p); ok && r > 0 {
+			return p
+		}
+	}
+	return -1
+}
+
+// invokedInSteps is invokedAt with step windows that tile time: the
+// newest step point at or before t whose requests counter, at the last
+// scrape at or before it, grew since the last scrape at or before the
+// step point before. A 70 s rate window over 30 s scrapes holds two
+// scrapes 30 s apart and so misses a lone request that arrives between
+// two windows' scrapes; a window of step + scrape interval (90 s) does
+// not. Sparse invocation traces need every request seen.
+func (w *world) invokedInSteps(t int) int {
+	st := int(step / time.Second)
+	for p := t / st * st; p > t-int(lookback/time.Second); p -= st {
+		i, j := w.scrapeIndex(p), w.scrapeIndex(p-st)
+		if i >= 0 && (j < 0 && w.scrapes[i].requests > 0 || j >= 0 && w.scrapes[i].requests > w.scrapes[j].requests) {
 			return p
 		}
 	}

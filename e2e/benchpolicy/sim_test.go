@@ -206,3 +206,53 @@ func TestNVCFModeAloneIsTheReferencePolicy(t *testing.T) {
 	want.TargetUtilization, want.Tolerance = got.TargetUtilization, got.Tolerance
 	require.Equal(t, want, got)
 }
+
+// Issue 18's goals, on the benchmark's invocation traces with the shipped
+// defaults: learned keep-alive keeps at least 30 % fewer idle
+// instance-minutes than the fixed 30-minute timeout in total with no more
+// cold starts, turns at least half of the periodic traces' cold starts
+// warm, and pays no more cold starts than fixed on any trace.
+func TestLearnedKeepAliveMeetsIssue18Goals(t *testing.T) {
+	shipped, err := Shipped("")
+	require.NoError(t, err)
+	traces := InvocationTraces()
+	byTrace := map[string][]KeepAliveResult{}
+	byContender := map[string][]KeepAliveResult{}
+	for _, it := range traces {
+		for _, c := range KeepAliveContenders(shipped) {
+			r := RunKeepAlive(it, c)
+			byTrace[it.Name] = append(byTrace[it.Name], r)
+			byContender[c.Name] = append(byContender[c.Name], r)
+		}
+		fixed, learned := findKA(byTrace[it.Name], "fixed-30m"), findKA(byTrace[it.Name], "learned")
+		require.LessOrEqual(t, learned.ColdStarts, fixed.ColdStarts, "%s: %+v against %+v", it.Name, learned, fixed)
+		if it.Periodic {
+			require.Positive(t, learned.Prewarms, it.Name)
+		}
+	}
+	var totals []KeepAliveResult
+	for _, c := range KeepAliveContenders(shipped) {
+		totals = append(totals, KeepAliveTotals(byContender[c.Name]))
+	}
+	g := keepAliveGoals(traces, byTrace, totals)
+	require.True(t, g.Met, "%+v", g)
+}
+
+// The keep-alive runs count what they claim: every invocation is counted
+// once, a cold start is an invocation with nothing serving, and idle time
+// never exceeds what is paid for.
+func TestKeepAliveAccounting(t *testing.T) {
+	it := InvocationTrace{Name: "two", Minutes: 120, At: []int{0, 90 * 60}}
+	shipped, err := Shipped("")
+	require.NoError(t, err)
+	for _, c := range KeepAliveContenders(shipped) {
+		r := RunKeepAlive(it, c)
+		require.Equal(t, 2, r.Invocations, c.Name)
+		// From zero, and 90 minutes later, past any 30-minute timeout and
+		// with nothing learned: both are cold.
+		require.Equal(t, 2, r.ColdStarts, c.Name)
+		require.LessOrEqual(t, r.IdleInstanceMinutes, r.InstanceMinutes, c.Name)
+		require.InDelta(t, r.InstanceMinutes-2*invocationCost/60, r.IdleInstanceMinutes, 1e-6, "%s: idle is paid minus busy", c.Name)
+		require.Zero(t, r.Prewarms, c.Name)
+	}
+}

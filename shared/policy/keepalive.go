@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -143,41 +144,59 @@ func (h IdleHistogram) Percentile(q float64) (time.Duration, bool) {
 // then stop hiding the gap between bursts. The bin holding `after` counts
 // only its part above it, assuming gaps spread evenly inside a bin.
 func (h IdleHistogram) percentileAfter(q float64, after time.Duration) (time.Duration, bool) {
+	return h.cumulative().percentileAfter(q, after)
+}
+
+// idleCDF is a histogram with its suffix sums, so that a percentile is a
+// binary search: learned keep-alive reads dozens of them per decision.
+type idleCDF struct {
+	h *IdleHistogram
+	// above[i] is the weight of bins i and up (overflow excluded).
+	above [IdleBins + 1]float64
+}
+
+func (h *IdleHistogram) cumulative() *idleCDF {
+	c := &idleCDF{h: h}
+	for i := IdleBins - 1; i >= 0; i-- {
+		c.above[i] = c.above[i+1] + h.bins[i]
+	}
+	return c
+}
+
+func (c *idleCDF) percentileAfter(q float64, after time.Duration) (time.Duration, bool) {
 	if !(q > 0 && q < 1) || after < 0 {
 		return 0, false
 	}
 	width := float64(IdleBinWidth)
 	from := float64(after) / width // in bins
-	// weight of bin i above `after`, and where that part starts
-	part := func(i int) (float64, float64) {
-		lo := float64(i)
-		if from >= lo+1 {
-			return 0, lo + 1
-		}
-		if from <= lo {
-			return h.bins[i], lo
-		}
-		return h.bins[i] * (lo + 1 - from), from
+	if from >= IdleBins {
+		return 0, false
 	}
-	total := h.overflow
-	for i := range h.bins {
-		w, _ := part(i)
-		total += w
-	}
+	b := int(from)
+	// The part of bin b above `after`, then every bin above it.
+	partial := c.h.bins[b] * (float64(b) + 1 - from)
+	total := partial + c.above[b+1] + c.h.overflow
 	if total <= 0 {
 		return 0, false
 	}
 	want := q * total
-	var cum float64
-	for i := range h.bins {
-		w, start := part(i)
-		if w > 0 && cum+w >= want {
-			at := start + (float64(i)+1-start)*(want-cum)/w
-			return time.Duration(at * width), true
-		}
-		cum += w
+	if want <= partial {
+		return time.Duration((from + (float64(b)+1-from)*want/partial) * width), true
 	}
-	return 0, false
+	rest := want - partial
+	if rest > c.above[b+1] {
+		return 0, false // in the overflow
+	}
+	// The first bin j above b whose cumulative weight from b+1 reaches
+	// rest: above[j+1] <= above[b+1] - rest, searched over the
+	// non-increasing suffix sums.
+	limit := c.above[b+1] - rest
+	j := b + 1 + sort.Search(IdleBins-b-1, func(k int) bool { return c.above[b+1+k+1] <= limit })
+	if j >= IdleBins || c.h.bins[j] <= 0 {
+		return 0, false
+	}
+	before := c.above[b+1] - c.above[j]
+	return time.Duration((float64(j) + min(1, (rest-before)/c.h.bins[j])) * width), true
 }
 
 // Encode is compact text for one Cassandra column: the version, the time
@@ -316,7 +335,7 @@ const learnedMinQuiet = 2 * time.Minute
 // keepAlivePlan is learned keep-alive applied to one version's histogram
 // and cold start: when to pre-warm, when to release, when to give up.
 type keepAlivePlan struct {
-	idle IdleHistogram
+	idle *idleCDF
 	// prewarmQ is PrewarmPercentile as a fraction.
 	prewarmQ float64
 	// keepUntil is the gap past which the version goes to zero.
@@ -371,7 +390,7 @@ type replayCost struct{ idle, cold float64 }
 // is written, and a gap ending before that is a cold start. Overflow gaps
 // count as longer than either rule keeps a version up.
 func (pl keepAlivePlan) replay(fixed time.Duration) (learned, fixedCost replayCost) {
-	h := pl.idle
+	h := pl.idle.h
 	steps := int(max(pl.keepUntil, fixed, IdleBins*IdleBinWidth)/IdleBinWidth) + 2
 	csSteps := int(math.Ceil(float64(pl.coldStart) / float64(IdleBinWidth)))
 	total := h.Gaps()
@@ -432,7 +451,7 @@ func (p Policy) plan(in Input) (keepAlivePlan, string, bool) {
 	if !ok {
 		return keepAlivePlan{}, fmt.Sprintf("p%g of the idle gaps is beyond %s: %s", p.KeepAlivePercentile, IdleBins*IdleBinWidth, counts), false
 	}
-	pl := keepAlivePlan{idle: h, prewarmQ: p.PrewarmPercentile / 100, keepUntil: scale(tail, 1+IdleMargin), coldStart: in.ColdStart.Duration()}
+	pl := keepAlivePlan{idle: h.cumulative(), prewarmQ: p.PrewarmPercentile / 100, keepUntil: scale(tail, 1+IdleMargin), coldStart: in.ColdStart.Duration()}
 	cs := "cold start unknown: no pre-warm"
 	if pl.coldStart > 0 {
 		cs = "cold start " + round(pl.coldStart).String()
