@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 GO    ?= go
 STACK := e2e/stack/stack.sh
 
-.PHONY: demo test unit vet stack-up stack-down stack-status bench bench-policy fuzz fmt mutate fresh-check
+.PHONY: demo test unit vet stack-up stack-down stack-status knative-up knative-down bench bench-policy fuzz fmt mutate fresh-check
 
 demo:
 	e2e/demo.sh
@@ -32,6 +32,17 @@ stack-down:
 
 stack-status:
 	$(STACK) status all
+
+# A local Kubernetes control plane (etcd, kube-apiserver and
+# kube-controller-manager built from source) with Knative's CRDs, in a
+# network namespace of its own (root needed); then
+#   eval "$$(e2e/kube/kube.sh env)"; kubectl get crd
+# The first run builds the binaries (minutes; see the README).
+knative-up:
+	e2e/kube/kube.sh start
+
+knative-down:
+	e2e/kube/kube.sh stop
 
 # Whole cycles at 1k, 10k and 100k versions against the local stack, with the
 # one-query-per-function baseline in the same run (about 15 minutes; results

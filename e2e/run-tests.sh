@@ -37,6 +37,7 @@ cleanup() {
   local rc=$?
   [ $rc -eq 0 ] || [ -z "$phase_name" ] || phase_name="$phase_name (failed)"
   phase_end
+  [ -z "${kube_started:-}" ] || e2e/kube/kube.sh stop || true
   for s in "${started[@]}"; do "$STACK" stop "$s" || true; done
   # KILL: the TLS node's data is thrown away with its directory.
   if [ -n "${CASSANDRA_TLS_DIR:-}" ]; then
@@ -81,7 +82,7 @@ e2e/tidy-check.sh
 mkdir -p .cache
 # The closed-loop tests stop and restart servers (TSDB outage, Cassandra
 # restart), so they run after every other package, alone.
-pkgs=$(go list ./... | grep -v -e /e2e/closedloop -e /e2e/kncli)
+pkgs=$(go list ./... | grep -v -e /e2e/closedloop -e /e2e/kncli -e /e2e/kubeinstall)
 phase "unit and integration"
 go test -count=1 -timeout 30m $pkgs 2>&1 | tee .cache/test.log
 # the Helm chart and knative/ through helm and Knative's validation
@@ -89,6 +90,18 @@ phase "packaging"
 HELM=$(e2e/packaging/install-helm.sh)
 export HELM
 (cd e2e/packaging && go vet ./... && go test -count=1 -timeout 10m ./...) 2>&1 | tee .cache/packaging.log
+# the chart and knative/ installed for real into a local kube-apiserver with
+# Knative's CRDs (e2e/kube/kube.sh; a control plane this script starts is
+# stopped at exit, by PID)
+phase "kubernetes"
+if ! e2e/kube/kube.sh status >/dev/null 2>&1; then
+  kube_started=1
+  # a port nothing else on this machine uses (another clone's control plane)
+  KUBE_API_PORT=$(free_port 16443)
+  export KUBE_API_PORT
+  e2e/kube/kube.sh start
+fi
+go test -count=1 -timeout 20m ./e2e/kubeinstall 2>&1 | tee .cache/kubeinstall.log
 # the real func CLI builds and runs the function
 phase "kn func"
 go test -count=1 -timeout 20m -v ./e2e/kncli 2>&1 | tee .cache/kncli.log | grep -E '^(--- |PASS|FAIL|ok)|RESULT|Error' || true

@@ -1,0 +1,167 @@
+// Package kubeinstall installs what operators install into a real
+// kube-apiserver (e2e/kube/kube.sh) carrying Knative Serving's and
+// Eventing's CRDs: `kubectl apply -f knative/` and `helm install` of the
+// chart, both ways it addresses the functions. The API server checks each
+// object against the CRD's schema, so a field of the wrong type or shape is
+// refused here as it would be on an operator's cluster; Knative's own Go
+// validation of the same objects is e2e/packaging's part.
+package kubeinstall
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"function/e2e/kube/kubetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
+
+// namespace makes a namespace of its own for one test and deletes it
+// afterwards (the controller manager empties and removes it).
+func namespace(t *testing.T, c *kubetest.Cluster, prefix string) string {
+	t.Helper()
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ns := prefix + "-" + hex.EncodeToString(b)
+	_, err := c.Kubectl("create", "namespace", ns)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if _, err := c.Kubectl("delete", "namespace", ns, "--wait=false"); err != nil {
+			t.Logf("deleting namespace %s: %v", ns, err)
+		}
+	})
+	return ns
+}
+
+// objects lists kind/name of every object of kinds in ns, sorted.
+func objects(t *testing.T, c *kubetest.Cluster, ns string, kinds string) []string {
+	t.Helper()
+	out, err := c.Kubectl("get", kinds, "-n", ns, "-o", "name")
+	require.NoError(t, err)
+	names := strings.Fields(out)
+	sort.Strings(names)
+	return names
+}
+
+// The plain manifests, applied as the README tells operators: every object
+// is accepted by the API server and stored.
+func TestKnativeManifestsAccepted(t *testing.T) {
+	c := kubetest.Start(t)
+	files, err := filepath.Glob(filepath.Join(c.Repo, "knative", "*.yaml"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	out, err := c.Kubectl("apply", "-f", filepath.Join(c.Repo, "knative"))
+	require.NoError(t, err, out)
+	t.Cleanup(func() {
+		// --wait: a rerun right after must not find the namespace terminating.
+		if out, err := c.Kubectl("delete", "-f", filepath.Join(c.Repo, "knative"), "--ignore-not-found", "--timeout=120s"); err != nil {
+			t.Logf("deleting knative/: %v\n%s", err, out)
+		}
+	})
+	require.Equal(t, []string{
+		"broker.eventing.knative.dev/nvcf-autoscaler",
+		"configmap/nvcf-autoscaler-config",
+		"pingsource.sources.knative.dev/nvcf-autoscaler-tick",
+		"service.serving.knative.dev/nvcf-autoscaler-dead-letters",
+		"service.serving.knative.dev/nvcf-autoscaler-discovery",
+		"service.serving.knative.dev/nvcf-autoscaler-scale",
+		"sinkbinding.sources.knative.dev/nvcf-autoscaler-discovery-sink",
+		"trigger.eventing.knative.dev/nvcf-autoscaler-activate",
+		"trigger.eventing.knative.dev/nvcf-autoscaler-bucket",
+		"trigger.eventing.knative.dev/nvcf-autoscaler-tick",
+	}, objects(t, c, "nvcf-autoscaler", "brokers,configmaps,pingsources,ksvc,sinkbindings,triggers"))
+}
+
+// helm install for real, with the default values (the functions as Knative
+// Services) and with externalFunctions (the functions elsewhere, by URL):
+// the release is deployed and every object it rendered is stored.
+func TestHelmInstall(t *testing.T) {
+	c := kubetest.Start(t)
+	chart := filepath.Join(c.Repo, "charts", "nvcf-autoscaler")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"knative services", nil, []string{
+			"broker.eventing.knative.dev/r-nvcf-autoscaler",
+			"pingsource.sources.knative.dev/r-nvcf-autoscaler-tick",
+			"service.serving.knative.dev/r-nvcf-autoscaler-dead-letters",
+			"service.serving.knative.dev/r-nvcf-autoscaler-discovery",
+			"service.serving.knative.dev/r-nvcf-autoscaler-scale",
+			"sinkbinding.sources.knative.dev/r-nvcf-autoscaler-discovery-sink",
+			"trigger.eventing.knative.dev/r-nvcf-autoscaler-activate",
+			"trigger.eventing.knative.dev/r-nvcf-autoscaler-bucket",
+			"trigger.eventing.knative.dev/r-nvcf-autoscaler-tick",
+		}},
+		{"external functions", []string{
+			"--set", "externalFunctions.discoveryURL=http://127.0.0.1:18081/",
+			"--set", "externalFunctions.scaleURL=http://127.0.0.1:18082/",
+			"--set", "delivery.deadLetter.uri=http://127.0.0.1:18083/",
+		}, []string{
+			"broker.eventing.knative.dev/r-nvcf-autoscaler",
+			"pingsource.sources.knative.dev/r-nvcf-autoscaler-tick",
+			"sinkbinding.sources.knative.dev/r-nvcf-autoscaler-discovery-sink",
+			"trigger.eventing.knative.dev/r-nvcf-autoscaler-activate",
+			"trigger.eventing.knative.dev/r-nvcf-autoscaler-bucket",
+			"trigger.eventing.knative.dev/r-nvcf-autoscaler-tick",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := namespace(t, c, "helm")
+			out, err := c.HelmCmd(append([]string{"install", "r", chart, "-n", ns, "--wait=false"}, tc.args...)...)
+			require.NoError(t, err, out)
+			status, err := c.HelmCmd("status", "r", "-n", ns, "-o", "json")
+			require.NoError(t, err)
+			require.Contains(t, status, `"status":"deployed"`)
+			require.Equal(t, tc.want, objects(t, c, ns, "brokers,pingsources,ksvc,sinkbindings,triggers"))
+			if tc.args != nil {
+				uri, err := c.Kubectl("get", "trigger", "r-nvcf-autoscaler-bucket", "-n", ns, "-o", "jsonpath={.spec.subscriber.uri}")
+				require.NoError(t, err)
+				require.Equal(t, "http://127.0.0.1:18082/", uri)
+			}
+		})
+	}
+}
+
+// The API server, not only our values schema, turns away objects of the
+// wrong shape, with its own message naming the field: the CRD schemas
+// are what an operator's cluster enforces even without Knative's webhooks.
+func TestServerRefusesBadObjects(t *testing.T) {
+	c := kubetest.Start(t)
+	ns := namespace(t, c, "refuse")
+
+	t.Run("PingSource schedule as a number", func(t *testing.T) {
+		_, err := c.KubectlStdin([]byte(`apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata:
+  name: numeric-schedule
+spec:
+  schedule: 5
+  sink:
+    uri: http://127.0.0.1:18081/
+`), "create", "-n", ns, "-f", "-")
+		require.Error(t, err)
+		require.Contains(t, err.Error(), `The PingSource "numeric-schedule" is invalid`)
+		require.Contains(t, err.Error(), `spec.schedule: Invalid value: "integer": spec.schedule in body must be of type string`)
+		_, err = c.Kubectl("get", "pingsource", "numeric-schedule", "-n", ns)
+		require.Error(t, err, "the refused PingSource was stored")
+	})
+
+	t.Run("chart value past the values schema", func(t *testing.T) {
+		// The values schema refuses retry=three before anything renders;
+		// skipping it shows the API server refuses the rendered Trigger too.
+		chart := filepath.Join(c.Repo, "charts", "nvcf-autoscaler")
+		out, err := c.HelmCmd("install", "bad", chart, "-n", ns, "--wait=false", "--skip-schema-validation",
+			"--set-string", "delivery.retry=three")
+		require.Error(t, err, out)
+		require.Contains(t, err.Error(), `spec.delivery.retry: Invalid value: "string": spec.delivery.retry in body must be of type integer`)
+	})
+}
