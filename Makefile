@@ -58,11 +58,13 @@ bench:
 bench-policy:
 	$(GO) run ./e2e/benchpolicy $(ARGS)
 
-# The PromQL response parser's fuzzers, FUZZTIME each (default 30s).
+# The PromQL answer decoder's fuzzers (the streaming decoder against the [2]any
+# reference and against the whole-body parser it replaced), FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run X -fuzz FuzzParseResponse -fuzztime $(FUZZTIME) ./shared/tsdb
 	$(GO) test -run X -fuzz FuzzFastParserMatchesReference -fuzztime $(FUZZTIME) ./shared/tsdb
+	$(GO) test -run X -fuzz FuzzStreamMatchesBuffered -fuzztime $(FUZZTIME) ./shared/tsdb
 
 # Mutation testing (gremlins) of the packages every decision rests on;
 # fails under 95 % test efficacy. PKGS narrows it, e.g. PKGS=./shared/events

@@ -158,20 +158,74 @@ func (c *Client) Ping(ctx context.Context) error {
 // Query runs an instant query at time at.
 func (c *Client) Query(ctx context.Context, query string, at time.Time) ([]Series, Warnings, error) {
 	form := url.Values{"query": {query}, "time": {formatTime(at)}}
-	return c.do(ctx, "query", query, form)
+	return c.collect(ctx, "query", query, form)
 }
 
 // QueryRange runs a range query from start to end at step.
 func (c *Client) QueryRange(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]Series, Warnings, error) {
-	if step <= 0 {
-		return nil, nil, fmt.Errorf("query_range: step %s must be positive", step)
+	form, err := rangeForm(query, start, end, step)
+	if err != nil {
+		return nil, nil, err
 	}
-	form := url.Values{
+	return c.collect(ctx, "query_range", query, form)
+}
+
+// QueryRangeEach runs a range query and hands each series to each as it is
+// decoded, so a large answer is never held whole. An attempt that fails
+// before each has seen a series is retried as usual; one that fails after
+// is not (each cannot unsee what it got), and neither is an error of each,
+// which QueryRangeEach returns as it is. On any error the caller must drop
+// what each gathered.
+func (c *Client) QueryRangeEach(ctx context.Context, query string, start, end time.Time, step time.Duration, each func(Series) error) (Warnings, error) {
+	form, err := rangeForm(query, start, end, step)
+	if err != nil {
+		return nil, err
+	}
+	return c.do(ctx, "query_range", query, form, sink{each: each})
+}
+
+func rangeForm(query string, start, end time.Time, step time.Duration) (url.Values, error) {
+	if step <= 0 {
+		return nil, fmt.Errorf("query_range: step %s must be positive", step)
+	}
+	return url.Values{
 		"query": {query}, "start": {formatTime(start)}, "end": {formatTime(end)},
 		"step": {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)},
-	}
-	return c.do(ctx, "query_range", query, form)
+	}, nil
 }
+
+// collect gathers a whole answer; each attempt starts from nothing, so a
+// retry never duplicates a series.
+func (c *Client) collect(ctx context.Context, endpoint, query string, form url.Values) ([]Series, Warnings, error) {
+	var out []Series
+	warns, err := c.do(ctx, endpoint, query, form, sink{
+		begin: func() { out = out[:0] },
+		each:  func(s Series) error { out = append(out, s); return nil },
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if out == nil {
+		// A success with no series is an empty answer, not a missing one.
+		out = []Series{}
+	}
+	return out, warns, nil
+}
+
+// sink receives one query's series.
+type sink struct {
+	// begin, if set, is called before every attempt and forgets what an
+	// earlier one delivered; without it a partly delivered answer is not
+	// retried.
+	begin func()
+	each  func(Series) error
+}
+
+// consumerError marks an error of the caller's each, which ends the query
+// without a retry and reaches the caller unwrapped.
+type consumerError struct{ err error }
+
+func (e consumerError) Error() string { return e.err.Error() }
 
 func formatTime(t time.Time) string {
 	return strconv.FormatFloat(float64(t.UnixMilli())/1e3, 'f', 3, 64)
@@ -225,7 +279,7 @@ func Retryable(err error) bool {
 	return false
 }
 
-func (c *Client) do(ctx context.Context, endpoint, query string, form url.Values) ([]Series, Warnings, error) {
+func (c *Client) do(ctx context.Context, endpoint, query string, form url.Values, to sink) (Warnings, error) {
 	c.queries.Add(1)
 	if n, ok := ctx.Value(countKey{}).(*atomic.Int64); ok {
 		n.Add(1)
@@ -239,13 +293,29 @@ func (c *Client) do(ctx context.Context, endpoint, query string, form url.Values
 	backoff := 200 * time.Millisecond
 	var last *QueryError
 	for attempt := 1; attempt <= c.cfg.MaxAttempts; attempt++ {
-		series, warns, qe := c.attempt(ctx, endpoint, u.String(), query, body)
-		if qe == nil {
-			return series, warns, nil
+		if to.begin != nil {
+			to.begin()
 		}
+		delivered := 0
+		each := func(s Series) error {
+			delivered++
+			if err := to.each(s); err != nil {
+				return consumerError{err}
+			}
+			return nil
+		}
+		warns, err := c.attempt(ctx, endpoint, u.String(), query, body, each)
+		if err == nil {
+			return warns, nil
+		}
+		var ce consumerError
+		if errors.As(err, &ce) {
+			return nil, ce.err
+		}
+		qe := err.(*QueryError)
 		qe.Attempts = attempt
 		last = qe
-		if !qe.retryable || attempt == c.cfg.MaxAttempts {
+		if !qe.retryable || attempt == c.cfg.MaxAttempts || (delivered > 0 && to.begin == nil) {
 			break
 		}
 		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
@@ -253,15 +323,23 @@ func (c *Client) do(ctx context.Context, endpoint, query string, form url.Values
 		case <-ctx.Done():
 			last.Err = errors.Join(last.Err, ctx.Err())
 			last.retryable = false
-			return nil, nil, last
+			return nil, last
 		case <-time.After(wait):
 		}
 		backoff = min(backoff*2, c.cfg.MaxBackoff)
 	}
-	return nil, nil, last
+	return nil, last
 }
 
-func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string) ([]Series, Warnings, *QueryError) {
+// errorBodyLimit bounds what is read of an answer that is not a 2xx: an
+// error's JSON is small, and only its first 300 bytes are reported when it
+// is not JSON.
+const errorBodyLimit = 1 << 20
+
+// attempt sends the query once. A 2xx answer is decoded as it arrives
+// (each sees its series); it returns a *QueryError, or the consumerError of
+// each.
+func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string, each func(Series) error) (Warnings, error) {
 	start := time.Now()
 	status := "error"
 	defer func() {
@@ -271,14 +349,14 @@ func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string) (
 	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewBufferString(body))
 	if err != nil {
-		return nil, nil, &QueryError{Query: query, Err: err}
+		return nil, &QueryError{Query: query, Err: err}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	if c.token != nil {
 		tok, err := c.token.get()
 		if err != nil {
-			return nil, nil, &QueryError{Query: query, Err: err}
+			return nil, &QueryError{Query: query, Err: err}
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
@@ -287,35 +365,63 @@ func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string) (
 		// The caller gave up, not the TSDB: a status of its own keeps
 		// cancelled requests out of TSDB error alerts.
 		status = "cancelled"
-		return nil, nil, &QueryError{Query: query, Err: scrubURL(err)}
+		return nil, &QueryError{Query: query, Err: scrubURL(err)}
 	}
 	if err != nil {
 		status = "transport_error"
 		// Connection refused, reset or timed out: the server may be back
 		// shortly. A cancelled caller is not.
-		return nil, nil, &QueryError{Query: query, Err: c.explainTLS(ctx, scrubURL(err)), retryable: ctx.Err() == nil && isTransient(err)}
+		return nil, &QueryError{Query: query, Err: c.explainTLS(ctx, scrubURL(err)), retryable: ctx.Err() == nil && isTransient(err)}
 	}
 	defer resp.Body.Close()
 	status = strconv.Itoa(resp.StatusCode)
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 512<<20))
-	if err != nil {
-		return nil, nil, &QueryError{Query: query, Status: resp.StatusCode, Err: err, retryable: true}
-	}
-	series, warns, apiErr, perr := parseResponse(b)
 	retryable := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
-	switch {
-	case apiErr != nil:
-		return nil, warns, &QueryError{Query: query, Status: resp.StatusCode, Type: apiErr.ErrorType, Message: apiErr.Error, retryable: retryable}
-	case resp.StatusCode/100 != 2:
+	if resp.StatusCode/100 != 2 {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+		if err != nil {
+			return nil, &QueryError{Query: query, Status: resp.StatusCode, Err: err, retryable: true}
+		}
+		warns, apiErr, _ := decodeStream(bytes.NewReader(b), func(Series) error { return nil })
+		if apiErr != nil {
+			return warns, &QueryError{Query: query, Status: resp.StatusCode, Type: apiErr.ErrorType, Message: apiErr.Error, retryable: retryable}
+		}
 		msg := strings.TrimSpace(string(b))
 		if len(msg) > 300 {
 			msg = msg[:300]
 		}
-		return nil, warns, &QueryError{Query: query, Status: resp.StatusCode, Message: msg, retryable: retryable}
-	case perr != nil:
-		return nil, warns, &QueryError{Query: query, Status: resp.StatusCode, Err: perr}
+		return warns, &QueryError{Query: query, Status: resp.StatusCode, Message: msg, retryable: retryable}
 	}
-	return series, warns, nil
+	in := &readRecorder{r: resp.Body}
+	warns, apiErr, err := decodeStream(in, each)
+	var ce consumerError
+	switch {
+	case errors.As(err, &ce):
+		return nil, ce
+	case in.err != nil:
+		// The body broke off (a reset, the client timeout): asking again
+		// may get it whole.
+		return nil, &QueryError{Query: query, Status: resp.StatusCode, Err: in.err, retryable: ctx.Err() == nil}
+	case apiErr != nil:
+		return warns, &QueryError{Query: query, Status: resp.StatusCode, Type: apiErr.ErrorType, Message: apiErr.Error, retryable: retryable}
+	case err != nil:
+		return warns, &QueryError{Query: query, Status: resp.StatusCode, Err: err}
+	}
+	return warns, nil
+}
+
+// readRecorder remembers the first read error other than EOF, to tell a
+// body that broke off from one that is malformed.
+type readRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readRecorder) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
 }
 
 // explainTLS names the TLS setting behind a transport error of an https

@@ -41,6 +41,12 @@ type ActiveVersion struct {
 	// at zero). The scale function combines it with the source it
 	// remembers (see the scale package).
 	Evidence Source
+	// StillInvoked is true when its requests (or its gateway function's)
+	// grew in the newest step of the lookback too, not only before: the
+	// scale function's own TSDB read then shows a recent invocation, and
+	// discovery need not renew the invoked row's time every cycle (it does
+	// once invocations stop, when the row is the evidence that counts).
+	StillInvoked bool
 }
 
 // LabelFilter narrows every selector to one environment (the reference's
@@ -123,50 +129,49 @@ func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback tim
 			by, selector(MetricFunctionInfo, cm...), selector(MetricGatewayRequests, gm...))},
 		{"control-plane versions", fmt.Sprintf(`avg %s (%s)`, by, selector(MetricInstancesCurrent, cm...))},
 	}
-	answers := make([][]Series, len(queries))
-	for i, q := range queries {
-		answers[i], _, err = c.QueryRange(ctx, q.q, start, now, step)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", q.what, err)
-		}
-	}
-	inv, run, gwFns, gwVersions, cp := answers[0], answers[1], answers[2], answers[3], answers[4]
-
+	// Each answer is folded into the version set as it streams in: at
+	// 100,000 versions the five answers held whole were most of
+	// discovery's memory.
 	skipped := Skipped{}
 	// Gateway functions: any series means the function is served by the
 	// gateway; a positive increase means it was invoked.
 	gateway := map[string]bool{}
-	for _, s := range gwFns {
+	// The newest step each invoked version or gateway function grew in,
+	// and the newest step of each answer, for StillInvoked.
+	var newestInvoked, newestGateway newest
+	gatewayFunctions := func(s Series) error {
 		fid := s.Labels[labelFunctionID]
 		if !idRE.MatchString(fid) {
 			skipped["invalid function_id"]++
-			continue
+			return nil
 		}
 		gateway[fid] = gateway[fid] || hasPositive(s.Samples)
+		newestGateway.see([2]string{fid}, s.Samples)
+		return nil
 	}
 	found := map[[2]string]*ActiveVersion{}
 	workers := map[[2]string]bool{}
 	instances := map[[2]string]bool{}
-	add := func(series []Series, keep func(s Series) bool, invoked func(fid string) bool, mark map[[2]string]bool) {
-		for _, s := range series {
+	versions := func(keep func(s Series) bool, invoked func(fid string) bool, mark map[[2]string]bool) func(Series) error {
+		return func(s Series) error {
 			fid, vid, nca := s.Labels[labelFunctionID], s.Labels[labelFunctionVersion], s.Labels[labelNcaID]
 			switch {
 			case !idRE.MatchString(fid):
 				skipped["invalid function_id"]++
-				continue
+				return nil
 			case !idRE.MatchString(vid):
 				skipped["invalid function_version_id"]++
-				continue
+				return nil
 			case nca != "" && !idRE.MatchString(nca):
 				skipped["invalid nca_id"]++
-				continue
+				return nil
 			}
 			k := [2]string{fid, vid}
 			if mark != nil {
 				mark[k] = true
 			}
 			if !keep(s) {
-				continue
+				return nil
 			}
 			v, ok := found[k]
 			if !ok {
@@ -177,18 +182,43 @@ func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback tim
 			if v.NcaID == "" {
 				v.NcaID = nca
 			}
+			return nil
 		}
 	}
 	all := func(Series) bool { return true }
 	positive := func(s Series) bool { return hasPositive(s.Samples) }
 	no := func(string) bool { return false }
-	add(inv, positive, func(string) bool { return true }, nil)
-	add(run, all, no, workers)
-	// Every listed version of an invoked gateway function: the one at zero
-	// may become the write target. An idle gateway function's running
-	// versions are found by the instance counts below.
-	add(gwVersions, func(s Series) bool { return gateway[s.Labels[labelFunctionID]] }, func(fid string) bool { return gateway[fid] }, nil)
-	add(cp, positive, no, instances)
+	invokedVersions := versions(positive, func(string) bool { return true }, nil)
+	folds := []func(Series) error{
+		func(s Series) error {
+			newestInvoked.see([2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}, s.Samples)
+			return invokedVersions(s)
+		},
+		versions(all, no, workers),
+		gatewayFunctions,
+		// Every listed version of an invoked gateway function: the one at
+		// zero may become the write target. An idle gateway function's
+		// running versions are found by the instance counts below. The
+		// gateway functions' answer comes first, so gateway is complete.
+		versions(func(s Series) bool { return gateway[s.Labels[labelFunctionID]] }, func(fid string) bool { return gateway[fid] }, nil),
+		versions(positive, no, instances),
+	}
+	// The newest step any answer has: the invoked query keeps only the
+	// steps that grew, so its own newest step says nothing when every
+	// version stopped at once.
+	var end time.Time
+	for i, q := range queries {
+		fold := folds[i]
+		each := func(s Series) error {
+			if n := len(s.Samples); n > 0 && s.Samples[n-1].At.After(end) {
+				end = s.Samples[n-1].At
+			}
+			return fold(s)
+		}
+		if _, err := c.QueryRangeEach(ctx, q.q, start, now, step, each); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", q.what, err)
+		}
+	}
 
 	out := make([]ActiveVersion, 0, len(found))
 	for k, v := range found {
@@ -201,6 +231,7 @@ func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback tim
 		case instances[k]:
 			v.Evidence = SourceControlPlane
 		}
+		v.StillInvoked = newestInvoked.atEnd(k, end) || (v.Invoked && newestGateway.atEnd([2]string{k[0]}, end))
 		out = append(out, *v)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -210,6 +241,27 @@ func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback tim
 		return out[i].FunctionVersionID < out[j].FunctionVersionID
 	})
 	return out, skipped, nil
+}
+
+// newest tracks, per version (or function: the version id empty), the
+// newest step whose value was positive.
+type newest map[[2]string]time.Time
+
+func (n *newest) see(key [2]string, ss []Sample) {
+	if *n == nil {
+		*n = newest{}
+	}
+	for _, s := range ss {
+		if s.Value > 0 && !math.IsInf(s.Value, 0) && s.At.After((*n)[key]) {
+			(*n)[key] = s.At
+		}
+	}
+}
+
+// atEnd says whether key grew in the newest step, end.
+func (n newest) atEnd(key [2]string, end time.Time) bool {
+	at, ok := n[key]
+	return ok && !at.Before(end)
 }
 
 func hasPositive(ss []Sample) bool {

@@ -26,18 +26,13 @@ type Series struct {
 type Warnings []string
 
 // apiResponse is the Prometheus HTTP API envelope, shared by Prometheus,
-// VictoriaMetrics, Thanos and Mimir.
+// VictoriaMetrics, Thanos and Mimir, without its data (decodeStream reads
+// that as a stream).
 type apiResponse struct {
-	Status    string          `json:"status"`
-	Data      json.RawMessage `json:"data"`
-	ErrorType string          `json:"errorType"`
-	Error     string          `json:"error"`
-	Warnings  []string        `json:"warnings"`
-}
-
-type apiData struct {
-	ResultType string          `json:"resultType"`
-	Result     json.RawMessage `json:"result"`
+	Status    string   `json:"status"`
+	ErrorType string   `json:"errorType"`
+	Error     string   `json:"error"`
+	Warnings  []string `json:"warnings"`
 }
 
 type apiSeries struct {
@@ -96,94 +91,28 @@ func fastPoint(b []byte) (Sample, bool) {
 	return sampleAt(ts, v), true
 }
 
-// parseResponse decodes an API answer into series. A "success" with an
-// empty result is an empty slice, never an error: missing series and a
-// failed query must stay distinguishable.
-func parseResponse(body []byte) ([]Series, Warnings, *apiResponse, error) {
-	// The common answer, a successful matrix or vector, in one decoding
-	// pass instead of three (envelope, data, result); anything else, and
-	// any answer that does not decode this way, takes the general path
-	// below, which also words the errors.
-	var fast struct {
-		Status   string   `json:"status"`
-		Warnings []string `json:"warnings"`
-		Data     struct {
-			ResultType string `json:"resultType"`
-			// nil when the result is missing or null: the general path
-			// tells those apart (malformed, and empty).
-			Result *[]apiSeries `json:"result"`
-		} `json:"data"`
+// seriesFrom converts decoded matrix or vector element i, naming the
+// element and point of the first bad sample.
+func seriesFrom(resultType string, i int, s apiSeries) (Series, error) {
+	ser := Series{Labels: s.Metric}
+	if ser.Labels == nil {
+		ser.Labels = map[string]string{}
 	}
-	if json.Unmarshal(body, &fast) == nil && fast.Status == "success" && fast.Data.Result != nil &&
-		(fast.Data.ResultType == "matrix" || fast.Data.ResultType == "vector") {
-		if out, err := seriesOf(fast.Data.ResultType, *fast.Data.Result); err == nil {
-			return out, fast.Warnings, nil, nil
+	points := s.Values
+	if resultType == "vector" {
+		if s.Value == nil {
+			return Series{}, fmt.Errorf("vector element %d has no value", i)
 		}
+		points = []point{*s.Value}
 	}
-
-	var r apiResponse
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&r); err != nil {
-		return nil, nil, nil, fmt.Errorf("decode response: %w", err)
+	ser.Samples = make([]Sample, 0, len(points))
+	for j, p := range points {
+		if p.err != nil {
+			return Series{}, fmt.Errorf("%s element %d point %d: %w", resultType, i, j, p.err)
+		}
+		ser.Samples = append(ser.Samples, p.s)
 	}
-	if r.Status != "success" {
-		return nil, r.Warnings, &r, nil
-	}
-	var d apiData
-	if err := json.Unmarshal(r.Data, &d); err != nil {
-		return nil, r.Warnings, nil, fmt.Errorf("decode data: %w", err)
-	}
-	switch d.ResultType {
-	case "matrix", "vector":
-		var raw []apiSeries
-		if err := json.Unmarshal(d.Result, &raw); err != nil {
-			return nil, r.Warnings, nil, fmt.Errorf("decode %s: %w", d.ResultType, err)
-		}
-		out, err := seriesOf(d.ResultType, raw)
-		if err != nil {
-			return nil, r.Warnings, nil, err
-		}
-		return out, r.Warnings, nil, nil
-	case "scalar":
-		var p [2]any
-		if err := json.Unmarshal(d.Result, &p); err != nil {
-			return nil, r.Warnings, nil, fmt.Errorf("decode scalar: %w", err)
-		}
-		smp, err := parsePoint(p)
-		if err != nil {
-			return nil, r.Warnings, nil, fmt.Errorf("scalar: %w", err)
-		}
-		return []Series{{Labels: map[string]string{}, Samples: []Sample{smp}}}, r.Warnings, nil, nil
-	}
-	return nil, r.Warnings, nil, fmt.Errorf("unsupported resultType %q", d.ResultType)
-}
-
-// seriesOf converts decoded matrix or vector elements, naming the element
-// and point of the first bad sample.
-func seriesOf(resultType string, raw []apiSeries) ([]Series, error) {
-	out := make([]Series, 0, len(raw))
-	for i, s := range raw {
-		ser := Series{Labels: s.Metric}
-		if ser.Labels == nil {
-			ser.Labels = map[string]string{}
-		}
-		points := s.Values
-		if resultType == "vector" {
-			if s.Value == nil {
-				return nil, fmt.Errorf("vector element %d has no value", i)
-			}
-			points = []point{*s.Value}
-		}
-		ser.Samples = make([]Sample, 0, len(points))
-		for j, p := range points {
-			if p.err != nil {
-				return nil, fmt.Errorf("%s element %d point %d: %w", resultType, i, j, p.err)
-			}
-			ser.Samples = append(ser.Samples, p.s)
-		}
-		out = append(out, ser)
-	}
-	return out, nil
+	return ser, nil
 }
 
 // parsePoint reads [unix seconds (number), "value" (string)]. Go's

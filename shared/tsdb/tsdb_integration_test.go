@@ -59,6 +59,15 @@ func seed(t *testing.T, b backend, now time.Time) (url, run string, want map[str
 			Instances: 1, Utilization: 0.5, RequestsPerSecond: 1, Extra: extra})
 	}
 	series = append(series, tsdbtest.Generate(old, now.Add(-90*time.Minute), now.Add(-70*time.Minute))...)
+	// Invoked until five minutes ago: still found invoked, but not in the
+	// lookback's newest step.
+	var fading []tsdbtest.Worker
+	for i := 0; i < 20; i++ {
+		fading = append(fading, tsdbtest.Worker{FunctionID: fmt.Sprintf("fe-%03d", i), FunctionVersionID: fmt.Sprintf("ve-%03d", i), NcaID: "nca-e",
+			RequestsPerSecond: 1, Extra: extra})
+		want[fmt.Sprintf("ve-%03d", i)] = true
+	}
+	series = append(series, tsdbtest.Generate(fading, now.Add(-20*time.Minute), now.Add(-5*time.Minute))...)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, b.ingest(ctx, url, series))
@@ -87,6 +96,10 @@ func TestActiveVersionsAndBucketMetricsAgainstRealTSDBs(t *testing.T) {
 				require.True(t, ok, "unexpected %+v", v)
 				require.Equal(t, invoked, v.Invoked, "%s", v.FunctionVersionID)
 				require.NotEmpty(t, v.NcaID)
+				// Requests that still grow show in the newest step; those
+				// that stopped five minutes ago do not.
+				still := v.FunctionVersionID[1] == 'a' || v.FunctionVersionID[1] == 'c'
+				require.Equal(t, still, v.StillInvoked, "%s", v.FunctionVersionID)
 			}
 			require.Equal(t, 1, skipped["invalid function_id"])
 			require.Equal(t, 1, skipped["invalid function_version_id"])

@@ -21,7 +21,7 @@ import (
 func TestParseResponse(t *testing.T) {
 	body := `{"status":"success","warnings":["partial"],"data":{"resultType":"matrix","result":[
 		{"metric":{"function_id":"f"},"values":[[1700000000,"1.5"],[1700000060.5,"NaN"],[1700000120,"+Inf"],[1700000180,"-Inf"]]}]}}`
-	s, w, apiErr, err := parseResponse([]byte(body))
+	s, w, apiErr, err := parseStream([]byte(body))
 	require.NoError(t, err)
 	require.Nil(t, apiErr)
 	require.Equal(t, Warnings{"partial"}, w)
@@ -34,15 +34,15 @@ func TestParseResponse(t *testing.T) {
 	require.True(t, math.IsInf(v[2].Value, 1))
 	require.True(t, math.IsInf(v[3].Value, -1))
 
-	s, _, _, err = parseResponse([]byte(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"3"]}]}}`))
+	s, _, _, err = parseStream([]byte(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"3"]}]}}`))
 	require.NoError(t, err)
 	require.Equal(t, 3.0, s[0].Samples[0].Value)
 
-	s, _, _, err = parseResponse([]byte(`{"status":"success","data":{"resultType":"matrix","result":[]}}`))
+	s, _, _, err = parseStream([]byte(`{"status":"success","data":{"resultType":"matrix","result":[]}}`))
 	require.NoError(t, err)
 	require.Empty(t, s, "no series is an empty answer, not an error")
 
-	_, _, apiErr, err = parseResponse([]byte(`{"status":"error","errorType":"bad_data","error":"parse error at char 5"}`))
+	_, _, apiErr, err = parseStream([]byte(`{"status":"error","errorType":"bad_data","error":"parse error at char 5"}`))
 	require.NoError(t, err)
 	require.Equal(t, "bad_data", apiErr.ErrorType)
 
@@ -55,7 +55,7 @@ func TestParseResponse(t *testing.T) {
 		"type":         `{"status":"success","data":{"resultType":"streams","result":[]}}`,
 		"data":         `{"status":"success","data":[]}`,
 	} {
-		_, _, _, err := parseResponse([]byte(bad))
+		_, _, _, err := parseStream([]byte(bad))
 		require.Error(t, err, name)
 	}
 }
@@ -66,7 +66,7 @@ func FuzzParseResponse(f *testing.F) {
 	f.Add([]byte(`{"status":"success","data":{"resultType":"scalar","result":[1,"2"]}}`))
 	f.Add([]byte(`{"status":"error","errorType":"timeout","error":"x"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		s, _, apiErr, err := parseResponse(b)
+		s, _, apiErr, err := parseStream(b)
 		if err == nil && apiErr == nil {
 			for _, ser := range s {
 				require.NotNil(t, ser.Labels)
