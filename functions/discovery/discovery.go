@@ -35,6 +35,7 @@ const LockName = "discovery"
 type Store interface {
 	AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (store.Lock, error)
 	ReleaseLock(ctx context.Context, name, owner string) error
+	ReadStoredRows(ctx context.Context) (store.StoredRows, error)
 	UpsertVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
 }
 
@@ -90,13 +91,18 @@ func New(d Deps) (*Handler, error) {
 
 // Result is the payload of the discovery reply event.
 type Result struct {
-	Cycle      int64          `json:"cycle"`
-	Skipped    bool           `json:"skipped,omitempty"`
-	SkipReason string         `json:"skipReason,omitempty"`
-	Found      int            `json:"found"`
-	Invoked    int            `json:"invoked"`
-	Upserted   int            `json:"upserted"`
-	Invalid    map[string]int `json:"invalid,omitempty"`
+	Cycle      int64  `json:"cycle"`
+	Skipped    bool   `json:"skipped,omitempty"`
+	SkipReason string `json:"skipReason,omitempty"`
+	Found      int    `json:"found"`
+	Invoked    int    `json:"invoked"`
+	// Upserted counts the rows written this cycle (every one a Cassandra
+	// write); Writes says why, by reason (new, changed, due, fading), and
+	// Unchanged counts the found versions whose rows were left alone.
+	Upserted  int            `json:"upserted"`
+	Writes    map[string]int `json:"writes,omitempty"`
+	Unchanged int            `json:"unchanged"`
+	Invalid   map[string]int `json:"invalid,omitempty"`
 	// BySource counts the found versions by the source their series point
 	// to ("worker", "gateway", "control_plane"; "none" for versions seen
 	// only through their request counters).
@@ -104,6 +110,7 @@ type Result struct {
 	BucketsSent []int          `json:"bucketsSent,omitempty"`
 	BucketsFail []int          `json:"bucketsFailed,omitempty"`
 	QueryMS     int64          `json:"queryMs"`
+	ReadMS      int64          `json:"readMs"`
 	UpsertMS    int64          `json:"upsertMs"`
 	SendMS      int64          `json:"sendMs"`
 }
@@ -176,17 +183,9 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 	res.Invalid = skipped.Reasons()
 	span.SetAttributes(attribute.Int("autoscaler.versions.found", res.Found))
 
-	rows := make([]store.ActiveVersion, len(found))
 	perBucket := map[int]int{}
 	res.BySource = map[string]int{}
-	for i, v := range found {
-		rows[i] = store.ActiveVersion{
-			VersionKey:    store.VersionKey{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID},
-			NcaID:         v.NcaID,
-			Invoked:       v.Invoked,
-			LastUpdatedAt: now,
-			Source:        string(v.Evidence),
-		}
+	for _, v := range found {
 		src := string(v.Evidence)
 		if src == "" {
 			src = "none"
@@ -201,7 +200,20 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 	h.d.Metrics.Discovered.WithLabelValues("running").Set(float64(res.Found - res.Invoked))
 
 	t1 := time.Now()
+	stored, err := h.d.Store.ReadStoredRows(ctx)
+	res.ReadMS = time.Since(t1).Milliseconds()
+	h.d.Metrics.CycleDuration.WithLabelValues("read").Observe(time.Since(t1).Seconds())
+	if err != nil {
+		return fail(events.Unavailable("discovery cycle %d: %v", cycle, err))
+	}
+	rows, why := rowWrites(found, stored, now, s.Discovery.RowTTL)
+	res.Writes, res.Unchanged = why, len(found)-len(rows)
+
+	t1 = time.Now()
 	res.Upserted, err = h.d.Store.UpsertVersions(ctx, rows, s.Discovery.RowTTL)
+	for reason, n := range why {
+		h.d.Metrics.DiscoveryRowWrites.WithLabelValues(reason).Add(float64(n))
+	}
 	span.SetAttributes(attribute.Int("autoscaler.versions.invoked", res.Invoked), attribute.Int("autoscaler.versions.upserted", res.Upserted))
 	res.UpsertMS = time.Since(t1).Milliseconds()
 	h.d.Metrics.CycleDuration.WithLabelValues("upsert").Observe(time.Since(t1).Seconds())
@@ -218,8 +230,9 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 	h.d.Metrics.CycleDuration.WithLabelValues("total").Observe(time.Since(t0).Seconds())
 
 	log.Info("discovery cycle done", "found", res.Found, "invoked", res.Invoked, "by_source", res.BySource, "upserted", res.Upserted,
+		"writes", res.Writes, "unchanged", res.Unchanged,
 		"invalid", res.Invalid, "buckets_sent", len(res.BucketsSent), "buckets_failed", res.BucketsFail,
-		"query_ms", res.QueryMS, "upsert_ms", res.UpsertMS, "send_ms", res.SendMS)
+		"query_ms", res.QueryMS, "read_ms", res.ReadMS, "upsert_ms", res.UpsertMS, "send_ms", res.SendMS)
 	if len(res.BucketsFail) > 0 {
 		return fail(events.Unavailable("discovery cycle %d: bucket events not delivered after %d attempts: buckets %v",
 			cycle, s.Discovery.SendAttempts, res.BucketsFail))

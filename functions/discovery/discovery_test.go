@@ -314,3 +314,43 @@ func countRows(t *testing.T, f *fixture) int {
 	require.NoError(t, err)
 	return len(rows)
 }
+
+// The second cycle writes only the rows that need it: one whose nca_id
+// changed and one close to expiry; every other found version's row is
+// left alone and stays readable.
+func TestSecondCycleWritesOnlyChangedAndDueRows(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	sk := newSink(t, 0, false)
+	h := f.handler(t, sk.srv.URL, nil)
+	reply, err := h.Handle(ctx, tick("first", time.Now()))
+	require.NoError(t, err)
+	r := result(t, reply)
+	require.Equal(t, map[string]int{writeNew: len(f.want)}, r.Writes)
+	require.Equal(t, len(f.want), r.Upserted)
+	require.NoError(t, f.store.ReleaseLock(ctx, LockName, f.settings.NodeID+"/first"))
+
+	changed := store.ActiveVersion{VersionKey: store.VersionKey{FunctionID: "f-001", FunctionVersionID: "v-001"},
+		NcaID: "nca-before", Invoked: true, Source: "worker"}
+	due := store.ActiveVersion{VersionKey: store.VersionKey{FunctionID: "g-002", FunctionVersionID: "w-002"},
+		NcaID: "nca", Source: "worker"}
+	_, err = f.store.UpsertVersions(ctx, []store.ActiveVersion{changed}, f.settings.Discovery.RowTTL)
+	require.NoError(t, err)
+	_, err = f.store.UpsertVersions(ctx, []store.ActiveVersion{due}, time.Minute)
+	require.NoError(t, err)
+
+	reply, err = h.Handle(ctx, tick("second", time.Now()))
+	require.NoError(t, err)
+	r = result(t, reply)
+	require.Equal(t, map[string]int{writeChanged: 1, writeDue: 1}, r.Writes)
+	require.Equal(t, 2, r.Upserted)
+	require.Equal(t, len(f.want)-2, r.Unchanged)
+	require.Equal(t, len(f.want), r.Found)
+
+	stored, err := f.store.ReadStoredRows(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "nca", stored.Invoked[changed.VersionKey].NcaID)
+	require.Greater(t, stored.Running[due.VersionKey].TTL, f.settings.Discovery.RowTTL-time.Minute, "the due row lives a whole TTL again")
+	require.Len(t, stored.Invoked, 150)
+	require.Len(t, stored.Running, 150)
+}

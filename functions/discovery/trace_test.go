@@ -37,6 +37,9 @@ func (memStore) AcquireLock(_ context.Context, name, owner string, ttl time.Dura
 	return store.Lock{Name: name, Owner: owner, ExpiresAt: time.Now().Add(ttl)}, nil
 }
 func (memStore) ReleaseLock(context.Context, string, string) error { return nil }
+func (memStore) ReadStoredRows(context.Context) (store.StoredRows, error) {
+	return store.StoredRows{}, nil
+}
 func (memStore) UpsertVersions(_ context.Context, v []store.ActiveVersion, _ time.Duration) (int, error) {
 	return len(v), nil
 }

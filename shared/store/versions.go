@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"function/shared/buckets"
 )
 
@@ -200,6 +202,58 @@ func (s *Store) ReadVersion(ctx context.Context, key VersionKey) (ActiveVersion,
 		}
 	}
 	return ActiveVersion{}, fmt.Errorf("read version %s: %w", key, ErrNotActive)
+}
+
+// StoredRow is what one version's row in one table says, and how long it
+// has left to live.
+type StoredRow struct {
+	NcaID  string
+	Source string
+	// TTL is the time the row has left; zero when the row has no TTL.
+	TTL time.Duration
+}
+
+// StoredRows are the live rows of both tables, by version.
+type StoredRows struct {
+	Invoked map[VersionKey]StoredRow
+	Running map[VersionKey]StoredRow
+}
+
+// ReadStoredRows reads every live row of both tables with the time each
+// has left, so discovery writes only the rows that are new, changed or due
+// for a longer life. One paged scan per table costs far less than the
+// write of every row it saves (at 100,000 versions, about 3 s a cycle).
+func (s *Store) ReadStoredRows(ctx context.Context) (StoredRows, error) {
+	out := StoredRows{Invoked: map[VersionKey]StoredRow{}, Running: map[VersionKey]StoredRow{}}
+	var g errgroup.Group
+	for table, rows := range map[string]map[VersionKey]StoredRow{s.tInvoked: out.Invoked, s.tRunning: out.Running} {
+		g.Go(func() error {
+			iter := s.session.Query(
+				fmt.Sprintf(`SELECT function_id, function_version_id, nca_id, source, TTL(nca_id) FROM %s`, table),
+			).WithContext(ctx).PageSize(s.cfg.PageSize).Iter()
+			var (
+				k      VersionKey
+				nca    string
+				source *string
+				ttl    *int
+			)
+			for iter.Scan(&k.FunctionID, &k.FunctionVersionID, &nca, &source, &ttl) {
+				r := StoredRow{NcaID: nca}
+				if source != nil {
+					r.Source = *source
+				}
+				if ttl != nil {
+					r.TTL = time.Duration(*ttl) * time.Second
+				}
+				rows[k] = r
+			}
+			if err := iter.Close(); err != nil {
+				return fmt.Errorf("read stored rows of %s: %w", table, err)
+			}
+			return nil
+		})
+	}
+	return out, g.Wait()
 }
 
 // ErrNotActive says a version has no live row: discovery has not seen it

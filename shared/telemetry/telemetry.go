@@ -59,9 +59,13 @@ type Metrics struct {
 	BucketsSent      *prometheus.CounterVec
 	SampleAge        prometheus.Gauge
 	DiscoveryCycles  *prometheus.CounterVec
-	LimiterWaiting   prometheus.Gauge
-	LimiterWait      prometheus.Histogram
-	CassandraOps     *prometheus.CounterVec
+	// DiscoveryRowWrites counts the version rows discovery wrote, by why
+	// (new, changed, due, fading); found versions whose rows needed none
+	// are not written at all.
+	DiscoveryRowWrites *prometheus.CounterVec
+	LimiterWaiting     prometheus.Gauge
+	LimiterWait        prometheus.Histogram
+	CassandraOps       *prometheus.CounterVec
 	// LostAnswers counts Cassandra writes whose answer was lost (a
 	// timeout: applied or not, nobody said) by how the read-back at
 	// SERIAL settled them.
@@ -131,10 +135,11 @@ func NewMetrics() *Metrics {
 		f(c)
 	}
 	m.DiscoveryCycles = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_discovery_cycles_total", Help: "Discovery ticks by outcome: done (buckets sent), skipped (another replica holds the lock), failed (Knative retries)."}, []string{"outcome"})
+	m.DiscoveryRowWrites = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_discovery_row_writes_total", Help: "Version rows discovery wrote to Cassandra, by reason: new (no live row), changed (nca_id or source), due (TTL refresh), fading (invoked, not in the newest step)."}, []string{"reason"})
 	m.LimiterWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_nvcf_limiter_waiting", Help: "NVCF calls waiting now for a token of the client-side rate limiter."})
 	m.LimiterWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nvcf_autoscaler_nvcf_limiter_wait_seconds", Help: "Time each admitted NVCF attempt waited for the client-side rate limiter (0 when a token was free).",
 		Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15}})
-	for _, c := range []prometheus.Collector{m.DiscoveryCycles, m.LimiterWaiting, m.LimiterWait, m.Source, m.SourceDecisions} {
+	for _, c := range []prometheus.Collector{m.DiscoveryCycles, m.DiscoveryRowWrites, m.LimiterWaiting, m.LimiterWait, m.Source, m.SourceDecisions} {
 		f(c)
 	}
 	return m
