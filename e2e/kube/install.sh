@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the local Kubernetes control plane's binaries into the
-# repository's git-ignored .cache/kube/bin:
+# Installs the local Kubernetes control plane's binaries into
+# $KUBE_DIR/bin (default: the repository's git-ignored .cache/kube/bin):
 #   etcd            Debian's etcd-server package (apt, when missing)
 #   kube-apiserver, kube-controller-manager, kubectl
 #                   built from the Go module proxy (no other download site
@@ -14,7 +14,8 @@
 set -euo pipefail
 KUBE_VERSION=${KUBE_VERSION:-v1.34.3}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BIN=$REPO/.cache/kube/bin
+KUBE_DIR=${KUBE_DIR:-$REPO/.cache/kube}
+BIN=$KUBE_DIR/bin
 mkdir -p "$BIN"
 . "$REPO/e2e/toolcache.sh"
 log() { echo "[kube] $*" >&2; }
@@ -56,7 +57,7 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 start=$(date +%s)
-mod=$REPO/.cache/kube/build
+mod=$KUBE_DIR/build
 mkdir -p "$mod"
 GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" > "$mod/kubernetes.json"
 kmod=$(sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p' "$mod/kubernetes.json")

@@ -82,6 +82,8 @@ API_IN=127.0.0.1:6443
 
 PROCS=(netns etcd apiserver controller-manager forward)
 
+. "$REPO/e2e/procs.sh"
+
 say() { printf '[kube] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
@@ -89,36 +91,16 @@ pidfile() { echo "$RUN/$1.pid"; }
 logfile() { echo "$LOGS/$1.log"; }
 
 # pid_of NAME: the recorded PID if that process is alive and is ours (its
-# command line names KUBE_DIR), else nothing: a stale file left by a crash
-# or a reused PID never gets a signal.
-pid_of() {
-  local f pid
-  f=$(pidfile "$1")
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 0
-  grep -q 'State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 0
-  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$KUBE_DIR" || return 0
-  echo "$pid"
-}
+# command line names KUBE_DIR); a stale or reused PID prints nothing.
+pid_of() { procs_pid "$(pidfile "$1")" "$KUBE_DIR"; }
 running() { [ -n "$(pid_of "$1")" ]; }
 
-# launch NAME CMD...: starts CMD detached (own session, no terminal, no
-# inherited descriptors above stderr: a caller's flock must not be held by
-# a server), appending to NAME's log, and records its PID.
+# launch NAME CMD...: starts CMD detached, appending to NAME's log, and
+# records its PID (e2e/procs.sh).
 launch() {
-  local name=$1 log; shift
-  log=$(logfile "$name")
-  mkdir -p "$RUN" "$LOGS"
-  printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$log"
-  (
-    for fd in /proc/self/fd/*; do
-      fd=${fd##*/}
-      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-    done
-    exec setsid nohup "$@" >> "$log" 2>&1 < /dev/null
-  ) &
-  echo $! > "$(pidfile "$name")"
+  local name=$1
+  shift
+  procs_launch "$(pidfile "$name")" "$(logfile "$name")" "$name" "$@"
 }
 
 # in_netns CMD...: CMD in the netns and its mount namespace (nsenter execs
@@ -165,7 +147,7 @@ stop_proc() {
     kill -KILL "$pid" 2>/dev/null || true
     for _ in $(seq 1 20); do [ -n "$(pid_of "$name")" ] || break; sleep 0.25; done
   fi
-  rm -f "$(pidfile "$name")"
+  rm -f "$(pidfile "$name")" "$RUN/$name.ready"
   say "$name stopped (pid $pid)"
 }
 
@@ -256,7 +238,7 @@ knative_dir() {
 cmd_install() {
   command -v unshare >/dev/null && command -v nsenter >/dev/null || die "unshare/nsenter (util-linux) needed"
   [ "$(id -u)" = 0 ] || die "needs root: network and mount namespaces"
-  KUBE_VERSION=$KUBE_VERSION "$HERE/install.sh"
+  KUBE_DIR=$KUBE_DIR KUBE_VERSION=$KUBE_VERSION "$HERE/install.sh"
   mkdir -p "$BIN"
   ln -sf "$(command -v etcd)" "$BIN/etcd"
   build_forwarder

@@ -123,6 +123,8 @@ java_major() {
 
 # ------------------------------------------------------------------ processes
 
+. "$REPO/e2e/procs.sh"
+
 # cassandra-tls keeps its pid file and log in its own directory, so that a
 # test can run one in a temp dir beside the shared stack.
 pidfile() {
@@ -140,42 +142,19 @@ logfile() {
 
 # pid_of NAME: the recorded PID if that process is alive and is ours (its
 # command line names STACK_DIR); a stale or reused PID prints nothing.
-pid_of() {
-  local f pid
-  f=$(pidfile "$1")
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 0
-  grep -q 'State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 0
-  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$STACK_DIR" || return 0
-  echo "$pid"
-}
+pid_of() { procs_pid "$(pidfile "$1")" "$STACK_DIR"; }
 
 running() { [ -n "$(pid_of "$1")" ]; }
 
 # port_taken PORT: something accepts connections on 127.0.0.1:PORT.
 port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# launch NAME CMD...: starts CMD detached from this shell (own session, no
-# terminal), appending to the server's log, and records its PID.
-#
-# Every descriptor above stderr is closed first: a server must not inherit
-# a lock its caller holds. Started as `flock -x /tmp/stack.lock stack.sh
-# start`, a server kept flock's descriptor open and so held the lock for
-# its whole life, blocking every test run that waits for that lock.
+# launch NAME CMD...: starts CMD detached, appending to NAME's log, and
+# records its PID (e2e/procs.sh).
 launch() {
-  local name=$1 log; shift
-  log=$(logfile "$name")
-  mkdir -p "$(dirname "$(pidfile "$name")")" "$(dirname "$log")"
-  printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$log"
-  (
-    for fd in /proc/self/fd/*; do
-      fd=${fd##*/}
-      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-    done
-    exec setsid nohup "$@" >> "$log" 2>&1 < /dev/null
-  ) &
-  echo $! > "$(pidfile "$name")"
+  local name=$1
+  shift
+  procs_launch "$(pidfile "$name")" "$(logfile "$name")" "$name" "$@"
 }
 
 # wait_ready NAME SECONDS: polls NAME_ready until it answers; on a crash or a

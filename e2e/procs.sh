@@ -1,0 +1,39 @@
+# Sourced by the scripts that run servers in the background and stop them
+# by PID (e2e/stack/stack.sh, e2e/kube/kube.sh).
+
+# procs_pid PIDFILE MARK: the PID recorded in PIDFILE if that process is
+# alive, not a zombie, and its command line contains MARK (the caller's
+# state directory); otherwise nothing, so a stale file left by a crash or a
+# PID reused by another process never gets a signal.
+procs_pid() {
+  local pid
+  [ -f "$1" ] || return 0
+  pid=$(cat "$1")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 0
+  grep -q 'State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 0
+  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$2" || return 0
+  echo "$pid"
+}
+
+# procs_launch PIDFILE LOG NAME CMD...: starts CMD detached from this shell
+# (own session, no terminal), appending to LOG under a header naming NAME,
+# and records its PID in PIDFILE.
+#
+# Every descriptor above stderr is closed first: a server must not inherit
+# a lock its caller holds. Started as `flock -x /tmp/stack.lock stack.sh
+# start`, a server kept flock's descriptor open and so held the lock for
+# its whole life, blocking every test run that waits for that lock.
+procs_launch() {
+  local pidfile=$1 log=$2 name=$3
+  shift 3
+  mkdir -p "$(dirname "$pidfile")" "$(dirname "$log")"
+  printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$log"
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid nohup "$@" >> "$log" 2>&1 < /dev/null
+  ) &
+  echo $! > "$pidfile"
+}
