@@ -157,8 +157,9 @@ type idleCDF struct {
 
 func (h *IdleHistogram) cumulative() *idleCDF {
 	c := &idleCDF{h: h}
-	for i := IdleBins - 1; i >= 0; i-- {
-		c.above[i] = c.above[i+1] + h.bins[i]
+	for i := range IdleBins {
+		b := IdleBins - 1 - i
+		c.above[b] = c.above[b+1] + h.bins[b]
 	}
 	return c
 }
@@ -189,12 +190,11 @@ func (c *idleCDF) percentileAfter(q float64, after time.Duration) (time.Duration
 	}
 	// The first bin j above b whose cumulative weight from b+1 reaches
 	// rest: above[j+1] <= above[b+1] - rest, searched over the
-	// non-increasing suffix sums.
+	// non-increasing suffix sums. It exists (0 < rest <= above[b+1] and
+	// above[IdleBins] is 0) and is not empty: above[j] > limit >= above[j+1],
+	// and an empty bin's suffix sum equals the next one exactly.
 	limit := c.above[b+1] - rest
 	j := b + 1 + sort.Search(IdleBins-b-1, func(k int) bool { return c.above[b+1+k+1] <= limit })
-	if j >= IdleBins || c.h.bins[j] <= 0 {
-		return 0, false
-	}
 	before := c.above[b+1] - c.above[j]
 	return time.Duration((float64(j) + min(1, (rest-before)/c.h.bins[j])) * width), true
 }

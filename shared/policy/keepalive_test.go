@@ -512,3 +512,98 @@ func TestOverridesKeepAlive(t *testing.T) {
 	require.Contains(t, note, "prewarmPercentile: must be < keepAlivePercentile")
 	require.Equal(t, 99.0, got.KeepAlivePercentile)
 }
+
+// The replay behind the "pattern is clear" test, minute by minute, for
+// the hourly job: up for the burst's two quiet minutes, released at
+// minute 2, pre-warmed at minute 47 (pre-warm point 46.5), ready at 50,
+// and the gap ends in minute 55: 10 up minutes before it plus half of its
+// own, and no cold start; the fixed 30 minutes idle 30 and cold-start.
+func TestKeepAliveReplay(t *testing.T) {
+	p, in := hourly(0, 1)
+	pl, why, ok := p.learnedPlan(in)
+	require.True(t, ok, why)
+	learned, fixed := pl.replay(30 * time.Minute)
+	require.InDelta(t, 10.5, learned.idle, 1e-9)
+	require.Zero(t, learned.cold)
+	require.InDelta(t, 30, fixed.idle, 1e-9)
+	require.InDelta(t, 1, fixed.cold, 1e-9)
+	require.Contains(t, why, "per gap learned 10.5 idle min 0.00 cold, fixed 30.0 idle min 1.00 cold")
+
+	// Against a 2-hour timeout the fixed rule keeps the version up: no
+	// cold start, 55.5 idle minutes.
+	_, fixed = pl.replay(2 * time.Hour)
+	require.InDelta(t, 55.5, fixed.idle, 1e-9)
+	require.Zero(t, fixed.cold)
+
+	// A share of 20-minute gaps too few to move the 5th percentile: they
+	// end while the version is down (cold), after its two up minutes.
+	in.Idle = learn(IdleHistogram{}, append([]time.Duration{20 * time.Minute}, repeat(55*time.Minute, 40)...)...)
+	share := in.Idle.bins[20] / in.Idle.Gaps()
+	require.Less(t, share, 0.05)
+	pl, why, ok = p.learnedPlan(in)
+	require.True(t, ok, why)
+	learned, fixed = pl.replay(30 * time.Minute)
+	require.InDelta(t, share, learned.cold, 1e-9)
+	require.InDelta(t, share*2+(1-share)*10.5, learned.idle, 1e-9)
+	require.InDelta(t, 1-share, fixed.cold, 1e-9)
+	require.InDelta(t, share*20.5+(1-share)*30, fixed.idle, 1e-9)
+
+	// Gaps beyond the range are cold for both rules and idle for all the
+	// minutes each keeps the version up: learned 2 + minutes 47..61 (up to
+	// the keep-alive at 61.6), fixed 30.
+	in.Idle = learn(IdleHistogram{}, append([]time.Duration{5 * time.Hour}, repeat(55*time.Minute, 40)...)...)
+	over := in.Idle.Overflow() / in.Idle.Gaps()
+	require.Positive(t, over)
+	pl, why, ok = p.learnedPlan(in)
+	require.True(t, ok, why)
+	learned, fixed = pl.replay(30 * time.Minute)
+	require.InDelta(t, over, learned.cold, 1e-9)
+	require.InDelta(t, over*17+(1-over)*10.5, learned.idle, 1e-9)
+	require.InDelta(t, 1, fixed.cold, 1e-9)
+	require.InDelta(t, 30, fixed.idle, 1e-9)
+}
+
+// With keep-alive fixed, the details are exactly today's: nothing about
+// a plan that was never consulted.
+func TestFixedKeepAliveDetailsUnchanged(t *testing.T) {
+	p, in := hourly(40*time.Minute, 0)
+	p.KeepAlive = KeepAliveFixed
+	require.Equal(t, "at zero, no invocation within the idle timeout", Decide(p, in).Detail)
+	p, in = hourly(10*time.Minute, 0)
+	p.KeepAlive = KeepAliveFixed
+	require.Equal(t, "at zero and recently invoked", Decide(p, in).Detail)
+	p, in = hourly(40*time.Minute, 1)
+	p.KeepAlive = KeepAliveFixed
+	require.Equal(t, "cur=1 latest=0.0 avg=0.0 < 30, last invoked 40m0s ago", Decide(p, in).Detail)
+}
+
+// Percentiles across bins, at their exact edges, from decoded weights.
+func TestIdleHistogramPercentileEdges(t *testing.T) {
+	decode := func(s string) IdleHistogram {
+		h, err := DecodeIdleHistogram(s)
+		require.NoError(t, err)
+		return h
+	}
+	two := decode("v1 t=5 o=0 10=1 20=1")
+	got, ok := two.Percentile(0.5)
+	require.True(t, ok)
+	require.Equal(t, 11*time.Minute, got, "half the weight ends exactly with bin 10")
+	got, _ = two.percentileAfter(0.5, 10*time.Minute)
+	require.Equal(t, 11*time.Minute, got, "from the start of bin 10, the same")
+	got, _ = two.percentileAfter(0.5, 10*time.Minute+30*time.Second)
+	require.Equal(t, 20*time.Minute+15*time.Second, got, "half of bin 10 and all of bin 20 are left")
+	got, _ = two.percentileAfter(0.2, 10*time.Minute+30*time.Second)
+	require.Equal(t, 10*time.Minute+48*time.Second, got)
+
+	withOverflow := decode("v1 t=5 o=1 10=1")
+	got, ok = withOverflow.Percentile(0.5)
+	require.True(t, ok, "the in-range half ends with bin 10")
+	require.Equal(t, 11*time.Minute, got)
+	_, ok = withOverflow.Percentile(0.51)
+	require.False(t, ok)
+
+	require.True(t, decode("v1 t=5 o=0 55=6").Representative(), "exactly IdleMinGaps")
+	require.False(t, decode("v1 t=5 o=0 55=5.99").Representative())
+	require.True(t, decode("v1 t=5 o=3 55=3").Representative(), "exactly IdleMaxOverflow beyond the range")
+	require.False(t, decode("v1 t=5 o=3.01 55=3").Representative())
+}
