@@ -277,6 +277,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"bad keyspace", []string{"--set", "cassandra.keyspace=Prod-KS"}, "at '/cassandra/keyspace'"},
 		{"no Cassandra hosts", []string{"--set", "cassandra.hosts=null"}, "at '/cassandra': missing property 'hosts'"},
 		{"bad cron", []string{"--set", "schedule=every minute"}, "at '/schedule'"},
+		// Knative's PingSource validation refuses @every (seen on the real webhook)
+		{"@every cron", []string{"--set", "schedule=@every 10s"}, "at '/schedule'"},
 		{"grpc without address", []string{"--set", "nvcf.transport=grpc"}, "at '/nvcf/grpcAddr': minLength: got 0, want 1"},
 		{"mtls without secret", []string{"--set", "tsdb.auth=mtls"}, "at '/tsdb/tlsSecret': minLength: got 0, want 1"},
 		{"cassandra client certificate without secret", []string{"--set", "cassandra.tls.enabled=true", "--set", "cassandra.tls.clientCert=true"}, "at '/cassandra/tls/secret': minLength: got 0, want 1"},
