@@ -1,0 +1,490 @@
+#!/usr/bin/env bash
+# Knative Eventing, from its own sources, on the local control plane of
+# e2e/kube/kube.sh: the module's config/ (namespace, service accounts, RBAC,
+# config maps, CRDs, webhook configurations, Services, Deployments) applied
+# to the API server, and its processes run locally instead of in pods:
+#
+#   eventing-controller    cmd/controller        Broker, Trigger, PingSource, SinkBinding, ...
+#   eventing-webhook       cmd/webhook           defaulting, validation, SinkBinding injection
+#   pingsource-mt-adapter  cmd/mtping            the PingSource adapter (the cron)
+#   mt-broker-controller   cmd/mtchannel_broker  the MTChannelBasedBroker class
+#   mt-broker-ingress      cmd/broker/ingress    events into a Broker
+#   mt-broker-filter       cmd/broker/filter     Trigger filters, delivery to subscribers
+#   imc-controller         cmd/in_memory/channel_controller
+#   imc-dispatcher         cmd/in_memory/channel_dispatcher  the Broker's channel
+#
+# "Pods": each process gets its own network namespace (Knative binds its
+# health probes on a fixed :8080, so two cannot share one), joined to a
+# bridge knbr0 (10.244.0.1/24) in kube.sh's namespace, the "node"; all
+# share kube.sh's mount namespace and so its private /etc/hosts. Each runs
+# as its own service account (a TokenRequest token), so config/'s RBAC is
+# what they get.
+#
+# Services: the API server hands out ClusterIPs (10.96.0.0/16); in the node
+# they are local addresses (a `local` route on lo), and one nsforward
+# (kube.sh's forwarder, run inside the node) carries ClusterIP:port to the
+# backing process' 10.244.0.N:targetPort, as kube-proxy would. Names:
+# a loop (hostsync) writes `ClusterIP name.ns.svc.cluster.local ...` for
+# every Service (an ExternalName one, e.g. an in-memory channel, gets its
+# target's address) into the node's /etc/hosts, as cluster DNS would.
+# kube-apiserver calls the webhooks at their ClusterIP:443.
+#
+# No kubelet: the script writes what one would report for these
+# processes, the Endpoints of their Services and their Deployments'
+# Available condition (the Broker, channel and PingSource readiness read
+# those); nothing on the event path is stood in for.
+#
+# Usage: eventing.sh COMMAND
+#   install   build the binaries (cached; see e2e/toolcache.sh)
+#   start     kube.sh start, install, then apply config/ and start what is
+#             not running (running ones are kept); waits for the webhook
+#   stop      stop every process by PID, delete Knative's webhook
+#             configurations (they would refuse writes with no webhook)
+#   status    one line per process (exit 1 if any is down)
+#   env       export lines: KNATIVE_DIR, KNATIVE_NODE_IP (where pods reach
+#             processes in the node, e.g. the functions)
+#   logs NAME [LINES]
+#
+# Settings: EVENTING_VERSION (v0.42.0), KNATIVE_DIR (<repo>/.cache/knative),
+# KNATIVE_READY_TIMEOUT (seconds, 120).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+KUBE=$HERE/kube.sh
+EVENTING_VERSION=${EVENTING_VERSION:-v0.42.0}
+KNATIVE_DIR=${KNATIVE_DIR:-$REPO/.cache/knative}
+mkdir -p "$KNATIVE_DIR"
+KNATIVE_DIR=$(cd "$KNATIVE_DIR" && pwd)
+# exported: every process started here carries it, which is how pid_of
+# knows a recorded PID is still ours
+export KNATIVE_DIR
+KNATIVE_READY_TIMEOUT=${KNATIVE_READY_TIMEOUT:-120}
+BIN=$KNATIVE_DIR/bin
+RUN=$KNATIVE_DIR/run
+LOGS=$KNATIVE_DIR/logs
+NS=knative-eventing
+BRIDGE=knbr0
+NODE_IP=10.244.0.1
+SERVICE_CIDR=10.96.0.0/16
+
+# The processes: name, binary (cmd/ path), pod address, service account,
+# the Services it backs, extra environment (the Deployment's own values).
+# The common env (SYSTEM_NAMESPACE, POD_NAME, ...) is added by start_pod.
+PODS=(eventing-webhook eventing-controller mt-broker-controller imc-controller imc-dispatcher
+  mt-broker-ingress mt-broker-filter pingsource-mt-adapter)
+declare -A CMD=(
+  [eventing-controller]=controller [eventing-webhook]=webhook [pingsource-mt-adapter]=mtping
+  [mt-broker-controller]=mtchannel_broker [mt-broker-ingress]=broker/ingress [mt-broker-filter]=broker/filter
+  [imc-controller]=in_memory/channel_controller [imc-dispatcher]=in_memory/channel_dispatcher)
+declare -A IP=(
+  [eventing-controller]=10.244.0.11 [eventing-webhook]=10.244.0.12 [pingsource-mt-adapter]=10.244.0.13
+  [mt-broker-controller]=10.244.0.14 [mt-broker-ingress]=10.244.0.15 [mt-broker-filter]=10.244.0.16
+  [imc-controller]=10.244.0.17 [imc-dispatcher]=10.244.0.18)
+declare -A SA=(
+  [eventing-controller]=eventing-controller [eventing-webhook]=eventing-webhook
+  [pingsource-mt-adapter]=pingsource-mt-adapter [mt-broker-controller]=eventing-controller
+  [mt-broker-ingress]=mt-broker-ingress [mt-broker-filter]=mt-broker-filter
+  [imc-controller]=imc-controller [imc-dispatcher]=imc-dispatcher)
+declare -A SERVICES=(
+  [eventing-webhook]=eventing-webhook [mt-broker-ingress]=broker-ingress [mt-broker-filter]=broker-filter
+  [imc-controller]=inmemorychannel-webhook [imc-dispatcher]=imc-dispatcher)
+declare -A ENV=(
+  [eventing-controller]="CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/eventing APISERVER_RA_IMAGE=ko://knative.dev/eventing/cmd/apiserver_receive_adapter"
+  [eventing-webhook]="METRICS_DOMAIN=knative.dev/eventing WEBHOOK_NAME=eventing-webhook WEBHOOK_PORT=8443 SINK_BINDING_SELECTION_MODE=exclusion"
+  [pingsource-mt-adapter]="NAMESPACE=knative-eventing K_SINK_TIMEOUT=-1"
+  [mt-broker-controller]="CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/eventing"
+  [mt-broker-ingress]="NAMESPACE=knative-eventing CONTAINER_NAME=ingress CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/internal/eventing INGRESS_PORT=8080 INGRESS_PORT_HTTPS=8443"
+  [mt-broker-filter]="NAMESPACE=knative-eventing CONTAINER_NAME=filter CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/internal/eventing FILTER_PORT=8080 FILTER_PORT_HTTPS=8443"
+  [imc-controller]="WEBHOOK_NAME=inmemorychannel-webhook WEBHOOK_PORT=8443 CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/inmemorychannel-controller DISPATCHER_IMAGE=ko://knative.dev/eventing/cmd/in_memory/channel_dispatcher"
+  [imc-dispatcher]="CONTAINER_NAME=dispatcher CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/inmemorychannel-dispatcher MAX_IDLE_CONNS=1000 MAX_IDLE_CONNS_PER_HOST=1000")
+# The Deployment (in config/) each process stands for.
+declare -A DEPLOYMENT=(
+  [eventing-controller]=eventing-controller [eventing-webhook]=eventing-webhook
+  [pingsource-mt-adapter]=pingsource-mt-adapter [mt-broker-controller]=mt-broker-controller
+  [mt-broker-ingress]=mt-broker-ingress [mt-broker-filter]=mt-broker-filter
+  [imc-controller]=imc-controller [imc-dispatcher]=imc-dispatcher)
+
+say() { printf '[knative] %s\n' "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+pidfile() { echo "$RUN/$1.pid"; }
+logfile() { echo "$LOGS/$1.log"; }
+
+# launch NAME CMD...: CMD detached (own session, no terminal, no inherited
+# descriptor above stderr: a caller's flock must not be held by a server),
+# appending to NAME's log; its PID recorded.
+launch() {
+  local name=$1 log
+  shift
+  log=$(logfile "$name")
+  mkdir -p "$RUN" "$LOGS"
+  printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$log"
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid nohup "$@" >> "$log" 2>&1 < /dev/null
+  ) &
+  echo $! > "$(pidfile "$name")"
+}
+
+# pid_of NAME: the recorded PID if that process is alive and ours (its
+# command line or environment names KNATIVE_DIR), else nothing.
+pid_of() {
+  local f pid
+  f=$(pidfile "$1")
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 0
+  grep -q 'State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 0
+  grep -qsaF "$KNATIVE_DIR" "/proc/$pid/cmdline" "/proc/$pid/environ" || return 0
+  echo "$pid"
+}
+running() { [ -n "$(pid_of "$1")" ]; }
+
+kube_env() {
+  eval "$("$KUBE" env)"
+  [ -n "${KUBE_NETNS_PID:-}" ] || die "kube.sh's namespace is not running (e2e/kube/kube.sh start)"
+  KC=("$KUBECTL" --kubeconfig "$KUBECONFIG")
+}
+# in_node CMD...: CMD in the node's network and mount namespaces.
+in_node() { nsenter -t "$KUBE_NETNS_PID" -n -m -- "$@"; }
+
+# ------------------------------------------------------------------ install
+
+# The module's directory in the Go module cache (downloaded when missing).
+eventing_dir() {
+  (cd "$REPO/e2e/packaging" && GOFLAGS=-mod=mod go mod download -json "knative.dev/eventing@$EVENTING_VERSION") |
+    sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
+}
+
+# built BIN: BIN is a build of knative.dev/eventing at EVENTING_VERSION (the
+# module version the Go toolchain stamped into it, not a marker file).
+# (grep -c, not -q: an early exit would be a SIGPIPE failure under pipefail)
+built() {
+  [ -x "$BIN/$1" ] && [ "$(go version -m "$BIN/$1" 2>/dev/null |
+    grep -cE "^[[:space:]]+(mod|dep)[[:space:]]+knative.dev/eventing[[:space:]]+$EVENTING_VERSION([[:space:]]|$)")" != 0 ]
+}
+
+cmd_install() {
+  . "$REPO/e2e/toolcache.sh"
+  mkdir -p "$BIN"
+  local name bin key missing=()
+  for name in "${PODS[@]}"; do
+    bin=${CMD[$name]##*/}
+    key="knative-eventing-$bin-$EVENTING_VERSION-$(go env GOOS)-$(go env GOARCH)"
+    if built "$bin"; then
+      toolcache_has "$key" || toolcache_put "$key" "$BIN/$bin"
+    elif toolcache_get "$key" "$BIN/$bin" && built "$bin"; then
+      say "$bin $EVENTING_VERSION copied from the machine's tool cache"
+    else
+      missing+=("knative.dev/eventing/cmd/${CMD[$name]}")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local start=$SECONDS mod=$KNATIVE_DIR/build p
+  mkdir -p "$mod"
+  # One scratch module requiring Eventing, one `go build` of every missing
+  # command: packages shared between them are compiled once.
+  printf 'module knativebuild\n\ngo 1.24.0\n' > "$mod/go.mod"
+  {
+    printf '//go:build tools\n\n// Package knativebuild pins the Eventing commands eventing.sh builds.\npackage knativebuild\n\nimport (\n'
+    for p in "${missing[@]}"; do printf '\t_ "%s"\n' "$p"; done
+    printf ')\n'
+  } > "$mod/tools.go"
+  say "building ${#missing[@]} Eventing $EVENTING_VERSION commands from the module proxy (minutes on 2 cores)"
+  (
+    cd "$mod"
+    GOFLAGS=-mod=mod go get "knative.dev/eventing@$EVENTING_VERSION" >&2
+    GOFLAGS=-mod=mod go mod tidy >&2
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/" "${missing[@]}" >&2
+  )
+  for name in "${PODS[@]}"; do
+    bin=${CMD[$name]##*/}
+    built "$bin" || die "built $bin does not carry knative.dev/eventing $EVENTING_VERSION"
+    toolcache_put "knative-eventing-$bin-$EVENTING_VERSION-$(go env GOOS)-$(go env GOARCH)" "$BIN/$bin"
+  done
+  say "built ${#missing[@]} commands in $((SECONDS - start))s"
+}
+
+# ------------------------------------------------------------------ start
+
+# The bridge the pods join, and the service range made local in the node.
+start_network() {
+  if ! in_node ip link show "$BRIDGE" >/dev/null 2>&1; then
+    in_node ip link add "$BRIDGE" type bridge
+    in_node ip addr add "$NODE_IP/24" dev "$BRIDGE"
+    in_node ip link set "$BRIDGE" up
+  fi
+  # (grep -c, not -q: see built)
+  [ "$(in_node ip route show table local | grep -c "^local $SERVICE_CIDR ")" != 0 ] ||
+    in_node ip route add local "$SERVICE_CIDR" dev lo
+}
+
+# apply_config: config/ of the module, as released. Webhook configurations
+# left by an earlier run are deleted first: with the webhook not yet
+# running they would refuse these very writes (failurePolicy: Fail); the
+# webhook fills the new ones in when it starts. So are the leader leases of
+# an earlier run's processes: a new process would wait each one out.
+apply_config() {
+  local dir
+  dir=$(eventing_dir)
+  [ -d "$dir/config/core" ] || die "Eventing's config/ not found in the module cache"
+  "${KC[@]}" delete mutatingwebhookconfigurations,validatingwebhookconfigurations \
+    -l app.kubernetes.io/name=knative-eventing --ignore-not-found >/dev/null
+  # Server-side apply: idempotent, and no last-applied annotation on the
+  # large CRDs. The namespace first: everything else lives in it.
+  "${KC[@]}" apply --server-side --force-conflicts -f "$dir/config/core/100-namespace.yaml" >/dev/null
+  "${KC[@]}" -n "$NS" delete leases --all --ignore-not-found >/dev/null
+  "${KC[@]}" apply --server-side --force-conflicts -R -f "$dir/config/core" \
+    -f "$dir/config/brokers/mt-channel-broker" -f "$dir/config/channels/in-memory-channel" > "$LOGS/apply.log"
+  "${KC[@]}" wait --for condition=Established --timeout 60s crd/inmemorychannels.messaging.knative.dev \
+    crd/brokers.eventing.knative.dev crd/triggers.eventing.knative.dev crd/pingsources.sources.knative.dev \
+    crd/sinkbindings.sources.knative.dev crd/subscriptions.messaging.knative.dev >/dev/null
+}
+
+# pod_kubeconfig NAME: a kubeconfig for NAME's service account (a one-day
+# TokenRequest token) at the API server's ClusterIP, the address pods use.
+pod_kubeconfig() {
+  local name=$1 token
+  token=$("${KC[@]}" -n "$NS" create token "${SA[$name]}" --duration 24h)
+  (
+    umask 077
+    cat > "$RUN/$name.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://10.96.0.1:443
+    certificate-authority: $KUBE_DIR/pki/ca.crt
+users:
+- name: ${SA[$name]}
+  user:
+    token: $token
+contexts:
+- name: local
+  context: {cluster: local, user: "${SA[$name]}"}
+current-context: local
+EOF
+  )
+}
+
+# start_pod NAME: NAME's binary in a network namespace of its own inside
+# the node (unshare), wired to the bridge before the binary is exec'd; the
+# PID recorded is the binary's own (nsenter, unshare and bash exec).
+start_pod() {
+  local name=$1 ip=${IP[$1]} pid gate veth env=()
+  gate=$RUN/$name.gate
+  rm -f "$gate"
+  pod_kubeconfig "$name"
+  env=(KNATIVE_DIR="$KNATIVE_DIR" KUBECONFIG="$RUN/$name.kubeconfig" SYSTEM_NAMESPACE=$NS POD_NAME="$name"
+    CONFIG_LOGGING_NAME=config-logging ${ENV[$name]})
+  launch "$name" nsenter -t "$KUBE_NETNS_PID" -m -- unshare --net -- \
+    bash -c 'while [ ! -e "$1" ]; do sleep 0.05; done; shift; exec env -i PATH=/usr/bin:/bin "$@"' _ \
+    "$gate" "${env[@]}" "$BIN/${CMD[$name]##*/}"
+  pid=$(cat "$(pidfile "$name")")
+  # wait until unshare has made the new namespace
+  local node_net
+  node_net=$(readlink "/proc/$KUBE_NETNS_PID/ns/net")
+  for _ in $(seq 1 100); do
+    [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" != "$node_net" ] &&
+      [ "$(readlink "/proc/$pid/ns/net" 2>/dev/null)" != "$(readlink /proc/self/ns/net)" ] && break
+    sleep 0.05
+  done
+  veth=kn${ip##*.}
+  in_node ip link del "$veth" 2>/dev/null || true
+  in_node ip link add "$veth" type veth peer name eth0 netns "$pid"
+  in_node ip link set "$veth" master "$BRIDGE" up
+  nsenter -t "$pid" -n -- ip link set lo up
+  nsenter -t "$pid" -n -- ip addr add "$ip/24" dev eth0
+  nsenter -t "$pid" -n -- ip link set eth0 up
+  nsenter -t "$pid" -n -- ip route add default via "$NODE_IP"
+  touch "$gate"
+}
+
+# mark_running NAME: what a kubelet would report for NAME's process: its
+# Services' Endpoints and its Deployment's Available condition.
+mark_running() {
+  local name=$1 svc ports now gen
+  for svc in ${SERVICES[$name]:-}; do
+    ports=$("${KC[@]}" -n "$NS" get svc "$svc" -o jsonpath='{range .spec.ports[*]}{.name}{" "}{.targetPort}{"\n"}{end}' |
+      awk 'NF == 2 { printf "%s{\"name\":\"%s\",\"port\":%s}", sep, $1, $2; sep = "," }')
+    # (kubectl warns that v1 Endpoints is deprecated: Knative 0.42 reads them)
+    "${KC[@]}" apply --server-side --force-conflicts --field-manager eventing.sh -f - > /dev/null 2> >(grep -v "v1 Endpoints is deprecated" >&2) <<EOF
+{"apiVersion": "v1", "kind": "Endpoints",
+ "metadata": {"name": "$svc", "namespace": "$NS"},
+ "subsets": [{"addresses": [{"ip": "${IP[$name]}"}], "ports": [$ports]}]}
+EOF
+  done
+  now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  gen=$("${KC[@]}" -n "$NS" get deployment "${DEPLOYMENT[$name]}" -o jsonpath='{.metadata.generation}')
+  "${KC[@]}" -n "$NS" patch deployment "${DEPLOYMENT[$name]}" --subresource status --type merge -p \
+    "{\"status\":{\"observedGeneration\":$gen,\"replicas\":1,\"updatedReplicas\":1,\"readyReplicas\":1,\"availableReplicas\":1,\"conditions\":[{\"type\":\"Available\",\"status\":\"True\",\"reason\":\"LocalProcess\",\"message\":\"run by e2e/kube/eventing.sh\",\"lastUpdateTime\":\"$now\",\"lastTransitionTime\":\"$now\"}]}}" >/dev/null
+}
+
+# The Services' ClusterIP:port -> the backing process, one forwarder in the node.
+start_services() {
+  running services && return 0
+  local specs=("in:10.96.0.1:443=127.0.0.1:6443") name svc cip port target
+  for name in "${PODS[@]}"; do
+    for svc in ${SERVICES[$name]:-}; do
+      cip=$("${KC[@]}" -n "$NS" get svc "$svc" -o jsonpath='{.spec.clusterIP}')
+      while read -r port target; do
+        # Knative addresses its Services on 80 and 443 only; the metrics
+        # ports would collide with the node's own listeners (kube.sh
+        # forwards Prometheus on *:9090 there).
+        case $port in 80 | 443) specs+=("in:$cip:$port=${IP[$name]}:$target") ;; esac
+      done < <("${KC[@]}" -n "$NS" get svc "$svc" -o jsonpath='{range .spec.ports[*]}{.port}{" "}{.targetPort}{"\n"}{end}')
+    done
+  done
+  rm -f "$RUN/services.ready"
+  launch services nsenter -t "$KUBE_NETNS_PID" -n -m -- "$KUBE_BIN/nsforward" \
+    -netns "/proc/$KUBE_NETNS_PID/ns/net" -ready "$RUN/services.ready" "${specs[@]}"
+  for _ in $(seq 1 100); do [ -f "$RUN/services.ready" ] && return 0; running services || break; sleep 0.1; done
+  tail -n 20 "$(logfile services)" >&2
+  die "the Service forwarder did not start"
+}
+
+# hostsync: every 2 s, the node's /etc/hosts block of Service names, as
+# cluster DNS would answer them (ExternalName: the target's address).
+hostsync_loop() {
+  local hosts=$KUBE_DIR/run/hosts begin="# eventing.sh: Services" end="# eventing.sh: end" block old
+  while :; do
+    block=$("${KC[@]}" get svc -A -o jsonpath='{range .items[*]}{.metadata.name}{"|"}{.metadata.namespace}{"|"}{.spec.type}{"|"}{.spec.clusterIP}{"|"}{.spec.externalName}{"\n"}{end}' 2>/dev/null |
+      awk -F'|' '$3 != "ExternalName" && $4 != "None" && $4 != "" {
+                   ip[$1 "." $2 ".svc.cluster.local"] = $4; print $4, $1 "." $2 ".svc.cluster.local", $1 "." $2 ".svc" }
+                 $3 == "ExternalName" { ext[$1 "." $2] = $5 }
+                 END { for (n in ext) { t = ext[n]; sub(/\.$/, "", t); if (t in ip) print ip[t], n ".svc.cluster.local", n ".svc" } }' | sort) || true
+    old=$(sed -n "/^$begin\$/,/^$end\$/p" "$hosts" | sed '1d;$d')
+    if [ "$block" != "$old" ]; then
+      # in place (the node sees this inode through a bind mount)
+      { sed "/^$begin\$/,/^$end\$/d" "$hosts"; echo "$begin"; [ -z "$block" ] || echo "$block"; echo "$end"; } > "$hosts.new"
+      cat "$hosts.new" > "$hosts"
+      rm -f "$hosts.new"
+    fi
+    sleep 2
+  done
+}
+start_hostsync() {
+  running hostsync && return 0
+  launch hostsync "$0" hostsync-loop
+}
+
+# ready_webhook: Knative's webhook has filled its configurations in (the
+# CA bundle) and answers the API server: a dry-run PingSource with a bad
+# schedule is refused by its validation.
+webhook_ready() {
+  local out
+  [ -n "$("${KC[@]}" get validatingwebhookconfiguration validation.webhook.eventing.knative.dev -o jsonpath='{.webhooks[0].clientConfig.caBundle}' 2>/dev/null)" ] || return 1
+  out=$("${KC[@]}" -n default create --dry-run=server -f - 2>&1 <<EOF || true
+{"apiVersion": "sources.knative.dev/v1", "kind": "PingSource", "metadata": {"name": "probe"},
+ "spec": {"schedule": "not a cron", "sink": {"uri": "http://example.invalid"}}}
+EOF
+)
+  grep -q 'admission webhook "validation.webhook.eventing.knative.dev" denied' <<< "$out"
+}
+
+wait_until() {
+  local what=$1 secs=$2 deadline=$((SECONDS + $2)); shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { say "$what not ready after ${secs}s"; return 1; }
+    sleep 0.5
+  done
+}
+
+# up NAME: the process is alive, else its log's end and a failure.
+check_alive() {
+  running "$1" && return 0
+  say "$1 exited; last lines of $(logfile "$1"):"
+  tail -n 30 "$(logfile "$1")" >&2
+  return 1
+}
+
+cmd_start() {
+  "$KUBE" start
+  kube_env
+  cmd_install
+  mkdir -p "$RUN" "$LOGS"
+  local t0=$SECONDS name
+  start_network
+  apply_config
+  start_services
+  start_hostsync
+  for name in "${PODS[@]}"; do
+    running "$name" || start_pod "$name"
+    if [ "$name" = eventing-webhook ]; then
+      wait_until "the webhook" "$KNATIVE_READY_TIMEOUT" webhook_ready || { check_alive "$name"; die "Knative's webhook did not come up"; }
+    fi
+  done
+  sleep 2
+  for name in "${PODS[@]}"; do check_alive "$name" || die "$name did not start"; done
+  for name in "${PODS[@]}"; do mark_running "$name"; done
+  say "Eventing $EVENTING_VERSION up in $((SECONDS - t0))s (logs: $LOGS)"
+}
+
+# stop_all NAME...: TERM to every one at once, KILL to what still runs 5 s
+# later: Knative's webhooks keep serving for a drain period after TERM (for
+# a load balancer to notice), and nothing here balances.
+stop_all() {
+  local name pid pids=()
+  for name in "$@"; do
+    pid=$(pid_of "$name")
+    [ -z "$pid" ] || { kill -TERM "$pid" 2>/dev/null || true; pids+=("$name"); }
+  done
+  for _ in $(seq 1 20); do
+    local left=()
+    for name in "${pids[@]}"; do [ -z "$(pid_of "$name")" ] || left+=("$name"); done
+    [ ${#left[@]} -gt 0 ] || break
+    sleep 0.25
+  done
+  for name in "$@"; do
+    pid=$(pid_of "$name")
+    if [ -n "$pid" ]; then
+      say "$name (pid $pid) still running 5 s after TERM; sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$(pidfile "$name")"
+  done
+}
+
+cmd_stop() {
+  # Knative's webhook configurations refuse writes (failurePolicy: Fail)
+  # once nothing answers them; gone, the API server stays usable.
+  if eval "$("$KUBE" env)" 2>/dev/null && [ -n "${KUBECTL:-}" ] && [ -x "$KUBECTL" ]; then
+    "$KUBECTL" --kubeconfig "$KUBECONFIG" --request-timeout 5s delete mutatingwebhookconfigurations,validatingwebhookconfigurations \
+      -l app.kubernetes.io/name=knative-eventing --ignore-not-found >/dev/null 2>&1 || true
+  fi
+  stop_all hostsync "${PODS[@]}"
+  stop_all services
+  say "stopped"
+}
+
+cmd_status() {
+  local rc=0 name pid
+  for name in "${PODS[@]}" services hostsync; do
+    pid=$(pid_of "$name")
+    if [ -n "$pid" ]; then printf '%-24s %-8s up\n' "$name" "$pid"; else printf '%-24s %-8s down\n' "$name" -; rc=1; fi
+  done
+  return $rc
+}
+
+cmd_env() {
+  echo "export KNATIVE_DIR=$KNATIVE_DIR"
+  echo "export KNATIVE_NODE_IP=$NODE_IP"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case $cmd in
+  install) cmd_install ;;
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  hostsync-loop) kube_env; hostsync_loop ;;
+  logs) tail -n "${2:-50}" "$(logfile "${1:?usage: eventing.sh logs NAME [LINES]}")" ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+esac
