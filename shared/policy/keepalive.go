@@ -391,12 +391,11 @@ type replayCost struct{ idle, cold float64 }
 // count as longer than either rule keeps a version up.
 func (pl keepAlivePlan) replay(fixed time.Duration) (learned, fixedCost replayCost) {
 	h := pl.idle.h
-	steps := int(max(pl.keepUntil, fixed, IdleBins*IdleBinWidth)/IdleBinWidth) + 2
 	csSteps := int(math.Ceil(float64(pl.coldStart) / float64(IdleBinWidth)))
 	total := h.Gaps()
 	up, readyFrom := true, 0 // the burst's instance is ready
 	var upMinutes float64
-	for s := range steps {
+	for s, n := range h.bins {
 		since := time.Duration(s) * IdleBinWidth
 		if up && pl.releases(since) {
 			up = false
@@ -404,10 +403,7 @@ func (pl keepAlivePlan) replay(fixed time.Duration) (learned, fixedCost replayCo
 			up, readyFrom = true, s+csSteps
 		}
 		// Gaps ending in this minute, on average half way through it.
-		var w float64
-		if s < IdleBins {
-			w = h.bins[s] / total
-		}
+		w := n / total
 		if up {
 			learned.idle += w * (upMinutes + 0.5)
 			upMinutes++
@@ -423,6 +419,11 @@ func (pl keepAlivePlan) replay(fixed time.Duration) (learned, fixedCost replayCo
 			fixedCost.idle += w * fixed.Minutes()
 			fixedCost.cold += w
 		}
+	}
+	if up {
+		// Past the range nothing is predicted: a version still up stays
+		// up to keepUntil, in whole cycles.
+		upMinutes += max(0, math.Ceil(pl.keepUntil.Minutes())-IdleBins)
 	}
 	over := h.Overflow() / total
 	learned.idle += over * upMinutes

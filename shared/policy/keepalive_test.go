@@ -607,3 +607,64 @@ func TestIdleHistogramPercentileEdges(t *testing.T) {
 	require.True(t, decode("v1 t=5 o=3 55=3").Representative(), "exactly IdleMaxOverflow beyond the range")
 	require.False(t, decode("v1 t=5 o=3.01 55=3").Representative())
 }
+
+// Gaps near the end of the range: pre-warmed at minute 205 for gaps of
+// 230 minutes, the version stays up past the range to the keep-alive at
+// 254.1 minutes, which is what a gap beyond the range costs.
+func TestKeepAliveReplayPastTheRange(t *testing.T) {
+	p, in := hourly(0, 1)
+	in.Idle = learn(IdleHistogram{}, append([]time.Duration{5 * time.Hour}, repeat(230*time.Minute, 40)...)...)
+	over := in.Idle.Overflow() / in.Idle.Gaps()
+	pl, why, ok := p.learnedPlan(in)
+	require.True(t, ok, why)
+	require.Equal(t, 255.0, math.Ceil(pl.keepUntil.Minutes()), why)
+	learned, fixed := pl.replay(30 * time.Minute)
+	require.InDelta(t, over, learned.cold, 1e-9)
+	// 2 + 25 up minutes before the gaps end in minute 230; 2 + 35 + 15
+	// for a gap beyond the range.
+	require.InDelta(t, (1-over)*27.5+over*52, learned.idle, 1e-9)
+	require.InDelta(t, 1, fixed.cold, 1e-9)
+	require.InDelta(t, 30, fixed.idle, 1e-9)
+}
+
+// The rules at their exact edges, read from the plan itself.
+func TestLearnedKeepAliveEdges(t *testing.T) {
+	p, in := hourly(0, 1)
+	pl, _, ok := p.learnedPlan(in)
+	require.True(t, ok)
+	prewarmAt, ok := pl.prewarmAt(0)
+	require.True(t, ok)
+
+	release := func(since time.Duration, cur int) Decision {
+		p, in := hourly(since, cur)
+		return Decide(p, in)
+	}
+	require.Equal(t, ReasonScaleToZeroLearned, release(pl.keepUntil, 1).Reason, "at the keep-alive exactly")
+	require.Equal(t, ReasonScaleToZeroLearned, release(prewarmAt-pl.coldStart, 1).Reason, "down exactly one cold start")
+	require.Equal(t, 1, release(prewarmAt-pl.coldStart+time.Nanosecond, 1).Desired)
+	require.Equal(t, ReasonPrewarm, release(prewarmAt, 0).Reason, "at the pre-warm point exactly")
+	require.Equal(t, ReasonHoldAtZero, release(prewarmAt-time.Nanosecond, 0).Reason)
+	require.Equal(t, ReasonHoldAtZero, release(learnedMinQuiet, 0).Reason, "two quiet minutes are not a fresh invocation")
+	require.Equal(t, ReasonScaleFromZero, release(learnedMinQuiet-time.Nanosecond, 0).Reason)
+
+	// A small share of gaps just past the keep-alive: at the keep-alive
+	// exactly a version at zero is not pre-warmed for them.
+	p, in = hourly(0, 0)
+	in.Idle = learn(IdleHistogram{}, append([]time.Duration{62*time.Minute + 30*time.Second}, repeat(55*time.Minute, 40)...)...)
+	pl, _, ok = p.learnedPlan(in)
+	require.True(t, ok)
+	at, ok := pl.prewarmAt(pl.keepUntil)
+	require.True(t, ok)
+	require.Less(t, at, pl.keepUntil, "a pre-warm would be due")
+	in.LastInvokedAt = t0.Add(-pl.keepUntil)
+	require.Equal(t, ReasonHoldAtZero, Decide(p, in).Reason)
+}
+
+func TestColdStartEdges(t *testing.T) {
+	require.True(t, ColdStart{Seconds: 60, Weight: 1 - floatSlack}.Known())
+	require.False(t, ColdStart{Seconds: 0, Weight: 2}.Known())
+	// A zero estimate with weight is corrupt: dropped, not averaged in.
+	c := ColdStart{Seconds: 0, Weight: 2, UpdatedAt: t0}.Learn(t0.Add(time.Minute), 4*time.Minute)
+	require.Equal(t, 4*time.Minute, c.Duration())
+	require.Equal(t, 1.0, c.Weight)
+}
