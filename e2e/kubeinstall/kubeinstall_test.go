@@ -81,7 +81,8 @@ func TestKnativeManifestsAccepted(t *testing.T) {
 
 // helm install for real, with the default values (the functions as Knative
 // Services) and with externalFunctions (the functions elsewhere, by URL):
-// the release is deployed and every object it rendered is stored.
+// the release is deployed and every object it rendered is stored; upgraded
+// and uninstalled, it changes and goes.
 func TestHelmInstall(t *testing.T) {
 	c := kubetest.Start(t)
 	chart := filepath.Join(c.Repo, "charts", "nvcf-autoscaler")
@@ -127,6 +128,18 @@ func TestHelmInstall(t *testing.T) {
 				require.NoError(t, err)
 				require.Equal(t, "http://127.0.0.1:18082/", uri)
 			}
+
+			// Upgrade as the README tells operators, then uninstall: the
+			// new value reaches the ConfigMap, and the objects go with the
+			// release.
+			out, err = c.HelmCmd("upgrade", "r", chart, "-n", ns, "--reuse-values", "--set", "buckets=64", "--wait=false")
+			require.NoError(t, err, out)
+			buckets, err := c.Kubectl("get", "configmap", "r-nvcf-autoscaler-config", "-n", ns, "-o", "jsonpath={.data.BUCKETS}")
+			require.NoError(t, err)
+			require.Equal(t, "64", buckets)
+			out, err = c.HelmCmd("uninstall", "r", "-n", ns, "--wait")
+			require.NoError(t, err, out)
+			require.Empty(t, objects(t, c, ns, "brokers,pingsources,ksvc,sinkbindings,triggers,configmaps"))
 		})
 	}
 }
