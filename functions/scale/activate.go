@@ -26,7 +26,7 @@ type ActivateResult struct {
 
 // HandleActivate scales a version invoked while at zero straight to
 // max(min, 1), without waiting for the next cycle. It is single-flight per
-// version: concurrent activations meet at the version's lock, and one that
+// version: concurrent activations meet at the version's write claim, and one that
 // arrives after another already wrote finds a non-zero count and stops.
 //
 // Each activation is one span, scale.activate.
@@ -49,8 +49,8 @@ func (h *Handler) handleActivate(ctx context.Context, e event.Event, span trace.
 
 	// A burst of invocations of one cold version sends a burst of
 	// activations; in one replica they share one decision instead of each
-	// reading Cassandra and racing for the version's lock (a Paxos round
-	// each). The shared work is not tied to the first caller's request, so
+	// reading Cassandra and racing for the version's write claim (a Paxos
+	// round each). The shared work is not tied to the first caller's request, so
 	// its client going away fails nobody else.
 	ch := h.activations.DoChan(key.String(), func() (any, error) {
 		return h.activate(context.WithoutCancel(ctx), log, a, key, start)
@@ -103,8 +103,8 @@ func (h *Handler) activate(ctx context.Context, log *slog.Logger, a events.Activ
 	o.LastRequested = st.LastRequested
 	// The not-found cache holds here as on the bucket path: an unknown
 	// version's invocations would otherwise each cost an NVCF call. It is
-	// checked again under the lock, where a concurrent activation in
-	// another replica may just have recorded it.
+	// checked again if the claim is lost to another writer, which may be a
+	// concurrent activation in another replica that just recorded it.
 	stillNeeded := func(fresh store.ScalingState) (bool, string) {
 		if fresh.HasLastRequested && fresh.LastRequested > 0 {
 			return false, "already_active"
@@ -117,7 +117,7 @@ func (h *Handler) activate(ctx context.Context, log *slog.Logger, a events.Activ
 	if ok, why := stillNeeded(st); !ok {
 		o.Action = why
 	} else {
-		h.write(ctx, log, &o, v, desired, 0, stillNeeded)
+		h.write(ctx, log, &o, v, st, desired, 0, stillNeeded)
 	}
 	if o.Action == "written" {
 		// Make sure the next cycle sees the version even before discovery

@@ -1,14 +1,14 @@
 package scale
 
-// Applying: a decision becomes an NVCF write under the version's lock,
-// at most once per cycle, and its outcome is recorded.
+// Applying: a decision becomes an NVCF write under the version's write
+// claim (shared/store/claims.go), at most once per cycle, and its outcome
+// is recorded.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"function/shared/nvcf"
@@ -47,7 +47,7 @@ func (h *Handler) apply(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		// event is a replay or arrived late.
 		o.Action = "already_applied"
 	default:
-		h.write(ctx, log, o, v, d.Desired, cycle, func(fresh store.ScalingState) (bool, string) {
+		h.write(ctx, log, o, v, st, d.Desired, cycle, func(fresh store.ScalingState) (bool, string) {
 			if fresh.LastCycle >= cycle {
 				return false, "already_applied"
 			}
@@ -147,73 +147,74 @@ const (
 	statusBeyondLimits = "beyond_limits"
 )
 
-// lockName is the per-version write lock. Ids may contain ':', which makes
-// "fn:<function>:<version>" ambiguous (function "a:b" version "c" and
-// function "a" version "b:c" would share a lock), so such ids get
-// "fn/<function>/<version>": '/' is never in an id, and the prefix differs
-// from every old-style name. Ids without ':' (NVCF's UUIDs) keep the old
-// name, so during a rolling upgrade old and new replicas still meet at the
-// same lock for every real version.
-func lockName(key store.VersionKey) string {
-	if strings.Contains(key.FunctionID, ":") || strings.Contains(key.FunctionVersionID, ":") {
-		return "fn/" + key.FunctionID + "/" + key.FunctionVersionID
-	}
-	return "fn:" + key.FunctionID + ":" + key.FunctionVersionID
-}
-
-// write takes the version's lock, re-reads its state (another replica may
-// have written it since the bucket was read), lets stillNeeded veto, writes
-// to the NVCF API, and records the outcome. cycle is stored as the applied
-// cycle; activations pass the state's own cycle so they never block the
-// next bucket decision.
-func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v store.ActiveVersion, desired int, cycle int64,
+// write claims the version's next NVCF write, writes it, and records the
+// outcome: one Paxos round (the claim) and one plain write (the record)
+// per write. st is the state the decision was made from; the claim applies
+// only if nobody claimed the version since st was read, which is what makes
+// stillNeeded's verdict on st current. A claim lost to another writer is
+// looked at once more from a fresh read (the winner may have been a
+// different, finished cycle). cycle is stored as the applied cycle;
+// activations pass 0 and store the state's own cycle, so they never block
+// the next bucket decision.
+func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v store.ActiveVersion, st store.ScalingState, desired int, cycle int64,
 	stillNeeded func(store.ScalingState) (bool, string)) {
 	s := h.d.Settings.Scale
 	key := v.VersionKey
 	// Unique per write attempt: two events for the same version in one
 	// process (a redelivery racing the original, concurrent activations)
-	// must not share a lease, or both would pass the lock.
+	// must not share a claim, or both would pass it.
 	owner := fmt.Sprintf("%s/%d/%d", h.d.Settings.NodeID, cycle, h.seq.Add(1))
-	_, err := h.d.Store.AcquireLock(ctx, lockName(key), owner, s.FunctionLockTTL)
-	h.d.Metrics.Lock("function", err)
-	var held *store.HeldError
-	if errors.As(err, &held) {
-		// Another replica is writing this version right now; it decides
-		// from the same inputs, so there is nothing left to do here.
-		o.Action = "locked"
-		return
-	}
-	if err != nil {
-		o.Action, o.Error = "error", err.Error()
-		return
-	}
-	// keepLock is set when NVCF was written but the record that stops a
-	// replay from writing again is not confirmed: the lock then stays until
-	// its TTL, so the Knative retry and other replicas find the version
-	// locked instead of writing it a second time.
-	keepLock := false
-	defer func() {
-		if keepLock {
-			log.Warn("function lock kept until its TTL: the NVCF write is not recorded", "lock_ttl", s.FunctionLockTTL.String())
+	for attempt := 0; ; attempt++ {
+		if st.Claim.Held() {
+			// Another writer holds the version right now; it decides from
+			// the same inputs or newer ones.
+			o.Action = "locked"
+			h.d.Metrics.Lock("function", &store.ClaimTakenError{Key: key, Owner: st.Claim.Owner})
 			return
 		}
-		if err := h.d.Store.ReleaseLock(context.WithoutCancel(ctx), lockName(key), owner); err != nil {
-			log.Warn("release function lock", "error", err.Error())
+		if ok, why := stillNeeded(st); !ok {
+			o.Action = why
+			return
 		}
-	}()
-	fresh, err := h.readState(ctx, key)
-	if err != nil {
-		o.Action, o.Error = "error", err.Error()
-		return
+		if st.HasLastRequested && st.LastCycle > cycle {
+			cycle = st.LastCycle
+		}
+		err := h.d.Store.ClaimWrite(ctx, key, store.WriteClaim{Owner: owner, Cycle: cycle, Requested: desired}, st.Claim.Owner, s.FunctionLockTTL, s.StateTTL)
+		if store.IsClaimTaken(err) && attempt == 0 {
+			fresh, rerr := h.readState(ctx, key)
+			if rerr != nil {
+				o.Action, o.Error = "error", rerr.Error()
+				return
+			}
+			st = fresh
+			continue
+		}
+		h.d.Metrics.Lock("function", err)
+		if store.IsClaimTaken(err) {
+			o.Action = "locked"
+			return
+		}
+		if err != nil {
+			// Not claimed, or unknown: nothing is written. A claim that
+			// applied unseen holds the version until its lease ends.
+			o.Action, o.Error = "error", err.Error()
+			return
+		}
+		break
 	}
-	if ok, why := stillNeeded(fresh); !ok {
-		o.Action = why
-		return
+	if st.Claim.Unconfirmed() {
+		// The last claim expired unsettled: its writer stopped, or its
+		// record was lost, so NVCF may or may not have its count. Writing
+		// is the only way to be sure; the outcome says so.
+		note := fmt.Sprintf("the claim of cycle %d for %d expired unconfirmed (NVCF may have it)", st.Claim.Cycle, st.Claim.Requested)
+		log.Warn("writing over an unconfirmed claim", "claim", st.Claim.Owner, "claim_cycle", st.Claim.Cycle, "claim_requested", st.Claim.Requested)
+		if o.Detail == "" {
+			o.Detail = note
+		} else {
+			o.Detail += "; " + note
+		}
 	}
-	if fresh.HasLastRequested && fresh.LastCycle > cycle {
-		cycle = fresh.LastCycle
-	}
-	// The write must end while the lock is held, or a second writer could
+	// The write must end while the claim is held, or a second writer could
 	// start before this one's record lands.
 	wctx, cancel := context.WithTimeout(ctx, s.FunctionLockTTL-time.Second)
 	defer cancel()
@@ -224,13 +225,15 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 	switch {
 	case err == nil:
 		target := nvcfTarget(result)
-		if rerr := h.d.Store.RecordWriteTarget(rctx, key, desired, target, cycle, statusOK, s.StateTTL); rerr != nil {
+		if rerr := h.d.Store.RecordWriteTarget(rctx, key, owner, desired, target, cycle, statusOK, s.StateTTL); rerr != nil {
 			// The NVCF write happened, but read back at SERIAL the record
 			// is absent or unknown (a record whose lost answer turned out
-			// applied is no error). The kept lock stops a second write
-			// until its TTL; after it a later cycle may write the same
-			// count again, which NVCF treats as a no-op.
-			keepLock = true
+			// applied is no error). The claim stays unsettled: until its
+			// lease ends the Knative retry and other replicas find the
+			// version locked instead of writing it a second time; after
+			// it, a later cycle writes over it knowing the count it
+			// claimed (NVCF treats the same count again as a no-op).
+			log.Warn("write claim left unsettled until its lease ends: the NVCF write is not recorded", "lease", s.FunctionLockTTL.String())
 			h.d.Metrics.Writes.WithLabelValues("not_recorded").Inc()
 			o.Action, o.Error = "error", "written but not recorded: "+rerr.Error()
 			return
@@ -245,14 +248,14 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		o.Action, o.Error = "not_found", err.Error()
 		h.d.Metrics.Writes.WithLabelValues("not_found").Inc()
 		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusNotFound)
-		if rerr := h.d.Store.RecordOutcome(rctx, key, fresh.LastCycle, statusNotFound, h.d.Now(), s.StateTTL); rerr != nil {
+		if rerr := h.d.Store.RecordOutcome(rctx, key, owner, st.LastCycle, statusNotFound, h.d.Now(), s.StateTTL); rerr != nil {
 			log.Warn("record not-found outcome", "error", rerr.Error())
 		}
 	case errors.Is(err, nvcf.ErrBeyondLimits):
 		o.Action, o.Error = "beyond_limits", err.Error()
 		h.d.Metrics.Writes.WithLabelValues("beyond_limits").Inc()
 		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusBeyondLimits)
-		if rerr := h.d.Store.RecordOutcome(rctx, key, cycle, statusBeyondLimits, time.Time{}, s.StateTTL); rerr != nil {
+		if rerr := h.d.Store.RecordOutcome(rctx, key, owner, cycle, statusBeyondLimits, time.Time{}, s.StateTTL); rerr != nil {
 			log.Warn("record beyond-limits outcome", "error", rerr.Error())
 		}
 	default:
@@ -263,5 +266,15 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 			code = telemetry.StatusRateLimited
 		}
 		h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, float64(code))
+		// The retry (the bucket answers 503) must not find its own
+		// failed attempt holding the version.
+		h.settle(ctx, log, key, owner)
+	}
+}
+
+// settle gives up a claim whose write was not made or failed.
+func (h *Handler) settle(ctx context.Context, log *slog.Logger, key store.VersionKey, owner string) {
+	if err := h.d.Store.SettleClaim(context.WithoutCancel(ctx), key, owner, h.d.Settings.Scale.StateTTL); err != nil {
+		log.Warn("settle write claim", "error", err.Error())
 	}
 }

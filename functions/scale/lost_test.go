@@ -30,9 +30,9 @@ type lossy struct {
 	logs *bytes.Buffer
 }
 
-// lossLockTTL is FUNCTION_LOCK_TTL here: long enough to outlive two lost
-// answers (storetest.Timeout each) and the retry that must meet the lock,
-// short enough to wait out.
+// lossLockTTL is FUNCTION_LOCK_TTL (a write claim's lease) here: long
+// enough to outlive two lost answers (storetest.Timeout each) and the
+// retry that must meet the claim, short enough to wait out.
 const lossLockTTL = 8 * time.Second
 
 func newLossy(t *testing.T) *lossy {
@@ -77,27 +77,30 @@ func (l *lossy) decide(cycle time.Time) (Outcome, error) {
 	return r.Outcomes[0], nil
 }
 
-// requireLockHeld returns the version's lock as Cassandra holds it, which
-// must be one of this handler's.
-func (l *lossy) requireLockHeld(t *testing.T) store.Lock {
+// requireClaimHeld returns the version's write claim as Cassandra holds
+// it, which must be one of this handler's, held.
+func (l *lossy) requireClaimHeld(t *testing.T) store.ClaimState {
 	t.Helper()
-	held, err := l.fixture.store.ReadLock(context.Background(), lockName(l.key))
+	st, err := l.fixture.store.ReadState(context.Background(), l.key)
 	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(held.Owner, "node-a/"), "the lock is held: %+v", held)
-	return held
+	require.True(t, strings.HasPrefix(st.Claim.Owner, "node-a/"), "claimed by this handler: %+v", st.Claim)
+	require.True(t, st.Claim.Held(), "the claim holds the version: %+v", st.Claim)
+	return st.Claim
 }
 
-// requireRetryLocked redelivers cycle's event while held is alive and
-// requires the version to be found locked. The lease's end is checked
-// first, so a machine too slow to retry inside it fails with that reason
-// rather than with a confusing write.
-func (l *lossy) requireRetryLocked(t *testing.T, cycle time.Time, held store.Lock) {
+// requireRetryLocked redelivers cycle's event while the claim's lease
+// lasts and requires the version to be found locked. The lease left is
+// checked first, so a machine too slow to retry inside it fails with that
+// reason rather than with a confusing write.
+func (l *lossy) requireRetryLocked(t *testing.T, cycle time.Time) {
 	t.Helper()
-	// Cassandra expires the row by whole seconds: a second of margin.
-	require.True(t, time.Now().Before(held.ExpiresAt.Add(-time.Second)), "the retry comes while the lock lives (until %s)", held.ExpiresAt)
+	// Cassandra counts the lease in whole seconds: a second of margin.
+	st, err := l.fixture.store.ReadState(context.Background(), l.key)
+	require.NoError(t, err)
+	require.Greater(t, st.Claim.LeaseLeft, time.Second, "the retry comes while the claim's lease lasts: %+v", st.Claim)
 	o, err := l.decide(cycle)
 	require.NoError(t, err)
-	require.Equal(t, "locked", o.Action, "the retry meets the lock")
+	require.Equal(t, "locked", o.Action, "the retry meets the claim")
 }
 
 func (l *lossy) nvcfWrites() []int {
@@ -110,18 +113,18 @@ func (l *lossy) nvcfWrites() []int {
 	return out
 }
 
-// The lock's INSERT applies but its answer is lost (Cassandra's WriteTimeout
-// of WriteType CAS): read back at SERIAL the lock is ours, so the decision
+// The write claim applies but its answer is lost (Cassandra's WriteTimeout
+// of WriteType CAS): read back at SERIAL the claim is ours, so the decision
 // is written, once, and the replay writes nothing.
-func TestLostLockAnswerThatAppliedWritesOnce(t *testing.T) {
+func TestLostClaimAnswerThatAppliedWritesOnce(t *testing.T) {
 	l := newLossy(t)
 	cycle := time.Now()
-	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Acquire, Action: cqlproxy.WriteTimeout, Times: 1})
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Claim, Action: cqlproxy.WriteTimeout, Times: 1})
 	o, err := l.decide(cycle)
 	require.NoError(t, err)
 	require.Equal(t, "written", o.Action, "%+v", o)
-	require.Equal(t, []string{"acquire write_timeout applied"}, l.TakeLosses())
-	require.Equal(t, "RESULT", l.Proxy.Faults()[0].Reply, "Cassandra ran the INSERT; only its answer was lost")
+	require.Equal(t, []string{"claim write_timeout applied"}, l.TakeLosses())
+	require.Equal(t, "RESULT", l.Proxy.Faults()[0].Reply, "Cassandra ran the claim; only its answer was lost")
 
 	o, err = l.decide(cycle)
 	require.NoError(t, err)
@@ -129,22 +132,22 @@ func TestLostLockAnswerThatAppliedWritesOnce(t *testing.T) {
 	require.Equal(t, []int{3}, l.nvcfWrites(), "one NVCF write")
 }
 
-// The lock's INSERT never reaches Cassandra: read back the lock is free,
-// so nothing is written and the bucket answers 503; Knative's retry takes
-// the lock and writes, once.
-func TestLostLockRequestAnswers503AndTheRetryWrites(t *testing.T) {
+// The write claim never reaches Cassandra: read back the version is not
+// claimed, so nothing is written and the bucket answers 503; Knative's
+// retry claims and writes, once.
+func TestLostClaimRequestAnswers503AndTheRetryWrites(t *testing.T) {
 	l := newLossy(t)
 	cycle := time.Now()
-	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Acquire, Action: cqlproxy.DropRequest, Times: 1})
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Claim, Action: cqlproxy.DropRequest, Times: 1})
 	_, err := l.decide(cycle)
 	require.Error(t, err)
 	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "a retry can help: %v", err)
 	require.ErrorContains(t, err, "1 of 1 NVCF writes failed")
-	require.Equal(t, []string{"acquire client_timeout not_applied"}, l.TakeLosses())
+	require.Equal(t, []string{"claim client_timeout not_applied"}, l.TakeLosses())
 	require.Empty(t, l.nvcfWrites())
-	held, err := l.fixture.store.ReadLock(context.Background(), lockName(l.key))
+	st, err := l.fixture.store.ReadState(context.Background(), l.key)
 	require.NoError(t, err)
-	require.Empty(t, held.Owner, "no lock left behind")
+	require.Empty(t, st.Claim.Owner, "no claim left behind")
 
 	o, err := l.decide(cycle)
 	require.NoError(t, err)
@@ -152,25 +155,25 @@ func TestLostLockRequestAnswers503AndTheRetryWrites(t *testing.T) {
 	require.Equal(t, []int{3}, l.nvcfWrites())
 }
 
-// The lock's INSERT applies, its answer is lost and so is the read-back:
-// the outcome is unknown, so nothing is written (503). The lock it may hold
-// blocks the retry (nothing written twice) and frees at its TTL, after
-// which the next cycle writes.
-func TestUnknownLockWritesNothingAndFreesAtItsTTL(t *testing.T) {
+// The write claim applies, its answer is lost and so is the read-back:
+// the outcome is unknown, so nothing is written (503). The claim, applied
+// unseen, blocks the retry (nothing written twice) and frees when its
+// lease ends, after which the next cycle writes.
+func TestUnknownClaimWritesNothingAndFreesWithItsLease(t *testing.T) {
 	l := newLossy(t)
 	cycle := time.Now()
-	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Acquire, Action: cqlproxy.DropReply, Times: 1})
-	l.Proxy.Add(cqlproxy.Rule{Match: storetest.ReadLock, Action: cqlproxy.DropRequest, Times: 1})
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Claim, Action: cqlproxy.DropReply, Times: 1})
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.ReadState, Action: cqlproxy.DropRequest, Times: 1})
 	_, err := l.decide(cycle)
 	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "%v", err)
 	require.Contains(t, l.logs.String(), "outcome unknown", "the version's decision line says why")
-	require.Equal(t, []string{"acquire client_timeout unknown"}, l.TakeLosses())
-	require.Empty(t, l.nvcfWrites(), "an unknown lock is not acted on")
+	require.Equal(t, []string{"claim client_timeout unknown"}, l.TakeLosses())
+	require.Empty(t, l.nvcfWrites(), "an unknown claim is not acted on")
 
-	held := l.requireLockHeld(t)
-	require.False(t, held.ExpiresAt.After(time.Now().Add(lossLockTTL)), "held no longer than FUNCTION_LOCK_TTL")
+	held := l.requireClaimHeld(t)
+	require.LessOrEqual(t, held.LeaseLeft, lossLockTTL, "held no longer than FUNCTION_LOCK_TTL")
 
-	l.requireRetryLocked(t, cycle, held)
+	l.requireRetryLocked(t, cycle)
 	require.Empty(t, l.nvcfWrites())
 
 	// Cycles after it decide again; the first one after the TTL writes.
@@ -204,11 +207,12 @@ func TestLostRecordAnswerThatAppliedIsNoFailure(t *testing.T) {
 }
 
 // NVCF is written but the record never reaches Cassandra: the bucket
-// answers 503 and the lock is kept, so the retry finds the version locked
-// and writes nothing. At the lock's TTL the next cycle decides again; with
-// no record it writes the same count a second time, the bounded residue
-// (NVCF treats a repeated count as a no-op).
-func TestUnrecordedWriteKeepsTheLockSoTheRetryWritesNothing(t *testing.T) {
+// answers 503 and the claim stays unsettled, so the retry finds the
+// version locked and writes nothing. When the claim's lease ends the next
+// cycle decides again; with no record it writes the same count a second
+// time, the bounded residue (NVCF treats a repeated count as a no-op),
+// and says it writes over an unconfirmed claim of that count.
+func TestUnrecordedWriteKeepsTheClaimSoTheRetryWritesNothing(t *testing.T) {
 	l := newLossy(t)
 	cycle := time.Now()
 	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.DropRequest, Times: 3})
@@ -217,14 +221,19 @@ func TestUnrecordedWriteKeepsTheLockSoTheRetryWritesNothing(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "%v", err)
 	require.Equal(t, []string{"record client_timeout not_applied"}, l.TakeLosses())
 	require.Equal(t, []int{3}, l.nvcfWrites())
-	require.Contains(t, l.logs.String(), "function lock kept until its TTL")
+	require.Contains(t, l.logs.String(), "write claim left unsettled until its lease ends")
+	claimed := l.requireClaimHeld(t)
+	require.Equal(t, 3, claimed.Requested)
 
-	l.requireRetryLocked(t, cycle, l.requireLockHeld(t))
+	l.requireRetryLocked(t, cycle)
 	require.Equal(t, []int{3}, l.nvcfWrites(), "the retry does not write again")
 
+	var o Outcome
 	require.Eventually(t, func() bool {
-		o, err := l.decide(time.Now())
+		var err error
+		o, err = l.decide(time.Now())
 		return err == nil && o.Action == "written"
 	}, 4*lossLockTTL, 250*time.Millisecond)
 	require.Equal(t, []int{3, 3}, l.nvcfWrites())
+	require.Contains(t, o.Detail, fmt.Sprintf("the claim of cycle %d for 3 expired unconfirmed", claimed.Cycle))
 }

@@ -1,14 +1,16 @@
 // Package scale handles one bucket event: it reads the bucket's function
 // versions from Cassandra, fetches their metrics with a constant number of
 // PromQL queries, asks the pure policy for each version's desired instances,
-// and writes changed counts to the NVCF API under a per-version LWT lock.
+// and writes changed counts to the NVCF API, each under a write claim on
+// the version's state row (one LWT).
 // It also handles activation events: an immediate 0 -> min for a version
 // invoked while at zero, without waiting for the next cycle.
 //
 // The handler keeps no state between events. What makes replays, late
 // events and concurrent replicas harmless is in Cassandra: a version's
-// state row records the last cycle whose decision was applied, and it is
-// read under the version's lock before every write.
+// state row records the last cycle whose decision was applied and its
+// last write claim, and a write is made only under a claim that applies
+// if nobody claimed the version since the state decided from was read.
 package scale
 
 import (
@@ -39,10 +41,10 @@ type Store interface {
 	ReadStates(ctx context.Context, r bucketsRange) (map[store.VersionKey]store.ScalingState, error)
 	ReadState(ctx context.Context, key store.VersionKey) (store.ScalingState, error)
 	ReadVersion(ctx context.Context, key store.VersionKey) (store.ActiveVersion, error)
-	AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (store.Lock, error)
-	ReleaseLock(ctx context.Context, name, owner string) error
-	RecordWriteTarget(ctx context.Context, key store.VersionKey, requested, target int, cycle int64, status string, ttl time.Duration) error
-	RecordOutcome(ctx context.Context, key store.VersionKey, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error
+	ClaimWrite(ctx context.Context, key store.VersionKey, c store.WriteClaim, prev string, lease, ttl time.Duration) error
+	SettleClaim(ctx context.Context, key store.VersionKey, owner string, ttl time.Duration) error
+	RecordWriteTarget(ctx context.Context, key store.VersionKey, claim string, requested, target int, cycle int64, status string, ttl time.Duration) error
+	RecordOutcome(ctx context.Context, key store.VersionKey, claim string, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error
 	SaveRecommendations(ctx context.Context, key store.VersionKey, encoded string, ttl time.Duration) error
 	SaveCost(ctx context.Context, key store.VersionKey, c store.Cost, ttl time.Duration) error
 	SaveBacklog(ctx context.Context, key store.VersionKey, b store.Backlog, ttl time.Duration) error

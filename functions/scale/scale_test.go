@@ -216,7 +216,7 @@ func TestStateFromTheFutureIsRepaired(t *testing.T) {
 	for _, v := range f.versions {
 		// As a decided far-future event left it: the count asked then
 		// (the running 2) and the future cycle.
-		require.NoError(t, f.store.RecordWriteTarget(ctx, v.VersionKey, 2, 2, future, statusOK, time.Hour))
+		require.NoError(t, f.store.RecordWriteTarget(ctx, v.VersionKey, "", 2, 2, future, statusOK, time.Hour))
 	}
 	h := f.handler(t, "node-a", nil)
 	now := time.Now()
@@ -257,23 +257,6 @@ func statusOf(err error) int {
 		return r.StatusCode
 	}
 	return 0
-}
-
-// Lock names must not collide: ids may contain ':', so "fn:a:b:c" could be
-// function "a:b" version "c" or function "a" version "b:c", and two
-// versions would share one lock. Ids without ':' (NVCF's UUIDs) keep the
-// name older replicas use, so a rolling upgrade never runs two names for one
-// version.
-func TestLockNamesAreUnambiguous(t *testing.T) {
-	a := lockName(store.VersionKey{FunctionID: "a:b", FunctionVersionID: "c"})
-	b := lockName(store.VersionKey{FunctionID: "a", FunctionVersionID: "b:c"})
-	require.NotEqual(t, a, b)
-	legacy := lockName(store.VersionKey{FunctionID: "a", FunctionVersionID: "b"})
-	require.NotEqual(t, legacy, lockName(store.VersionKey{FunctionID: "a:", FunctionVersionID: "b"}))
-	require.NotEqual(t, legacy, a)
-	require.NotEqual(t, legacy, b)
-	const f, v = "3fa85f64-5717-4562-b3fc-2c963f66afa6", "0b7c2d1e-9a4f-4c3b-8e2d-1f6a5b4c3d2e"
-	require.Equal(t, "fn:"+f+":"+v, lockName(store.VersionKey{FunctionID: f, FunctionVersionID: v}), "the name older replicas use")
 }
 
 func TestNVCFThrottlingIsRetriedAndNotFoundRemembered(t *testing.T) {

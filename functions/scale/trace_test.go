@@ -44,11 +44,10 @@ func (oneVersionStore) ReadState(context.Context, store.VersionKey) (store.Scali
 func (oneVersionStore) ReadVersion(context.Context, store.VersionKey) (store.ActiveVersion, error) {
 	return traced, nil
 }
-func (oneVersionStore) AcquireLock(_ context.Context, name, owner string, ttl time.Duration) (store.Lock, error) {
-	return store.Lock{Name: name, Owner: owner, ExpiresAt: time.Now().Add(ttl)}, nil
+func (oneVersionStore) ClaimWrite(context.Context, store.VersionKey, store.WriteClaim, string, time.Duration, time.Duration) error {
+	return nil
 }
-func (oneVersionStore) ReleaseLock(context.Context, string, string) error { return nil }
-func (oneVersionStore) RecordWriteTarget(context.Context, store.VersionKey, int, int, int64, string, time.Duration) error {
+func (oneVersionStore) RecordWriteTarget(context.Context, store.VersionKey, string, int, int, int64, string, time.Duration) error {
 	return nil
 }
 func (oneVersionStore) SaveRecommendations(context.Context, store.VersionKey, string, time.Duration) error {

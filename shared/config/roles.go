@@ -26,7 +26,7 @@ type Discovery struct {
 // Scale configures the scale function.
 type Scale struct {
 	Concurrency     int           `envconfig:"SCALE_CONCURRENCY" default:"10" desc:"functions decided and written in parallel per bucket"`
-	FunctionLockTTL time.Duration `envconfig:"FUNCTION_LOCK_TTL" default:"15s" desc:"per-function write lock TTL; bounds one NVCF write"`
+	FunctionLockTTL time.Duration `envconfig:"FUNCTION_LOCK_TTL" default:"15s" desc:"lease of a version's write claim; bounds one NVCF write"`
 	StateTTL        time.Duration `envconfig:"STATE_TTL" default:"24h" desc:"TTL of per-function scaling state"`
 	RowTTL          time.Duration `envconfig:"ACTIVE_ROW_TTL" default:"1800s" desc:"TTL refreshed on rows of functions still above zero"`
 	NotFoundRetry   time.Duration `envconfig:"NOT_FOUND_RETRY" default:"10m" desc:"how long a version the NVCF API called NotFound is left alone"`
@@ -266,7 +266,7 @@ func (s *Scale) validate() error {
 		add("NVCF_OAUTH_TOKEN_URL and NVCF_TOKEN_FILE are exclusive: choose one way to authenticate")
 	}
 	if s.NVCFTimeout <= 0 || s.NVCFTimeout >= s.FunctionLockTTL {
-		add("NVCF_TIMEOUT=%s: want a positive duration shorter than FUNCTION_LOCK_TTL (%s), so a write finishes while its lock is held", s.NVCFTimeout, s.FunctionLockTTL)
+		add("NVCF_TIMEOUT=%s: want a positive duration shorter than FUNCTION_LOCK_TTL (%s), so a write finishes while its claim is held", s.NVCFTimeout, s.FunctionLockTTL)
 	}
 	if s.NVCFRate <= 0 || s.NVCFBurst < 1 {
 		add("NVCF_RATE=%g, NVCF_BURST=%d: want a positive rate and a burst >= 1", s.NVCFRate, s.NVCFBurst)

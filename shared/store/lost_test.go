@@ -160,12 +160,12 @@ func TestLostRecordAnswerIsReadBack(t *testing.T) {
 
 	// Times covers the driver's own retries of this idempotent write.
 	p.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.WriteTimeout, WriteType: "SIMPLE", Times: 3})
-	require.NoError(t, s.RecordWriteTarget(ctx, key, 4, 4, 1000, "ok", time.Hour), "it applied: recorded")
+	require.NoError(t, s.RecordWriteTarget(ctx, key, "", 4, 4, 1000, "ok", time.Hour), "it applied: recorded")
 	require.Equal(t, []string{"record write_timeout applied"}, rec.TakeLosses())
 
 	p.Clear()
 	p.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.DropRequest, Times: 3})
-	err := s.RecordWriteTarget(ctx, key, 6, 6, 2000, "ok", time.Hour)
+	err := s.RecordWriteTarget(ctx, key, "", 6, 6, 2000, "ok", time.Hour)
 	require.ErrorIs(t, err, store.ErrNotApplied)
 	require.Equal(t, []string{"record client_timeout not_applied"}, rec.TakeLosses())
 	st, err := base.ReadState(ctx, key)
@@ -176,9 +176,76 @@ func TestLostRecordAnswerIsReadBack(t *testing.T) {
 	p.Clear()
 	p.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.DropReply, Times: 3})
 	p.Add(cqlproxy.Rule{Match: storetest.ReadState, Action: cqlproxy.DropRequest, Times: 1})
-	err = s.RecordWriteTarget(ctx, key, 8, 8, 3000, "ok", time.Hour)
+	err = s.RecordWriteTarget(ctx, key, "", 8, 8, 3000, "ok", time.Hour)
 	var u *store.UnknownError
 	require.ErrorAs(t, err, &u)
 	require.True(t, errors.Is(err, gocql.ErrTimeoutNoResponse))
 	require.Equal(t, []string{"record client_timeout unknown"}, rec.TakeLosses())
+}
+
+// A write claim whose answer is lost is settled by reading the state row
+// back at SERIAL: claimed when Cassandra applied it, not claimed when the
+// request never arrived, taken when another writer claimed first, and
+// unknown (an error, no guess) when the read-back fails too, in which
+// case the claim, applied, holds the version until its lease ends.
+func TestLostClaimAnswerIsReadBack(t *testing.T) {
+	base, p, proxied := lossyStores(t)
+	s, rec := proxied.Store, proxied
+	ctx := context.Background()
+	claim := func(version, owner, prev string, lease time.Duration) error {
+		key := store.VersionKey{FunctionID: "f", FunctionVersionID: version}
+		return s.ClaimWrite(ctx, key, store.WriteClaim{Owner: owner, Cycle: 1000, Requested: 3}, prev, lease, time.Hour)
+	}
+	state := func(version string) store.ScalingState {
+		st, err := base.ReadState(ctx, store.VersionKey{FunctionID: "f", FunctionVersionID: version})
+		require.NoError(t, err)
+		return st
+	}
+
+	t.Run("applied, Cassandra's CAS write timeout", func(t *testing.T) {
+		p.Add(cqlproxy.Rule{Match: storetest.Claim, Action: cqlproxy.WriteTimeout, Times: 1})
+		require.NoError(t, claim("a", "alice", "", 30*time.Second), "the claim applied: ours")
+		require.Equal(t, []string{"claim write_timeout applied"}, rec.TakeLosses())
+		require.Equal(t, "alice", state("a").Claim.Owner)
+	})
+	t.Run("request never arrived", func(t *testing.T) {
+		p.Add(cqlproxy.Rule{Match: storetest.Claim, Action: cqlproxy.DropRequest, Times: 1})
+		err := claim("b", "alice", "", 30*time.Second)
+		require.ErrorIs(t, err, store.ErrNotApplied, "read back unclaimed: not claimed, and said so")
+		require.ErrorIs(t, err, gocql.ErrTimeoutNoResponse, "the driver's timeout is the cause")
+		require.Equal(t, []string{"claim client_timeout not_applied"}, rec.TakeLosses())
+		require.Empty(t, state("b").Claim.Owner)
+		require.NoError(t, claim("b", "alice-retry", "", 30*time.Second), "the retry claims")
+	})
+	t.Run("claimed by another first", func(t *testing.T) {
+		key := store.VersionKey{FunctionID: "f", FunctionVersionID: "c"}
+		require.NoError(t, base.ClaimWrite(ctx, key, store.WriteClaim{Owner: "bob", Cycle: 1000, Requested: 3}, "", 30*time.Second, time.Hour))
+		p.Add(cqlproxy.Rule{Match: storetest.Claim, Action: cqlproxy.DropReply, Times: 1})
+		err := claim("c", "alice", "", 30*time.Second)
+		var taken *store.ClaimTakenError
+		require.ErrorAs(t, err, &taken)
+		require.Equal(t, "bob", taken.Owner)
+		require.Equal(t, []string{"claim client_timeout not_applied"}, rec.TakeLosses())
+	})
+	t.Run("read-back lost too", func(t *testing.T) {
+		p.Add(cqlproxy.Rule{Match: storetest.Claim, Action: cqlproxy.DropReply, Times: 1})
+		p.Add(cqlproxy.Rule{Match: storetest.ReadState, Action: cqlproxy.DropRequest, Times: 1})
+		err := claim("d", "alice", "", 6*time.Second)
+		var u *store.UnknownError
+		require.ErrorAs(t, err, &u, "neither claimed nor free: unknown")
+		require.Equal(t, []string{"claim client_timeout unknown"}, rec.TakeLosses())
+		// It did apply: alice holds a claim she does not know of, until
+		// its lease ends and no longer.
+		st := state("d")
+		require.Equal(t, "alice", st.Claim.Owner)
+		require.True(t, st.Claim.Held())
+		require.LessOrEqual(t, st.Claim.LeaseLeft, 6*time.Second, "bounded by the 6 s lease")
+		require.Eventually(t, func() bool { return !state("d").Claim.Held() }, 15*time.Second, 200*time.Millisecond)
+		require.True(t, state("d").Claim.Unconfirmed(), "expired unsettled: its outcome stays unknown")
+	})
+	requireFaults(t, p,
+		"write_timeout RESULT", // Cassandra ran the batch; the driver got a WriteTimeout
+		"drop_request ",
+		"drop_reply RESULT",
+		"drop_reply RESULT", "drop_request ")
 }

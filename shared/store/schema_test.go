@@ -1,11 +1,13 @@
 package store
 
 import (
+	"context"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/gocql/gocql"
 	"github.com/stretchr/testify/require"
 )
 
@@ -61,4 +63,23 @@ func TestStatementKind(t *testing.T) {
 	} {
 		require.Equal(t, want, statementKind(stmt), stmt)
 	}
+}
+
+// A write claim is a conditional batch of two statements and one Paxos
+// round: it counts as one LWT, not an LWT and a write; a plain batch
+// counts statement by statement.
+func TestConditionalBatchCountsAsOneLWT(t *testing.T) {
+	var kinds []string
+	o := observer(func(kind string, _ bool) { kinds = append(kinds, kind) })
+	o.ObserveBatch(context.Background(), gocql.ObservedBatch{Statements: []string{
+		"UPDATE ks.scaling_state USING TTL ? SET claim_owner = ? WHERE function_id = ? AND function_version_id = ? IF claim_owner = ?",
+		"UPDATE ks.scaling_state USING TTL ? SET claim_live = ? WHERE function_id = ? AND function_version_id = ?",
+	}})
+	require.Equal(t, []string{"lwt"}, kinds)
+	kinds = nil
+	o.ObserveBatch(context.Background(), gocql.ObservedBatch{Statements: []string{
+		"INSERT INTO ks.recently_invoked_functions (a) VALUES (?) USING TTL 600",
+		"INSERT INTO ks.recently_invoked_functions (a) VALUES (?) USING TTL 600",
+	}})
+	require.Equal(t, []string{"write", "write"}, kinds)
 }

@@ -53,6 +53,9 @@ type ScalingState struct {
 	// Backlog is the version's estimated queue; the zero value when none
 	// was estimated yet.
 	Backlog Backlog
+	// Claim is the version's last write claim (claims.go); its Owner is
+	// what a new claim must name as the one it replaces.
+	Claim ClaimState
 }
 
 // Backlog is an estimated queue as stored: requests routed to the version
@@ -76,7 +79,8 @@ type Cost struct {
 
 func (s *Store) stateColumns() string {
 	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since, source, ` +
-		`cost_seconds_per_request, cost_weight, cost_window_end, applied_target, backlog_requests, backlog_window_end`
+		`cost_seconds_per_request, cost_weight, cost_window_end, applied_target, backlog_requests, backlog_window_end, ` +
+		`claim_owner, claim_cycle, claim_requested, claim_live, TTL(claim_live), settled_claim`
 }
 
 func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
@@ -85,10 +89,30 @@ func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	var lastCycle *int64
 	var status, recs, source *string
 	var costSeconds, costWeight, backlog *float64
+	var claimCycle *int64
+	var claimRequested *int
+	var claimOwner, claimLive, settled *string
+	var leaseLeft *int
 	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince, &source,
-		&costSeconds, &costWeight, &st.Cost.WindowEnd, &appliedTarget, &backlog, &st.Backlog.WindowEnd)
+		&costSeconds, &costWeight, &st.Cost.WindowEnd, &appliedTarget, &backlog, &st.Backlog.WindowEnd,
+		&claimOwner, &claimCycle, &claimRequested, &claimLive, &leaseLeft, &settled)
 	if !ok {
 		return st, false
+	}
+	if claimOwner != nil && *claimOwner != "" {
+		c := &st.Claim
+		c.Owner = *claimOwner
+		if claimCycle != nil {
+			c.Cycle = *claimCycle
+		}
+		if claimRequested != nil {
+			c.Requested = *claimRequested
+		}
+		c.Live = claimLive != nil && *claimLive == c.Owner
+		if c.Live && leaseLeft != nil {
+			c.LeaseLeft = time.Duration(*leaseLeft) * time.Second
+		}
+		c.Settled = settled != nil && *settled == c.Owner
 	}
 	if costSeconds != nil && costWeight != nil {
 		st.Cost.SecondsPerRequest, st.Cost.Weight = *costSeconds, *costWeight
@@ -164,22 +188,25 @@ func (s *Store) readState(ctx context.Context, key VersionKey, c gocql.Consisten
 	return st, nil
 }
 
-// RecordWrite stores the outcome of an NVCF write for cycle. The caller
-// holds the version's lock, which is what serialises writers.
+// RecordWrite stores a write of requested for cycle made under no claim,
+// with no target reported: how tests and the bench seed a version's
+// history.
 func (s *Store) RecordWrite(ctx context.Context, key VersionKey, requested int, cycle int64, status string, ttl time.Duration) error {
-	return s.RecordWriteTarget(ctx, key, requested, -1, cycle, status, ttl)
+	return s.RecordWriteTarget(ctx, key, "", requested, -1, cycle, status, ttl)
 }
 
-// RecordWriteTarget is RecordWrite that also stores the count the NVCF API
-// reported it targets after the write; a negative target means the answer
-// carried none and stores null.
+// RecordWriteTarget stores the outcome of an NVCF write for cycle, and
+// settles the write claim it was made under (claim, the claim's Owner;
+// "" when made under none). target is the count the NVCF API reported
+// it targets after the write; a negative target means the answer carried
+// none and stores null.
 //
 // The record is what keeps a replay from writing NVCF again, so a lost
 // answer is not taken for either outcome: the row is read back at SERIAL
 // and the record counts as made only if it carries this write's own
 // last_written_at. Not there is an error wrapping ErrNotApplied; a failed
 // read-back is *UnknownError.
-func (s *Store) RecordWriteTarget(ctx context.Context, key VersionKey, requested, target int, cycle int64, status string, ttl time.Duration) error {
+func (s *Store) RecordWriteTarget(ctx context.Context, key VersionKey, claim string, requested, target int, cycle int64, status string, ttl time.Duration) error {
 	secs, err := ttlSeconds(ttl)
 	if err != nil {
 		return fmt.Errorf("record write for %s: %w", key, err)
@@ -192,8 +219,8 @@ func (s *Store) RecordWriteTarget(ctx context.Context, key VersionKey, requested
 	// equals the one written and marks this very write.
 	at := time.Now().UTC().Truncate(time.Millisecond)
 	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_requested = ?, applied_target = ?, last_cycle = ?, last_written_at = ?, status = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, requested, applied, cycle, at, status, key.FunctionID, key.FunctionVersionID,
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_requested = ?, applied_target = ?, last_cycle = ?, last_written_at = ?, status = ?, settled_claim = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, requested, applied, cycle, at, status, nullable(claim), key.FunctionID, key.FunctionVersionID,
 	).WithContext(ctx).Idempotent(true).Exec()
 	if err == nil {
 		return nil
@@ -216,8 +243,9 @@ func (s *Store) RecordWriteTarget(ctx context.Context, key VersionKey, requested
 }
 
 // RecordOutcome stores a non-write outcome (such as NotFound) for cycle, so
-// the next cycle can see it without asking the NVCF API again.
-func (s *Store) RecordOutcome(ctx context.Context, key VersionKey, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error {
+// the next cycle can see it without asking the NVCF API again, and
+// settles the write claim it was asked under (claim; "" for none).
+func (s *Store) RecordOutcome(ctx context.Context, key VersionKey, claim string, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error {
 	secs, err := ttlSeconds(ttl)
 	if err != nil {
 		return fmt.Errorf("record outcome for %s: %w", key, err)
@@ -227,8 +255,8 @@ func (s *Store) RecordOutcome(ctx context.Context, key VersionKey, cycle int64, 
 		nf = notFoundAt.UTC()
 	}
 	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_cycle = ?, status = ?, not_found_at = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, cycle, status, nf, key.FunctionID, key.FunctionVersionID,
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET last_cycle = ?, status = ?, not_found_at = ?, settled_claim = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, cycle, status, nf, nullable(claim), key.FunctionID, key.FunctionVersionID,
 	).WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return fmt.Errorf("record outcome %q for %s in cycle %d: %w", status, key, cycle, err)

@@ -228,6 +228,12 @@ func SchemaStatements(keyspace, replication string) []string {
 		// served) and the end of the last window folded into it.
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS backlog_requests double`, q(tableState)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS backlog_window_end timestamp`, q(tableState)),
+		// The write claim: one Paxos round per NVCF write (claims.go).
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS claim_owner text`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS claim_cycle bigint`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS claim_requested int`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS claim_live text`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS settled_claim text`, q(tableState)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, q(tableLocks)),
 	}
@@ -276,7 +282,15 @@ func (o observer) ObserveQuery(_ context.Context, q gocql.ObservedQuery) {
 	o(statementKind(q.Statement), q.Err != nil)
 }
 
+// ObserveBatch counts a conditional batch (a write claim) as the one
+// Paxos round it is, and any other batch statement by statement.
 func (o observer) ObserveBatch(_ context.Context, b gocql.ObservedBatch) {
+	for _, stmt := range b.Statements {
+		if statementKind(stmt) == "lwt" {
+			o("lwt", b.Err != nil)
+			return
+		}
+	}
 	for _, stmt := range b.Statements {
 		o(statementKind(stmt), b.Err != nil)
 	}

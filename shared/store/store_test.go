@@ -83,36 +83,20 @@ func TestLockRaceHasExactlyOneWinner(t *testing.T) {
 	s := openTestStore(t)
 	ctx := context.Background()
 	const racers = 50
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		winners []string
-		held    []*HeldError
-		other   []error
-	)
-	start := make(chan struct{})
-	for i := 0; i < racers; i++ {
-		owner := fmt.Sprintf("racer-%02d", i)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			_, err := s.AcquireLock(ctx, "discovery", owner, 30*time.Second)
-			mu.Lock()
-			defer mu.Unlock()
-			var h *HeldError
-			switch {
-			case err == nil:
-				winners = append(winners, owner)
-			case errors.As(err, &h):
-				held = append(held, h)
-			default:
-				other = append(other, err)
-			}
-		}()
+	winners, errs := race(racers, func(owner string) error {
+		_, err := s.AcquireLock(ctx, "discovery", owner, 30*time.Second)
+		return err
+	})
+	var held []*HeldError
+	var other []error
+	for _, err := range errs {
+		var h *HeldError
+		if errors.As(err, &h) {
+			held = append(held, h)
+		} else {
+			other = append(other, err)
+		}
 	}
-	close(start)
-	wg.Wait()
 	require.Empty(t, other)
 	require.Len(t, winners, 1, "exactly one racer must win")
 	require.Len(t, held, racers-1)
@@ -124,6 +108,33 @@ func TestLockRaceHasExactlyOneWinner(t *testing.T) {
 	l, err := s.ReadLock(ctx, "discovery")
 	require.NoError(t, err)
 	require.Equal(t, winners[0], l.Owner)
+}
+
+// race runs try for racers owners ("racer-00", ...) at once and returns
+// the owners it succeeded for and the errors of the others.
+func race(racers int, try func(owner string) error) (winners []string, errs []error) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	start := make(chan struct{})
+	for i := 0; i < racers; i++ {
+		owner := fmt.Sprintf("racer-%02d", i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			err := try(owner)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				winners = append(winners, owner)
+			} else {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return winners, errs
 }
 
 func TestOnlyTheOwnerRefreshesAndReleases(t *testing.T) {
@@ -292,7 +303,7 @@ func TestScalingStateRoundTrip(t *testing.T) {
 	require.Equal(t, `[{"c":4}]`, st.Recommendations)
 
 	nf := time.Now().Truncate(time.Millisecond)
-	require.NoError(t, s.RecordOutcome(ctx, k, 1700000060000, "not_found", nf, time.Hour))
+	require.NoError(t, s.RecordOutcome(ctx, k, "", 1700000060000, "not_found", nf, time.Hour))
 	all, err := s.ReadStates(ctx, buckets.For(buckets.OfVersion(k.FunctionID, k.FunctionVersionID, 7), 7))
 	require.NoError(t, err)
 	require.Contains(t, all, k)

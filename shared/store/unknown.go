@@ -24,6 +24,7 @@ const (
 	opRefresh = "refresh"
 	opRelease = "release"
 	opRecord  = "record"
+	opClaim   = "claim"
 )
 
 // How the read-back settled it (LostAnswer.Resolved).
@@ -36,10 +37,11 @@ const (
 // LostAnswer reports one write whose answer was lost and what the SERIAL
 // read-back made of it; Config.OnLostAnswer receives one per loss.
 type LostAnswer struct {
-	// Op is acquire, refresh or release (a lock's LWT) or record (a
-	// version's cycle record after an NVCF write).
+	// Op is acquire, refresh or release (a lock's LWT), claim (a
+	// version's write claim) or record (a version's cycle record after an
+	// NVCF write).
 	Op string
-	// Name is the lock's name, or the version of a cycle record.
+	// Name is the lock's name, or the version of a claim or cycle record.
 	Name string
 	// Cause classifies Err: write_timeout (Cassandra's WriteTimeout, the
 	// WriteType is in Err), cas_write_unknown, client_timeout (no answer

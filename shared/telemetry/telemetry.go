@@ -211,16 +211,17 @@ func (m *Metrics) LostAnswer(l store.LostAnswer) {
 	m.LostAnswers.WithLabelValues(l.Op, l.Cause, l.Resolved).Inc()
 }
 
-// Lock counts one lock attempt of kind (discovery, function): acquired,
-// held (another owner has it), unknown (its answer was lost and so was the
+// Lock counts one lock attempt of kind (discovery, or function: a
+// version's write claim): acquired, held (another owner has it), unknown (its answer was lost and so was the
 // read-back) or error (Cassandra did not answer, or read back it had not
 // applied).
 func (m *Metrics) Lock(kind string, err error) {
 	outcome := "acquired"
 	var held *store.HeldError
+	var taken *store.ClaimTakenError
 	var unknown *store.UnknownError
 	switch {
-	case errors.As(err, &held):
+	case errors.As(err, &held), errors.As(err, &taken):
 		outcome = "held"
 	case errors.As(err, &unknown):
 		outcome = "unknown"

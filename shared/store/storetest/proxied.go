@@ -1,6 +1,6 @@
 // Package storetest opens a store whose Cassandra answers can be lost on
-// purpose, for handler tests that show what a timeout of an LWT or of a
-// cycle record does to a decision (against the real local Cassandra).
+// purpose, for handler tests that show what a timeout of an LWT (a lock's
+// or a write claim's) or of a cycle record does to a decision (against the real local Cassandra).
 package storetest
 
 import (
@@ -15,13 +15,16 @@ import (
 
 // Statements a test faults, by a piece of their text (see shared/store).
 const (
-	Acquire  = "IF NOT EXISTS USING TTL"
+	Acquire = "IF NOT EXISTS USING TTL"
+	// Claim is a version's write claim (a conditional batch).
+	Claim    = "IF claim_owner = ?"
 	Refresh  = "IF node_id = ?"
 	Release  = "DELETE FROM"
 	ReadLock = "SELECT node_id, acquired_at, expires_at FROM"
 	Record   = "SET last_requested = ?"
-	// ReadState is the state row's read, the cycle record's read-back.
-	ReadState = "SELECT function_id, function_version_id, last_requested"
+	// ReadState is one version's state row read: the read-back of a
+	// write claim or a cycle record (not the bucket's range scan).
+	ReadState = "scaling_state WHERE function_id = ? AND function_version_id = ?"
 )
 
 // Proxied is a store reached through a fault-injecting proxy, and what it

@@ -11,7 +11,8 @@
 // It understands just enough of the native protocol v4 (the newest gocql
 // speaks; uncompressed frames) to name each request's statement: QUERY
 // frames carry their text, EXECUTE frames a prepared id, which the proxy
-// maps to the text it saw in the PREPARE request and its RESULT.
+// maps to the text it saw in the PREPARE request and its RESULT, and a
+// BATCH names its statements by either, joined with "; ".
 package cqlproxy
 
 import (
@@ -177,6 +178,7 @@ const (
 	opResult   = 0x08
 	opPrepare  = 0x09
 	opExecute  = 0x0A
+	opBatch    = 0x0D
 	headerSize = 9
 
 	flagTracing       = 0x02
@@ -230,7 +232,7 @@ func (c *conn) upstream() {
 			c.mu.Unlock()
 		}
 		var rule *Rule
-		if f.opcode() == opQuery || f.opcode() == opExecute {
+		if f.opcode() == opQuery || f.opcode() == opExecute || f.opcode() == opBatch {
 			rule = c.p.match(stmt)
 		}
 		if rule != nil && rule.Action == DropRequest {
@@ -331,8 +333,72 @@ func (c *conn) statement(f frame) string {
 		c.p.mu.Lock()
 		defer c.p.mu.Unlock()
 		return c.p.prepared[string(id)]
+	case opBatch:
+		return c.batchStatements(body)
 	}
 	return ""
+}
+
+// batchStatements names a BATCH body's statements: <type byte><n short>,
+// then per statement <kind byte> (0: a query's [long string], 1: a
+// prepared [short bytes] id) and its values (<n short>, n [bytes]).
+func (c *conn) batchStatements(b []byte) string {
+	if len(b) < 3 {
+		return ""
+	}
+	n := int(binary.BigEndian.Uint16(b[1:3]))
+	b = b[3:]
+	var stmts []string
+	for i := 0; i < n && len(b) > 0; i++ {
+		kind := b[0]
+		b = b[1:]
+		switch kind {
+		case 0:
+			q, ok := longString(b)
+			if !ok {
+				return strings.Join(stmts, "; ")
+			}
+			stmts = append(stmts, q)
+			b = b[4+len(q):]
+		case 1:
+			id, ok := shortBytes(b)
+			if !ok {
+				return strings.Join(stmts, "; ")
+			}
+			c.p.mu.Lock()
+			stmts = append(stmts, c.p.prepared[string(id)])
+			c.p.mu.Unlock()
+			b = b[2+len(id):]
+		default:
+			return strings.Join(stmts, "; ")
+		}
+		b = skipValues(b)
+	}
+	return strings.Join(stmts, "; ")
+}
+
+// skipValues skips <n short> [bytes] values (a negative length is null or
+// unset and has no body).
+func skipValues(b []byte) []byte {
+	if len(b) < 2 {
+		return nil
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	b = b[2:]
+	for i := 0; i < n; i++ {
+		if len(b) < 4 {
+			return nil
+		}
+		l := int(int32(binary.BigEndian.Uint32(b)))
+		b = b[4:]
+		if l > 0 {
+			if len(b) < l {
+				return nil
+			}
+			b = b[l:]
+		}
+	}
+	return b
 }
 
 func skipRequestExtras(f frame) []byte {
