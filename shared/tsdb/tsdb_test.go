@@ -211,3 +211,13 @@ func TestSelectorsEscapeIDsAndChunk(t *testing.T) {
 	_, err := LabelFilter{Name: "bad-name", Value: "x"}.matcher()
 	require.Error(t, err)
 }
+
+// Ids go out sorted whatever order the bucket's rows came in (Cassandra's
+// token order): the TSDB's regexp engine factors the prefixes of sorted
+// neighbours, which keeps a scan of every value of the label cheap.
+func TestSelectorsSortIDs(t *testing.T) {
+	vs := []FunctionVersion{{FunctionVersionID: "c1"}, {FunctionVersionID: "a2"}, {FunctionVersionID: "b3"}, {FunctionVersionID: "a1"}, {FunctionVersionID: "c1"}}
+	require.Equal(t, []string{"a1|a2|b3|c1"}, chunkIDs(vs, 1<<20))
+	require.Equal(t, []string{"a1|a2", "b3|c1"}, chunkIDs(vs, 5), "chunks are consecutive runs of the sorted ids")
+	require.Equal(t, "c1", vs[0].FunctionVersionID, "the caller's slice is left as it was")
+}
