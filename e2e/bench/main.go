@@ -6,6 +6,14 @@
 // query per function (the reference's approach) in the same run, so the
 // ratios compare like with like.
 //
+// The first cycle after the import (cold: the TSDB has none of the
+// bucket's series in its caches) and the warm-up cycles after it are
+// reported apart from the measured (warm) ones. -scale-processes 1,2,4
+// repeats the measured cycles with that many scale processes behind the
+// broker; -change-all makes every version change its desired count in
+// every measured cycle (a fleet-wide ramp); -probe-selectors times the
+// TSDB's first query over one bucket's ids in token order and sorted.
+//
 // It prints a table, writes JSON and an SVG plot, and saves CPU profiles of
 // the function processes for the largest N. `make bench` runs it.
 package main
@@ -37,7 +45,7 @@ type options struct {
 	parallelism   int
 	perVersionMax int
 	maxWarmup     int
-	scaleProcs    int
+	scaleProcs    []int
 	profile       bool
 	out           string
 	cassandra     string
@@ -45,11 +53,16 @@ type options struct {
 	// mixed seeds a third of the versions of each metric source (worker
 	// threads, LLM gateway, control plane) instead of workers only.
 	mixed bool
+	// changeAll makes every version busy and resets its scaling state
+	// before each measured cycle, so every version changes every cycle.
+	changeAll bool
+	// probeSelectors times cold queries over unsorted and sorted ids.
+	probeSelectors bool
 }
 
 func main() {
 	var o options
-	var sizes string
+	var sizes, procs string
 	flag.StringVar(&sizes, "sizes", "1000,10000,100000", "active function versions per run, comma-separated")
 	flag.IntVar(&o.cycles, "cycles", 5, "measured cycles per size and mode, after one cold cycle")
 	flag.IntVar(&o.perBucket, "per-bucket", 1000, "versions per bucket: BUCKETS = N / per-bucket")
@@ -57,27 +70,55 @@ func main() {
 	flag.IntVar(&o.parallelism, "broker-parallelism", 4, "bucket events the stand-in broker delivers at once")
 	flag.IntVar(&o.perVersionMax, "per-version-metrics-max", 10000, "above this N the functions run with METRICS_PER_VERSION=false")
 	flag.IntVar(&o.maxWarmup, "max-warmup", 10, "at most this many unmeasured cycles while the TSDB's caches fill")
-	flag.IntVar(&o.scaleProcs, "scale-processes", 1, "scale function processes behind the broker")
+	flag.StringVar(&procs, "scale-processes", "1", "scale function processes behind the broker; a list (1,2,4) repeats the measured cycles with each")
 	flag.BoolVar(&o.profile, "profile", true, "save CPU profiles of the function processes during the largest N")
 	flag.StringVar(&o.out, "out", "e2e/out/bench", "directory for bench.json, bench.svg and profiles")
 	flag.StringVar(&o.cassandra, "cassandra", envOr("TEST_CASSANDRA_HOSTS", "127.0.0.1:9042"), "Cassandra contact point")
 	flag.StringVar(&o.vm, "vm", "", "VictoriaMetrics URL to use instead of a fresh bench server per N (its data must hold nothing else active)")
 	flag.BoolVar(&o.mixed, "mixed", false, "seed a third of each metric source (worker, gateway, control plane) instead of workers only")
+	flag.BoolVar(&o.changeAll, "change-all", false, "every version busy, its scaling state reset before each measured cycle: every version is written every cycle")
+	flag.BoolVar(&o.probeSelectors, "probe-selectors", false, "after seeding, time the first query over 1,000 ids in token order against sorted (N >= 4,000)")
 	flag.Parse()
-	for _, s := range strings.Split(sizes, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			log.Fatalf("-sizes: %q is not a positive integer", s)
-		}
-		o.sizes = append(o.sizes, n)
-	}
+	o.sizes = positiveInts("-sizes", sizes)
 	sort.Ints(o.sizes)
+	o.scaleProcs = positiveInts("-scale-processes", procs)
 
+	closeInheritedFiles()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// closeInheritedFiles marks every file descriptor above stderr that this
+// process inherited close-on-exec. flock(1) hands its lock's descriptor
+// down to the command it runs; without this the servers the bench starts
+// would hold /tmp/stack.lock too, and one outliving the bench (a killed
+// run) holds it, and every test waiting on it, for ever.
+func closeInheritedFiles() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
+
+// positiveInts parses a comma-separated flag value.
+func positiveInts(name, list string) []int {
+	var out []int
+	for _, s := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			log.Fatalf("%s: %q is not a positive integer", name, s)
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 func envOr(k, def string) string {
@@ -91,22 +132,33 @@ func envOr(k, def string) string {
 type Report struct {
 	Date    time.Time `json:"date"`
 	Machine string    `json:"machine"`
-	Options struct {
-		Cycles, PerBucket, BrokerParallelism, ScaleProcesses int
+	// LoadAtStart is /proc/loadavg when the bench started: other work on
+	// the machine changes every absolute figure.
+	LoadAtStart string `json:"loadAtStart"`
+	Options     struct {
+		Cycles, PerBucket, BrokerParallelism int
+		ScaleProcesses                       []int
+		ChangeAll                            bool
 	} `json:"options"`
-	Runs []Run `json:"runs"`
+	Runs   []Run           `json:"runs"`
+	Probes []SelectorProbe `json:"selectorProbes,omitempty"`
 }
 
 // Run is one N in one query mode.
 type Run struct {
-	N            int     `json:"n"`
-	Mode         string  `json:"mode"` // batched or per-function
-	Buckets      int     `json:"buckets"`
-	SeedS        float64 `json:"seedSeconds,omitempty"`
-	WarmupCycles int     `json:"warmupCycles"` // unmeasured cycles after the first, until one ended inside the deadline
-	First        Cycle   `json:"first"`        // the first cycle after seeding: cold TSDB caches, the busy 5% written
-	Cycles       []Cycle `json:"cycles"`
-	Summary      Summary `json:"summary"`
+	N              int     `json:"n"`
+	Mode           string  `json:"mode"` // batched or per-function
+	ScaleProcesses int     `json:"scaleProcesses"`
+	Buckets        int     `json:"buckets"`
+	SeedS          float64 `json:"seedSeconds,omitempty"`
+	WarmupCycles   int     `json:"warmupCycles"` // unmeasured cycles after the first, until one ended inside the deadline
+	// First is the first cycle after seeding: cold TSDB caches, the busy
+	// 5% (every version with -change-all) written. Zero for the runs
+	// after the first of an N (more scale processes), whose TSDB is warm.
+	First   Cycle   `json:"first"`
+	Warmup  []Cycle `json:"warmup,omitempty"`
+	Cycles  []Cycle `json:"cycles"`
+	Summary Summary `json:"summary"`
 }
 
 // Cycle is what one tick cost, from the tick to the last bucket's answer.
@@ -117,16 +169,22 @@ type Cycle struct {
 	BucketsSent   int     `json:"bucketsSent"`
 	BucketsFailed int     `json:"bucketsFailed"`
 	// BucketsUnanswered were still queued or in flight 60 s after the tick.
-	BucketsUnanswered int     `json:"bucketsUnanswered"`
-	Queries           int     `json:"promqlQueries"`
-	CQLReads          int     `json:"cqlReads"`
-	CQLWrites         int     `json:"cqlWrites"`
-	CQLLWTs           int     `json:"cqlLwts"`
-	NVCFWrites        int     `json:"nvcfWrites"`
-	DiscoveryCPUS     float64 `json:"discoveryCpuSeconds"`
-	ScaleCPUS         float64 `json:"scaleCpuSeconds"`
-	DiscoveryRSSMB    float64 `json:"discoveryPeakRssMiB"`
-	ScaleRSSMB        float64 `json:"scalePeakRssMiB"`
+	BucketsUnanswered int `json:"bucketsUnanswered"`
+	Queries           int `json:"promqlQueries"`
+	CQLReads          int `json:"cqlReads"`
+	CQLWrites         int `json:"cqlWrites"`
+	CQLLWTs           int `json:"cqlLwts"`
+	NVCFWrites        int `json:"nvcfWrites"`
+	// LastWriteS is when the cycle's last NVCF write arrived, after the
+	// tick; 0 without writes.
+	LastWriteS     float64 `json:"lastWriteSeconds,omitempty"`
+	DiscoveryCPUS  float64 `json:"discoveryCpuSeconds"`
+	ScaleCPUS      float64 `json:"scaleCpuSeconds"`
+	TSDBCPUS       float64 `json:"tsdbCpuSeconds,omitempty"` // the bench's own VictoriaMetrics
+	DiscoveryRSSMB float64 `json:"discoveryPeakRssMiB"`
+	ScaleRSSMB     float64 `json:"scalePeakRssMiB"`
+	// Load1 is the machine's one-minute load average at the cycle's end.
+	Load1 float64 `json:"load1"`
 }
 
 // Summary aggregates the measured (warm) cycles.
@@ -137,6 +195,8 @@ type Summary struct {
 	LWTsPerCycle                   float64
 	NVCFWritesPerCycle             float64
 	CPUPerCycle                    float64
+	TSDBCPUPerCycle                float64
+	Load1                          float64 // mean over the cycles
 	PeakRSSScaleMB                 float64
 	PeakRSSDiscoveryMB             float64
 }
@@ -159,9 +219,11 @@ func run(ctx context.Context, o options) error {
 	}
 	defer sim.Close(context.Background())
 
-	rep := Report{Date: time.Now().UTC(), Machine: machine()}
+	rep := Report{Date: time.Now().UTC(), Machine: machine(), LoadAtStart: loadavg()}
 	rep.Options.Cycles, rep.Options.PerBucket = o.cycles, o.perBucket
 	rep.Options.BrokerParallelism, rep.Options.ScaleProcesses = o.parallelism, o.scaleProcs
+	rep.Options.ChangeAll = o.changeAll
+	fmt.Printf("machine: %s; load average at start: %s\n", rep.Machine, rep.LoadAtStart)
 	runID := strconv.FormatInt(time.Now().Unix(), 36)
 
 	for i, n := range o.sizes {
@@ -172,9 +234,16 @@ func run(ctx context.Context, o options) error {
 			// test stack turns them off to see back-dated samples at once):
 			// what a production TSDB answering the same range queries every
 			// minute looks like, and nothing else active in it.
-			if vm, err = startVM(ctx, filepath.Join(root, ".cache", "bench-vm")); err != nil {
+			// A directory of this process's own: .cache is shared by every
+			// worktree, and a VictoriaMetrics left running by a killed
+			// bench must not lose its data under it, nor lend it to us.
+			dir := filepath.Join(root, ".cache", fmt.Sprintf("bench-vm-%d", os.Getpid()))
+			if vm, err = startVM(ctx, dir); err != nil {
 				return err
 			}
+			// Stopped at the end of this N, or here when the run fails:
+			// a VictoriaMetrics left behind would hold its cores.
+			defer vm.stop()
 			vmURL = vm.url
 		}
 		o := o
@@ -182,9 +251,10 @@ func run(ctx context.Context, o options) error {
 		seedStart := time.Now()
 		label := fmt.Sprintf("%s-%d", runID, n)
 		fmt.Printf("== N=%d: seeding VictoriaMetrics and the NVCF simulator\n", n)
-		if err := seed(ctx, o.vm, sim, n, label, o.mixed); err != nil {
+		if err := seed(ctx, o.vm, sim, n, label, o.mixed, o.changeAll); err != nil {
 			return fmt.Errorf("seed %d: %w", n, err)
 		}
+		defer dropKeyspace(o.cassandra, keyspaceOf(label))
 		if err := seedState(ctx, o.cassandra, keyspaceOf(label), label, n); err != nil {
 			return fmt.Errorf("seed scaling state %d: %w", n, err)
 		}
@@ -194,15 +264,39 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		fmt.Printf("   seeded in %.1fs; VictoriaMetrics merged the import in another %.1fs\n", seedS, waited.Seconds())
-		modes := []string{"batched"}
-		if n <= o.baselineMax {
-			modes = append(modes, "per-function")
-		}
-		for _, mode := range modes {
-			profile := o.profile && i == len(o.sizes)-1 && mode == "batched"
-			r, err := measure(ctx, o, root, bin, sim, n, label, mode, profile)
+		if o.probeSelectors {
+			p, err := probeSelectors(ctx, o.vm, label, n)
 			if err != nil {
-				return fmt.Errorf("N=%d %s: %w", n, mode, err)
+				return fmt.Errorf("probe selectors %d: %w", n, err)
+			}
+			if p.IDs > 0 {
+				printProbe(p)
+				rep.Probes = append(rep.Probes, p)
+			}
+		}
+		vmPID := 0
+		if vm != nil {
+			vmPID = vm.cmd.Process.Pid
+		}
+		type config struct {
+			mode  string
+			procs int
+		}
+		var configs []config
+		for _, p := range o.scaleProcs {
+			configs = append(configs, config{"batched", p})
+		}
+		if n <= o.baselineMax {
+			configs = append(configs, config{"per-function", o.scaleProcs[0]})
+		}
+		for j, c := range configs {
+			// The first run of an N has the cold cycle; the runs after it
+			// find the TSDB warm.
+			cold := j == 0
+			profile := o.profile && i == len(o.sizes)-1 && cold
+			r, err := measure(ctx, o, root, bin, sim, vmPID, n, label, c.mode, c.procs, cold, profile)
+			if err != nil {
+				return fmt.Errorf("N=%d %s with %d scale processes: %w", n, c.mode, c.procs, err)
 			}
 			r.SeedS = seedS
 			rep.Runs = append(rep.Runs, r)
@@ -226,14 +320,41 @@ func run(ctx context.Context, o options) error {
 	return nil
 }
 
+// machine names the CPU model and count, so that runs on different
+// machines can be compared.
 func machine() string {
 	host, _ := os.Hostname()
-	cpus := 0
+	cpus, model := 0, "unknown CPU"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		cpus = strings.Count(string(b), "\nprocessor")
-		if strings.HasPrefix(string(b), "processor") {
-			cpus++
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			switch k = strings.TrimSpace(k); {
+			case !ok:
+			case k == "processor":
+				cpus++
+			case k == "model name" && cpus == 1:
+				model = strings.TrimSpace(v)
+			}
 		}
 	}
-	return fmt.Sprintf("%s, %d CPUs, servers on the same machine", host, cpus)
+	return fmt.Sprintf("%s, %d x %s, servers on the same machine", host, cpus, model)
+}
+
+// loadavg is the machine's load averages (1, 5, 15 minutes).
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// load1 is the one-minute load average.
+func load1() float64 {
+	f, _ := strconv.ParseFloat(strings.Fields(loadavg() + " 0")[0], 64)
+	return f
 }

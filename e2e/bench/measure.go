@@ -46,13 +46,20 @@ type proc struct {
 	metricsAddr string
 }
 
-func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Server, n int, label, mode string, profile bool) (Run, error) {
+// measure runs one N in one mode with procs scale processes: with cold,
+// the first cycle after the import and the warm-up cycles, then the
+// measured ones. vmPID, when not 0, is the bench's VictoriaMetrics, whose
+// CPU time is reported per cycle.
+func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Server, vmPID, n int, label, mode string, procs int, cold, profile bool) (Run, error) {
 	buckets := max(1, n/o.perBucket)
-	r := Run{N: n, Mode: mode, Buckets: buckets}
-	logDir := filepath.Join(root, o.out, "logs", fmt.Sprintf("%d-%s", n, mode))
+	r := Run{N: n, Mode: mode, ScaleProcesses: procs, Buckets: buckets}
+	logDir := filepath.Join(root, o.out, "logs", fmt.Sprintf("%d-%s-%d", n, mode, procs))
 	_ = os.RemoveAll(logDir)
 
-	br, err := newBroker(o.parallelism)
+	// Each scale process gets as many bucket events at once as a single
+	// one did: more replicas behind a Broker take more deliveries, as
+	// Knative's autoscaler gives each replica its containerConcurrency.
+	br, err := newBroker(o.parallelism * procs)
 	if err != nil {
 		return r, err
 	}
@@ -103,7 +110,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		return &proc{p: p, metricsAddr: addr}, nil
 	}
 	var scales []*proc
-	for i := 0; i < o.scaleProcs; i++ {
+	for i := 0; i < procs; i++ {
 		p, err := start("scale-"+strconv.Itoa(i), "scale", nil)
 		if err != nil {
 			return r, err
@@ -129,6 +136,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		if err != nil {
 			return Cycle{}, err
 		}
+		vmBefore := procCPU(vmPID)
 		sim.ResetRecords()
 		t0 := time.Now()
 		last = t0
@@ -161,8 +169,13 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		if err != nil {
 			return Cycle{}, err
 		}
+		writes := sim.Writes()
 		c := Cycle{WallS: wall, DiscoveryS: discS, Found: res.Found, BucketsSent: len(res.BucketsSent),
-			BucketsFailed: failed + len(res.BucketsFail), BucketsUnanswered: unanswered, NVCFWrites: len(sim.Writes())}
+			BucketsFailed: failed + len(res.BucketsFail), BucketsUnanswered: unanswered, NVCFWrites: len(writes),
+			TSDBCPUS: procCPU(vmPID) - vmBefore, Load1: load1()}
+		for _, w := range writes {
+			c.LastWriteS = max(c.LastWriteS, w.Time.Sub(t0).Seconds())
+		}
 		d, s := after[0].sub(before[0]), sumSnaps(after[1:]).sub(sumSnaps(before[1:]))
 		c.Queries = int(d.queries + s.queries)
 		c.CQLReads, c.CQLWrites, c.CQLLWTs = int(d.cql["read"]+s.cql["read"]), int(d.cql["write"]+s.cql["write"]), int(d.cql["lwt"]+s.cql["lwt"])
@@ -174,25 +187,29 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 	cycles := o.cycles
 	if mode == "per-function" {
 		cycles = min(cycles, 2) // thousands of queries a cycle: two are enough for the ratio
-	} else {
-		fmt.Printf("   %s: first cycle (the busy 5%% get written)\n", mode)
+	}
+	fmt.Printf("   %s, %d scale process(es)\n", mode, procs)
+	if cold {
 		if r.First, err = cycle(); err != nil {
 			return r, err
 		}
-		fmt.Printf("   first: %.2fs, %d NVCF writes, %d LWTs\n", r.First.WallS, r.First.NVCFWrites, r.First.CQLLWTs)
+		fmt.Printf("   first cycle after the import: %s\n", cycleLine(r.First))
 	}
-	// Warm-up: a long-running deployment's TSDB has every bucket's series
-	// in its caches; right after a bulk import it has none, and the first
-	// query over a bucket's series costs ~20x a repeated one. Cycles until
-	// one finishes well inside the deadline are run and reported, not
-	// measured.
-	if mode == "batched" {
+	// Warm-up: right after a bulk import the TSDB has none of a bucket's
+	// series in its caches (tag filters, metric names, rollups), and a
+	// repeated query costs a fraction of the first. A live TSDB is not
+	// always warm either: every new series empties VictoriaMetrics'
+	// tag-filter cache. So the first cycle is reported on its own, and
+	// when it ran into the deadline, cycles until one finishes well inside
+	// it are run and reported, not measured.
+	if cold {
 		for r.WarmupCycles = 0; r.First.WallS > warmWall && r.WarmupCycles < o.maxWarmup; r.WarmupCycles++ {
 			c, err := cycle()
 			if err != nil {
 				return r, err
 			}
-			fmt.Printf("   warm-up cycle %d: %.2fs, %d queries, %d NVCF writes\n", r.WarmupCycles+1, c.WallS, c.Queries, c.NVCFWrites)
+			r.Warmup = append(r.Warmup, c)
+			fmt.Printf("   warm-up cycle %d: %s\n", r.WarmupCycles+1, cycleLine(c))
 			if c.WallS <= warmWall {
 				r.WarmupCycles++
 				break
@@ -214,11 +231,18 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		}
 	}
 	for i := 0; i < cycles; i++ {
+		if o.changeAll {
+			// Back to "already at the current count": every busy version
+			// is written again this cycle.
+			if err := seedState(ctx, o.cassandra, keyspaceOf(label), label, n); err != nil {
+				return r, fmt.Errorf("reset scaling state: %w", err)
+			}
+		}
 		c, err := cycle()
 		if err != nil {
 			return r, err
 		}
-		fmt.Printf("   %s cycle %d: %.2fs (discovery %.2fs), %d queries, %d LWTs, %d NVCF writes\n", mode, i+1, c.WallS, c.DiscoveryS, c.Queries, c.CQLLWTs, c.NVCFWrites)
+		fmt.Printf("   cycle %d: %s\n", i+1, cycleLine(c))
 		r.Cycles = append(r.Cycles, c)
 	}
 	profWG.Wait()
@@ -240,6 +264,8 @@ func summarize(r Run) Summary {
 		s.LWTsPerCycle += float64(c.CQLLWTs)
 		s.NVCFWritesPerCycle += float64(c.NVCFWrites)
 		s.CPUPerCycle += c.DiscoveryCPUS + c.ScaleCPUS
+		s.TSDBCPUPerCycle += c.TSDBCPUS
+		s.Load1 += c.Load1
 		s.PeakRSSScaleMB = math.Max(s.PeakRSSScaleMB, c.ScaleRSSMB)
 		s.PeakRSSDiscoveryMB = math.Max(s.PeakRSSDiscoveryMB, c.DiscoveryRSSMB)
 	}
@@ -251,6 +277,8 @@ func summarize(r Run) Summary {
 	s.LWTsPerCycle /= k
 	s.NVCFWritesPerCycle /= k
 	s.CPUPerCycle /= k
+	s.TSDBCPUPerCycle /= k
+	s.Load1 /= k
 	s.QueriesPerFunction = s.QueriesPerCycle / float64(r.N)
 	s.WallP50, s.WallP95 = quantile(walls, 0.5), quantile(walls, 0.95)
 	s.DiscoveryP50 = quantile(discs, 0.5)
@@ -327,14 +355,7 @@ func scrape(ctx context.Context, p *proc) (snap, error) {
 	for _, kind := range []string{"read", "write", "lwt"} {
 		s.cql[kind] = m.Total("nvcf_autoscaler_cassandra_requests_total", "kind", kind)
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.p.PID()))
-	if err != nil {
-		return s, err
-	}
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	s.cpu = (ut + st) / 100 // USER_HZ is 100 on Linux
+	s.cpu = procCPU(p.p.PID())
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.p.PID()))
 	if err != nil {
 		return s, err
@@ -346,6 +367,22 @@ func scrape(ctx context.Context, p *proc) (snap, error) {
 		}
 	}
 	return s, nil
+}
+
+// procCPU is the user and system CPU seconds process pid has used; 0 for
+// pid 0 or a process that is gone.
+func procCPU(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / 100 // USER_HZ is 100 on Linux
 }
 
 func fetch(ctx context.Context, url, path string) error {
@@ -492,6 +529,8 @@ func (b *broker) wait(ctx context.Context, cycle int64, n int, timeout time.Dura
 type benchVM struct {
 	cmd  *exec.Cmd
 	url  string
+	dir  string
+	once sync.Once
 	done chan struct{}
 }
 
@@ -517,7 +556,7 @@ func startVM(ctx context.Context, dir string) (*benchVM, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start victoria-metrics (Debian package victoria-metrics; make stack-up installs it): %w", err)
 	}
-	vm := &benchVM{cmd: cmd, url: "http://" + addr, done: make(chan struct{})}
+	vm := &benchVM{cmd: cmd, url: "http://" + addr, dir: dir, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); logf.Close(); close(vm.done) }()
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		select {
@@ -537,12 +576,11 @@ func startVM(ctx context.Context, dir string) (*benchVM, error) {
 	return nil, fmt.Errorf("victoria-metrics not ready after a minute; see %s", filepath.Join(dir, "vm.log"))
 }
 
+// stop ends the server and removes its data; only the first call acts.
 func (vm *benchVM) stop() {
-	_ = vm.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-vm.done:
-	case <-time.After(30 * time.Second):
-		_ = vm.cmd.Process.Kill()
-		<-vm.done
-	}
+	vm.once.Do(func() {
+		harness.Terminate(vm.cmd, vm.done, 30*time.Second)
+		// Its data is only this run's.
+		_ = os.RemoveAll(vm.dir)
+	})
 }

@@ -6,13 +6,26 @@ import (
 	"strings"
 )
 
+// cycleLine is one cycle's figures on one line.
+func cycleLine(c Cycle) string {
+	line := fmt.Sprintf("%.2fs (discovery %.2fs), %d queries, %d NVCF writes", c.WallS, c.DiscoveryS, c.Queries, c.NVCFWrites)
+	if c.NVCFWrites > 0 {
+		line += fmt.Sprintf(" (last %.1fs after the tick)", c.LastWriteS)
+	}
+	line += fmt.Sprintf(", %d LWTs, CPU-s %.2f discovery %.2f scale %.2f TSDB, load %.1f", c.CQLLWTs, c.DiscoveryCPUS, c.ScaleCPUS, c.TSDBCPUS, c.Load1)
+	if c.BucketsFailed+c.BucketsUnanswered > 0 {
+		line += fmt.Sprintf(", buckets failed %d, unanswered at 60 s %d", c.BucketsFailed, c.BucketsUnanswered)
+	}
+	return line
+}
+
 func printRun(r Run) {
 	s := r.Summary
 	if r.WarmupCycles > 0 {
 		fmt.Printf("   (after %d warm-up cycles)\n", r.WarmupCycles)
 	}
-	fmt.Printf("   => N=%d %s: cycle p50 %.2fs p95 %.2fs, discovery p50 %.2fs, %.0f queries/cycle (%.4f per function), %.0f LWTs/cycle, %.0f NVCF writes/cycle, %.2f CPU-s/cycle, peak RSS scale %.0f MiB discovery %.0f MiB\n",
-		r.N, r.Mode, s.WallP50, s.WallP95, s.DiscoveryP50, s.QueriesPerCycle, s.QueriesPerFunction, s.LWTsPerCycle, s.NVCFWritesPerCycle, s.CPUPerCycle, s.PeakRSSScaleMB, s.PeakRSSDiscoveryMB)
+	fmt.Printf("   => N=%d %s, %d scale process(es): cycle p50 %.2fs p95 %.2fs, discovery p50 %.2fs, %.0f queries/cycle (%.4f per function), %.0f LWTs/cycle, %.0f NVCF writes/cycle, %.2f CPU-s/cycle, peak RSS scale %.0f MiB discovery %.0f MiB\n",
+		r.N, r.Mode, r.ScaleProcesses, s.WallP50, s.WallP95, s.DiscoveryP50, s.QueriesPerCycle, s.QueriesPerFunction, s.LWTsPerCycle, s.NVCFWritesPerCycle, s.CPUPerCycle, s.PeakRSSScaleMB, s.PeakRSSDiscoveryMB)
 	if s.QueriesPerCycle > 0 {
 		// Each version is read through one metric source (family), so one
 		// query per version per family is N queries a cycle.
@@ -24,23 +37,33 @@ func printRun(r Run) {
 // per-function runs to the batched ones of the same N.
 func printTable(rep Report) {
 	fmt.Println()
-	fmt.Printf("%-8s %-13s %7s %8s %8s %9s %9s %9s %10s %8s %8s %8s %9s\n",
-		"N", "mode", "buckets", "p50 s", "p95 s", "disc s", "queries", "q/fn", "LWT/cycle", "writes", "CPU s", "RSS sc", "first s")
+	fmt.Printf("machine: %s; load average at start %s\n", rep.Machine, rep.LoadAtStart)
+	fmt.Printf("%-8s %-13s %5s %7s %8s %8s %9s %9s %9s %10s %8s %8s %8s %8s %8s %8s %9s %s\n",
+		"N", "mode", "procs", "buckets", "p50 s", "p95 s", "disc s", "queries", "q/fn", "LWT/cycle", "writes", "CPU s", "TSDB s", "RSS sc", "RSS di", "load", "first s", "warm-up s")
 	for _, r := range rep.Runs {
 		s := r.Summary
 		first := "-"
 		if r.First.WallS > 0 {
 			first = fmt.Sprintf("%.2f", r.First.WallS)
 		}
-		fmt.Printf("%-8d %-13s %7d %8.2f %8.2f %9.2f %9.0f %9.4f %10.0f %8.0f %8.2f %8.0f %9s\n",
-			r.N, r.Mode, r.Buckets, s.WallP50, s.WallP95, s.DiscoveryP50, s.QueriesPerCycle, s.QueriesPerFunction, s.LWTsPerCycle, s.NVCFWritesPerCycle, s.CPUPerCycle, s.PeakRSSScaleMB, first)
+		var warm []string
+		for _, c := range r.Warmup {
+			warm = append(warm, fmt.Sprintf("%.1f", c.WallS))
+		}
+		fmt.Printf("%-8d %-13s %5d %7d %8.2f %8.2f %9.2f %9.0f %9.4f %10.0f %8.0f %8.2f %8.2f %8.0f %8.0f %8.1f %9s %s\n",
+			r.N, r.Mode, r.ScaleProcesses, r.Buckets, s.WallP50, s.WallP95, s.DiscoveryP50, s.QueriesPerCycle, s.QueriesPerFunction, s.LWTsPerCycle,
+			s.NVCFWritesPerCycle, s.CPUPerCycle, s.TSDBCPUPerCycle, s.PeakRSSScaleMB, s.PeakRSSDiscoveryMB, s.Load1, first, strings.Join(warm, " "))
 	}
 	for _, b := range rep.Runs {
 		if b.Mode != "batched" {
 			continue
 		}
 		for _, p := range rep.Runs {
-			if p.N == b.N && p.Mode == "per-function" {
+			if p.N == b.N && p.Mode == "batched" && p.ScaleProcesses > b.ScaleProcesses && b.ScaleProcesses == rep.Options.ScaleProcesses[0] {
+				fmt.Printf("N=%d: %d/%d scale processes: %.2fx the cycle time (p50 %.2fs against %.2fs)\n", b.N, p.ScaleProcesses, b.ScaleProcesses,
+					p.Summary.WallP50/b.Summary.WallP50, p.Summary.WallP50, b.Summary.WallP50)
+			}
+			if p.N == b.N && p.Mode == "per-function" && p.ScaleProcesses == b.ScaleProcesses {
 				fmt.Printf("N=%d: per-function/batched: %.0fx the queries, %.2fx the cycle time, %.2fx the CPU\n", b.N,
 					p.Summary.QueriesPerCycle/b.Summary.QueriesPerCycle, p.Summary.WallP50/b.Summary.WallP50, p.Summary.CPUPerCycle/b.Summary.CPUPerCycle)
 			}
@@ -83,8 +106,8 @@ func plot(rep Report) string {
 	for _, mode := range []string{"batched", "per-function"} {
 		var pts []string
 		for _, r := range rep.Runs {
-			if r.Mode != mode {
-				continue
+			if r.Mode != mode || r.ScaleProcesses != rep.Options.ScaleProcesses[0] {
+				continue // one line per mode: the first scale process count
 			}
 			px := x(float64(r.N))
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px, y(r.Summary.WallP50)))

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gocql/gocql"
+
 	"function/e2e/nvcfsim"
 	"function/shared/store"
 )
@@ -54,8 +56,9 @@ func versionIDs(label string, i int) (fid, vid string) {
 // VictoriaMetrics (/api/v1/import, JSON lines) and registers the versions
 // with the NVCF simulator. With mixed, a third of the versions are LLM
 // gateway functions and a third control-plane (BYOC) versions, with the
-// same instance counts and load expressed through their own series.
-func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label string, mixed bool) error {
+// same instance counts and load expressed through their own series. With
+// allBusy every version is busy enough to scale up.
+func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label string, mixed, allBusy bool) error {
 	now := time.Now()
 	start, end := now.Add(-history).Truncate(interval), now.Add(headroom)
 	var ts []byte
@@ -111,6 +114,9 @@ func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label stri
 	for i := 0; i < n; i++ {
 		fid, vid := versionIDs(label, i)
 		u := utilizations[i%len(utilizations)]
+		if allBusy {
+			u = utilizations[0]
+		}
 		running := float64(workersOf(i))
 		constant := func(v float64) func(float64) float64 { return func(float64) float64 { return v } }
 		// In flight = utilization x instances at one request per instance.
@@ -196,6 +202,21 @@ func seedState(ctx context.Context, cassandra, keyspace, label string, n int) er
 		return err
 	default:
 		return nil
+	}
+}
+
+// dropKeyspace drops a run's keyspace: every keyspace left behind costs
+// the shared Cassandra heap, and a 100k run's is large.
+func dropKeyspace(cassandra, keyspace string) {
+	c := gocql.NewCluster(cassandra)
+	c.Timeout = time.Minute // dropping a keyspace flushes its tables
+	s, err := c.CreateSession()
+	if err == nil {
+		defer s.Close()
+		err = s.Query(`DROP KEYSPACE IF EXISTS ` + keyspace).Exec()
+	}
+	if err != nil {
+		fmt.Printf("   keyspace %s not dropped: %v\n", keyspace, err)
 	}
 }
 

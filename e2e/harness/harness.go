@@ -174,12 +174,18 @@ func (p *Process) Stop() {
 	if p == nil || p.Exited() {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	Terminate(p.cmd, p.done, 10*time.Second)
+}
+
+// Terminate sends SIGTERM to cmd's process (by PID) and waits until done
+// is closed (by whoever waits for the process), killing it after grace.
+func Terminate(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	case <-done:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-done
 	}
 }
 
