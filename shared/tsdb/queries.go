@@ -378,14 +378,23 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 	by := "by (function_id, function_version_id)"
 
 	for _, chunk := range chunkIDs(versions, c.cfg.MaxSelectorBytes) {
-		sel := labelFunctionVersion + `=~` + quote(chunk)
-		ms := append([]string{sel}, wm...)
-		busy := fmt.Sprintf(`sum %s (increase(%s[%s]))`, by, selector(MetricBusySeconds, ms...), w)
-		util := fmt.Sprintf(`100 * %s / %g / sum %s (%s)`, busy, ws, by, selector(MetricThreadCount, ms...))
-		count := fmt.Sprintf(`count %s (%s)`, by, selector(MetricThreadCount, ms...))
-		threads := fmt.Sprintf(`avg %s (%s)`, by, selector(MetricThreadCount, ms...))
-		reqs := fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
-			by, selector(MetricRequestsTotal, ms...), w, by, selector(MetricRequests, ms...), w)
+		// Each query is the union of one expression per group of ids.
+		of := func(expr func(ms []string) string) string {
+			return chunk.union(labelFunctionVersion, func(m string) string { return expr(append([]string{m}, wm...)) })
+		}
+		busyOf := func(ms []string) string {
+			return fmt.Sprintf(`sum %s (increase(%s[%s]))`, by, selector(MetricBusySeconds, ms...), w)
+		}
+		busy := of(busyOf)
+		util := of(func(ms []string) string {
+			return fmt.Sprintf(`100 * %s / %g / sum %s (%s)`, busyOf(ms), ws, by, selector(MetricThreadCount, ms...))
+		})
+		count := of(func(ms []string) string { return fmt.Sprintf(`count %s (%s)`, by, selector(MetricThreadCount, ms...)) })
+		threads := of(func(ms []string) string { return fmt.Sprintf(`avg %s (%s)`, by, selector(MetricThreadCount, ms...)) })
+		reqs := of(func(ms []string) string {
+			return fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
+				by, selector(MetricRequestsTotal, ms...), w, by, selector(MetricRequests, ms...), w)
+		})
 
 		us, _, err := c.QueryRange(ctx, util, start, end, o.Step)
 		if err != nil {
@@ -484,9 +493,8 @@ func lastValue(samples []Sample) float64 {
 	return samples[len(samples)-1].Value
 }
 
-// chunkIDs renders the versions' ids as regex alternations of at most
-// limit bytes each.
-func chunkIDs(versions []FunctionVersion, limit int) []string {
+// chunkIDs splits the versions' ids into chunks of at most limit bytes.
+func chunkIDs(versions []FunctionVersion, limit int) []idChunk {
 	ids := make([]string, len(versions))
 	for i, v := range versions {
 		ids[i] = v.FunctionVersionID
@@ -494,40 +502,64 @@ func chunkIDs(versions []FunctionVersion, limit int) []string {
 	return chunkValues(ids, limit)
 }
 
-// chunkValues renders label values as regex alternations of at most limit
-// bytes each, each value once, in sorted order. Values are regex-escaped:
-// an id is data, never a pattern.
-//
-// Sorted, because a TSDB matches a long alternation against every value
-// of the label it holds (VictoriaMetrics looks values up one by one only
-// up to 20 alternatives in 1.79, 100 in later releases), with Go's regexp,
-// which factors the common prefixes of neighbouring alternatives: sorted
-// ids become a prefix tree that rejects a value within a character or
-// two, where ids in Cassandra's token order cost a pass over every
-// alternative for every value. On a VictoriaMetrics 1.79 holding 10,000
-// versions the first query over 1,000 ids took 0.9-1.2 s unsorted and
-// 0.07-0.16 s sorted (make bench ARGS=-probe-selectors); repeats hit its
-// tag-filter cache either way, but every new series (a worker starting)
-// empties that cache, so in a live fleet the first query is the usual one.
-func chunkValues(values []string, limit int) []string {
+// lookupGroup is the most ids one label matcher holds. VictoriaMetrics
+// looks the values of an alternation up in its index one by one only up
+// to 20 of them (1.79; 100 in later releases); a longer one it matches, as
+// a regex, against every value of the label it holds, a cost that grows
+// with the fleet rather than with the bucket. On a VictoriaMetrics 1.79
+// holding 100,000 versions (two loaded cores) the first utilization query
+// over 1,000 ids took 12-13 s with one matcher in Cassandra's token order,
+// 1-2 s with the ids sorted (Go's regexp then factors their prefixes) and
+// 0.65-0.9 s after the first as a union of groups of 20; make bench
+// ARGS=-probe-selectors measures the three. Repeats hit its tag-filter
+// cache, but every new series (a worker starting) empties that cache, so
+// in a live fleet the first query is the usual one.
+const lookupGroup = 20
+
+// idChunk is one query's worth of label values, regex-escaped and sorted,
+// in groups of at most lookupGroup.
+type idChunk [][]string
+
+// union renders expr once per group, with the group's matcher on label,
+// joined by or: the groups hold disjoint values, so the union is the
+// whole chunk's answer, and still one query. A chunk of one group renders
+// expr alone.
+func (c idChunk) union(label string, expr func(matcher string) string) string {
+	parts := make([]string, len(c))
+	for i, g := range c {
+		parts[i] = expr(label + `=~` + quote(strings.Join(g, "|")))
+	}
+	return strings.Join(parts, " or ")
+}
+
+// chunkValues splits label values into chunks whose alternations (the
+// values joined by |) are at most limit bytes each, each value once, in
+// sorted order, so that groups of neighbours share prefixes. Values are
+// regex-escaped: an id is data, never a pattern.
+func chunkValues(values []string, limit int) []idChunk {
 	values = slices.Clone(values)
 	slices.Sort(values)
 	values = slices.Compact(values)
-	var chunks []string
-	var b strings.Builder
+	var chunks []idChunk
+	var chunk idChunk
+	size := 0
 	for _, v := range values {
 		id := regexp.QuoteMeta(v)
-		if b.Len() > 0 && b.Len()+1+len(id) > limit {
-			chunks = append(chunks, b.String())
-			b.Reset()
+		if size > 0 && size+1+len(id) > limit {
+			chunks = append(chunks, chunk)
+			chunk, size = nil, 0
 		}
-		if b.Len() > 0 {
-			b.WriteByte('|')
+		if n := len(chunk); n == 0 || len(chunk[n-1]) == lookupGroup {
+			chunk = append(chunk, nil)
 		}
-		b.WriteString(id)
+		chunk[len(chunk)-1] = append(chunk[len(chunk)-1], id)
+		if size > 0 {
+			size++
+		}
+		size += len(id)
 	}
-	if b.Len() > 0 {
-		chunks = append(chunks, b.String())
+	if len(chunk) > 0 {
+		chunks = append(chunks, chunk)
 	}
 	return chunks
 }

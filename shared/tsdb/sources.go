@@ -201,17 +201,20 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 		return p
 	}
 	for _, chunk := range chunkIDs(versions, c.cfg.MaxSelectorBytes) {
-		sel := labelFunctionVersion + `=~` + quote(chunk)
+		of := func(expr func(sel string) string) string { return chunk.union(labelFunctionVersion, expr) }
 		queries := []struct {
 			what, q string
 			put     func(p *perVersion) map[int64]float64
 		}{
-			{"in-flight requests", fmt.Sprintf(`sum %s (rate(%s[%s]))`, by, selector(MetricRequestLatencySum, append(gm, sel)...), g.rate),
-				func(p *perVersion) map[int64]float64 { return p.inflight }},
-			{"instances", fmt.Sprintf(`avg %s (%s)`, by, selector(MetricInstancesCurrent, append(cm, sel)...)),
-				func(p *perVersion) map[int64]float64 { return p.instances }},
-			{"concurrency", fmt.Sprintf(`avg %s (%s)`, by, selector(MetricConcurrency, append(cm, sel)...)),
-				func(p *perVersion) map[int64]float64 { return p.concurrency }},
+			{"in-flight requests", of(func(sel string) string {
+				return fmt.Sprintf(`sum %s (rate(%s[%s]))`, by, selector(MetricRequestLatencySum, append(gm, sel)...), g.rate)
+			}), func(p *perVersion) map[int64]float64 { return p.inflight }},
+			{"instances", of(func(sel string) string {
+				return fmt.Sprintf(`avg %s (%s)`, by, selector(MetricInstancesCurrent, append(cm, sel)...))
+			}), func(p *perVersion) map[int64]float64 { return p.instances }},
+			{"concurrency", of(func(sel string) string {
+				return fmt.Sprintf(`avg %s (%s)`, by, selector(MetricConcurrency, append(cm, sel)...))
+			}), func(p *perVersion) map[int64]float64 { return p.concurrency }},
 		}
 		for _, q := range queries {
 			series, _, err := c.QueryRange(ctx, q.q, g.start, g.end, g.step)
@@ -229,7 +232,7 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 				}
 			}
 		}
-		reqs, err := c.invocations(ctx, by, sel, wm, g)
+		reqs, err := c.invocations(ctx, by, chunk, wm, g)
 		if err != nil {
 			return nil, fmt.Errorf("control-plane requests: %w", err)
 		}
@@ -280,9 +283,11 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 // invocations is the request-counter query both per-version sources use:
 // function_request_total, or function_request where only the invocation
 // service exports it.
-func (c *Client) invocations(ctx context.Context, by, sel string, wm []string, g window) ([]Series, error) {
-	q := fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
-		by, selector(MetricRequestsTotal, append(wm, sel)...), g.rate, by, selector(MetricRequests, append(wm, sel)...), g.rate)
+func (c *Client) invocations(ctx context.Context, by string, chunk idChunk, wm []string, g window) ([]Series, error) {
+	q := chunk.union(labelFunctionVersion, func(sel string) string {
+		return fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
+			by, selector(MetricRequestsTotal, append(wm, sel)...), g.rate, by, selector(MetricRequests, append(wm, sel)...), g.rate)
+	})
 	s, _, err := c.QueryRange(ctx, q, g.start, g.end, g.step)
 	return s, err
 }
@@ -435,8 +440,8 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 	byFn := "by (function_id)"
 	byVersion := "by (function_id, function_version_id)"
 	for _, chunk := range chunkValues(functionIDs, c.cfg.MaxSelectorBytes) {
-		sel := labelFunctionID + `=~` + quote(chunk)
-		run := func(what, q string, each func(p *perFunction, s Series)) error {
+		run := func(what string, expr func(sel string) string, each func(p *perFunction, s Series)) error {
+			q := chunk.union(labelFunctionID, expr)
 			series, _, err := c.QueryRange(ctx, q, g.start, g.end, g.step)
 			if err != nil {
 				return fmt.Errorf("gateway %s: %w", what, err)
@@ -468,7 +473,9 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 		}
 		err := errorsFirst(
 			func() error {
-				return run("in-flight requests", fmt.Sprintf(`sum %s (rate(%s[%s]))`, byFn, selector(MetricGatewayDurationSum, append(gm, sel)...), g.rate),
+				return run("in-flight requests", func(sel string) string {
+					return fmt.Sprintf(`sum %s (rate(%s[%s]))`, byFn, selector(MetricGatewayDurationSum, append(gm, sel)...), g.rate)
+				},
 					func(p *perFunction, s Series) {
 						for _, pt := range s.Samples {
 							p.inflight[pt.At.UnixMilli()] = pt.Value
@@ -476,15 +483,21 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 					})
 			},
 			func() error {
-				return run("instances", fmt.Sprintf(`max %s (%s)`, byVersion, selector(MetricInstancesCurrent, append(cm, sel)...)),
+				return run("instances", func(sel string) string {
+					return fmt.Sprintf(`max %s (%s)`, byVersion, selector(MetricInstancesCurrent, append(cm, sel)...))
+				},
 					perVersion(func(p *perFunction) map[string]map[int64]float64 { return p.instances }))
 			},
 			func() error {
-				return run("concurrency", fmt.Sprintf(`max %s (%s)`, byVersion, selector(MetricConcurrency, append(cm, sel)...)),
+				return run("concurrency", func(sel string) string {
+					return fmt.Sprintf(`max %s (%s)`, byVersion, selector(MetricConcurrency, append(cm, sel)...))
+				},
 					perVersion(func(p *perFunction) map[string]map[int64]float64 { return p.concurrency }))
 			},
 			func() error {
-				return run("function info", fmt.Sprintf(`max by (function_id, function_version_id, nca_id) (%s)`, selector(MetricFunctionInfo, append(cm, sel)...)),
+				return run("function info", func(sel string) string {
+					return fmt.Sprintf(`max by (function_id, function_version_id, nca_id) (%s)`, selector(MetricFunctionInfo, append(cm, sel)...))
+				},
 					func(p *perFunction, s Series) {
 						vid, nca := s.Labels[labelFunctionVersion], s.Labels[labelNcaID]
 						if !idRE.MatchString(vid) || (nca != "" && !idRE.MatchString(nca)) {
@@ -498,7 +511,9 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 					})
 			},
 			func() error {
-				return run("requests", fmt.Sprintf(`sum %s (increase(%s[%s]))`, byFn, selector(MetricGatewayRequests, append(gm, sel)...), g.rate),
+				return run("requests", func(sel string) string {
+					return fmt.Sprintf(`sum %s (increase(%s[%s]))`, byFn, selector(MetricGatewayRequests, append(gm, sel)...), g.rate)
+				},
 					func(p *perFunction, s Series) {
 						p.lastInvoked, p.rate = invocationsOf(s.Samples, g.seconds)
 						p.rates = ratesOf(s.Samples, g.seconds)

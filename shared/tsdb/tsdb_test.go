@@ -2,6 +2,7 @@ package tsdb
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -194,7 +195,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestSelectorsEscapeIDsAndChunk(t *testing.T) {
 	vs := []FunctionVersion{{FunctionVersionID: "a.b"}, {FunctionVersionID: "c|d"}, {FunctionVersionID: "a.b"}}
 	chunks := chunkIDs(vs, 1<<20)
-	require.Equal(t, []string{`a\.b|c\|d`}, chunks)
+	require.Equal(t, []idChunk{{{`a\.b`, `c\|d`}}}, chunks)
 	require.Equal(t, `"a\\.b"`, quote(`a\.b`), "PromQL strings escape backslashes")
 	many := make([]FunctionVersion, 100)
 	for i := range many {
@@ -204,8 +205,9 @@ func TestSelectorsEscapeIDsAndChunk(t *testing.T) {
 	require.Greater(t, len(chunks), 1)
 	total := 0
 	for _, c := range chunks {
-		require.LessOrEqual(t, len(c), 400)
-		total += len(strings.Split(c, "|"))
+		alternation := c.union("l", func(m string) string { return m })
+		require.LessOrEqual(t, len(alternation), 400+len(`l=~""`), "the id list stays within the limit")
+		total += len(strings.Split(alternation, "|"))
 	}
 	require.Equal(t, 100, total)
 	_, err := LabelFilter{Name: "bad-name", Value: "x"}.matcher()
@@ -217,7 +219,26 @@ func TestSelectorsEscapeIDsAndChunk(t *testing.T) {
 // neighbours, which keeps a scan of every value of the label cheap.
 func TestSelectorsSortIDs(t *testing.T) {
 	vs := []FunctionVersion{{FunctionVersionID: "c1"}, {FunctionVersionID: "a2"}, {FunctionVersionID: "b3"}, {FunctionVersionID: "a1"}, {FunctionVersionID: "c1"}}
-	require.Equal(t, []string{"a1|a2|b3|c1"}, chunkIDs(vs, 1<<20))
-	require.Equal(t, []string{"a1|a2", "b3|c1"}, chunkIDs(vs, 5), "chunks are consecutive runs of the sorted ids")
+	require.Equal(t, []idChunk{{{"a1", "a2", "b3", "c1"}}}, chunkIDs(vs, 1<<20))
+	require.Equal(t, []idChunk{{{"a1", "a2"}}, {{"b3", "c1"}}}, chunkIDs(vs, 5), "chunks are consecutive runs of the sorted ids")
 	require.Equal(t, "c1", vs[0].FunctionVersionID, "the caller's slice is left as it was")
+}
+
+// A chunk's ids are matched in groups of lookupGroup, the most the TSDB
+// looks up value by value, and the query is the union of one expression
+// per group: one query per chunk still.
+func TestSelectorsGroupIDsIntoUnion(t *testing.T) {
+	vs := make([]FunctionVersion, 2*lookupGroup+5)
+	for i := range vs {
+		vs[i].FunctionVersionID = fmt.Sprintf("v%03d", i)
+	}
+	chunks := chunkIDs(vs, 1<<20)
+	require.Len(t, chunks, 1)
+	require.Equal(t, []int{lookupGroup, lookupGroup, 5}, []int{len(chunks[0][0]), len(chunks[0][1]), len(chunks[0][2])})
+	q := chunks[0].union("function_version_id", func(m string) string { return "count(x{" + m + "})" })
+	parts := strings.Split(q, " or ")
+	require.Len(t, parts, 3)
+	require.Equal(t, `count(x{function_version_id=~"v040|v041|v042|v043|v044"})`, parts[2])
+	require.Equal(t, `count(x{function_version_id=~"v000"})`, idChunk{{"v000"}}.union("function_version_id", func(m string) string { return "count(x{" + m + "})" }),
+		"one group renders the expression alone")
 }
