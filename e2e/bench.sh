@@ -33,5 +33,7 @@ for p in "$out"/cpu-*.pprof; do
   [ -s "$p" ] || continue
   echo
   echo "== $(basename "$p"): where the CPU went"
-  go tool pprof -top -nodecount=25 bin/autoscaler-func "$p" 2>/dev/null | sed -n '1,32p'
+  bin=bin/autoscaler-func
+  case "$p" in *victoriametrics*) bin= ;; esac # symbols are in the profile
+  go tool pprof -top -nodecount=25 $bin "$p" 2>/dev/null | sed -n '1,32p'
 done

@@ -190,7 +190,21 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 	}
 	fmt.Printf("   %s, %d scale process(es)\n", mode, procs)
 	if cold {
-		if r.First, err = cycle(); err != nil {
+		var vmProf sync.WaitGroup
+		if profile && vmPID != 0 {
+			// Where the TSDB spends the cold cycle: its first 30 s.
+			vmProf.Add(1)
+			go func() {
+				defer vmProf.Done()
+				path := filepath.Join(root, o.out, fmt.Sprintf("cpu-victoriametrics-first-%d.pprof", n))
+				if err := fetch(ctx, o.vm+"/debug/pprof/profile?seconds=30", path); err != nil {
+					fmt.Printf("   profile victoria-metrics: %v\n", err)
+				}
+			}()
+		}
+		r.First, err = cycle()
+		vmProf.Wait()
+		if err != nil {
 			return r, err
 		}
 		fmt.Printf("   first cycle after the import: %s\n", cycleLine(r.First))
