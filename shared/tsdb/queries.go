@@ -529,7 +529,18 @@ func (c idChunk) union(label string, expr func(matcher string) string) string {
 	for i, g := range c {
 		parts[i] = expr(label + `=~` + quote(strings.Join(g, "|")))
 	}
-	return strings.Join(parts, " or ")
+	return balancedOr(parts)
+}
+
+// balancedOr joins expressions with or as a balanced tree: the TSDB builds
+// a map of the left operand's series for each or, so a chain of g groups
+// would re-index the growing left side g times, a tree only log2(g).
+func balancedOr(parts []string) string {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	h := len(parts) / 2
+	return "(" + balancedOr(parts[:h]) + ") or (" + balancedOr(parts[h:]) + ")"
 }
 
 // chunkValues splits label values into chunks whose alternations (the
