@@ -164,6 +164,7 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 	// process (a redelivery racing the original, concurrent activations)
 	// must not share a claim, or both would pass it.
 	owner := fmt.Sprintf("%s/%d/%d", h.d.Settings.NodeID, cycle, h.seq.Add(1))
+	var claimedAt time.Time
 	for attempt := 0; ; attempt++ {
 		if st.Claim.Held() {
 			// Another writer holds the version right now; it decides from
@@ -179,6 +180,7 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		if st.HasLastRequested && st.LastCycle > cycle {
 			cycle = st.LastCycle
 		}
+		claimedAt = time.Now()
 		err := h.d.Store.ClaimWrite(ctx, key, store.WriteClaim{Owner: owner, Cycle: cycle, Requested: desired}, st.Claim.Owner, s.FunctionLockTTL, s.StateTTL)
 		if store.IsClaimTaken(err) && attempt == 0 {
 			fresh, rerr := h.readState(ctx, key)
@@ -225,10 +227,11 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 	switch {
 	case err == nil:
 		target := nvcfTarget(result)
-		if rerr := h.d.Store.RecordWriteTarget(rctx, key, owner, desired, target, cycle, statusOK, s.StateTTL); rerr != nil {
+		if rerr := h.recordWrite(rctx, log, key, owner, desired, target, cycle, claimedAt.Add(s.FunctionLockTTL/2)); rerr != nil {
 			// The NVCF write happened, but read back at SERIAL the record
 			// is absent or unknown (a record whose lost answer turned out
-			// applied is no error). The claim stays unsettled: until its
+			// applied is no error), however often it was tried while the
+			// claim held. The claim stays unsettled: until its
 			// lease ends the Knative retry and other replicas find the
 			// version locked instead of writing it a second time; after
 			// it, a later cycle writes over it knowing the count it
@@ -269,6 +272,27 @@ func (h *Handler) write(ctx context.Context, log *slog.Logger, o *Outcome, v sto
 		// The retry (the bucket answers 503) must not find its own
 		// failed attempt holding the version.
 		h.settle(ctx, log, key, owner)
+	}
+}
+
+// recordWrite records an NVCF write made under owner's claim. A record
+// that fails is tried again, with back-off, while until has not passed:
+// a written count left unrecorded would be written again by a later
+// cycle, so a short Cassandra outage is waited out. until is half the
+// claim's lease after the claim: the claim still holds the version then,
+// so no other writer can have recorded since, and a late record's
+// timestamp stays before any record made after the lease.
+func (h *Handler) recordWrite(ctx context.Context, log *slog.Logger, key store.VersionKey, owner string, desired, target int, cycle int64,
+	until time.Time) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := h.d.Store.RecordWriteTarget(ctx, key, owner, desired, target, cycle, statusOK, h.d.Settings.Scale.StateTTL)
+		if err == nil || time.Now().Add(backoff).After(until) {
+			return err
+		}
+		log.Warn("NVCF write not recorded; trying the record again while the claim holds", "error", err.Error())
+		time.Sleep(backoff)
+		backoff *= 2
 	}
 }
 

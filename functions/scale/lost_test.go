@@ -35,11 +35,14 @@ type lossy struct {
 // retry that must meet the claim, short enough to wait out.
 const lossLockTTL = 8 * time.Second
 
-func newLossy(t *testing.T) *lossy {
+func newLossy(t *testing.T) *lossy { return newLossyWithLease(t, lossLockTTL) }
+
+// newLossyWithLease is newLossy with lease as FUNCTION_LOCK_TTL.
+func newLossyWithLease(t *testing.T, lease time.Duration) *lossy {
 	f := setup(t, 1)
 	l := &lossy{fixture: f, Proxied: storetest.Open(t, f.storeCfg), key: f.versions[0].VersionKey, logs: &bytes.Buffer{}}
 	s := f.settings
-	s.Scale.FunctionLockTTL = lossLockTTL
+	s.Scale.FunctionLockTTL = lease
 	var logMu sync.Mutex
 	var err error
 	l.h, err = New(Deps{Settings: s, Store: l.Store, TSDB: f.tsdb, NVCF: f.nvcf,
@@ -206,7 +209,8 @@ func TestLostRecordAnswerThatAppliedIsNoFailure(t *testing.T) {
 	require.Equal(t, []int{3}, l.nvcfWrites())
 }
 
-// NVCF is written but the record never reaches Cassandra: the bucket
+// NVCF is written but the record never reaches Cassandra, however often
+// it is tried while the claim holds: the bucket
 // answers 503 and the claim stays unsettled, so the retry finds the
 // version locked and writes nothing. When the claim's lease ends the next
 // cycle decides again; with no record it writes the same count a second
@@ -215,11 +219,16 @@ func TestLostRecordAnswerThatAppliedIsNoFailure(t *testing.T) {
 func TestUnrecordedWriteKeepsTheClaimSoTheRetryWritesNothing(t *testing.T) {
 	l := newLossy(t)
 	cycle := time.Now()
-	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.DropRequest, Times: 3})
+	// An outage longer than the claim's lease: every record tried is lost.
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.DropRequest, Times: 1000})
 	_, err := l.decide(cycle)
 	l.Proxy.Clear()
 	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "%v", err)
-	require.Equal(t, []string{"record client_timeout not_applied"}, l.TakeLosses())
+	losses := l.TakeLosses()
+	require.NotEmpty(t, losses)
+	for _, loss := range losses {
+		require.Equal(t, "record client_timeout not_applied", loss)
+	}
 	require.Equal(t, []int{3}, l.nvcfWrites())
 	require.Contains(t, l.logs.String(), "write claim left unsettled until its lease ends")
 	claimed := l.requireClaimHeld(t)
@@ -236,4 +245,33 @@ func TestUnrecordedWriteKeepsTheClaimSoTheRetryWritesNothing(t *testing.T) {
 	}, 4*lossLockTTL, 250*time.Millisecond)
 	require.Equal(t, []int{3, 3}, l.nvcfWrites())
 	require.Contains(t, o.Detail, fmt.Sprintf("the claim of cycle %d for 3 expired unconfirmed", claimed.Cycle))
+}
+
+// NVCF is written and the record is lost, but Cassandra answers again
+// while the claim holds: the record is tried again and lands, so the write
+// counts (no 503), and neither the replay nor a later cycle writes it
+// again. The lease is long enough for the lost record (storetest.Timeout)
+// and its read-back to end well inside its first half.
+func TestLostRecordIsTriedAgainWhileTheClaimHolds(t *testing.T) {
+	l := newLossyWithLease(t, 20*time.Second)
+	cycle := time.Now()
+	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.DropRequest, Times: 1})
+	o, err := l.decide(cycle)
+	l.Proxy.Clear()
+	require.NoError(t, err)
+	require.Equal(t, "written", o.Action, "%+v", o)
+	require.Equal(t, []string{"record client_timeout not_applied"}, l.TakeLosses(), "the first record was lost")
+	require.Contains(t, l.logs.String(), "trying the record again while the claim holds")
+	st, err := l.fixture.store.ReadState(context.Background(), l.key)
+	require.NoError(t, err)
+	require.Equal(t, cycle.UnixMilli(), st.LastCycle, "recorded")
+	require.True(t, st.Claim.Settled, "the claim is settled: %+v", st.Claim)
+
+	o, err = l.decide(cycle)
+	require.NoError(t, err)
+	require.Contains(t, []string{"already_applied", "unchanged"}, o.Action, "the replay finds the write recorded")
+	o, err = l.decide(time.Now())
+	require.NoError(t, err)
+	require.Equal(t, "unchanged", o.Action, "a later cycle finds the count recorded")
+	require.Equal(t, []int{3}, l.nvcfWrites(), "written once")
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"math/rand"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,12 +120,12 @@ func claimedWrite(ctx context.Context, s *Store, key VersionKey, owner string, c
 	return s.RecordWriteTarget(ctx, key, owner, 3, 3, cycle, "ok", time.Hour)
 }
 
-// openBenchStore is openTestStore for a benchmark, with an observer.
+// openBenchStore opens a store in a keyspace of its own, with an observer.
 func openBenchStore(b *testing.B, observe func(kind string, failed bool)) *Store {
 	b.Helper()
 	cfg := DefaultConfig()
 	cfg.Hosts = testenv.RequireCassandra(b)
-	cfg.Keyspace = fmt.Sprintf("bench_store_%d_%d", time.Now().UnixNano()%1e9, rand.Intn(1e6))
+	cfg.Keyspace = testenv.Keyspace(b, "bench_store")
 	cfg.Observer = observe
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -134,9 +133,6 @@ func openBenchStore(b *testing.B, observe func(kind string, failed bool)) *Store
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		_ = s.session.Query(`DROP KEYSPACE IF EXISTS ` + cfg.Keyspace).Exec()
-		s.Close()
-	})
+	b.Cleanup(s.Close)
 	return s
 }
