@@ -344,7 +344,18 @@ apply_crds() {
 
 cmd_start() {
   cmd_install
-  local t0=$SECONDS
+  local t0=$SECONDS name
+  # Processes left running in a namespace whose holder died cannot be
+  # reached through a new one: stop them and start all afresh.
+  if ! running netns; then
+    for name in forward controller-manager apiserver etcd; do
+      if running "$name"; then
+        say "the namespace holder is gone; stopping what ran in it"
+        cmd_stop
+        break
+      fi
+    done
+  fi
   start_netns
   start_etcd
   start_apiserver
