@@ -53,3 +53,34 @@ func TestLostLockAnswersNeitherSkipNorDoubleACycle(t *testing.T) {
 	require.False(t, result(t, reply).Skipped, "read back at SERIAL the lock is ours")
 	require.Equal(t, []string{"acquire write_timeout applied"}, p.TakeLosses())
 }
+
+// Without the stored rows discovery cannot tell which rows need a write:
+// the tick answers 503, writes and sends nothing, and gives the lease back,
+// so Knative's retry of the same tick runs the whole cycle.
+func TestUnreadableStoredRowsAnswerRetryableAndWriteNothing(t *testing.T) {
+	f := setup(t)
+	sk := newSink(t, 0, false)
+	p := storetest.Open(t, f.storeCfg)
+	ctx := context.Background()
+	s := f.settings
+	s.Discovery.Sink = sk.srv.URL
+	h, err := New(Deps{Settings: s, Store: p.Store, TSDB: f.tsdb, Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+
+	p.Proxy.Add(cqlproxy.Rule{Match: "TTL(nca_id) FROM", Action: cqlproxy.DropRequest, Times: 100})
+	_, err = h.Handle(ctx, tick("tick-unread", time.Now()))
+	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "%v", err)
+	require.ErrorContains(t, err, "read stored rows")
+	require.Zero(t, sk.calls.Load(), "nothing sent")
+	stored, err := f.store.ReadStoredRows(ctx)
+	require.NoError(t, err)
+	require.Empty(t, stored.Invoked)
+	require.Empty(t, stored.Running)
+
+	p.Proxy.Clear()
+	reply, err := h.Handle(ctx, tick("tick-unread", time.Now()))
+	require.NoError(t, err, "the retry runs the cycle")
+	r := result(t, reply)
+	require.Equal(t, map[string]int{writeNew: len(f.want)}, r.Writes)
+	require.Len(t, sk.got, len(r.BucketsSent))
+}
