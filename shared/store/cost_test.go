@@ -59,4 +59,33 @@ func TestOpenUpgradesAnOldScalingStateTable(t *testing.T) {
 	require.Equal(t, wantBacklog.Requests, st.Backlog.Requests)
 	require.True(t, end.Equal(st.Backlog.WindowEnd))
 	require.Equal(t, want.Weight, st.Cost.Weight, "saving the backlog leaves the cost alone")
+
+	require.Equal(t, KeepAlive{}, st.KeepAlive, "nothing learned about keep-alive reads as the zero value")
+
+	// Each keep-alive writer sets its own columns and leaves the others.
+	idle := KeepAlive{Histogram: "opaque", BurstEnd: end.Add(-time.Minute), FoldedTo: end}
+	require.NoError(t, upgraded.SaveIdle(ctx, k, idle, time.Hour))
+	require.NoError(t, upgraded.MarkColdFrom(ctx, k, end, time.Hour))
+	require.NoError(t, upgraded.MarkPrewarm(ctx, k, end, end.Add(time.Minute), time.Hour))
+	st, err = upgraded.ReadState(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, "opaque", st.KeepAlive.Histogram)
+	require.True(t, idle.BurstEnd.Equal(st.KeepAlive.BurstEnd))
+	require.True(t, end.Equal(st.KeepAlive.FoldedTo))
+	require.True(t, end.Equal(st.KeepAlive.ColdFrom))
+	require.True(t, end.Equal(st.KeepAlive.PrewarmAt))
+	require.True(t, end.Add(time.Minute).Equal(st.KeepAlive.PrewarmFor))
+
+	cold := KeepAlive{ColdStartSeconds: 95, ColdStartWeight: 1, ColdStartAt: end}
+	require.NoError(t, upgraded.SaveColdStart(ctx, k, cold, time.Hour))
+	require.NoError(t, upgraded.MarkPrewarm(ctx, k, time.Time{}, time.Time{}, time.Hour))
+	st, err = upgraded.ReadState(ctx, k)
+	require.NoError(t, err)
+	require.Equal(t, 95.0, st.KeepAlive.ColdStartSeconds)
+	require.Equal(t, 1.0, st.KeepAlive.ColdStartWeight)
+	require.True(t, end.Equal(st.KeepAlive.ColdStartAt))
+	require.True(t, st.KeepAlive.ColdFrom.IsZero(), "saving a cold start ends its measurement")
+	require.True(t, st.KeepAlive.PrewarmAt.IsZero() && st.KeepAlive.PrewarmFor.IsZero(), "zero times clear the pre-warm marker")
+	require.Equal(t, "opaque", st.KeepAlive.Histogram, "the cold start leaves the histogram alone")
+	require.Equal(t, 3, st.LastRequested)
 }

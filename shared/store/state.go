@@ -56,7 +56,41 @@ type ScalingState struct {
 	// Claim is the version's last write claim (claims.go); its Owner is
 	// what a new claim must name as the one it replaces.
 	Claim ClaimState
+	// KeepAlive is what the version's invocations taught about keeping it
+	// warm; the zero value when nothing was learned yet.
+	KeepAlive KeepAlive
 }
+
+// KeepAlive is a version's learned invocation pattern as stored: its idle
+// gaps, its cold start, and the pre-warm it is waiting on. Each group of
+// columns has its own writer (Save*, Mark*), so that a writer of one never
+// overwrites another's newer value with the one it read.
+type KeepAlive struct {
+	// Histogram is the version's idle histogram in the policy's text
+	// encoding, opaque to the store; empty when none was learned.
+	Histogram string
+	// BurstEnd is the last step of the last invocation burst that a quiet
+	// step is known to have followed: where the next idle gap starts.
+	BurstEnd time.Time
+	// FoldedTo is the first step of the last burst whose preceding gap was
+	// folded into Histogram. A gap is folded only when its burst starts
+	// after FoldedTo, which is what keeps a replayed or late cycle, or a
+	// second replica, from counting the same gap twice.
+	FoldedTo time.Time
+	// ColdStart is the learned time from a write above zero from zero to
+	// the first worker reporting: a decayed mean, its evidence, and the
+	// step of the last cold start folded into it.
+	ColdStartSeconds, ColdStartWeight float64
+	ColdStartAt                       time.Time
+	// ColdFrom is when a write took the version above zero from zero and
+	// no worker has reported since: the start of a cold start still being
+	// measured. Zero when none is.
+	ColdFrom time.Time
+	// PrewarmAt is when a pre-warm was written and PrewarmFor the start of
+	// the burst it was written for; both zero when no pre-warm is pending.
+	PrewarmAt, PrewarmFor time.Time
+}
+
 
 // Backlog is an estimated queue as stored: requests routed to the version
 // and not yet served, as of the end of the last metrics window folded into
@@ -80,24 +114,33 @@ type Cost struct {
 func (s *Store) stateColumns() string {
 	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since, source, ` +
 		`cost_seconds_per_request, cost_weight, cost_window_end, applied_target, backlog_requests, backlog_window_end, ` +
-		`claim_owner, claim_cycle, claim_requested, claim_live, TTL(claim_live), settled_claim`
+		`claim_owner, claim_cycle, claim_requested, claim_live, TTL(claim_live), settled_claim, ` +
+		`idle_histogram, burst_end, idle_folded_to, cold_start_seconds, cold_start_weight, cold_start_at, cold_from, prewarm_at, prewarm_for`
 }
 
 func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	var st ScalingState
 	var lastRequested, appliedTarget *int
 	var lastCycle *int64
-	var status, recs, source *string
-	var costSeconds, costWeight, backlog *float64
+	var status, recs, source, hist *string
+	var costSeconds, costWeight, backlog, coldSeconds, coldWeight *float64
 	var claimCycle *int64
 	var claimRequested *int
 	var claimOwner, claimLive, settled *string
 	var leaseLeft *int
+	ka := &st.KeepAlive
 	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince, &source,
 		&costSeconds, &costWeight, &st.Cost.WindowEnd, &appliedTarget, &backlog, &st.Backlog.WindowEnd,
-		&claimOwner, &claimCycle, &claimRequested, &claimLive, &leaseLeft, &settled)
+		&claimOwner, &claimCycle, &claimRequested, &claimLive, &leaseLeft, &settled,
+		&hist, &ka.BurstEnd, &ka.FoldedTo, &coldSeconds, &coldWeight, &ka.ColdStartAt, &ka.ColdFrom, &ka.PrewarmAt, &ka.PrewarmFor)
 	if !ok {
 		return st, false
+	}
+	if hist != nil {
+		ka.Histogram = *hist
+	}
+	if coldSeconds != nil && coldWeight != nil {
+		ka.ColdStartSeconds, ka.ColdStartWeight = *coldSeconds, *coldWeight
 	}
 	if claimOwner != nil && *claimOwner != "" {
 		c := &st.Claim
@@ -357,6 +400,87 @@ func (s *Store) SaveBacklog(ctx context.Context, key VersionKey, b Backlog, ttl 
 		return fmt.Errorf("save backlog for %s: %w", key, err)
 	}
 	return nil
+}
+
+// SaveIdle stores a version's idle histogram with the burst bounds it was
+// folded up to. Like SaveCost it is a plain write outside the version's
+// lock: replicas deciding the same cycle fold the same gap into the same
+// stored histogram and write the same value, and one that reads the newer
+// row skips the gap (its burst does not start after FoldedTo).
+func (s *Store) SaveIdle(ctx context.Context, key VersionKey, k KeepAlive, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("save idle histogram for %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET idle_histogram = ?, burst_end = ?, idle_folded_to = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, k.Histogram, nullTime(k.BurstEnd), nullTime(k.FoldedTo), key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("save idle histogram for %s: %w", key, err)
+	}
+	return nil
+}
+
+// SaveColdStart stores a version's learned cold start and ends the
+// measurement it came from (cold_from). A plain write: replicas that
+// measured the same cold start write the same value.
+func (s *Store) SaveColdStart(ctx context.Context, key VersionKey, k KeepAlive, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("save cold start for %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET cold_start_seconds = ?, cold_start_weight = ?, cold_start_at = ?, cold_from = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, k.ColdStartSeconds, k.ColdStartWeight, nullTime(k.ColdStartAt), nullTime(k.ColdFrom), key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("save cold start for %s: %w", key, err)
+	}
+	return nil
+}
+
+// MarkColdFrom records that a write at `at` took the version above zero
+// from zero: the start of a cold start to measure.
+func (s *Store) MarkColdFrom(ctx context.Context, key VersionKey, at time.Time, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("mark cold start of %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET cold_from = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, nullTime(at), key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("mark cold start of %s: %w", key, err)
+	}
+	return nil
+}
+
+// MarkPrewarm records a pre-warm written at `at` for the burst expected at
+// `burst`; zero times clear the marker once its outcome (used or wasted)
+// has been counted.
+func (s *Store) MarkPrewarm(ctx context.Context, key VersionKey, at, burst time.Time, ttl time.Duration) error {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return fmt.Errorf("mark pre-warm of %s: %w", key, err)
+	}
+	err = s.session.Query(
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET prewarm_at = ?, prewarm_for = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
+		secs, nullTime(at), nullTime(burst), key.FunctionID, key.FunctionVersionID,
+	).WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return fmt.Errorf("mark pre-warm of %s: %w", key, err)
+	}
+	return nil
+}
+
+// nullTime stores the zero time as null, which reads back as the zero time.
+func nullTime(t time.Time) interface{} {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UTC()
 }
 
 func isNotFound(err error) bool { return errors.Is(err, gocql.ErrNotFound) }

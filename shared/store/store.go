@@ -234,6 +234,18 @@ func SchemaStatements(keyspace, replication string) []string {
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS claim_requested int`, q(tableState)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS claim_live text`, q(tableState)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS settled_claim text`, q(tableState)),
+		// Keep-alive learning: the idle histogram and the burst bounds it
+		// was folded to, the cold start and the one being measured, and
+		// the pending pre-warm.
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS idle_histogram text`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS burst_end timestamp`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS idle_folded_to timestamp`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cold_start_seconds double`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cold_start_weight double`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cold_start_at timestamp`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS cold_from timestamp`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS prewarm_at timestamp`, q(tableState)),
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS prewarm_for timestamp`, q(tableState)),
 		fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
 			lock_name text PRIMARY KEY, node_id text, acquired_at timestamp, expires_at timestamp)`, q(tableLocks)),
 	}
