@@ -644,8 +644,8 @@ func TestLearnedKeepAliveEdges(t *testing.T) {
 	require.Equal(t, 1, release(prewarmAt-pl.coldStart+time.Nanosecond, 1).Desired)
 	require.Equal(t, ReasonPrewarm, release(prewarmAt, 0).Reason, "at the pre-warm point exactly")
 	require.Equal(t, ReasonHoldAtZero, release(prewarmAt-time.Nanosecond, 0).Reason)
-	require.Equal(t, ReasonHoldAtZero, release(learnedMinQuiet, 0).Reason, "two quiet minutes are not a fresh invocation")
-	require.Equal(t, ReasonScaleFromZero, release(learnedMinQuiet-time.Nanosecond, 0).Reason)
+	require.Equal(t, ReasonHoldAtZero, release(pl.minQuiet(), 0).Reason, "two quiet minutes are not a fresh invocation")
+	require.Equal(t, ReasonScaleFromZero, release(pl.minQuiet()-time.Nanosecond, 0).Reason)
 
 	// A small share of gaps just past the keep-alive: at the keep-alive
 	// exactly a version at zero is not pre-warmed for them.
@@ -667,4 +667,59 @@ func TestColdStartEdges(t *testing.T) {
 	c := ColdStart{Seconds: 0, Weight: 2, UpdatedAt: t0}.Learn(t0.Add(time.Minute), 4*time.Minute)
 	require.Equal(t, 4*time.Minute, c.Duration())
 	require.Equal(t, 1.0, c.Weight)
+}
+
+// A histogram keeps its bin width through its text, and one made with the
+// default width encodes exactly as before bin widths existed, so stored
+// rows read the same.
+func TestIdleHistogramBinWidthRoundTrip(t *testing.T) {
+	require.Equal(t, IdleHistogram{}, NewIdleHistogram(IdleBinWidth))
+	require.Equal(t, IdleHistogram{}, NewIdleHistogram(0))
+	require.Equal(t, "", NewIdleHistogram(4*time.Second).Encode(), "nothing learned")
+
+	h := learn(NewIdleHistogram(4*time.Second), 10*time.Second, 41*time.Second)
+	require.Equal(t, 4*time.Second, h.Bin())
+	require.Equal(t, IdleBins*4*time.Second, h.Range())
+	s := h.Encode()
+	require.Contains(t, s, " b=4 ")
+	require.Contains(t, s, " 2=", "10 s falls in the third 4 s bin")
+	require.Contains(t, s, " 10=")
+	got, err := DecodeIdleHistogram(s)
+	require.NoError(t, err)
+	require.Equal(t, 4*time.Second, got.Bin())
+	require.Equal(t, s, got.Encode())
+
+	require.NotContains(t, learn(IdleHistogram{}, time.Hour).Encode(), "b=")
+	for _, bad := range []string{"v1 t=1 o=0 b=0 2=1", "v1 t=1 o=0 b=x", "v1 t=1 o=0 b=-4", "v1 t=1 o=0 b=NaN"} {
+		_, err := DecodeIdleHistogram(bad)
+		require.Error(t, err, bad)
+	}
+}
+
+// Learned keep-alive reads time in its histogram's bins: the hourly job's
+// plan, learned at a 4 s step from gaps 15 times shorter (as the
+// accelerated closed loop runs), releases, pre-warms and keeps alive at
+// times 15 times shorter, and its replay costs the same in bins.
+func TestLearnedKeepAliveScalesWithTheBin(t *testing.T) {
+	const k = 15
+	seen := map[Reason]bool{}
+	for _, since := range []time.Duration{0, time.Minute, 2 * time.Minute, 10 * time.Minute, 47 * time.Minute, 50 * time.Minute, 58 * time.Minute, 70 * time.Minute} {
+		for _, cur := range []int{0, 1} {
+			p, in := hourly(since, cur)
+			want := Decide(p, in)
+
+			fast := in
+			fast.LastInvokedAt = t0.Add(-since / k)
+			fast.Idle = learn(NewIdleHistogram(IdleBinWidth/k), repeat(55*time.Minute/k, 12)...)
+			fast.ColdStart = ColdStart{}.Learn(t0.Add(-time.Hour), 3*time.Minute/k)
+			p.IdleTimeout /= k
+			got := Decide(p, fast)
+			require.Equal(t, want.Reason, got.Reason, "since %s cur %d: %s / %s", since, cur, want.Detail, got.Detail)
+			require.Equal(t, want.Desired, got.Desired, "since %s cur %d", since, cur)
+			seen[got.Reason] = true
+		}
+	}
+	for _, r := range []Reason{ReasonPrewarm, ReasonScaleToZeroLearned, ReasonHoldAtZero, ReasonScaleFromZero} {
+		require.True(t, seen[r], "no case decided %s: the comparison proves nothing about it", r)
+	}
 }

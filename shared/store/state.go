@@ -91,7 +91,6 @@ type KeepAlive struct {
 	PrewarmAt, PrewarmFor time.Time
 }
 
-
 // Backlog is an estimated queue as stored: requests routed to the version
 // and not yet served, as of the end of the last metrics window folded into
 // it. Like Cost, a window is folded only when it ends after WindowEnd.
