@@ -43,6 +43,17 @@ type Decision struct {
 	// it clamped the request to the version's min or max instances; -1 or
 	// absent when it did not.
 	ClampedTo *int `json:"clamped_to"`
+	// The keep-alive inputs: the mode, the idle histogram's decayed gap
+	// count and whether it is representative, its keep-alive and pre-warm
+	// percentiles and the learned cold start in seconds (-1: none), and
+	// the last invocation the idle rules counted from.
+	KeepAlive          string    `json:"keep_alive"`
+	IdleGaps           float64   `json:"idle_gaps"`
+	IdleRepresentative bool      `json:"idle_representative"`
+	IdleKeepAliveS     float64   `json:"idle_keep_alive_s"`
+	IdlePrewarmS       float64   `json:"idle_prewarm_s"`
+	ColdStartS         float64   `json:"cold_start_s"`
+	LastInvokedAt      time.Time `json:"last_invoked_at"`
 }
 
 // Summary is the decision in a few words for a table: its reason and

@@ -126,6 +126,10 @@ func (h *Handler) activate(ctx context.Context, log *slog.Logger, a events.Activ
 		if _, err := h.d.Store.UpsertVersions(ctx, []store.ActiveVersion{v}, h.d.Settings.Scale.RowTTL); err != nil {
 			log.Warn("upsert activated version", "error", err.Error())
 		}
+		// An activation writes only from zero: a cold start to measure.
+		if err := h.d.Store.MarkColdFrom(ctx, key, start, h.d.Settings.Scale.StateTTL); err != nil {
+			log.Warn("mark cold start", "error", err.Error())
+		}
 	}
 	if o.Action == "not_found" && o.Error == "" {
 		o.Reason = "not_found_cached"

@@ -15,6 +15,7 @@ import (
 	"function/shared/policy"
 	"function/shared/store"
 	"function/shared/telemetry"
+	"function/shared/tsdb"
 )
 
 // apply acts on one version's decision: holds and unchanged counts write
@@ -301,4 +302,46 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, key store.Versio
 	if err := h.d.Store.SettleClaim(context.WithoutCancel(ctx), key, owner, h.d.Settings.Scale.StateTTL); err != nil {
 		log.Warn("settle write claim", "error", err.Error())
 	}
+}
+
+// recordKeepAlive records what an applied decision means for learned
+// keep-alive: a write above zero from zero starts a cold start to measure
+// (ended by gathering when the first worker reports), a written pre-warm
+// is marked with the burst end it counted from, and a pending pre-warm
+// whose outcome the metrics now show is settled and counted once.
+func (h *Handler) recordKeepAlive(ctx context.Context, log *slog.Logger, o Outcome, v store.ActiveVersion, st store.ScalingState,
+	in policy.Input, d policy.Decision, obs observation) {
+	key, ttl := v.VersionKey, h.d.Settings.Scale.StateTTL
+	if o.Action == "written" && o.Desired > 0 && st.HasLastRequested && st.LastRequested == 0 && in.CurrentKnown && in.Current == 0 {
+		if err := h.d.Store.MarkColdFrom(ctx, key, in.Now, ttl); err != nil {
+			log.Warn("mark cold start", "error", err.Error())
+		}
+	}
+	if o.Action == "written" && d.Reason == policy.ReasonPrewarm {
+		h.d.Metrics.Prewarms.WithLabelValues("written").Inc()
+		if err := h.d.Store.MarkPrewarm(ctx, key, in.Now, in.LastInvokedAt, ttl); err != nil {
+			// Only the outcome goes uncounted; the pre-warm itself stands.
+			log.Warn("mark pre-warm", "error", err.Error())
+		}
+		return
+	}
+	h.settlePrewarm(ctx, log, key, obs.keepAlive, st, obs.metrics)
+}
+
+// settlePrewarm counts a pending pre-warm's outcome once it is known.
+func (h *Handler) settlePrewarm(ctx context.Context, log *slog.Logger, key store.VersionKey, k keepAlive, st store.ScalingState, m tsdb.VersionMetrics) {
+	outcome := prewarmOutcome(k, st, m)
+	if outcome == "" {
+		return
+	}
+	cleared, err := h.d.Store.SettlePrewarm(ctx, key, k.prewarmAt)
+	if err != nil {
+		log.Warn("settle pre-warm; its outcome goes uncounted", "outcome", outcome, "error", err.Error())
+		return
+	}
+	if !cleared {
+		return // another replica or an earlier event counted it
+	}
+	h.d.Metrics.Prewarms.WithLabelValues(outcome).Inc()
+	log.Info("pre-warm settled", "outcome", outcome, "prewarm_at", k.prewarmAt, "prewarm_for", k.prewarmFor)
 }

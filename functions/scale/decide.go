@@ -69,8 +69,43 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 		running = in.Current
 	}
 	h.apply(ctx, log, &o, v, st, d, cycle, running)
-	logDecision(log, o, in, d, "source", in.Source)
+	h.recordKeepAlive(ctx, log, o, v, st, in, d, obs)
+	o.watch = watchAtZero(p, in, d)
+	logDecision(log, o, in, d, append([]any{"source", in.Source}, keepAliveFields(p, in)...)...)
 	return o
+}
+
+// watchAtZero reports whether a version at zero must stay in its bucket
+// although discovery no longer lists it: learned keep-alive may pre-warm
+// it, which only a decision can do. That lasts while its histogram is
+// representative and the gap so far is inside the histogram's range;
+// beyond it no pre-warm can come, and the version drops out of the buckets
+// as every idle version does, until an invocation brings it back.
+func watchAtZero(p policy.Policy, in policy.Input, d policy.Decision) bool {
+	return d.Valid && d.Desired == 0 && p.ScaleToZero && p.KeepAlive == policy.KeepAliveLearned && in.Idle.Representative() &&
+		!in.LastInvokedAt.IsZero() && in.Now.Sub(in.LastInvokedAt) < in.Idle.Range()
+}
+
+// keepAliveFields are the decision log's keep-alive fields, on every line
+// whatever the mode, so that a reader can see what learned keep-alive
+// would read before it is switched on: the mode, the decayed gap count,
+// the keep-alive and pre-warm percentiles of the idle histogram (-1 when
+// it has none), the learned cold start (-1 when unknown), and the last
+// invocation the idle rules counted from.
+func keepAliveFields(p policy.Policy, in policy.Input) []any {
+	pct := func(q float64) float64 {
+		if d, ok := in.Idle.Percentile(q / 100); ok {
+			return d.Seconds()
+		}
+		return -1
+	}
+	cold := -1.0
+	if in.ColdStart.Known() {
+		cold = in.ColdStart.Seconds
+	}
+	return []any{"keep_alive", string(p.KeepAlive), "idle_gaps", in.Idle.Gaps(), "idle_representative", in.Idle.Representative(),
+		"idle_keep_alive_s", pct(p.KeepAlivePercentile), "idle_prewarm_s", pct(p.PrewarmPercentile),
+		"cold_start_s", cold, "last_invoked_at", in.LastInvokedAt, "released_at", in.ReleasedAt}
 }
 
 // logDecision writes a decision's line, the same fields for every source

@@ -49,6 +49,8 @@ type observation struct {
 	demand *policy.Demand
 	// note is what the source adds to the decision's detail.
 	note string
+	// keepAlive is the version's learned idle gaps and cold start.
+	keepAlive keepAlive
 }
 
 // observe completes one version's metrics with what is learned from them:
@@ -220,8 +222,13 @@ func (h *Handler) input(now time.Time, v store.ActiveVersion, st store.ScalingSt
 		in.Source = string(o.source)
 	}
 	m := o.metrics
+	if atZero(st, o) {
+		in.Current, in.CurrentKnown = 0, true
+	}
 	if o.known {
-		in.Current, in.CurrentKnown = m.Instances, m.InstancesKnown
+		if m.InstancesKnown {
+			in.Current, in.CurrentKnown = m.Instances, true
+		}
 		in.Utilization = toSamples(m.Utilization)
 		if finite(m.FreshUtilization) {
 			in.Fresh = policy.Sample{At: m.FreshAt, Value: m.FreshUtilization}
@@ -241,7 +248,27 @@ func (h *Handler) input(now time.Time, v store.ActiveVersion, st store.ScalingSt
 		}
 	}
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, v, st, m)
+	// The end of the last burst outlives the TSDB's lookback: at zero
+	// through a long gap, it is the only invocation left to count from.
+	// It is a real invocation, so it only ever makes a version less idle.
+	if ka := o.keepAlive; ka.burstEnd.After(in.LastInvokedAt) {
+		in.LastInvokedAt = ka.burstEnd
+	}
+	in.Idle, in.ColdStart, in.ReleasedAt = o.keepAlive.idle, o.keepAlive.coldStart, o.keepAlive.released
 	return in
+}
+
+// atZero reports whether a worker version is known to run no instance
+// although no series says so: a worker at zero has no series at all, so
+// its count is read from what NVCF last accepted, 0 (and did not clamp
+// up to a min), with no worker series in the answer. A count of 0 read
+// this way can only lead up (scale from zero, pre-warm) or to holding at
+// zero: nothing below zero exists to scale down to.
+func atZero(st store.ScalingState, o observation) bool {
+	if o.source != "" && o.source != tsdb.SourceWorker {
+		return false
+	}
+	return st.HasLastRequested && st.LastRequested == 0 && (!st.HasAppliedTarget || st.AppliedTarget == 0) && !o.metrics.InstancesKnown
 }
 
 func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

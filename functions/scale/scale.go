@@ -49,6 +49,11 @@ type Store interface {
 	SaveCost(ctx context.Context, key store.VersionKey, c store.Cost, ttl time.Duration) error
 	SaveBacklog(ctx context.Context, key store.VersionKey, b store.Backlog, ttl time.Duration) error
 	SaveSource(ctx context.Context, key store.VersionKey, source string, ttl time.Duration) error
+	SaveIdle(ctx context.Context, key store.VersionKey, k store.KeepAlive, ttl time.Duration) error
+	SaveColdStart(ctx context.Context, key store.VersionKey, k store.KeepAlive, ttl time.Duration) error
+	MarkColdFrom(ctx context.Context, key store.VersionKey, at time.Time, ttl time.Duration) error
+	MarkPrewarm(ctx context.Context, key store.VersionKey, at, burst time.Time, ttl time.Duration) error
+	SettlePrewarm(ctx context.Context, key store.VersionKey, at time.Time) (bool, error)
 	MarkWatched(ctx context.Context, key store.VersionKey, at time.Time, ttl time.Duration) error
 	TouchVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
 	UpsertVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
@@ -139,6 +144,8 @@ type Outcome struct {
 	// instances: reported on the write and on every cycle after it that
 	// leaves the request unchanged.
 	ClampedTo *int `json:"clampedTo,omitempty"`
+	// watch keeps the version's row alive at zero (see watchAtZero).
+	watch bool
 }
 
 // BucketResult is the payload of the bucket reply event.
@@ -272,6 +279,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 				m, ok := metrics[fv]
 				obs = h.observe(ctx, log, start, v, st, m, ok)
 			}
+			obs.keepAlive = h.learnKeepAlive(ctx, log, v, st, obs)
 			h.rememberSource(ctx, log, v.VersionKey, st, sources[i])
 			outcomes[i] = h.decideAndApply(ctx, log.With("source", sources[i]), b.Cycle, start, v, st, obs)
 			outcomes[i].Source = string(sources[i])
@@ -321,7 +329,10 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 		// that discovery briefly misses does not age out under its workers.
 		// Discovery rewrites rows it sees each cycle, so only stale rows
 		// need the extra write.
-		if o.Desired > 0 && start.Sub(rows[i].LastUpdatedAt) > s.RowTTL/3 {
+		// So do versions at zero that learned keep-alive may pre-warm:
+		// discovery no longer sees them, and a version out of every
+		// bucket is never decided.
+		if (o.Desired > 0 || o.watch) && start.Sub(rows[i].LastUpdatedAt) > s.RowTTL/3 {
 			touch = append(touch, rows[i])
 		}
 		fv := tsdb.FunctionVersion{FunctionID: rows[i].FunctionID, FunctionVersionID: rows[i].FunctionVersionID, NcaID: rows[i].NcaID}

@@ -59,6 +59,21 @@ func (oneVersionStore) SaveSource(context.Context, store.VersionKey, string, tim
 func (oneVersionStore) MarkWatched(context.Context, store.VersionKey, time.Time, time.Duration) error {
 	return nil
 }
+func (oneVersionStore) MarkColdFrom(context.Context, store.VersionKey, time.Time, time.Duration) error {
+	return nil
+}
+func (oneVersionStore) SaveIdle(context.Context, store.VersionKey, store.KeepAlive, time.Duration) error {
+	return nil
+}
+func (oneVersionStore) SaveColdStart(context.Context, store.VersionKey, store.KeepAlive, time.Duration) error {
+	return nil
+}
+func (oneVersionStore) MarkPrewarm(context.Context, store.VersionKey, time.Time, time.Time, time.Duration) error {
+	return nil
+}
+func (oneVersionStore) SettlePrewarm(context.Context, store.VersionKey, time.Time) (bool, error) {
+	return false, nil
+}
 func (oneVersionStore) TouchVersions(_ context.Context, v []store.ActiveVersion, _ time.Duration) (int, error) {
 	return len(v), nil
 }

@@ -86,8 +86,9 @@ type KeepAlive struct {
 	// no worker has reported since: the start of a cold start still being
 	// measured. Zero when none is.
 	ColdFrom time.Time
-	// PrewarmAt is when a pre-warm was written and PrewarmFor the start of
-	// the burst it was written for; both zero when no pre-warm is pending.
+	// PrewarmAt is when a pre-warm was written and PrewarmFor the end of
+	// the burst it counted from (it was written for the burst after that
+	// one); both zero when no pre-warm is pending.
 	PrewarmAt, PrewarmFor time.Time
 }
 
@@ -472,6 +473,25 @@ func (s *Store) MarkPrewarm(ctx context.Context, key VersionKey, at, burst time.
 		return fmt.Errorf("mark pre-warm of %s: %w", key, err)
 	}
 	return nil
+}
+
+// SettlePrewarm clears the pending pre-warm marked at `at` if it is still
+// that one, and reports whether this call cleared it. Its outcome (used,
+// late, wasted) is counted by the one caller that cleared it, however many
+// replicas and replayed events see the same evidence: a conditional write,
+// one Paxos round per pre-warm. An error (a lost answer among them) means
+// "not known to be cleared": the caller does not count, so an outcome may
+// go uncounted, never counted twice.
+func (s *Store) SettlePrewarm(ctx context.Context, key VersionKey, at time.Time) (bool, error) {
+	existing := map[string]interface{}{}
+	applied, err := s.session.Query(
+		fmt.Sprintf(`UPDATE %s SET prewarm_at = null, prewarm_for = null WHERE function_id = ? AND function_version_id = ? IF prewarm_at = ?`, s.tState),
+		key.FunctionID, key.FunctionVersionID, at.UTC(),
+	).WithContext(ctx).MapScanCAS(existing)
+	if err != nil {
+		return false, fmt.Errorf("settle pre-warm of %s: %w", key, err)
+	}
+	return applied, nil
 }
 
 // nullTime stores the zero time as null, which reads back as the zero time.

@@ -75,6 +75,11 @@ type Metrics struct {
 	// decisions by source whatever METRICS_PER_VERSION says.
 	Source          *prometheus.GaugeVec
 	SourceDecisions *prometheus.CounterVec
+	// Prewarms counts learned keep-alive's pre-warms by outcome: written,
+	// then used (the next burst came while the instance was up), late
+	// (it came before the instance reported) or wasted (the version went
+	// back to zero without an invocation).
+	Prewarms *prometheus.CounterVec
 
 	// PerVersion records the per-version gauges (current and desired
 	// instances, utilization, status). Each version costs four series in
@@ -129,6 +134,9 @@ func NewMetrics() *Metrics {
 		[]string{"op", "cause", "resolved"})
 	m.Source = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "nvcf_autoscaler_version_source", Help: "1 for the metric source (worker, gateway, control_plane) a version is decided from."}, []string{"function_id", "function_version_id", "source"})
 	m.SourceDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_source_decisions_total", Help: "Decisions by metric source (worker, gateway, control_plane)."}, []string{"source"})
+	m.Prewarms = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "nvcf_autoscaler_prewarms_total",
+		Help: "Pre-warms of learned keep-alive by outcome: written, used (the next burst came while the instance was up), late (it came before the instance reported), wasted (back to zero unused)."},
+		[]string{"outcome"})
 	m.SampleAge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_utilization_sample_age_seconds", Help: "Age of the newest utilization sample used in the last bucket."})
 	for _, c := range []prometheus.Collector{m.Ready, m.CurrentInstances, m.DesiredInstances, m.Utilization, m.Status, m.Decisions, m.Writes,
 		m.BucketDuration, m.CycleDuration, m.Queries, m.TSDBDuration, m.NVCFDuration, m.Locks, m.Discovered, m.BucketsSent, m.SampleAge, m.CassandraOps, m.LostAnswers} {
@@ -139,7 +147,7 @@ func NewMetrics() *Metrics {
 	m.LimiterWaiting = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nvcf_autoscaler_nvcf_limiter_waiting", Help: "NVCF calls waiting now for a token of the client-side rate limiter."})
 	m.LimiterWait = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "nvcf_autoscaler_nvcf_limiter_wait_seconds", Help: "Time each admitted NVCF attempt waited for the client-side rate limiter (0 when a token was free).",
 		Buckets: []float64{0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15}})
-	for _, c := range []prometheus.Collector{m.DiscoveryCycles, m.DiscoveryRowWrites, m.LimiterWaiting, m.LimiterWait, m.Source, m.SourceDecisions} {
+	for _, c := range []prometheus.Collector{m.DiscoveryCycles, m.DiscoveryRowWrites, m.LimiterWaiting, m.LimiterWait, m.Source, m.SourceDecisions, m.Prewarms} {
 		f(c)
 	}
 	return m
