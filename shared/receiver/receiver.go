@@ -110,6 +110,18 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.refuse(w, r, e, http.StatusBadRequest, "invalid CloudEvent (%s mode): %s", mode, events.Clip(err.Error(), events.MaxQuoted))
 		return
 	}
+	if rc.Log.Enabled(r.Context(), slog.LevelDebug) {
+		// Which way the event came: Knative's Broker ingress stamps
+		// knativearrivaltime on every event it accepts, a direct sender
+		// does not; e2e/knativepath reads this line to follow events
+		// through real Knative.
+		arrival := ""
+		if v, ok := e.Extensions()["knativearrivaltime"]; ok {
+			arrival = fmt.Sprint(v)
+		}
+		rc.Log.Debug("event received", "event_id", events.Clip(e.ID(), events.MaxQuoted), "event_type", events.Clip(e.Type(), events.MaxQuoted),
+			"event_source", events.Clip(e.Source(), events.MaxQuoted), "knative_arrival_time", events.Clip(arrival, events.MaxQuoted))
+	}
 	reply, err := rc.handle(r.Context(), *e)
 	rc.answer(w, r, e, reply, err)
 }

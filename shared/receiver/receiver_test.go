@@ -199,3 +199,24 @@ func TestAnswerWithinOutlastsTheServersWriteTimeout(t *testing.T) {
 		srv.Close()
 	}
 }
+
+// At debug level every event is logged with the hop evidence Knative's
+// Broker leaves on it (knativearrivaltime); at info level nothing per event.
+func TestDebugLogNamesTheEventAndItsBrokerArrival(t *testing.T) {
+	ok := func(context.Context, event.Event) (*event.Event, error) { return nil, nil }
+	hdr := map[string]string{"Ce-Knativearrivaltime": "2026-11-30T11:40:00.5Z"}
+	for k, v := range binaryEvent {
+		hdr[k] = v
+	}
+	var logs bytes.Buffer
+	rc := &Receiver{MaxBodyBytes: 1024, Log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Handle: ok}
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{}`))
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	rc.ServeHTTP(httptest.NewRecorder(), req)
+	require.Contains(t, logs.String(), `"msg":"event received","event_id":"e-1","event_type":"t","event_source":"test","knative_arrival_time":"2026-11-30T11:40:00.5Z"`)
+
+	_, info := serve(t, ok, hdr, `{}`)
+	require.NotContains(t, info, "event received")
+}
