@@ -140,14 +140,14 @@ func StartFunction(ctx context.Context, bin, name, logDir string, env map[string
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		if p.Exited() {
-			return nil, fmt.Errorf("%s exited during start-up (%v); log %s:\n%s", name, p.err, logPath, tail(logPath, 30))
+			return nil, fmt.Errorf("%s exited during start-up (%v); log %s:\n%s", name, p.err, logPath, Tail(logPath, 30))
 		}
 		if code, _ := get(ctx, "http://"+addr+"/health/readiness"); code == http.StatusOK {
 			return p, nil
 		}
 		if time.Now().After(deadline) {
 			p.Stop()
-			return nil, fmt.Errorf("%s not ready after %s; log %s:\n%s", name, readyTimeout, logPath, tail(logPath, 30))
+			return nil, fmt.Errorf("%s not ready after %s; log %s:\n%s", name, readyTimeout, logPath, Tail(logPath, 30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -224,7 +224,9 @@ func get(ctx context.Context, u string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func tail(path string, n int) string {
+// Tail returns the last n lines of a log file (or the error reading it),
+// for a failure message.
+func Tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
