@@ -37,6 +37,8 @@ cleanup() {
   local rc=$?
   [ $rc -eq 0 ] || [ -z "$phase_name" ] || phase_name="$phase_name (failed)"
   phase_end
+  # Eventing's processes hang off the control plane's namespace: first.
+  [ -z "${eventing_started:-}" ] || e2e/kube/eventing.sh stop || true
   [ -z "${kube_started:-}" ] || e2e/kube/kube.sh stop || true
   for s in "${started[@]}"; do "$STACK" stop "$s" || true; done
   # KILL: the TLS node's data is thrown away with its directory.
@@ -82,7 +84,7 @@ e2e/tidy-check.sh
 mkdir -p .cache
 # The closed-loop tests stop and restart servers (TSDB outage, Cassandra
 # restart), so they run after every other package, alone.
-pkgs=$(go list ./... | grep -v -e /e2e/closedloop -e /e2e/kncli -e /e2e/kubeinstall)
+pkgs=$(go list ./... | grep -v -e /e2e/closedloop -e /e2e/kncli -e /e2e/kubeinstall -e /e2e/knativepath)
 phase "unit and integration"
 go test -count=1 -timeout 30m $pkgs 2>&1 | tee .cache/test.log
 # the Helm chart and knative/ through helm and Knative's validation
@@ -102,6 +104,24 @@ if ! e2e/kube/kube.sh status >/dev/null 2>&1; then
   e2e/kube/kube.sh start
 fi
 go test -count=1 -timeout 20m ./e2e/kubeinstall 2>&1 | tee .cache/kubeinstall.log
+# Knative Eventing's own processes on that control plane (e2e/kube/eventing.sh;
+# stopped at exit when started here), and the autoscaler's event path through
+# them: PingSource adapter, Broker, Trigger filter, functions, NVCF simulator
+phase "knative eventing"
+if ! e2e/kube/eventing.sh status >/dev/null 2>&1; then
+  eventing_started=1
+  e2e/kube/eventing.sh start
+fi
+set +e
+go test -count=1 -timeout 20m -v ./e2e/knativepath > .cache/knativepath.log 2>&1
+rc=$?
+set -e
+grep -E '^(=== RUN|--- |PASS|FAIL|ok)|RESULT|Error Trace|Error:' .cache/knativepath.log || true
+if [ $rc -ne 0 ]; then
+  echo "Knative event path test failed (full output: .cache/knativepath.log; logs: .cache/knativepath/, .cache/knative/logs/)"
+  tail -n 60 .cache/knativepath.log
+  exit $rc
+fi
 # the real func CLI builds and runs the function
 phase "kn func"
 go test -count=1 -timeout 20m -v ./e2e/kncli 2>&1 | tee .cache/kncli.log | grep -E '^(--- |PASS|FAIL|ok)|RESULT|Error' || true

@@ -46,6 +46,11 @@ type Options struct {
 	// metrics are labelled with (production when zero).
 	Lifecycle sim.Options
 	Log       *slog.Logger
+	// External leaves the functions to the caller: Start brings up only
+	// the simulator and its data plane (no processes, no Broker or
+	// PingSource stand-in), for e2e/knativepath, where real Knative
+	// delivers to functions it runs in its own network namespace.
+	External bool
 }
 
 // World is a running closed loop.
@@ -181,6 +186,10 @@ func Start(ctx context.Context, o Options, fns ...sim.ScenarioFunction) (*World,
 	w.wg.Add(1)
 	go w.advance(runCtx)
 
+	if o.External {
+		ok = true
+		return w, nil
+	}
 	env := BaseEnv(o)
 	env["NVCF_API_URL"] = w.NVCF.HTTPURL()
 	for k, v := range o.Env {
