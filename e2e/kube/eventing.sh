@@ -56,8 +56,6 @@ EVENTING_VERSION=${EVENTING_VERSION:-v0.42.0}
 KNATIVE_DIR=${KNATIVE_DIR:-$REPO/.cache/knative}
 mkdir -p "$KNATIVE_DIR"
 KNATIVE_DIR=$(cd "$KNATIVE_DIR" && pwd)
-# exported: every process started here carries it, which is how pid_of
-# knows a recorded PID is still ours
 export KNATIVE_DIR
 KNATIVE_READY_TIMEOUT=${KNATIVE_READY_TIMEOUT:-120}
 BIN=$KNATIVE_DIR/bin
@@ -111,37 +109,18 @@ die() { say "ERROR: $*"; exit 1; }
 pidfile() { echo "$RUN/$1.pid"; }
 logfile() { echo "$LOGS/$1.log"; }
 
-# launch NAME CMD...: CMD detached (own session, no terminal, no inherited
-# descriptor above stderr: a caller's flock must not be held by a server),
-# appending to NAME's log; its PID recorded.
+. "$REPO/e2e/procs.sh"
+
+# launch NAME CMD...: CMD detached, appending to NAME's log (procs.sh).
 launch() {
-  local name=$1 log
+  local name=$1
   shift
-  log=$(logfile "$name")
-  mkdir -p "$RUN" "$LOGS"
-  printf '\n===== %s: starting %s\n' "$(date -Is)" "$name" >> "$log"
-  (
-    for fd in /proc/self/fd/*; do
-      fd=${fd##*/}
-      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-    done
-    exec setsid nohup "$@" >> "$log" 2>&1 < /dev/null
-  ) &
-  echo $! > "$(pidfile "$name")"
+  procs_launch "$(pidfile "$name")" "$(logfile "$name")" "$name" "$@"
 }
 
 # pid_of NAME: the recorded PID if that process is alive and ours (its
-# command line or environment names KNATIVE_DIR), else nothing.
-pid_of() {
-  local f pid
-  f=$(pidfile "$1")
-  [ -f "$f" ] || return 0
-  pid=$(cat "$f")
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 0
-  grep -q 'State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 0
-  grep -qsaF "$KNATIVE_DIR" "/proc/$pid/cmdline" "/proc/$pid/environ" || return 0
-  echo "$pid"
-}
+# command line names KNATIVE_DIR: every one started here has it there).
+pid_of() { procs_pid "$(pidfile "$1")" "$KNATIVE_DIR"; }
 running() { [ -n "$(pid_of "$1")" ]; }
 
 kube_env() {
@@ -370,7 +349,7 @@ hostsync_loop() {
 }
 start_hostsync() {
   running hostsync && return 0
-  launch hostsync "$0" hostsync-loop
+  launch hostsync "$0" hostsync-loop "$KNATIVE_DIR"
 }
 
 # ready_webhook: Knative's webhook has filled its configurations in (the
