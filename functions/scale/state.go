@@ -14,7 +14,7 @@ import (
 // row's TTL (a day) expired. Such rows may still exist after an upgrade,
 // and a replica whose clock ran ahead may leave one. A cycle further ahead
 // than MAX_CLOCK_SKEW cannot be one this deployment ran, so it is read as
-// "no cycle applied": the next decision writes (under the version's lock,
+// "no cycle applied": the next decision writes (under the version's write claim,
 // as always) and stores a real cycle over it. The count last asked of
 // NVCF is kept, so nothing is written that is not needed.
 

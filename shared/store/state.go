@@ -206,8 +206,9 @@ func (s *Store) ReadStates(ctx context.Context, r buckets.Range) (map[VersionKey
 }
 
 // ReadState returns one version's state at the configured consistency.
-// Callers that hold the version's lock use it to see the last holder's
-// write: that write and this read are both quorum, so they intersect.
+// The scale function re-reads a version with it after losing a write
+// claim: the winner's Paxos commit and this read are both quorum, so they
+// intersect.
 func (s *Store) ReadState(ctx context.Context, key VersionKey) (ScalingState, error) {
 	return s.readState(ctx, key, s.cfg.Consistency)
 }
@@ -363,7 +364,7 @@ func (s *Store) SaveSource(ctx context.Context, key VersionKey, source string, t
 }
 
 // SaveCost stores a version's learned cost. Like the recommendation
-// history it is a plain write, not under the version's lock: two replicas
+// history it is a plain write, not under the version's write claim: two replicas
 // deciding the same cycle fold the same window into the same stored
 // estimate and write the same value, and a replica that reads the newer
 // estimate skips the window (its end is not after WindowEnd).
@@ -383,7 +384,7 @@ func (s *Store) SaveCost(ctx context.Context, key VersionKey, c Cost, ttl time.D
 }
 
 // SaveBacklog stores a version's estimated queue. Like SaveCost it is a
-// plain write outside the version's lock: replicas deciding the same
+// plain write outside the version's write claim: replicas deciding the same
 // cycle fold the same window into the same stored estimate, and one that
 // reads the newer estimate skips the window (its end is not after
 // WindowEnd).
