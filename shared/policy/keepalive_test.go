@@ -723,3 +723,28 @@ func TestLearnedKeepAliveScalesWithTheBin(t *testing.T) {
 		require.True(t, seen[r], "no case decided %s: the comparison proves nothing about it", r)
 	}
 }
+
+// The bin width's text is read within its bounds, and a stored 60 s bin
+// is the default one: it encodes without b= again.
+func TestIdleHistogramBinWidthEdges(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"v1 t=1 o=0 b=0.001 2=1": time.Millisecond,
+		"v1 t=1 o=0 b=86400 2=1": 24 * time.Hour,
+		"v1 t=1 o=0 b=60 2=1":    IdleBinWidth,
+		"v1 t=1 o=0 b=4":         4 * time.Second,
+	} {
+		h, err := DecodeIdleHistogram(in)
+		require.NoError(t, err, in)
+		require.Equal(t, want, h.Bin(), in)
+	}
+	h, err := DecodeIdleHistogram("v1 t=1 o=0 b=60 2=1")
+	require.NoError(t, err)
+	require.Equal(t, "v1 t=1 o=0 2=1", h.Encode(), "a 60 s bin is the default and is not written")
+	require.Equal(t, learn(IdleHistogram{}, time.Hour), learn(NewIdleHistogram(IdleBinWidth), time.Hour))
+	for _, bad := range []string{"v1 t=1 o=0 b=0.0009 2=1", "v1 t=1 o=0 b=86400.5 2=1", "v1 t=1 o=0 2=1 b=4"} {
+		_, err := DecodeIdleHistogram(bad)
+		require.Error(t, err, bad)
+	}
+	require.Equal(t, IdleBinWidth, NewIdleHistogram(-time.Second).Bin())
+	require.Equal(t, 2*time.Second, NewIdleHistogram(2*time.Second).Bin())
+}
