@@ -92,22 +92,31 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		env["TSDB_MAX_SELECTOR_BYTES"] = "1"
 	}
 	start := func(name, role string, extra map[string]string) (*proc, error) {
-		addr, err := harness.FreeAddr()
-		if err != nil {
-			return nil, err
+		var err error
+		// A free port is only free until someone binds it: on a machine
+		// shared with other test runs, a process can lose one of its two
+		// ports between the pick and its start. Fresh ports, again.
+		for attempt := 0; attempt < 3; attempt++ {
+			var addr string
+			if addr, err = harness.FreeAddr(); err != nil {
+				return nil, err
+			}
+			e := map[string]string{"AUTOSCALER_ROLE": role, "NODE_ID": name, "METRICS_ADDRESS": addr}
+			for k, v := range env {
+				e[k] = v
+			}
+			for k, v := range extra {
+				e[k] = v
+			}
+			var p *harness.Process
+			if p, err = harness.StartFunction(ctx, bin, name, logDir, e, 2*time.Minute); err == nil {
+				return &proc{p: p, metricsAddr: addr}, nil
+			}
+			if !strings.Contains(err.Error(), "address already in use") {
+				break
+			}
 		}
-		e := map[string]string{"AUTOSCALER_ROLE": role, "NODE_ID": name, "METRICS_ADDRESS": addr}
-		for k, v := range env {
-			e[k] = v
-		}
-		for k, v := range extra {
-			e[k] = v
-		}
-		p, err := harness.StartFunction(ctx, bin, name, logDir, e, 2*time.Minute)
-		if err != nil {
-			return nil, err
-		}
-		return &proc{p: p, metricsAddr: addr}, nil
+		return nil, err
 	}
 	var scales []*proc
 	for i := 0; i < procs; i++ {
