@@ -183,7 +183,17 @@ func seedState(ctx context.Context, cassandra, keyspace, label string, n int) er
 			defer wg.Done()
 			for i := range work {
 				fid, vid := versionIDs(label, i)
-				if err := st.RecordWrite(ctx, store.VersionKey{FunctionID: fid, FunctionVersionID: vid}, workersOf(i), cycle, "ok", 24*time.Hour); err != nil {
+				key := store.VersionKey{FunctionID: fid, FunctionVersionID: vid}
+				// Settle the version's last write claim as its own record
+				// would: a record under no claim leaves that claim looking
+				// unsettled, and the version held, until its lease ends
+				// (FUNCTION_LOCK_TTL), so a reset between -change-all
+				// cycles would skip the versions written last cycle.
+				prev, err := st.ReadState(ctx, key)
+				if err == nil {
+					err = st.RecordWriteTarget(ctx, key, prev.Claim.Owner, workersOf(i), -1, cycle, "ok", 24*time.Hour)
+				}
+				if err != nil {
 					select {
 					case errs <- err:
 					default:
