@@ -748,3 +748,28 @@ func TestIdleHistogramBinWidthEdges(t *testing.T) {
 	require.Equal(t, IdleBinWidth, NewIdleHistogram(-time.Second).Bin())
 	require.Equal(t, 2*time.Second, NewIdleHistogram(2*time.Second).Bin())
 }
+
+// A few gaps shorter than the pre-warm expects: one ends while the
+// version is down (30 min), one while the pre-warmed instance provisions
+// (48 min: written at minute 47, ready at 50), one just as it is ready
+// (50 min). The fixed 30 minutes have released the version at 30.
+func TestKeepAliveReplayEarlyGaps(t *testing.T) {
+	p, in := hourly(0, 1)
+	in.Idle = learn(IdleHistogram{}, append([]time.Duration{30 * time.Minute, 48 * time.Minute, 50 * time.Minute}, repeat(55*time.Minute, 40)...)...)
+	n := in.Idle.Gaps()
+	a, b, c, d := in.Idle.bins[30]/n, in.Idle.bins[48]/n, in.Idle.bins[50]/n, in.Idle.bins[55]/n
+	pl, why, ok := p.learnedPlan(in)
+	require.True(t, ok, why)
+	at, _ := pl.prewarmAt(0)
+	require.Equal(t, 47.0, math.Ceil(at.Minutes()), why)
+	learned, fixed := pl.replay(30 * time.Minute)
+	require.InDelta(t, a+b, learned.cold, 1e-9)
+	require.InDelta(t, 2*a+3.5*b+5.5*c+10.5*d, learned.idle, 1e-9)
+	require.InDelta(t, 1, fixed.cold, 1e-9)
+	require.InDelta(t, 30, fixed.idle, 1e-9)
+
+	require.True(t, pl.releases(pl.keepUntil), "at the keep-alive exactly")
+	require.False(t, pl.releases(pl.keepUntil-time.Nanosecond))
+	_, ok = pl.idle.percentileAfter(0.5, IdleBins*IdleBinWidth)
+	require.False(t, ok, "nothing is known past the range")
+}
