@@ -19,18 +19,12 @@ import (
 // the same tick (same owner) finds the lock its own and runs the cycle.
 // An INSERT whose answer is a CAS write timeout is read back as acquired.
 func TestLostLockAnswersNeitherSkipNorDoubleACycle(t *testing.T) {
-	f := setup(t)
-	sk := newSink(t, 0, false)
-	p := storetest.Open(t, f.storeCfg)
+	f, h, p, sk := proxied(t)
 	ctx := context.Background()
-	s := f.settings
-	s.Discovery.Sink = sk.srv.URL
-	h, err := New(Deps{Settings: s, Store: p.Store, TSDB: f.tsdb, Log: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
 
 	p.Proxy.Add(cqlproxy.Rule{Match: storetest.Acquire, Action: cqlproxy.DropReply, Times: 1})
 	p.Proxy.Add(cqlproxy.Rule{Match: storetest.ReadLock, Action: cqlproxy.DropRequest, Times: 1})
-	_, err = h.Handle(ctx, tick("tick-lost", time.Now()))
+	_, err := h.Handle(ctx, tick("tick-lost", time.Now()))
 	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "%v", err)
 	require.ErrorContains(t, err, "outcome unknown")
 	require.Equal(t, []string{"acquire client_timeout unknown"}, p.TakeLosses())
@@ -58,17 +52,11 @@ func TestLostLockAnswersNeitherSkipNorDoubleACycle(t *testing.T) {
 // the tick answers 503, writes and sends nothing, and gives the lease back,
 // so Knative's retry of the same tick runs the whole cycle.
 func TestUnreadableStoredRowsAnswerRetryableAndWriteNothing(t *testing.T) {
-	f := setup(t)
-	sk := newSink(t, 0, false)
-	p := storetest.Open(t, f.storeCfg)
+	f, h, p, sk := proxied(t)
 	ctx := context.Background()
-	s := f.settings
-	s.Discovery.Sink = sk.srv.URL
-	h, err := New(Deps{Settings: s, Store: p.Store, TSDB: f.tsdb, Log: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
 
 	p.Proxy.Add(cqlproxy.Rule{Match: "TTL(nca_id) FROM", Action: cqlproxy.DropRequest, Times: 100})
-	_, err = h.Handle(ctx, tick("tick-unread", time.Now()))
+	_, err := h.Handle(ctx, tick("tick-unread", time.Now()))
 	require.Equal(t, http.StatusServiceUnavailable, statusOf(err), "%v", err)
 	require.ErrorContains(t, err, "read stored rows")
 	require.Zero(t, sk.calls.Load(), "nothing sent")
@@ -83,4 +71,17 @@ func TestUnreadableStoredRowsAnswerRetryableAndWriteNothing(t *testing.T) {
 	r := result(t, reply)
 	require.Equal(t, map[string]int{writeNew: len(f.want)}, r.Writes)
 	require.Len(t, sk.got, len(r.BucketsSent))
+}
+
+// proxied is the fixture with a handler whose Cassandra is reached through
+// a fault-injecting proxy, and the sink it sends to.
+func proxied(t *testing.T) (*fixture, *Handler, *storetest.Proxied, *sink) {
+	f := setup(t)
+	sk := newSink(t, 0, false)
+	p := storetest.Open(t, f.storeCfg)
+	s := f.settings
+	s.Discovery.Sink = sk.srv.URL
+	h, err := New(Deps{Settings: s, Store: p.Store, TSDB: f.tsdb, Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	return f, h, p, sk
 }
