@@ -217,7 +217,10 @@ func TestLostRecordAnswerThatAppliedIsNoFailure(t *testing.T) {
 // time, the bounded residue (NVCF treats a repeated count as a no-op),
 // and says it writes over an unconfirmed claim of that count.
 func TestUnrecordedWriteKeepsTheClaimSoTheRetryWritesNothing(t *testing.T) {
-	l := newLossy(t)
+	// Twice the usual lease: the record is tried for half of it, and
+	// the retry below must still come while it lasts.
+	const lease = 2 * lossLockTTL
+	l := newLossyWithLease(t, lease)
 	cycle := time.Now()
 	// An outage longer than the claim's lease: every record tried is lost.
 	l.Proxy.Add(cqlproxy.Rule{Match: storetest.Record, Action: cqlproxy.DropRequest, Times: 1000})
@@ -242,7 +245,7 @@ func TestUnrecordedWriteKeepsTheClaimSoTheRetryWritesNothing(t *testing.T) {
 		var err error
 		o, err = l.decide(time.Now())
 		return err == nil && o.Action == "written"
-	}, 4*lossLockTTL, 250*time.Millisecond)
+	}, 4*lease, 250*time.Millisecond)
 	require.Equal(t, []int{3, 3}, l.nvcfWrites())
 	require.Contains(t, o.Detail, fmt.Sprintf("the claim of cycle %d for 3 expired unconfirmed", claimed.Cycle))
 }
