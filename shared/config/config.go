@@ -93,9 +93,10 @@ type TSDB struct {
 	IgnoreEnv   bool   `envconfig:"TSDB_IGNORE_ENV" default:"true" desc:"read every environment, ignoring TSDB_ENVIRONMENT (self-hosted series carry no environment labels); false on NVCF-hosted metrics"`
 	EnvLabel    string `envconfig:"TSDB_ENV_LABEL" desc:"one more label to filter every selector on (off when empty)"`
 	EnvValue    string `envconfig:"TSDB_ENV_VALUE" desc:"value of TSDB_ENV_LABEL"`
-	// MaxSelectorBytes fits VictoriaMetrics' default -search.maxQueryLen
-	// (16 KiB) with room for the rest of the query.
-	MaxSelectorBytes int `envconfig:"TSDB_MAX_SELECTOR_BYTES" default:"12288" desc:"longest version-id list in one batched selector; a bucket with more is split into several queries (raise with VictoriaMetrics' -search.maxQueryLen)"`
+	// MaxSelectorBytes is tsdb.DefaultMaxSelectorBytes: its queries fit
+	// VictoriaMetrics' default -search.maxQueryLen (16 KiB), the longest
+	// being about 2.5 times the id list.
+	MaxSelectorBytes int `envconfig:"TSDB_MAX_SELECTOR_BYTES" default:"5120" desc:"longest version-id list in one batched selector; a bucket with more is split into several queries (the longest query is about 2.5 times this: raise it with VictoriaMetrics' -search.maxQueryLen)"`
 }
 
 // TLSFiles is the TSDB connection's TLS material: used for https URLs.

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"function/shared/tsdb"
 )
 
 // valid is the smallest environment every role accepts.
@@ -51,6 +53,8 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 5.0, s.Scale.PrewarmPercentile)
 	require.Equal(t, 70.0, s.Scale.UpThreshold)
 	require.Equal(t, 2*time.Minute, s.Scale.DownStabilization)
+	// the bound a stock VictoriaMetrics is tested to accept
+	require.Equal(t, tsdb.DefaultMaxSelectorBytes, s.MaxSelectorBytes)
 	require.NotEmpty(t, s.NodeID)
 }
 

@@ -161,24 +161,11 @@ func StartPrometheusMTLS(t testing.TB, certs CertDir) PrometheusMTLS {
 	writeFile(t, filepath.Join(dir, "web.yml"), web)
 	writeFile(t, filepath.Join(dir, "prometheus.yml"), "global:\n  scrape_interval: 1m\n")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	log, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin,
+	log := startLogged(t, filepath.Join(dir, "prometheus.log"), bin,
 		"--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr,
 		"--web.config.file="+filepath.Join(dir, "web.yml"))
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start prometheus: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // by PID: the process this test started
-		_ = cmd.Wait()
-		log.Close()
-	})
 	url := "https://" + addr
 	if err := waitHTTPS(url+"/-/ready", certs, 30*time.Second); err != nil {
 		b, _ := os.ReadFile(log.Name())
@@ -229,4 +216,52 @@ func writeFile(t testing.TB, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// StartStockVM starts a VictoriaMetrics of the test's own (the stack's
+// Debian binary) with its default limits, -search.maxQueryLen among them
+// (the stack's raises it), on a free 127.0.0.1 port, and stops it by PID
+// when the test ends. It returns its base URL once /health answers.
+// Without the binary it skips or fails like the Require functions.
+func StartStockVM(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("victoria-metrics")
+	if err != nil {
+		missing(t, "VictoriaMetrics", "$PATH (Debian package victoria-metrics)", err)
+	}
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	log := startLogged(t, filepath.Join(dir, "vm.log"), bin,
+		"-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(dir, "data"), "-memory.allowedPercent=5")
+	url := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for httpOK(url+"/health") != nil {
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(log.Name())
+			t.Fatalf("victoria-metrics at %s not healthy after 30 s\n%s", url, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return url
+}
+
+// startLogged starts bin with args, its output in the file logPath, and
+// kills it by PID (the process this test started) when the test ends.
+func startLogged(t testing.TB, logPath, bin string, args ...string) *os.File {
+	t.Helper()
+	log, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", filepath.Base(bin), err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		log.Close()
+	})
+	return log
 }
