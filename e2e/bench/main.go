@@ -324,19 +324,7 @@ func run(ctx context.Context, o options) error {
 // machines can be compared.
 func machine() string {
 	host, _ := os.Hostname()
-	cpus, model := 0, "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			k, v, ok := strings.Cut(line, ":")
-			switch k = strings.TrimSpace(k); {
-			case !ok:
-			case k == "processor":
-				cpus++
-			case k == "model name" && cpus == 1:
-				model = strings.TrimSpace(v)
-			}
-		}
-	}
+	model, cpus := harness.CPU()
 	return fmt.Sprintf("%s, %d x %s, servers on the same machine", host, cpus, model)
 }
 

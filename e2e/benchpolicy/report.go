@@ -3,9 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
+
+	"function/e2e/harness"
 )
 
 // Totals sums a contender's results over every trace. Reaction times are
@@ -79,25 +80,9 @@ func markdownTable(traces []Trace, byTrace map[string][]Result, totals []Result)
 	return b.String()
 }
 
-// cpuModel is the processor's model name and count, from /proc/cpuinfo.
+// cpuModel is the processor's model name and count.
 func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	model, n := "unknown model", 0
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "model name":
-			model = strings.TrimSpace(v)
-		case "processor":
-			n++
-		}
-	}
+	model, n := harness.CPU()
 	return fmt.Sprintf("%s, %d CPUs", model, n)
 }
 
