@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -107,6 +108,33 @@ func StartFunction(ctx context.Context, bin, name, logDir string, env map[string
 	if err != nil {
 		return nil, err
 	}
+	p, err := Launch(bin, name, logDir, addr, env)
+	if err != nil {
+		return nil, err
+	}
+	logPath := p.LogPath
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if p.Exited() {
+			return nil, fmt.Errorf("%s exited during start-up (%v); log %s:\n%s", name, p.err, logPath, Tail(logPath, 30))
+		}
+		if code, _ := get(ctx, "http://"+addr+"/health/readiness"); code == http.StatusOK {
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.Stop()
+			return nil, fmt.Errorf("%s not ready after %s; log %s:\n%s", name, readyTimeout, logPath, Tail(logPath, 30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Launch starts bin with env plus LISTEN_ADDRESS=addr, in a process group
+// of its own, its output appended to logDir/name.log, and returns without
+// waiting for readiness. prefix, when given, is the command that runs bin
+// (nsenter into a namespace, say); it must exec bin, so that the PID
+// signalled by Stop and Kill is bin's own.
+func Launch(bin, name, logDir, addr string, env map[string]string, prefix ...string) (*Process, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -115,7 +143,8 @@ func StartFunction(ctx context.Context, bin, name, logDir string, env map[string
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin)
+	argv := append(slices.Clone(prefix), bin)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "LISTEN_ADDRESS="+addr)
 	keys := make([]string, 0, len(env))
 	for k := range env {
@@ -137,20 +166,7 @@ func StartFunction(ctx context.Context, bin, name, logDir string, env map[string
 		logf.Close()
 		close(p.done)
 	}()
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		if p.Exited() {
-			return nil, fmt.Errorf("%s exited during start-up (%v); log %s:\n%s", name, p.err, logPath, Tail(logPath, 30))
-		}
-		if code, _ := get(ctx, "http://"+addr+"/health/readiness"); code == http.StatusOK {
-			return p, nil
-		}
-		if time.Now().After(deadline) {
-			p.Stop()
-			return nil, fmt.Errorf("%s not ready after %s; log %s:\n%s", name, readyTimeout, logPath, Tail(logPath, 30))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return p, nil
 }
 
 // PID is the process id, for reading its CPU time and memory from /proc.

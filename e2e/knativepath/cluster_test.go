@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,48 +138,21 @@ func (c *cluster) kubeDir(t *testing.T) string {
 	return ""
 }
 
-// nodeProcess is a function process in the node's namespaces, where
-// Knative's Broker filter delivers to it.
-type nodeProcess struct {
-	name, addr, logPath string
-	cmd                 *exec.Cmd
-	done                chan struct{}
-}
-
 // startInNode runs bin in the node (nsenter execs it: the PID is the
-// function's own) listening on nodeIP:port, and waits for its readiness.
-func (c *cluster) startInNode(t *testing.T, bin, name string, port int, env map[string]string, logDir string) *nodeProcess {
+// function's own, where Knative's Broker filter delivers to it) listening
+// on nodeIP:port, and waits for its readiness.
+func (c *cluster) startInNode(t *testing.T, bin, name string, port int, env map[string]string, logDir string) *harness.Process {
 	t.Helper()
 	addr := net.JoinHostPort(c.nodeIP, strconv.Itoa(port))
-	logPath := filepath.Join(logDir, name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := harness.Launch(bin, name, logDir, addr, env, "nsenter", "-t", c.netnsPID, "-n", "-m", "--")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("nsenter", "-t", c.netnsPID, "-n", "-m", "--", bin)
-	cmd.Env = append(os.Environ(), "LISTEN_ADDRESS="+addr)
-	keys := make([]string, 0, len(env))
-	for k := range env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		cmd.Env = append(cmd.Env, k+"="+env[k])
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &nodeProcess{name: name, addr: addr, logPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
-	t.Cleanup(p.stop)
+	t.Cleanup(p.Stop)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited during start-up; log %s:\n%s", name, logPath, harness.Tail(logPath, 30))
-		default:
+		if p.Exited() {
+			t.Fatalf("%s exited during start-up; log %s:\n%s", name, p.LogPath, harness.Tail(p.LogPath, 30))
 		}
 		// The probe runs in the node too: the host cannot reach it.
 		out, _ := exec.Command("nsenter", "-t", c.netnsPID, "-n", "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
@@ -189,37 +161,9 @@ func (c *cluster) startInNode(t *testing.T, bin, name string, port int, env map[
 			return p
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after 90s; log %s:\n%s", name, logPath, harness.Tail(logPath, 30))
+			t.Fatalf("%s not ready after 90s; log %s:\n%s", name, p.LogPath, harness.Tail(p.LogPath, 30))
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// url is where the Triggers deliver to the process.
-func (p *nodeProcess) url() string { return "http://" + p.addr + "/" }
-
-// kill ends the process at once, as a crash would.
-func (p *nodeProcess) kill() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-func (p *nodeProcess) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.kill()
 	}
 }
 

@@ -97,7 +97,7 @@ func TestEventsTravelRealKnative(t *testing.T) {
 	env["NVCF_API_URL"] = w.NVCF.HTTPURL()
 	env["LOG_LEVEL"] = "debug"
 
-	startScale := func() *nodeProcess {
+	startScale := func() *harness.Process {
 		e := copyEnv(env)
 		e["AUTOSCALER_ROLE"] = "scale"
 		e["NODE_ID"] = "scale-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -113,7 +113,7 @@ func TestEventsTravelRealKnative(t *testing.T) {
 		"-n", ns, "--create-namespace",
 		"--set", "schedule=*/20 * * * * *", // seconds first: Knative's adapter takes six fields
 		"--set", "externalFunctions.discoveryURL=http://"+c.nodeIP+":"+strconv.Itoa(discoveryPort)+"/",
-		"--set", "externalFunctions.scaleURL="+scale.url(),
+		"--set", "externalFunctions.scaleURL="+scale.URL(),
 		"--set", fmt.Sprintf("delivery.deadLetter.uri=http://%s:%d/", c.nodeIP, deadPort),
 		// 1, 2 and 4 s between attempts: within discovery's 10 s per send,
 		// which the in-memory channel's synchronous fan-out holds open
@@ -150,7 +150,7 @@ func TestEventsTravelRealKnative(t *testing.T) {
 		}
 		return false
 	}), "no scale-up written to the simulator; logs in %s", logDir)
-	path := tracePath(t, discovery.logPath, scale.logPath, fn.FunctionVersionID, wr.Requested, tickSource)
+	path := tracePath(t, discovery.LogPath, scale.LogPath, fn.FunctionVersionID, wr.Requested, tickSource)
 	t.Logf("RESULT path: tick %s (source %s, Broker arrival %s) -> discovery cycle %s -> bucket %s (Broker arrival %s) -> scale decision desired=%d -> NVCF write %d at %s",
 		path.tickID, tickSource, path.tickArrival, path.cycle, path.bucketID, path.bucketArrival, wr.Requested, wr.Applied, wr.Time.Format(time.RFC3339Nano))
 
@@ -159,15 +159,15 @@ func TestEventsTravelRealKnative(t *testing.T) {
 	// discovery's send while the dispatcher retries the Trigger's delivery
 	// (1, 2, 4 s apart): scale, back on the same address within that,
 	// gets the bucket from a retry, and discovery's single send succeeds.
-	scale.kill()
+	scale.Kill()
 	killedAt := time.Now()
-	tick := waitTick(t, discovery.logPath, killedAt)
+	tick := waitTick(t, discovery.LogPath, killedAt)
 	restartedAt := time.Now()
 	scale = startScale()
 	readyAt := time.Now()
 	var decided logLine
 	require.NoError(t, world.WaitFor(3*period, func() bool {
-		for _, l := range logLines(t, scale.logPath, "bucket decided") {
+		for _, l := range logLines(t, scale.LogPath, "bucket decided") {
 			if ms, err := strconv.ParseInt(l.str("cycle"), 10, 64); err == nil && time.UnixMilli(ms).After(killedAt) {
 				decided = l
 				return true
@@ -176,7 +176,7 @@ func TestEventsTravelRealKnative(t *testing.T) {
 		return false
 	}), "no bucket decided by the restarted scale; logs in %s", logDir)
 	bucketID, cycle := decided.str("event_id"), decided.str("cycle")
-	got := matching(logLines(t, scale.logPath, "event received"), "event_id", bucketID)
+	got := matching(logLines(t, scale.LogPath, "event received"), "event_id", bucketID)
 	require.NotEmpty(t, got)
 	arrival, err := time.Parse(time.RFC3339Nano, got[0].str("knative_arrival_time"))
 	require.NoError(t, err, "the bucket carries the Broker's arrival time")
@@ -188,7 +188,7 @@ func TestEventsTravelRealKnative(t *testing.T) {
 	require.NotEmpty(t, refused, "the Broker filter logged no failed delivery to scale between the bucket's arrival (%s) and its receipt (%s)",
 		arrival.Format(time.RFC3339Nano), received.Format(time.RFC3339Nano))
 	// Discovery sent it once: no resend of its own brought it through.
-	for _, l := range logLines(t, discovery.logPath, "bucket event not delivered") {
+	for _, l := range logLines(t, discovery.LogPath, "bucket event not delivered") {
 		require.NotEqual(t, cycle, l.str("cycle"), "discovery had to resend cycle %s's bucket: %v", cycle, l)
 	}
 	for _, d := range dead.letters() {
@@ -200,7 +200,7 @@ func TestEventsTravelRealKnative(t *testing.T) {
 
 	// 3. Scale stays down past the retries (1+2+4 s): the bucket goes to the
 	// chart's dead-letter sink, which names the address delivery failed on.
-	scale.kill()
+	scale.Kill()
 	downAt := time.Now()
 	var dl deadLetter
 	require.NoError(t, world.WaitFor(3*period, func() bool {
