@@ -33,12 +33,13 @@ type errorBody struct {
 	Message string `json:"message"`
 }
 
-// Handler serves the HTTP predictions API; Start mounts it on the HTTP
+// Handler serves the HTTP predictions API and the token endpoint; Start mounts it on the HTTP
 // listener, and tests may mount it elsewhere.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v2/nvcf/predictions/functions/{functionId}/versions/{versionId}", s.handlePrediction)
 	mux.HandleFunc("PUT /v2/nvcf/accounts/{ncaId}/predictions/functions/{functionId}/versions/{versionId}", s.handlePrediction)
+	mux.HandleFunc("POST "+OAuthTokenPath, s.handleToken)
 	return mux
 }
 

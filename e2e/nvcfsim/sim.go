@@ -1,7 +1,8 @@
 // Package nvcfsim simulates the write side of the NVCF API for closed-loop
 // tests: an in-memory registry of function versions, the HTTP predictions
-// endpoints (plain and account-scoped) and the nvcf.Autoscaler gRPC service,
-// each on its own 127.0.0.1 listener.
+// endpoints (plain and account-scoped), an OAuth2 client-credentials token
+// endpoint and the nvcf.Autoscaler gRPC service; HTTP and gRPC each on its
+// own 127.0.0.1 listener, either optionally over TLS.
 //
 // The simulator clamps requests the way the real API is documented to, so
 // the autoscaler under test can stay clamp-free. It records every write,
@@ -177,6 +178,9 @@ type Options struct {
 	// GRPCTLS serves gRPC over TLS with this server configuration (see
 	// ServerTLS); nil serves plaintext, as local stacks use.
 	GRPCTLS *tls.Config
+	// HTTPTLS serves the HTTP API and the token endpoint over TLS with
+	// this configuration (HTTPURL is then https); nil serves plaintext.
+	HTTPTLS *tls.Config
 }
 
 // ServerTLS is a server TLS configuration from PEM files: the simulator's
@@ -226,6 +230,7 @@ type Server struct {
 	schedule  func(Call) *Fault
 	latency   time.Duration
 	tokens    map[string]bool
+	oauth     *oauthClient
 	onDesired func(DesiredChange)
 
 	inFlight atomic.Int64
@@ -263,11 +268,17 @@ func Start(opts Options) (*Server, error) {
 	if s.httpLn, err = net.Listen("tcp", httpAddr); err != nil {
 		return nil, fmt.Errorf("listen http %s: %w", httpAddr, err)
 	}
+	if opts.HTTPTLS != nil {
+		s.httpLn = tls.NewListener(s.httpLn, opts.HTTPTLS)
+	}
 	if s.grpcLn, err = net.Listen("tcp", grpcAddr); err != nil {
 		_ = s.httpLn.Close()
 		return nil, fmt.Errorf("listen grpc %s: %w", grpcAddr, err)
 	}
-	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Refused handshakes are what TLS tests provoke: logged at debug, not
+	// on the standard logger.
+	s.httpSrv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	var grpcOpts []grpc.ServerOption
 	if opts.GRPCTLS != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
@@ -291,8 +302,14 @@ func Start(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// HTTPURL is the base URL of the HTTP API, e.g. http://127.0.0.1:41234.
-func (s *Server) HTTPURL() string { return "http://" + s.httpLn.Addr().String() }
+// HTTPURL is the base URL of the HTTP API, e.g. http://127.0.0.1:41234
+// (https with Options.HTTPTLS).
+func (s *Server) HTTPURL() string {
+	if s.opts.HTTPTLS != nil {
+		return "https://" + s.httpLn.Addr().String()
+	}
+	return "http://" + s.httpLn.Addr().String()
+}
 
 // GRPCAddr is the host:port of the gRPC service.
 func (s *Server) GRPCAddr() string { return s.grpcLn.Addr().String() }

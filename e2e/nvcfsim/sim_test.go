@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -264,4 +265,58 @@ func TestCloseWaitsForInFlightCalls(t *testing.T) {
 	require.Equal(t, http.StatusOK, <-done)
 	got, _ := s.Desired("f", "v")
 	require.Equal(t, 2, got)
+}
+
+// The token endpoint issues its token only for the client credentials
+// grant, the right client and the autoscaler scope, each refusal with
+// RFC 6749's error code, and the API then accepts the token it issued.
+func TestOAuthTokenEndpoint(t *testing.T) {
+	s := start(t, Options{})
+	tokenURL := s.HTTPURL() + OAuthTokenPath
+	post := func(form url.Values) (int, map[string]any) {
+		resp, err := http.PostForm(tokenURL, form)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var body map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		return resp.StatusCode, body
+	}
+	good := url.Values{"grant_type": {"client_credentials"}, "client_id": {"autoscaler"}, "client_secret": {"s3cret"}, "scope": {"autoscaler:auth"}}
+	with := func(k, v string) url.Values {
+		f := url.Values{}
+		for key, vs := range good {
+			f[key] = vs
+		}
+		f.Set(k, v)
+		return f
+	}
+
+	resp, err := http.PostForm(tokenURL, good)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "no client registered yet")
+	resp.Body.Close()
+
+	s.SetOAuthClient("autoscaler", "s3cret", "tok-1")
+	for _, tc := range []struct {
+		form   url.Values
+		status int
+		code   string
+	}{
+		{with("grant_type", "password"), http.StatusBadRequest, "unsupported_grant_type"},
+		{with("client_secret", "wrong"), http.StatusUnauthorized, "invalid_client"},
+		{with("scope", "admin"), http.StatusBadRequest, "invalid_scope"},
+	} {
+		status, body := post(tc.form)
+		require.Equal(t, tc.status, status)
+		require.Equal(t, tc.code, body["error"])
+	}
+	require.Zero(t, s.TokenFetches())
+	status, body := post(good)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "tok-1", body["access_token"])
+	require.Equal(t, 1, s.TokenFetches())
+
+	prediction := s.HTTPURL() + "/v2/nvcf/predictions/functions/f/versions/v"
+	require.Equal(t, http.StatusUnauthorized, put(t, prediction, `{"requiredNumberOfInstances":2}`, nil).StatusCode)
+	require.Equal(t, http.StatusOK, put(t, prediction, `{"requiredNumberOfInstances":2}`, http.Header{"Authorization": {"Bearer tok-1"}}).StatusCode)
 }

@@ -205,6 +205,8 @@ func TestFullValuesReachTheProcess(t *testing.T) {
 		"CASSANDRA_TLS_VERIFY_HOST":     "true",
 		"NVCF_GRPC_CA_FILE":             "/var/run/secrets/nvcf-autoscaler-nvcf-tls/ca.crt",
 		"NVCF_GRPC_CERT_FILE":           "/var/run/secrets/nvcf-autoscaler-nvcf-tls/tls.crt",
+		"NVCF_OAUTH_CA_FILE":            "/var/run/secrets/nvcf-autoscaler-nvcf-oauth-tls/ca.crt",
+		"NVCF_OAUTH_KEY_FILE":           "/var/run/secrets/nvcf-autoscaler-nvcf-oauth-tls/tls.key",
 		"POLICY_OVERRIDES_FILE":         "/etc/nvcf-autoscaler/policy/overrides.json",
 		"NVCF_TRANSPORT":                "grpc",
 		"NVCF_OAUTH_CLIENT_SECRET_FILE": "/var/run/secrets/nvcf-autoscaler/nvcf-client-secret",
@@ -241,6 +243,52 @@ func TestFullValuesReachTheProcess(t *testing.T) {
 	require.Contains(t, schema, "CREATE KEYSPACE IF NOT EXISTS nvcf_autoscaler_prod WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 3};")
 	require.Contains(t, schema, "CREATE TABLE IF NOT EXISTS nvcf_autoscaler_prod.locks")
 	require.NotContains(t, schema, "KEYSPACE.")
+}
+
+// The HTTP API's and the token endpoint's TLS material reach the process
+// as files of the Secrets named in values, each mounted where its settings
+// point, in both Services; none is mounted for a transport that does not
+// use it.
+func TestNVCFHTTPSMaterialMountedFromSecrets(t *testing.T) {
+	objs := decodeAll(t, render(t, "--set", "nvcf.apiTLS.secret=nvcf-api-tls", "--set", "nvcf.apiTLS.clientCert=true",
+		"--set", "nvcf.oauth.tls.secret=idp-ca"))
+	cfg := configData(t, objs)
+	wantFiles := map[string]string{
+		"NVCF_API_CA_FILE":   "nvcf-api-tls/ca.crt",
+		"NVCF_API_CERT_FILE": "nvcf-api-tls/tls.crt",
+		"NVCF_API_KEY_FILE":  "nvcf-api-tls/tls.key",
+		"NVCF_OAUTH_CA_FILE": "idp-ca/ca.crt",
+	}
+	services := 0
+	for _, o := range objs {
+		svc, ok := o.obj.(*servingv1.Service)
+		if !ok || !(strings.HasSuffix(svc.Name, "-discovery") || strings.HasSuffix(svc.Name, "-scale")) {
+			continue // the dead-letter event display
+		}
+		services++
+		spec := svc.Spec.Template.Spec
+		mounted := map[string]string{} // mount path -> Secret
+		for _, m := range spec.Containers[0].VolumeMounts {
+			for _, v := range spec.Volumes {
+				if v.Name == m.Name && v.Secret != nil {
+					require.True(t, m.ReadOnly, "%s mounts %s writable", svc.Name, m.Name)
+					mounted[m.MountPath] = v.Secret.SecretName
+				}
+			}
+		}
+		for key, want := range wantFiles {
+			file := cfg[key]
+			require.NotEmpty(t, file, key)
+			require.Equal(t, want, mounted[filepath.Dir(file)]+"/"+filepath.Base(file), "%s: %s=%s is not a file of the Secret", svc.Name, key, file)
+		}
+	}
+	require.Equal(t, 2, services)
+	_, absent := cfg["NVCF_OAUTH_CERT_FILE"]
+	require.False(t, absent, "no client certificate unless nvcf.oauth.tls.clientCert")
+
+	grpc := configData(t, decodeAll(t, render(t, "--set", "nvcf.transport=grpc", "--set", "nvcf.grpcAddr=nvcf:443", "--set", "nvcf.apiTLS.secret=nvcf-api-tls")))
+	_, absent = grpc["NVCF_API_CA_FILE"]
+	require.False(t, absent, "the HTTP API's CA is not set for the gRPC transport")
 }
 
 func TestKnativeManifestsValidate(t *testing.T) {
@@ -283,6 +331,10 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"mtls without secret", []string{"--set", "tsdb.auth=mtls"}, "at '/tsdb/tlsSecret': minLength: got 0, want 1"},
 		{"cassandra client certificate without secret", []string{"--set", "cassandra.tls.enabled=true", "--set", "cassandra.tls.clientCert=true"}, "at '/cassandra/tls/secret': minLength: got 0, want 1"},
 		{"nvcf client certificate without secret", []string{"--set", "nvcf.grpcTLS.clientCert=true"}, "at '/nvcf/grpcTLS/secret': minLength: got 0, want 1"},
+		{"NVCF API client certificate without secret", []string{"--set", "nvcf.apiTLS.clientCert=true"}, "at '/nvcf/apiTLS/secret': minLength: got 0, want 1"},
+		{"token endpoint client certificate without secret", []string{"--set", "nvcf.oauth.tls.clientCert=true"}, "at '/nvcf/oauth/tls/secret': minLength: got 0, want 1"},
+		{"NVCF API CA for a plain http URL", []string{"--set", "nvcf.apiTLS.secret=ca", "--set", "nvcf.apiURL=http://nvcf:8080"}, "at '/nvcf/apiURL': 'http://nvcf:8080' does not match pattern '^https://'"},
+		{"token endpoint CA for a plain http URL", []string{"--set", "nvcf.oauth.tls.secret=ca", "--set", "nvcf.oauth.tokenURL=http://idp/token"}, "at '/nvcf/oauth/tokenURL': 'http://idp/token' does not match pattern '^https://'"},
 		{"bad consistency", []string{"--set", "cassandra.consistency=MOST"}, "at '/cassandra/consistency'"},
 		{"override with unknown field", []string{"--set", "policy.overrides.functions.f1.minimum=2"}, "additional properties 'minimum' not allowed"},
 		{"secret needed but not given", []string{"--set", "secrets.existingSecret="}, "set secrets.existingSecret or secrets.create=true"},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"function/shared/tlsfiles"
@@ -62,11 +63,17 @@ type Scale struct {
 	NVCFGRPCCAFile         string        `envconfig:"NVCF_GRPC_CA_FILE" desc:"CA bundle for the gRPC server's certificate (default: the system roots)"`
 	NVCFGRPCCertFile       string        `envconfig:"NVCF_GRPC_CERT_FILE" desc:"client certificate for gRPC, where the server requires one (with NVCF_GRPC_KEY_FILE)"`
 	NVCFGRPCKeyFile        string        `envconfig:"NVCF_GRPC_KEY_FILE" desc:"client key for gRPC (with NVCF_GRPC_CERT_FILE)"`
+	NVCFAPICAFile          string        `envconfig:"NVCF_API_CA_FILE" desc:"CA bundle for an https NVCF_API_URL's certificate (default: the system roots)"`
+	NVCFAPICertFile        string        `envconfig:"NVCF_API_CERT_FILE" desc:"client certificate for the HTTP API, where it requires one (with NVCF_API_KEY_FILE)"`
+	NVCFAPIKeyFile         string        `envconfig:"NVCF_API_KEY_FILE" desc:"client key for the HTTP API (with NVCF_API_CERT_FILE)"`
 	NVCFAccountScoped      bool          `envconfig:"NVCF_ACCOUNT_SCOPED" default:"false" desc:"use /v2/nvcf/accounts/{ncaId}/predictions/..."`
 	NVCFTokenFile          string        `envconfig:"NVCF_TOKEN_FILE" desc:"static bearer token file, re-read when it changes"`
 	NVCFOAuthTokenURL      string        `envconfig:"NVCF_OAUTH_TOKEN_URL" desc:"OAuth2 client-credentials token endpoint"`
 	NVCFOAuthClientID      string        `envconfig:"NVCF_OAUTH_CLIENT_ID" desc:"OAuth2 client id"`
 	NVCFOAuthClientSecretF string        `envconfig:"NVCF_OAUTH_CLIENT_SECRET_FILE" desc:"file holding the OAuth2 client secret"`
+	NVCFOAuthCAFile        string        `envconfig:"NVCF_OAUTH_CA_FILE" desc:"CA bundle for an https NVCF_OAUTH_TOKEN_URL's certificate (default: the system roots)"`
+	NVCFOAuthCertFile      string        `envconfig:"NVCF_OAUTH_CERT_FILE" desc:"client certificate for the token endpoint, where it requires one (with NVCF_OAUTH_KEY_FILE)"`
+	NVCFOAuthKeyFile       string        `envconfig:"NVCF_OAUTH_KEY_FILE" desc:"client key for the token endpoint (with NVCF_OAUTH_CERT_FILE)"`
 	NVCFTimeout            time.Duration `envconfig:"NVCF_TIMEOUT" default:"5s" desc:"timeout of one NVCF call"`
 	NVCFRate               float64       `envconfig:"NVCF_RATE" default:"2000" desc:"client-side rate limit, requests per second"`
 	NVCFBurst              int           `envconfig:"NVCF_BURST" default:"5000" desc:"client-side rate-limit burst"`
@@ -193,6 +200,42 @@ func (s Scale) NVCFGRPCTLSFiles() tlsfiles.Files {
 	}
 }
 
+// NVCFAPITLSFiles is the HTTP API's TLS material, for an https
+// NVCF_API_URL.
+func (s Scale) NVCFAPITLSFiles() tlsfiles.Files {
+	return tlsfiles.Files{
+		CAFile: s.NVCFAPICAFile, CASetting: "NVCF_API_CA_FILE",
+		CertFile: s.NVCFAPICertFile, CertSetting: "NVCF_API_CERT_FILE",
+		KeyFile: s.NVCFAPIKeyFile, KeySetting: "NVCF_API_KEY_FILE",
+	}
+}
+
+// NVCFOAuthTLSFiles is the OAuth2 token endpoint's TLS material, for an
+// https NVCF_OAUTH_TOKEN_URL. It is its own: a self-hosted control plane's
+// identity service often sits behind another CA than its API.
+func (s Scale) NVCFOAuthTLSFiles() tlsfiles.Files {
+	return tlsfiles.Files{
+		CAFile: s.NVCFOAuthCAFile, CASetting: "NVCF_OAUTH_CA_FILE",
+		CertFile: s.NVCFOAuthCertFile, CertSetting: "NVCF_OAUTH_CERT_FILE",
+		KeyFile: s.NVCFOAuthKeyFile, KeySetting: "NVCF_OAUTH_KEY_FILE",
+	}
+}
+
+// checkHTTPSFiles refuses TLS files given for a URL they cannot apply to
+// (a typo'd scheme would otherwise send in plaintext what the operator
+// meant to protect) and reads them now, so a missing or unusable file
+// stops Start with its setting named instead of failing every write.
+func checkHTTPSFiles(f tlsfiles.Files, urlSetting, rawURL string) error {
+	if f.CAFile == "" && !f.HasClientCert() {
+		return nil
+	}
+	if !strings.HasPrefix(rawURL, "https://") {
+		return fmt.Errorf("%s, %s and %s apply only to an https %s (it is %q)", f.CASetting, f.CertSetting, f.KeySetting, urlSetting, SafeURL(rawURL))
+	}
+	_, err := f.Config()
+	return err
+}
+
 func (s *Scale) validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -235,6 +278,9 @@ func (s *Scale) validate() error {
 		if grpcTLSSet {
 			add("NVCF_GRPC_CA_FILE, NVCF_GRPC_CERT_FILE and NVCF_GRPC_KEY_FILE apply only with NVCF_TRANSPORT=grpc")
 		}
+		if err := checkHTTPSFiles(s.NVCFAPITLSFiles(), "NVCF_API_URL", s.NVCFURL); err != nil {
+			errs = append(errs, err)
+		}
 		if !s.NVCFDryRun && s.NVCFURL == "" {
 			add("NVCF_API_URL is not set: want the NVCF API base URL (or NVCF_DRY_RUN=true)")
 		} else if s.NVCFURL != "" {
@@ -243,6 +289,9 @@ func (s *Scale) validate() error {
 			}
 		}
 	case "grpc":
+		if s.NVCFAPICAFile != "" || s.NVCFAPICertFile != "" || s.NVCFAPIKeyFile != "" {
+			add("NVCF_API_CA_FILE, NVCF_API_CERT_FILE and NVCF_API_KEY_FILE apply only with NVCF_TRANSPORT=http (use NVCF_GRPC_CA_FILE, NVCF_GRPC_CERT_FILE and NVCF_GRPC_KEY_FILE)")
+		}
 		if !s.NVCFDryRun && s.NVCFGRPCAddr == "" {
 			add("NVCF_GRPC_ADDR is not set: want host:port of nvcf.Autoscaler (or NVCF_DRY_RUN=true)")
 		}
@@ -258,6 +307,9 @@ func (s *Scale) validate() error {
 		if err := checkURL("NVCF_OAUTH_TOKEN_URL", s.NVCFOAuthTokenURL, "use NVCF_OAUTH_CLIENT_ID and NVCF_OAUTH_CLIENT_SECRET_FILE"); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := checkHTTPSFiles(s.NVCFOAuthTLSFiles(), "NVCF_OAUTH_TOKEN_URL", s.NVCFOAuthTokenURL); err != nil {
+		errs = append(errs, err)
 	}
 	if s.NVCFOAuthTokenURL != "" && (s.NVCFOAuthClientID == "" || s.NVCFOAuthClientSecretF == "") {
 		add("NVCF_OAUTH_TOKEN_URL needs NVCF_OAUTH_CLIENT_ID and NVCF_OAUTH_CLIENT_SECRET_FILE")

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"function/shared/testenv"
+	"function/shared/tlsfiles"
 )
 
 // TLS settings are checked at Start: files are read then (a missing key
@@ -33,6 +34,22 @@ func TestTLSSettings(t *testing.T) {
 		{"nvcf grpc CA and insecure", map[string]string{"NVCF_TRANSPORT": "grpc", "NVCF_GRPC_ADDR": "nvcf:443", "NVCF_GRPC_INSECURE": "true", "NVCF_GRPC_CA_FILE": pem("ca")}, "NVCF_GRPC_INSECURE=true turns TLS off"},
 		{"nvcf grpc key missing", map[string]string{"NVCF_TRANSPORT": "grpc", "NVCF_GRPC_ADDR": "nvcf:443", "NVCF_GRPC_CERT_FILE": pem("client"), "NVCF_GRPC_KEY_FILE": pem("gone")}, `NVCF_GRPC_KEY_FILE="` + pem("gone") + `"`},
 		{"nvcf grpc", map[string]string{"NVCF_TRANSPORT": "grpc", "NVCF_GRPC_ADDR": "nvcf:443", "NVCF_GRPC_CA_FILE": pem("ca"), "NVCF_GRPC_CERT_FILE": pem("client"), "NVCF_GRPC_KEY_FILE": pem("client-key")}, ""},
+		{"nvcf api CA on an http URL", map[string]string{"NVCF_API_CA_FILE": pem("ca")}, `NVCF_API_CA_FILE, NVCF_API_CERT_FILE and NVCF_API_KEY_FILE apply only to an https NVCF_API_URL (it is "http://127.0.0.1:9401")`},
+		{"nvcf api CA with grpc", map[string]string{"NVCF_TRANSPORT": "grpc", "NVCF_GRPC_ADDR": "nvcf:443", "NVCF_API_CA_FILE": pem("ca")}, "apply only with NVCF_TRANSPORT=http (use NVCF_GRPC_CA_FILE"},
+		{"nvcf api CA missing", map[string]string{"NVCF_API_URL": "https://nvcf.internal", "NVCF_API_CA_FILE": pem("gone")}, `NVCF_API_CA_FILE="` + pem("gone") + `": cannot read the CA file: no such file or directory`},
+		{"nvcf api CA not PEM", map[string]string{"NVCF_API_URL": "https://nvcf.internal", "NVCF_API_CA_FILE": pem("client-key")}, `NVCF_API_CA_FILE="` + pem("client-key") + `": no PEM certificate in the CA file`},
+		{"nvcf api cert without key", map[string]string{"NVCF_API_URL": "https://nvcf.internal", "NVCF_API_CERT_FILE": pem("client")}, "NVCF_API_CERT_FILE and NVCF_API_KEY_FILE go together"},
+		{"nvcf api key of another certificate", map[string]string{"NVCF_API_URL": "https://nvcf.internal", "NVCF_API_CERT_FILE": pem("client"), "NVCF_API_KEY_FILE": pem("server-key")},
+			`NVCF_API_CERT_FILE="` + pem("client") + `" and NVCF_API_KEY_FILE="` + pem("server-key") + `": not a usable certificate and key`},
+		{"nvcf api mtls", map[string]string{"NVCF_API_URL": "https://nvcf.internal", "NVCF_API_CA_FILE": pem("ca"), "NVCF_API_CERT_FILE": pem("client"), "NVCF_API_KEY_FILE": pem("client-key")}, ""},
+		{"nvcf oauth CA without a token URL", map[string]string{"NVCF_OAUTH_CA_FILE": pem("ca")}, `apply only to an https NVCF_OAUTH_TOKEN_URL (it is "")`},
+		{"nvcf oauth CA on an http token URL", map[string]string{"NVCF_OAUTH_TOKEN_URL": "http://auth.internal/token", "NVCF_OAUTH_CLIENT_ID": "id", "NVCF_OAUTH_CLIENT_SECRET_FILE": "/run/secret", "NVCF_OAUTH_CA_FILE": pem("ca")},
+			"NVCF_OAUTH_CA_FILE, NVCF_OAUTH_CERT_FILE and NVCF_OAUTH_KEY_FILE apply only to an https NVCF_OAUTH_TOKEN_URL"},
+		{"nvcf oauth key missing", map[string]string{"NVCF_OAUTH_TOKEN_URL": "https://auth.internal/token", "NVCF_OAUTH_CLIENT_ID": "id", "NVCF_OAUTH_CLIENT_SECRET_FILE": "/run/secret",
+			"NVCF_OAUTH_CERT_FILE": pem("client"), "NVCF_OAUTH_KEY_FILE": pem("gone")}, `NVCF_OAUTH_KEY_FILE="` + pem("gone") + `": cannot read the client key`},
+		// The token endpoint serves either transport.
+		{"nvcf oauth mtls with grpc", map[string]string{"NVCF_TRANSPORT": "grpc", "NVCF_GRPC_ADDR": "nvcf:443", "NVCF_OAUTH_TOKEN_URL": "https://auth.internal/token", "NVCF_OAUTH_CLIENT_ID": "id", "NVCF_OAUTH_CLIENT_SECRET_FILE": "/run/secret",
+			"NVCF_OAUTH_CA_FILE": pem("other-ca"), "NVCF_OAUTH_CERT_FILE": pem("other-client"), "NVCF_OAUTH_KEY_FILE": pem("other-client-key")}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := valid()
@@ -52,6 +69,10 @@ func TestTLSSettings(t *testing.T) {
 			}
 			require.Equal(t, "TSDB_KEY_FILE", s.TSDB.TLSFiles().KeySetting)
 			require.Equal(t, "NVCF_GRPC_CERT_FILE", s.Scale.NVCFGRPCTLSFiles().CertSetting)
+			require.Equal(t, tlsfiles.Files{CAFile: tc.env["NVCF_API_CA_FILE"], CASetting: "NVCF_API_CA_FILE", CertFile: tc.env["NVCF_API_CERT_FILE"], CertSetting: "NVCF_API_CERT_FILE",
+				KeyFile: tc.env["NVCF_API_KEY_FILE"], KeySetting: "NVCF_API_KEY_FILE"}, s.Scale.NVCFAPITLSFiles())
+			require.Equal(t, tlsfiles.Files{CAFile: tc.env["NVCF_OAUTH_CA_FILE"], CASetting: "NVCF_OAUTH_CA_FILE", CertFile: tc.env["NVCF_OAUTH_CERT_FILE"], CertSetting: "NVCF_OAUTH_CERT_FILE",
+				KeyFile: tc.env["NVCF_OAUTH_KEY_FILE"], KeySetting: "NVCF_OAUTH_KEY_FILE"}, s.Scale.NVCFOAuthTLSFiles())
 		})
 	}
 	setEnv(t, valid())

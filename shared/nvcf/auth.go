@@ -94,13 +94,13 @@ func (s *staticToken) invalidate() { s.file.forget() }
 type clientCredentials struct {
 	base   clientcredentials.Config // without the secret
 	secret *secretFile
-	http   *http.Client
+	client *httpsClient
 
 	mu     sync.Mutex
 	cached *oauth2.Token
 }
 
-func newClientCredentials(cfg Config) *clientCredentials {
+func newClientCredentials(cfg Config, client *httpsClient) *clientCredentials {
 	return &clientCredentials{
 		base: clientcredentials.Config{
 			ClientID: cfg.OAuthClientID,
@@ -108,7 +108,7 @@ func newClientCredentials(cfg Config) *clientCredentials {
 			Scopes:   []string{OAuthScope},
 		},
 		secret: &secretFile{path: cfg.OAuthClientSecretFile, what: "client secret file"},
-		http:   cfg.HTTPClient,
+		client: client,
 	}
 }
 
@@ -129,8 +129,14 @@ func (c *clientCredentials) token(ctx context.Context) (string, error) {
 	}
 	cfg := c.base
 	cfg.ClientSecret = secret
-	tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, c.http))
+	tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, c.client.http))
 	if err != nil {
+		var answered *oauth2.RetrieveError
+		if !errors.As(err, &answered) {
+			// No answer came back: a handshake the token endpoint's TLS
+			// settings explain, or network trouble.
+			err = c.client.explain(ctx, c.base.TokenURL, err)
+		}
 		return "", classifyTokenError(c.base.TokenURL, err)
 	}
 	c.cached = tok

@@ -122,12 +122,16 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("nvcf client config: %w", err)
 	}
+	apiClient, tokenClient, err := newHTTPSClients(cfg)
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{cfg: cfg, log: cfg.Logger, creds: noCredentials{}, now: time.Now, sleep: sleepCtx}
 	switch {
 	case cfg.TokenFile != "":
 		c.creds = &staticToken{file: &secretFile{path: cfg.TokenFile, what: "token file"}}
 	case cfg.OAuthTokenURL != "":
-		c.creds = newClientCredentials(cfg)
+		c.creds = newClientCredentials(cfg, tokenClient)
 	}
 	if cfg.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst)
@@ -135,7 +139,7 @@ func New(cfg Config) (*Client, error) {
 	switch cfg.Transport {
 	case TransportHTTP:
 		if cfg.BaseURL != "" {
-			c.tr = newHTTPTransport(cfg)
+			c.tr = newHTTPTransport(cfg, apiClient)
 		}
 	case TransportGRPC:
 		if cfg.GRPCAddr != "" {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"time"
 
@@ -119,9 +118,13 @@ type Config struct {
 	// OnLimiterWait, if set, is told how long each admitted attempt waited
 	// for the rate limiter (0 when a token was free).
 	OnLimiterWait func(d time.Duration)
-	// HTTPClient carries HTTP API and OAuth2 token requests; nil means a
-	// client with http.DefaultTransport.
-	HTTPClient *http.Client
+	// APITLS is the HTTP API's TLS material for an https BaseURL: a CA
+	// (empty: the system roots) and an optional client certificate.
+	// Failed handshakes name its settings.
+	APITLS tlsfiles.Files
+	// OAuthTLS is the token endpoint's TLS material for an https
+	// OAuthTokenURL, whatever the transport.
+	OAuthTLS tlsfiles.Files
 }
 
 func (c Config) withDefaults() Config {
@@ -157,9 +160,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Transport: http.DefaultTransport}
 	}
 	return c
 }

@@ -18,14 +18,14 @@ import (
 // httpTransport speaks the legacy predictions API.
 type httpTransport struct {
 	base          string // without trailing slash
-	client        *http.Client
+	client        *httpsClient
 	accountScoped bool
 }
 
-func newHTTPTransport(cfg Config) *httpTransport {
+func newHTTPTransport(cfg Config, client *httpsClient) *httpTransport {
 	return &httpTransport{
 		base:          strings.TrimRight(cfg.BaseURL, "/"),
-		client:        cfg.HTTPClient,
+		client:        client,
 		accountScoped: cfg.AccountScoped,
 	}
 }
@@ -84,11 +84,11 @@ func (h *httpTransport) autoscale(ctx context.Context, r Request, token string) 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := h.client.Do(req)
+	resp, err := h.client.http.Do(req)
 	if err != nil {
 		// *url.Error names the URL and the cause; the token lives in a
 		// header, which it does not print.
-		return Result{}, CodeTransportError, fmt.Errorf("put prediction: %w", err)
+		return Result{}, CodeTransportError, fmt.Errorf("put prediction: %w", h.client.explain(ctx, h.base, err))
 	}
 	defer resp.Body.Close()
 	code := strconv.Itoa(resp.StatusCode)
@@ -117,7 +117,7 @@ func (h *httpTransport) deploymentConfiguration(context.Context, string, string,
 }
 
 func (h *httpTransport) close() error {
-	h.client.CloseIdleConnections()
+	h.client.closeIdle()
 	return nil
 }
 

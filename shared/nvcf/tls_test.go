@@ -3,6 +3,8 @@ package nvcf
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,6 +15,55 @@ import (
 	"function/shared/tlsfiles"
 )
 
+// startTLSSim starts a simulator serving gRPC (grpc) or HTTP over TLS with
+// certs' certificate cert; with clientCA it requires client certificates
+// signed by that CA of certs.
+func startTLSSim(t *testing.T, certs testenv.CertDir, cert, clientCA string, grpc bool) *nvcfsim.Server {
+	t.Helper()
+	if clientCA != "" {
+		clientCA = certs.PEM(clientCA)
+	}
+	tc, err := nvcfsim.ServerTLS(certs.PEM(cert), certs.PEM(cert+"-key"), clientCA)
+	require.NoError(t, err)
+	opts := nvcfsim.Options{HTTPTLS: tc}
+	if grpc {
+		opts = nvcfsim.Options{GRPCTLS: tc}
+	}
+	sim, err := nvcfsim.Start(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, sim.Close(context.Background())) })
+	sim.Register(nvcfsim.FunctionVersion{FunctionID: fid, VersionID: vid, NcaID: "nca-1",
+		Specs: []nvcfsim.DeploymentSpec{{GPU: "L40", MinInstances: 0, MaxInstances: 5}}})
+	return sim
+}
+
+// tlsFiles names certs' files ca, cert and key (no client certificate
+// without cert) under the settings PREFIX_CA_FILE, PREFIX_CERT_FILE and
+// PREFIX_KEY_FILE.
+func tlsFiles(certs testenv.CertDir, prefix, ca, cert, key string) tlsfiles.Files {
+	f := tlsfiles.Files{CAFile: certs.PEM(ca), CASetting: prefix + "_CA_FILE", CertSetting: prefix + "_CERT_FILE", KeySetting: prefix + "_KEY_FILE"}
+	if cert != "" {
+		f.CertFile, f.KeyFile = certs.PEM(cert), certs.PEM(key)
+	}
+	return f
+}
+
+// openTLSClient makes one attempt per call, so each failure is the
+// handshake's own.
+func openTLSClient(t *testing.T, cfg Config) (*Client, error) {
+	cfg.Timeout, cfg.MaxAttempts, cfg.Logger = 5*time.Second, 1, slog.New(slog.DiscardHandler)
+	c, err := New(cfg)
+	if err == nil {
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	return c, err
+}
+
+func writeThree(c *Client) error {
+	_, err := c.Autoscale(context.Background(), Request{FunctionID: fid, FunctionVersionID: vid, Instances: 3})
+	return err
+}
+
 // gRPC over TLS against the simulator's TLS server: the right CA (and,
 // where the server verifies clients, the right client certificate) writes;
 // a wrong CA, an expired server or client certificate, a client certificate
@@ -21,39 +72,14 @@ import (
 func TestGRPCTLSToTheSimulator(t *testing.T) {
 	certs := testenv.Certs(t)
 	pem := certs.PEM
-	start := func(cert, clientCA string) *nvcfsim.Server {
-		tc, err := nvcfsim.ServerTLS(pem(cert), pem(cert+"-key"), clientCA)
-		require.NoError(t, err)
-		sim, err := nvcfsim.Start(nvcfsim.Options{GRPCTLS: tc})
-		require.NoError(t, err)
-		t.Cleanup(func() { require.NoError(t, sim.Close(context.Background())) })
-		sim.Register(nvcfsim.FunctionVersion{FunctionID: fid, VersionID: vid, NcaID: "nca-1",
-			Specs: []nvcfsim.DeploymentSpec{{GPU: "L40", MinInstances: 0, MaxInstances: 5}}})
-		return sim
-	}
-	serverOnly := start("server", "")
-	mutual := start("server", pem("ca"))
-	expired := start("expired-server", "")
-
-	files := func(ca, cert, key string) tlsfiles.Files {
-		f := tlsfiles.Files{CAFile: pem(ca), CASetting: "NVCF_GRPC_CA_FILE", CertSetting: "NVCF_GRPC_CERT_FILE", KeySetting: "NVCF_GRPC_KEY_FILE"}
-		if cert != "" {
-			f.CertFile, f.KeyFile = pem(cert), pem(key)
-		}
-		return f
-	}
+	serverOnly := startTLSSim(t, certs, "server", "", true)
+	mutual := startTLSSim(t, certs, "server", "ca", true)
+	expired := startTLSSim(t, certs, "expired-server", "", true)
+	files := func(ca, cert, key string) tlsfiles.Files { return tlsFiles(certs, "NVCF_GRPC", ca, cert, key) }
 	client := func(sim *nvcfsim.Server, f tlsfiles.Files) (*Client, error) {
-		c, err := New(Config{Transport: TransportGRPC, GRPCAddr: sim.GRPCAddr(), GRPCTLS: f,
-			Timeout: 5 * time.Second, MaxAttempts: 1, Logger: slog.New(slog.DiscardHandler)})
-		if err == nil {
-			t.Cleanup(func() { _ = c.Close() })
-		}
-		return c, err
+		return openTLSClient(t, Config{Transport: TransportGRPC, GRPCAddr: sim.GRPCAddr(), GRPCTLS: f})
 	}
-	write := func(c *Client) error {
-		_, err := c.Autoscale(context.Background(), Request{FunctionID: fid, FunctionVersionID: vid, Instances: 3})
-		return err
-	}
+	write := writeThree
 
 	t.Run("right CA", func(t *testing.T) {
 		c, err := client(serverOnly, files("ca", "", ""))
@@ -96,6 +122,97 @@ func TestGRPCTLSToTheSimulator(t *testing.T) {
 			require.ErrorIs(t, err, ErrUnavailable)
 			require.ErrorContains(t, err, tc.want)
 			require.Len(t, tc.sim.Writes(), before, "nothing reached the API")
+			t.Log(err)
+		})
+	}
+}
+
+// The HTTP API and the OAuth2 token endpoint over TLS against the
+// simulator, each behind a CA of its own (a self-hosted control plane may
+// run them apart): the right CAs (and client certificates where the
+// listener requires them) fetch a token and write; each failure names the
+// setting of the endpoint that failed, never reaches the API, and is
+// retryable (the bucket answers 503 and the write is made again, once the
+// deployment is fixed).
+func TestHTTPSAndOAuthTLSToTheSimulator(t *testing.T) {
+	apiCerts, authCerts := testenv.Certs(t), testenv.Certs(t)
+	api := startTLSSim(t, apiCerts, "server", "", false)
+	mutualAPI := startTLSSim(t, apiCerts, "server", "ca", false)
+	// The token endpoint is a simulator of its own, under the other CA,
+	// requiring client certificates of that CA.
+	auth := startTLSSim(t, authCerts, "server", "ca", false)
+	const token = "jwt-over-tls-7d1e"
+	auth.SetOAuthClient("autoscaler", "client-secret-9f2", token)
+	secret := filepath.Join(t.TempDir(), "client-secret")
+	require.NoError(t, os.WriteFile(secret, []byte("client-secret-9f2\n"), 0o600))
+
+	apiFiles := func(certs testenv.CertDir, ca, cert string) tlsfiles.Files {
+		return tlsFiles(certs, "NVCF_API", ca, cert, cert+"-key")
+	}
+	authFiles := func(certs testenv.CertDir, ca, cert string) tlsfiles.Files {
+		return tlsFiles(certs, "NVCF_OAUTH", ca, cert, cert+"-key")
+	}
+	client := func(sim *nvcfsim.Server, apiTLS, oauthTLS tlsfiles.Files, oauth bool) (*Client, error) {
+		cfg := Config{Transport: TransportHTTP, BaseURL: sim.HTTPURL(), APITLS: apiTLS}
+		if oauth {
+			cfg.OAuthTokenURL, cfg.OAuthClientID, cfg.OAuthClientSecretFile = auth.HTTPURL()+nvcfsim.OAuthTokenPath, "autoscaler", secret
+			cfg.OAuthTLS = oauthTLS
+			sim.SetAcceptedTokens(token)
+		}
+		return openTLSClient(t, cfg)
+	}
+	write := writeThree
+
+	t.Run("right CA", func(t *testing.T) {
+		c, err := client(api, apiFiles(apiCerts, "ca", ""), tlsfiles.Files{}, false)
+		require.NoError(t, err)
+		require.NoError(t, write(c))
+		require.Len(t, api.Writes(), 1)
+	})
+	t.Run("client certificate and a token from a mutual-TLS token endpoint", func(t *testing.T) {
+		c, err := client(mutualAPI, apiFiles(apiCerts, "ca", "client"), authFiles(authCerts, "ca", "client"), true)
+		require.NoError(t, err)
+		require.NoError(t, write(c))
+		require.Len(t, mutualAPI.Writes(), 1)
+		require.Equal(t, 1, auth.TokenFetches())
+	})
+	t.Run("missing CA file", func(t *testing.T) {
+		_, err := client(api, apiFiles(apiCerts, "no-such-ca", ""), tlsfiles.Files{}, false)
+		require.ErrorContains(t, err, `NVCF_API_CA_FILE="`+apiCerts.PEM("no-such-ca")+`": cannot read the CA file: no such file or directory`)
+		_, err = client(api, apiFiles(apiCerts, "ca", ""), authFiles(authCerts, "ca", "no-such-client"), true)
+		require.ErrorContains(t, err, `NVCF_OAUTH_CERT_FILE="`+authCerts.PEM("no-such-client")+`": cannot read the client certificate`)
+	})
+	for _, tc := range []struct {
+		name      string
+		sim       *nvcfsim.Server
+		api, auth tlsfiles.Files
+		oauth     bool
+		want      string
+	}{
+		{"API behind an unknown CA", api, apiFiles(apiCerts, "other-ca", ""), tlsfiles.Files{}, false,
+			`the server's certificate is not signed by the CA of NVCF_API_CA_FILE="` + apiCerts.PEM("other-ca") + `"`},
+		{"API CA left to the system roots", api, tlsfiles.Files{CASetting: "NVCF_API_CA_FILE"}, tlsfiles.Files{}, false,
+			"the server's certificate is not signed by the CA of NVCF_API_CA_FILE (system roots)"},
+		{"API requires a client certificate", mutualAPI, apiFiles(apiCerts, "ca", ""), tlsfiles.Files{}, false,
+			"the server requires a client certificate: set NVCF_API_CERT_FILE and NVCF_API_KEY_FILE"},
+		{"API refuses a client certificate of another CA", mutualAPI, apiFiles(apiCerts, "ca", "other-client"), tlsfiles.Files{}, false,
+			`the server refused the client certificate of NVCF_API_CERT_FILE="` + apiCerts.PEM("other-client") + `"`},
+		// The API's CA given for the token endpoint: the mistake of an
+		// operator who thinks one CA setting covers both.
+		{"token endpoint behind another CA", api, apiFiles(apiCerts, "ca", ""), authFiles(apiCerts, "ca", "client"), true,
+			`the server's certificate is not signed by the CA of NVCF_OAUTH_CA_FILE="` + apiCerts.PEM("ca") + `"`},
+		{"token endpoint requires a client certificate", api, apiFiles(apiCerts, "ca", ""), authFiles(authCerts, "ca", ""), true,
+			"the server requires a client certificate: set NVCF_OAUTH_CERT_FILE and NVCF_OAUTH_KEY_FILE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, fetched := len(tc.sim.Writes()), auth.TokenFetches()
+			c, err := client(tc.sim, tc.api, tc.auth, tc.oauth)
+			require.NoError(t, err)
+			err = write(c)
+			require.ErrorContains(t, err, tc.want)
+			require.True(t, Retryable(err), "a deployment fixed meanwhile makes the retry write: %v", err)
+			require.Len(t, tc.sim.Writes(), before, "nothing reached the API")
+			require.Equal(t, fetched, auth.TokenFetches(), "no token was issued")
 			t.Log(err)
 		})
 	}

@@ -56,9 +56,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "nvcf-autoscaler.tlsDir" -}}/var/run/secrets/nvcf-autoscaler-tsdb-tls{{- end -}}
 {{- define "nvcf-autoscaler.cassandraTLSDir" -}}/var/run/secrets/nvcf-autoscaler-cassandra-tls{{- end -}}
 {{- define "nvcf-autoscaler.nvcfTLSDir" -}}/var/run/secrets/nvcf-autoscaler-nvcf-tls{{- end -}}
+{{- define "nvcf-autoscaler.nvcfAPITLSDir" -}}/var/run/secrets/nvcf-autoscaler-nvcf-api-tls{{- end -}}
+{{- define "nvcf-autoscaler.nvcfOAuthTLSDir" -}}/var/run/secrets/nvcf-autoscaler-nvcf-oauth-tls{{- end -}}
 {{- /* Whether the Cassandra and NVCF gRPC TLS Secrets are mounted. */}}
 {{- define "nvcf-autoscaler.cassandraTLS" -}}{{ if and .Values.cassandra.tls.enabled .Values.cassandra.tls.secret }}true{{ end }}{{- end -}}
 {{- define "nvcf-autoscaler.nvcfTLS" -}}{{ if and (eq .Values.nvcf.transport "grpc") (not .Values.nvcf.grpcInsecure) .Values.nvcf.grpcTLS.secret }}true{{ end }}{{- end -}}
+{{- /* Whether the NVCF HTTP API's and the token endpoint's TLS Secrets are mounted. */}}
+{{- define "nvcf-autoscaler.nvcfAPITLS" -}}{{ if and (eq .Values.nvcf.transport "http") .Values.nvcf.apiTLS.secret }}true{{ end }}{{- end -}}
+{{- define "nvcf-autoscaler.nvcfOAuthTLS" -}}{{ if and (eq .Values.nvcf.auth "oauth2") .Values.nvcf.oauth.tls.secret }}true{{ end }}{{- end -}}
 {{- define "nvcf-autoscaler.overridesDir" -}}/etc/nvcf-autoscaler/policy{{- end -}}
 
 {{/*
@@ -120,6 +125,16 @@ resources. Secrets reach the process as files, never as values in env.
       mountPath: {{ include "nvcf-autoscaler.nvcfTLSDir" $root }}
       readOnly: true
     {{- end }}
+    {{- if include "nvcf-autoscaler.nvcfAPITLS" $root }}
+    - name: nvcf-api-tls
+      mountPath: {{ include "nvcf-autoscaler.nvcfAPITLSDir" $root }}
+      readOnly: true
+    {{- end }}
+    {{- if include "nvcf-autoscaler.nvcfOAuthTLS" $root }}
+    - name: nvcf-oauth-tls
+      mountPath: {{ include "nvcf-autoscaler.nvcfOAuthTLSDir" $root }}
+      readOnly: true
+    {{- end }}
     {{- if $v.policy.overrides }}
     - name: policy-overrides
       mountPath: {{ include "nvcf-autoscaler.overridesDir" $root }}
@@ -148,6 +163,16 @@ resources. Secrets reach the process as files, never as values in env.
 - name: nvcf-tls
   secret:
     secretName: {{ $v.nvcf.grpcTLS.secret }}
+{{- end }}
+{{- if include "nvcf-autoscaler.nvcfAPITLS" . }}
+- name: nvcf-api-tls
+  secret:
+    secretName: {{ $v.nvcf.apiTLS.secret }}
+{{- end }}
+{{- if include "nvcf-autoscaler.nvcfOAuthTLS" . }}
+- name: nvcf-oauth-tls
+  secret:
+    secretName: {{ $v.nvcf.oauth.tls.secret }}
 {{- end }}
 {{- if $v.policy.overrides }}
 - name: policy-overrides
