@@ -58,6 +58,9 @@ type options struct {
 	changeAll bool
 	// probeSelectors times cold queries over unsorted and sorted ids.
 	probeSelectors bool
+	// queryCosts ranks the kinds of query by what they cost the bench's
+	// VictoriaMetrics, after the measured cycles of each N.
+	queryCosts bool
 }
 
 func main() {
@@ -78,6 +81,7 @@ func main() {
 	flag.BoolVar(&o.mixed, "mixed", false, "seed a third of each metric source (worker, gateway, control plane) instead of workers only")
 	flag.BoolVar(&o.changeAll, "change-all", false, "every version busy, its scaling state reset before each measured cycle: every version is written every cycle")
 	flag.BoolVar(&o.probeSelectors, "probe-selectors", false, "after seeding, time the first query over 1,000 ids in token order against sorted (N >= 4,000)")
+	flag.BoolVar(&o.queryCosts, "query-costs", true, "after the cycles of each N, replay each kind of query once per chunk on the warm bench VictoriaMetrics and rank the kinds by its CPU")
 	flag.Parse()
 	o.sizes = positiveInts("-sizes", sizes)
 	sort.Ints(o.sizes)
@@ -142,6 +146,9 @@ type Report struct {
 	} `json:"options"`
 	Runs   []Run           `json:"runs"`
 	Probes []SelectorProbe `json:"selectorProbes,omitempty"`
+	// QueryCosts, by N: the kinds of query ranked by the bench
+	// VictoriaMetrics' CPU (see QueryCost).
+	QueryCosts map[int][]QueryCost `json:"queryCosts,omitempty"`
 }
 
 // Run is one N in one query mode.
@@ -301,6 +308,17 @@ func run(ctx context.Context, o options) error {
 			r.SeedS = seedS
 			rep.Runs = append(rep.Runs, r)
 			printRun(r)
+		}
+		if vm != nil && o.queryCosts {
+			costs, err := queryCosts(ctx, vm.url, vmPID)
+			if err != nil {
+				return fmt.Errorf("query costs %d: %w", n, err)
+			}
+			printQueryCosts(n, costs)
+			if rep.QueryCosts == nil {
+				rep.QueryCosts = map[int][]QueryCost{}
+			}
+			rep.QueryCosts[n] = costs
 		}
 		if vm != nil {
 			vm.stop()
