@@ -306,9 +306,9 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Equal(t, float64(len(simWrites)), m.Total(writes)-before.Total(writes), "no write failed")
 	require.Equal(t, float64(len(simWrites)), delta(m, locks, "kind", "function", "outcome", "acquired"), "one lock per write")
 	require.Zero(t, m.Total(locks, "kind", "function", "outcome", "held")+m.Total(locks, "kind", "function", "outcome", "error"))
-	// The worker source: three range queries and four instant ones (the
-	// settled and the fresh window) for the whole bucket.
-	require.Equal(t, 7.0, delta(m, queries, "caller", "scale"), "seven queries for the bucket, not per version")
+	// The worker source: three range queries and three instant ones (the
+	// fresh window) for the whole bucket.
+	require.Equal(t, 6.0, delta(m, queries, "caller", "scale"), "six queries for the bucket, not per version")
 	require.Equal(t, 5.0, delta(m, queries, "caller", "discovery"))
 	require.Equal(t, uint64(1), m.Count(bucketSeconds)-before.Count(bucketSeconds), "one bucket handled")
 	require.Equal(t, uint64(8), m.Count(tsdbSeconds, "endpoint", "query_range", "status", "200")-
@@ -345,7 +345,7 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	require.Len(t, sim.Writes(), 2)
 	require.Equal(t, m.Total(writes), m2.Total(writes))
 	require.Equal(t, m.Total(locks), m2.Total(locks))
-	require.Equal(t, 7.0, m2.Value(queries, "caller", "scale")-m.Value(queries, "caller", "scale"))
+	require.Equal(t, 6.0, m2.Value(queries, "caller", "scale")-m.Value(queries, "caller", "scale"))
 	require.Equal(t, uint64(1), m2.Count(bucketSeconds)-m.Count(bucketSeconds))
 	require.Equal(t, 1.0, m2.gauge(t, "nvcf_autoscaler_function_status", "function_id", silent.id, "function_version_id", silent.version))
 

@@ -95,10 +95,11 @@ type Client struct {
 
 // New validates cfg and builds a client; it does not contact the server.
 // DefaultMaxSelectorBytes is the id-list bound whose queries a stock
-// VictoriaMetrics accepts (-search.maxQueryLen 16 KiB). The longest query
-// of a chunk, the worker utilization, lists the ids twice and repeats its
-// expression once per group of lookupGroup ids, so it is about 2.5 times
-// the id list: 12 KiB of ids made a 30,782-byte query, refused with 422;
+// VictoriaMetrics accepts (-search.maxQueryLen 16 KiB). The longest
+// queries of a chunk, the requests and the fresh utilization, list the
+// ids twice and repeat their expression once per group of lookupGroup
+// ids, so they are about 2.5 times the id list: 12 KiB of ids made a
+// 30,782-byte query, refused with 422;
 // 5 KiB makes about 13 KB, with room for the environment and extra label
 // filters (TestDefaultSelectorFitsAStockVictoriaMetrics).
 const DefaultMaxSelectorBytes = 5120

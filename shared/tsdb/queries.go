@@ -341,10 +341,11 @@ func unknownMetrics() VersionMetrics {
 }
 
 // BucketMetrics fetches utilization, instances and invocations for a whole
-// bucket with three range queries, plus four instant queries for the
-// settled window's busy seconds and threads per instance and the fresh
-// window's utilization and request rate (seven per MaxSelectorBytes of
-// version ids), so TSDB load grows with buckets, not functions.
+// bucket: the busy seconds' window increase, the worker thread counts and
+// the request increase, each as a range query over the step grid and as
+// an instant query at now (the fresh window, which ends off the grid):
+// six queries per MaxSelectorBytes of version ids, so TSDB load grows
+// with buckets, not functions.
 //
 // Utilization per version and step is
 //
@@ -354,125 +355,228 @@ func unknownMetrics() VersionMetrics {
 // version's worker threads over the window, divided by the thread-seconds
 // the window offered. Summing before dividing weights workers by their
 // threads, which is what "percent of capacity in use" means.
+//
+// Each series is read once per query time and the rest is worked out
+// here: the division, the instance count (the worker series at a step),
+// the threads per instance, and the settled window's values, which are
+// points of the step grid. Asking the TSDB for each of those as an
+// expression of its own read the busy series three times and the thread
+// counts four times, and the division itself cost VictoriaMetrics as much
+// as reading a series again: at 100,000 versions that was most of its
+// work (README, issue 17).
 func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, now time.Time, o MetricsOptions) (map[FunctionVersion]VersionMetrics, error) {
 	out := make(map[FunctionVersion]VersionMetrics, len(versions))
 	if len(versions) == 0 {
 		return out, nil
 	}
-	if o.Step <= 0 || o.Window <= 0 || o.Lookback < o.Step {
-		return nil, fmt.Errorf("bucket metrics: step %s, window %s, lookback %s: want positive step and window and lookback >= step", o.Step, o.Window, o.Lookback)
+	g, err := o.grid(now)
+	if err != nil {
+		return nil, fmt.Errorf("bucket metrics: %w", err)
 	}
 	wm, err := o.filters().matchers(familyWorker)
 	if err != nil {
 		return nil, err
 	}
-	end := now.Truncate(o.Step)
-	start := end.Add(-o.Lookback + o.Step)
-	settled := end.Add(-o.Step)
 	byKey := map[[2]string]FunctionVersion{}
 	for _, v := range versions {
 		byKey[[2]string{v.FunctionID, v.FunctionVersionID}] = v
 	}
-	w := promDuration(o.Window)
-	ws := o.Window.Seconds()
 	by := "by (function_id, function_version_id)"
+	// Per version, the components, until every chunk is in: over the grid
+	// and at now.
+	var grid, fresh workerSeries
+	// metrics is the version's metrics, every number unknown until a
+	// query says otherwise. A version is in the answer when the TSDB knows
+	// it: worker series, requests, busy seconds at the settled step, or a
+	// fresh utilization (what the server's own expressions returned
+	// before they were taken apart), never only for an empty answer.
+	metrics := func(v FunctionVersion) VersionMetrics {
+		m, seen := out[v]
+		if !seen {
+			m = unknownMetrics()
+			m.SettledAt, m.FreshAt = g.settled, now
+		}
+		return m
+	}
+	// record hands each series of an answer to f with its version's
+	// metrics, and keeps what f did to them.
+	record := func(series []Series, f func(v FunctionVersion, m *VersionMetrics, s Series)) {
+		for _, s := range series {
+			v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]
+			if !ok {
+				continue // another function with the same version id
+			}
+			m := metrics(v)
+			f(v, &m, s)
+			out[v] = m
+		}
+	}
+	// invocations folds the request increases over the grid in.
+	invocations := func(_ FunctionVersion, m *VersionMetrics, s Series) {
+		for _, p := range s.Samples {
+			if p.Value > 0 && !math.IsInf(p.Value, 0) {
+				m.LastInvokedAt = p.At
+			}
+		}
+		if n := len(s.Samples); n > 0 && s.Samples[n-1].Value >= 0 {
+			m.RequestRate = s.Samples[n-1].Value / g.seconds
+		}
+		m.Requests = valueAt(s.Samples, g.settled)
+		m.RequestCounts = s.Samples
+	}
 
 	for _, chunk := range chunkIDs(versions, c.cfg.MaxSelectorBytes) {
 		// Each query is the union of one expression per group of ids.
 		of := func(expr func(ms []string) string) string {
 			return chunk.union(labelFunctionVersion, func(m string) string { return expr(append([]string{m}, wm...)) })
 		}
-		busyOf := func(ms []string) string {
-			return fmt.Sprintf(`sum %s (increase(%s[%s]))`, by, selector(MetricBusySeconds, ms...), w)
-		}
-		busy := of(busyOf)
-		util := of(func(ms []string) string {
-			return fmt.Sprintf(`100 * %s / %g / sum %s (%s)`, busyOf(ms), ws, by, selector(MetricThreadCount, ms...))
+		busy := of(func(ms []string) string {
+			return fmt.Sprintf(`sum %s (increase(%s[%s]))`, by, selector(MetricBusySeconds, ms...), g.rate)
 		})
-		count := of(func(ms []string) string { return fmt.Sprintf(`count %s (%s)`, by, selector(MetricThreadCount, ms...)) })
-		threads := of(func(ms []string) string { return fmt.Sprintf(`avg %s (%s)`, by, selector(MetricThreadCount, ms...)) })
+		// Each worker's own series: the sum and the count are both
+		// needed, and one read gives both.
+		threads := of(func(ms []string) string { return selector(MetricThreadCount, ms...) })
 		reqs := of(func(ms []string) string {
 			return fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
-				by, selector(MetricRequestsTotal, ms...), w, by, selector(MetricRequests, ms...), w)
+				by, selector(MetricRequestsTotal, ms...), g.rate, by, selector(MetricRequests, ms...), g.rate)
 		})
-
-		us, _, err := c.QueryRange(ctx, util, start, end, o.Step)
-		if err != nil {
-			return nil, fmt.Errorf("utilization: %w", err)
-		}
-		cs, _, err := c.QueryRange(ctx, count, start, end, o.Step)
-		if err != nil {
-			return nil, fmt.Errorf("instances: %w", err)
-		}
-		rs, _, err := c.QueryRange(ctx, reqs, start, end, o.Step)
-		if err != nil {
-			return nil, fmt.Errorf("requests: %w", err)
-		}
-		// The settled window's busy seconds and the threads per instance
-		// are one point each: instant queries at the settled step. The
-		// fresh window ends at now, off the step grid, so it cannot be a
-		// point of the range queries.
-		bs, _, err := c.Query(ctx, busy, settled)
-		if err != nil {
-			return nil, fmt.Errorf("busy seconds: %w", err)
-		}
-		ts, _, err := c.Query(ctx, threads, settled)
-		if err != nil {
-			return nil, fmt.Errorf("threads per instance: %w", err)
-		}
-		fus, _, err := c.Query(ctx, util, now)
-		if err != nil {
-			return nil, fmt.Errorf("fresh utilization: %w", err)
-		}
-		frs, _, err := c.Query(ctx, reqs, now)
-		if err != nil {
-			return nil, fmt.Errorf("fresh requests: %w", err)
-		}
-		update := func(series []Series, f func(m *VersionMetrics, s Series)) {
-			for _, s := range series {
-				v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]
-				if !ok {
-					continue // another function with the same version id
+		for _, q := range []struct {
+			what, q string
+			fresh   bool
+			fold    func(v FunctionVersion, s Series)
+		}{
+			{"busy seconds", busy, false, grid.busy},
+			{"thread counts", threads, false, grid.threads},
+			{"requests", reqs, false, nil},
+			{"fresh busy seconds", busy, true, fresh.busy},
+			{"fresh thread counts", threads, true, fresh.threads},
+			{"fresh requests", reqs, true, nil},
+		} {
+			var series []Series
+			if q.fresh {
+				series, _, err = c.Query(ctx, q.q, now)
+			} else {
+				series, _, err = c.QueryRange(ctx, q.q, g.start, g.end, g.step)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", q.what, err)
+			}
+			switch {
+			case q.fold != nil:
+				for _, s := range series {
+					if v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]; ok {
+						q.fold(v, s)
+					}
 				}
-				m, seen := out[v]
-				if !seen {
-					m = unknownMetrics()
-					m.SettledAt, m.FreshAt = settled, now
-				}
-				f(&m, s)
-				out[v] = m
+			case q.fresh:
+				record(series, func(_ FunctionVersion, m *VersionMetrics, s Series) {
+					m.FreshRequestRate = lastValue(s.Samples) / g.seconds
+				})
+			default:
+				record(series, invocations)
 			}
 		}
-		update(us, func(m *VersionMetrics, s Series) {
-			m.Utilization = s.Samples
-			m.SettledUtilization = valueAt(s.Samples, settled)
-		})
-		update(cs, func(m *VersionMetrics, s Series) {
-			m.InstanceCounts = s.Samples
-			for _, p := range s.Samples {
-				if p.At.Equal(settled) && !math.IsNaN(p.Value) {
-					m.Instances, m.InstancesKnown = int(p.Value), true
-				}
-			}
-		})
-		update(rs, func(m *VersionMetrics, s Series) {
-			for _, p := range s.Samples {
-				if p.Value > 0 && !math.IsInf(p.Value, 0) {
-					m.LastInvokedAt = p.At
-				}
-			}
-			if n := len(s.Samples); n > 0 && s.Samples[n-1].Value >= 0 {
-				m.RequestRate = s.Samples[n-1].Value / ws
-			}
-			m.Requests = valueAt(s.Samples, settled)
-			m.RequestCounts = s.Samples
-		})
-		update(bs, func(m *VersionMetrics, s Series) { m.BusySeconds = lastValue(s.Samples) })
-		update(ts, func(m *VersionMetrics, s Series) { m.ThreadsPerInstance = lastValue(s.Samples) })
-		update(fus, func(m *VersionMetrics, s Series) { m.FreshUtilization = lastValue(s.Samples) })
-		update(frs, func(m *VersionMetrics, s Series) { m.FreshRequestRate = lastValue(s.Samples) / ws })
+	}
+	for v, t := range grid.threadsOf {
+		m := metrics(v)
+		m.InstanceCounts = t.counts()
+		if n, ok := t[g.settled.UnixMilli()]; ok {
+			m.Instances, m.InstancesKnown = n.workers, true
+			m.ThreadsPerInstance = n.sum / float64(n.workers)
+		}
+		out[v] = m
+	}
+	for v, b := range grid.busyOf {
+		m := metrics(v)
+		m.BusySeconds = valueAt(b, g.settled)
+		m.Utilization = utilization(b, grid.threadsOf[v], g.seconds)
+		m.SettledUtilization = valueAt(m.Utilization, g.settled)
+		if _, known := out[v]; known || !math.IsNaN(m.BusySeconds) {
+			out[v] = m
+		}
+	}
+	for v, b := range fresh.busyOf {
+		if u := utilization(b, fresh.threadsOf[v], g.seconds); len(u) > 0 {
+			m := metrics(v)
+			m.FreshUtilization = u[len(u)-1].Value
+			out[v] = m
+		}
 	}
 	return out, nil
+}
+
+// workerSeries gathers the worker components of a bucket's versions: the
+// busy seconds' window increase and the thread counts, per version.
+type workerSeries struct {
+	busyOf    map[FunctionVersion][]Sample
+	threadsOf map[FunctionVersion]workerThreads
+}
+
+func (w *workerSeries) busy(v FunctionVersion, s Series) {
+	if w.busyOf == nil {
+		w.busyOf = map[FunctionVersion][]Sample{}
+	}
+	w.busyOf[v] = s.Samples
+}
+
+func (w *workerSeries) threads(v FunctionVersion, s Series) {
+	if w.threadsOf == nil {
+		w.threadsOf = map[FunctionVersion]workerThreads{}
+	}
+	if w.threadsOf[v] == nil {
+		w.threadsOf[v] = workerThreads{}
+	}
+	w.threadsOf[v].add(s.Samples)
+}
+
+// workerThreads is a version's worker thread counts per step (by Unix
+// milliseconds): their sum and how many worker series reported, which
+// is the instance count.
+type workerThreads map[int64]*stepThreads
+
+type stepThreads struct {
+	at      time.Time
+	sum     float64
+	workers int
+}
+
+// add folds in one worker's series.
+func (w workerThreads) add(samples []Sample) {
+	for _, p := range samples {
+		k := p.At.UnixMilli()
+		st := w[k]
+		if st == nil {
+			st = &stepThreads{at: p.At}
+			w[k] = st
+		}
+		st.sum += p.Value
+		st.workers++
+	}
+}
+
+// counts is the worker series per step, oldest first.
+func (w workerThreads) counts() []Sample {
+	out := make([]Sample, 0, len(w))
+	for _, st := range w {
+		out = append(out, Sample{At: st.at, Value: float64(st.workers)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// utilization is 100 x busy / window / threads at every step both have,
+// in the order PromQL evaluates it, so the numbers are the server's to
+// the bit: a step without threads (no worker series) has no utilization,
+// a step with zero threads has +Inf or NaN, as the division in the
+// server would.
+func utilization(busy []Sample, threads workerThreads, windowSeconds float64) []Sample {
+	var out []Sample
+	for _, p := range busy {
+		if t, ok := threads[p.At.UnixMilli()]; ok {
+			out = append(out, Sample{At: p.At, Value: 100 * p.Value / windowSeconds / t.sum})
+		}
+	}
+	return out
 }
 
 // valueAt is the sample at t, NaN when the series has none there.
