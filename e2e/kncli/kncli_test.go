@@ -177,6 +177,19 @@ func TestFuncCLIBuildsAndRunsTheFunction(t *testing.T) {
 // requireFuncCLI returns the func CLI at .cache/tools/bin/func when it is
 // the pinned version. When servers are required (make test, CI) a missing
 // CLI is built with install-func.sh; otherwise the test skips.
+// `kn func deploy` from func.yaml makes a cluster-local Service: the real
+// CLI reads the visibility label from func.yaml's deploy section (it puts
+// deploy labels on the Knative Service it creates). Only the Broker calls
+// the function; a public one would take events from anyone.
+func TestFuncYAMLDeploysClusterLocal(t *testing.T) {
+	root, err := harness.RepoRoot()
+	require.NoError(t, err)
+	funcBin := requireFuncCLI(t, root)
+	out, err := exec.Command(funcBin, "config", "labels", "--path", root).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), `Label with key "networking.knative.dev/visibility" and value "cluster-local"`)
+}
+
 func requireFuncCLI(t *testing.T, root string) string {
 	t.Helper()
 	bin := filepath.Join(root, ".cache", "tools", "bin", "func")

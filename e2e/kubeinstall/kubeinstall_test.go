@@ -50,8 +50,25 @@ func objects(t *testing.T, c *kubetest.Cluster, ns string, kinds string) []strin
 	return names
 }
 
+// visibilities maps each Knative Service in ns to its
+// networking.knative.dev/visibility label as the API server stored it
+// ("" for none: public).
+func visibilities(t *testing.T, c *kubetest.Cluster, ns string) map[string]string {
+	t.Helper()
+	out, err := c.Kubectl("get", "ksvc", "-n", ns, "-o",
+		`jsonpath={range .items[*]}{.metadata.name}={.metadata.labels.networking\.knative\.dev/visibility}{"\n"}{end}`)
+	require.NoError(t, err)
+	got := map[string]string{}
+	for _, line := range strings.Fields(out) {
+		name, label, _ := strings.Cut(line, "=")
+		got[name] = label
+	}
+	return got
+}
+
 // The plain manifests, applied as the README tells operators: every object
-// is accepted by the API server and stored.
+// is accepted by the API server and stored, and the Knative Services are
+// cluster-local (only the Broker calls them).
 func TestKnativeManifestsAccepted(t *testing.T) {
 	c := kubetest.Start(t)
 	files, err := filepath.Glob(filepath.Join(c.Repo, "knative", "*.yaml"))
@@ -77,12 +94,18 @@ func TestKnativeManifestsAccepted(t *testing.T) {
 		"trigger.eventing.knative.dev/nvcf-autoscaler-bucket",
 		"trigger.eventing.knative.dev/nvcf-autoscaler-tick",
 	}, objects(t, c, "nvcf-autoscaler", "brokers,configmaps,pingsources,ksvc,sinkbindings,triggers"))
+	require.Equal(t, map[string]string{
+		"nvcf-autoscaler-dead-letters": "cluster-local",
+		"nvcf-autoscaler-discovery":    "cluster-local",
+		"nvcf-autoscaler-scale":        "cluster-local",
+	}, visibilities(t, c, "nvcf-autoscaler"))
 }
 
 // helm install for real, with the default values (the functions as Knative
-// Services) and with externalFunctions (the functions elsewhere, by URL):
-// the release is deployed and every object it rendered is stored; upgraded
-// and uninstalled, it changes and goes.
+// Services, cluster-local) and with externalFunctions (the functions
+// elsewhere, by URL): the release is deployed and every object it rendered
+// is stored; upgraded (with visibility=public: discovery and scale lose
+// the cluster-local label) and uninstalled, it changes and goes.
 func TestHelmInstall(t *testing.T) {
 	c := kubetest.Start(t)
 	chart := filepath.Join(c.Repo, "charts", "nvcf-autoscaler")
@@ -127,16 +150,29 @@ func TestHelmInstall(t *testing.T) {
 				uri, err := c.Kubectl("get", "trigger", "r-nvcf-autoscaler-bucket", "-n", ns, "-o", "jsonpath={.spec.subscriber.uri}")
 				require.NoError(t, err)
 				require.Equal(t, "http://127.0.0.1:18082/", uri)
+			} else {
+				require.Equal(t, map[string]string{
+					"r-nvcf-autoscaler-dead-letters": "cluster-local",
+					"r-nvcf-autoscaler-discovery":    "cluster-local",
+					"r-nvcf-autoscaler-scale":        "cluster-local",
+				}, visibilities(t, c, ns))
 			}
 
 			// Upgrade as the README tells operators, then uninstall: the
-			// new value reaches the ConfigMap, and the objects go with the
-			// release.
-			out, err = c.HelmCmd("upgrade", "r", chart, "-n", ns, "--reuse-values", "--set", "buckets=64", "--wait=false")
+			// new values reach the ConfigMap and the Services, and the
+			// objects go with the release.
+			out, err = c.HelmCmd("upgrade", "r", chart, "-n", ns, "--reuse-values", "--set", "buckets=64", "--set", "visibility=public", "--wait=false")
 			require.NoError(t, err, out)
 			buckets, err := c.Kubectl("get", "configmap", "r-nvcf-autoscaler-config", "-n", ns, "-o", "jsonpath={.data.BUCKETS}")
 			require.NoError(t, err)
 			require.Equal(t, "64", buckets)
+			if tc.args == nil {
+				require.Equal(t, map[string]string{
+					"r-nvcf-autoscaler-dead-letters": "cluster-local",
+					"r-nvcf-autoscaler-discovery":    "",
+					"r-nvcf-autoscaler-scale":        "",
+				}, visibilities(t, c, ns), "visibility=public serves discovery and scale through the ingress; dead letters stay inside")
+			}
 			out, err = c.HelmCmd("uninstall", "r", "-n", ns, "--wait")
 			require.NoError(t, err, out)
 			require.Empty(t, objects(t, c, ns, "brokers,pingsources,ksvc,sinkbindings,triggers,configmaps"))

@@ -31,7 +31,9 @@ import (
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
 	"knative.dev/eventing/pkg/apis/feature"
 	sourcesv1 "knative.dev/eventing/pkg/apis/sources/v1"
+	netapi "knative.dev/networking/pkg/apis/networking"
 	"knative.dev/pkg/apis"
+	"knative.dev/serving/pkg/apis/serving"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -291,7 +293,9 @@ func TestNVCFHTTPSMaterialMountedFromSecrets(t *testing.T) {
 	require.False(t, absent, "the HTTP API's CA is not set for the gRPC transport")
 }
 
-func TestKnativeManifestsValidate(t *testing.T) {
+// knativeManifests decodes every object of knative/.
+func knativeManifests(t *testing.T) []object {
+	t.Helper()
 	files, err := filepath.Glob(repo + "/knative/*.yaml")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
@@ -301,8 +305,63 @@ func TestKnativeManifestsValidate(t *testing.T) {
 		require.NoError(t, err)
 		objs = append(objs, decodeAll(t, b)...)
 	}
-	kinds := validateAll(t, objs)
+	return objs
+}
+
+func TestKnativeManifestsValidate(t *testing.T) {
+	kinds := validateAll(t, knativeManifests(t))
 	require.Equal(t, []string{"Broker", "ConfigMap", "Namespace", "PingSource", "Service", "SinkBinding", "Trigger"}, kinds)
+}
+
+// visibility is a Knative Service's reach as Serving reads it: its Route
+// carries the Service's labels, and the visibility label set to
+// cluster-local gives the Route the cluster's domain only, which no
+// ingress outside the cluster serves; any other Service is public.
+func visibility(svc *servingv1.Service) string {
+	if svc.Labels[netapi.VisibilityLabelKey] == serving.VisibilityClusterLocal {
+		return "cluster-local"
+	}
+	return "public"
+}
+
+// Only the Broker calls discovery and scale: in knative/ and in the chart by
+// default, every Knative Service is cluster-local, so nobody outside the
+// cluster can post bucket or activation events. visibility=public serves
+// discovery and scale through the ingress too (for curl from outside);
+// the dead-letter display stays inside.
+func TestServicesAreClusterLocalUnlessMadePublic(t *testing.T) {
+	domains := func(objs []object) map[string]string {
+		out := map[string]string{}
+		for _, o := range objs {
+			if svc, ok := o.obj.(*servingv1.Service); ok {
+				out[svc.Name] = visibility(svc)
+			}
+		}
+		return out
+	}
+	const local, public = "cluster-local", "public"
+	require.Equal(t, map[string]string{
+		"nvcf-autoscaler-discovery": local, "nvcf-autoscaler-scale": local, "nvcf-autoscaler-dead-letters": local,
+	}, domains(knativeManifests(t)), "knative/")
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"default values": {nil, local},
+		"full values":    {fullValuesArgs(t), local},
+		"public":         {[]string{"--set", "visibility=public"}, public},
+	} {
+		t.Run(name, func(t *testing.T) {
+			objs := decodeAll(t, render(t, tc.args...))
+			validateAll(t, objs)
+			want := map[string]string{"autoscaler-nvcf-autoscaler-discovery": tc.want, "autoscaler-nvcf-autoscaler-scale": tc.want}
+			got := domains(objs)
+			if _, displayed := got["autoscaler-nvcf-autoscaler-dead-letters"]; displayed {
+				want["autoscaler-nvcf-autoscaler-dead-letters"] = local
+			}
+			require.Equal(t, want, got)
+		})
+	}
 }
 
 // The schema turns bad values away before anything is rendered, with a
@@ -335,6 +394,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"token endpoint client certificate without secret", []string{"--set", "nvcf.oauth.tls.clientCert=true"}, "at '/nvcf/oauth/tls/secret': minLength: got 0, want 1"},
 		{"NVCF API CA for a plain http URL", []string{"--set", "nvcf.apiTLS.secret=ca", "--set", "nvcf.apiURL=http://nvcf:8080"}, "at '/nvcf/apiURL': 'http://nvcf:8080' does not match pattern '^https://'"},
 		{"token endpoint CA for a plain http URL", []string{"--set", "nvcf.oauth.tls.secret=ca", "--set", "nvcf.oauth.tokenURL=http://idp/token"}, "at '/nvcf/oauth/tokenURL': 'http://idp/token' does not match pattern '^https://'"},
+		{"unknown visibility", []string{"--set", "visibility=private"}, "at '/visibility'"},
 		{"bad consistency", []string{"--set", "cassandra.consistency=MOST"}, "at '/cassandra/consistency'"},
 		{"override with unknown field", []string{"--set", "policy.overrides.functions.f1.minimum=2"}, "additional properties 'minimum' not allowed"},
 		{"secret needed but not given", []string{"--set", "secrets.existingSecret="}, "set secrets.existingSecret or secrets.create=true"},
