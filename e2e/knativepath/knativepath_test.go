@@ -159,12 +159,18 @@ func TestEventsTravelRealKnative(t *testing.T) {
 	// discovery's send while the dispatcher retries the Trigger's delivery
 	// (1, 2, 4 s apart): scale, back on the same address within that,
 	// gets the bucket from a retry, and discovery's single send succeeds.
+	// Scale comes back only once Knative's filter has failed to reach it:
+	// restarted on a timer instead, it could be up before the next cycle's
+	// buckets are sent, and nothing would be retried.
 	scale.Kill()
 	killedAt := time.Now()
-	tick := waitTick(t, discovery.LogPath, killedAt)
+	require.NoError(t, world.WaitFor(3*period, func() bool {
+		return len(filterRefusals(t, c.knativeDir, scalePort, killedAt, time.Now())) > 0
+	}), "the Broker filter logged no refused delivery to the killed scale; logs in %s and .cache/knative/logs", logDir)
 	restartedAt := time.Now()
 	scale = startScale()
 	readyAt := time.Now()
+	tick := waitTick(t, discovery.LogPath, killedAt)
 	var decided logLine
 	require.NoError(t, world.WaitFor(3*period, func() bool {
 		for _, l := range logLines(t, scale.LogPath, "bucket decided") {

@@ -191,11 +191,32 @@ cmd_install() {
 # ------------------------------------------------------------------ start
 
 # The bridge the pods join, and the service range made local in the node.
+# The bridge's MAC address is set, not inherited: a Linux bridge takes
+# the lowest MAC of its ports, so each pod's veth added later could change
+# it, and a pod that had already resolved the node's address kept sending
+# to the old one, which the bridge no longer takes as its own. Its replies
+# were lost until its neighbour entry went stale and was probed again
+# (about 10 s): the API server's first call to the webhook after an idle
+# spell timed out (seen as helm's "failed calling webhook ... context
+# deadline exceeded").
+BRIDGE_MAC=02:42:0a:f4:00:01
+# (ip, not /sys/class/net: the node's mount namespace has the host's sysfs)
+bridge_mac() { in_node ip -br link show "$BRIDGE" | awk '{print $3}'; }
+
 start_network() {
   if ! in_node ip link show "$BRIDGE" >/dev/null 2>&1; then
     in_node ip link add "$BRIDGE" type bridge
     in_node ip addr add "$NODE_IP/24" dev "$BRIDGE"
     in_node ip link set "$BRIDGE" up
+  fi
+  if [ "$(bridge_mac)" != "$BRIDGE_MAC" ]; then
+    in_node ip link set "$BRIDGE" address "$BRIDGE_MAC"
+    # pods of an earlier start resolved the old address
+    local name pid
+    for name in "${PODS[@]}"; do
+      pid=$(pid_of "$name")
+      [ -z "$pid" ] || nsenter -t "$pid" -n -- ip neigh flush dev eth0 2>/dev/null || true
+    done
   fi
   # (grep -c, not -q: see built)
   [ "$(in_node ip route show table local | grep -c "^local $SERVICE_CIDR ")" != 0 ] ||
@@ -401,6 +422,7 @@ cmd_start() {
   sleep 2
   for name in "${PODS[@]}"; do check_alive "$name" || die "$name did not start"; done
   for name in "${PODS[@]}"; do mark_running "$name"; done
+  [ "$(bridge_mac)" = "$BRIDGE_MAC" ] || die "the bridge's MAC address changed as pods joined"
   say "Eventing $EVENTING_VERSION up in $((SECONDS - t0))s (logs: $LOGS)"
 }
 
