@@ -81,7 +81,7 @@ func main() {
 	flag.BoolVar(&o.mixed, "mixed", false, "seed a third of each metric source (worker, gateway, control plane) instead of workers only")
 	flag.BoolVar(&o.changeAll, "change-all", false, "every version busy, its scaling state reset before each measured cycle: every version is written every cycle")
 	flag.BoolVar(&o.probeSelectors, "probe-selectors", false, "after seeding, time the first query over 1,000 ids in token order against sorted (N >= 4,000)")
-	flag.BoolVar(&o.queryCosts, "query-costs", true, "after the cycles of each N, replay each kind of query once per chunk on the warm bench VictoriaMetrics and rank the kinds by its CPU")
+	flag.BoolVar(&o.queryCosts, "query-costs", false, "after the cycles of each N, replay each kind of query once per chunk on the warm bench VictoriaMetrics and rank the kinds by its CPU")
 	flag.Parse()
 	o.sizes = positiveInts("-sizes", sizes)
 	sort.Ints(o.sizes)
