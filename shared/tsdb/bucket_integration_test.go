@@ -14,7 +14,7 @@ import (
 
 // TestBucketMetricsAreTheirPromQLDefinitions holds every number
 // BucketMetrics works out from the components it reads (busy seconds'
-// increase, each worker's thread count) to the PromQL expression that
+// increase, the workers per thread count) to the PromQL expression that
 // defines it, evaluated by the same server: utilization per step, the
 // instance count per step and at the settled step, threads per instance,
 // the settled window's busy seconds and utilization. The versions are the
