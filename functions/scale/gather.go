@@ -62,10 +62,12 @@ func (h *Handler) observe(ctx context.Context, log *slog.Logger, now time.Time, 
 		return o
 	}
 	// The backlog decides with measuresCost whether the window can teach
-	// the cost: a window that serves a queue from before it cannot.
+	// the cost: a window that serves a queue from before it cannot. It is
+	// folded with the early cost too, as demand is sized from it (input):
+	// the queue of a climb sized early must be told from a cost too low.
 	steady := measuresCost(m, h.d.Settings.Scale.Window, h.d.Settings.Scale.Step)
 	share := h.unfolded(m.SettledAt, o.backlog.UpdatedAt)
-	backlog, learn := o.backlog.Observe(m.SettledAt, share*m.Requests, share*m.BusySeconds, o.cost, steady)
+	backlog, learn := o.backlog.Observe(m.SettledAt, share*m.Requests, share*m.BusySeconds, policy.EarlyCost(o.cost), steady)
 	h.saveBacklog(ctx, log, v, &o, backlog)
 	if !learn {
 		return o
@@ -241,7 +243,9 @@ func (h *Handler) input(now time.Time, v store.ActiveVersion, st store.ScalingSt
 		if !finite(rate) && finite(m.Requests) {
 			rate = m.RequestRate
 		}
-		in.Demand = policy.DemandFromRequests(o.cost, rate, m.ThreadsPerInstance)
+		// Before the cost is learned, the few requests seen size a step
+		// (policy.EarlyCost): a new version's first real load often is one.
+		in.Demand = policy.DemandFromRequests(policy.EarlyCost(o.cost), rate, m.ThreadsPerInstance)
 		in.Backlog = o.backlog
 		if o.demand != nil {
 			in.Demand = *o.demand

@@ -160,9 +160,21 @@ func gatewayFlow(steps []slotStep, service policy.Cost) (float64, float64, bool)
 // size) from a service time gone stale (keep climbing): without it a
 // version sized right to 7 for 5 req/s doubled to 14 and 28 while 7
 // served the queue of the climb.
-func (h *Handler) observeSlots(ctx context.Context, log *slog.Logger, v store.ActiveVersion, service policy.Cost, backlog policy.Backlog,
-	steps []slotStep, flow slotFlow) (policy.Cost, policy.Backlog) {
+//
+// The service time it returns, and folds the queue with, is the learned
+// one once known, and until then the latency bound of the lookback's
+// windows without a queue (policy.LatencyBound; completions says the
+// source counts requests as they complete): a version whose first real
+// load is a step has served only a few requests, too few to learn from,
+// and was sized by Little's law, which counts every waiting request.
+func (h *Handler) observeSlots(ctx context.Context, log *slog.Logger, v store.ActiveVersion, learned policy.Cost, backlog policy.Backlog,
+	steps []slotStep, flow slotFlow, completions bool) (policy.Cost, policy.Backlog) {
 	s := h.d.Settings.Scale
+	bound := func(c policy.Cost) policy.Cost {
+		seconds, requests := latencyWithoutQueue(steps, s.Step, s.Window, completions)
+		return policy.LatencyBound(c, seconds, requests)
+	}
+	service := bound(learned)
 	n := len(steps)
 	if n < 3 {
 		return service, backlog
@@ -182,9 +194,43 @@ func (h *Handler) observeSlots(ctx context.Context, log *slog.Logger, v store.Ac
 	o := observation{backlog: backlog}
 	h.saveBacklog(ctx, log, v, &o, next)
 	if learn && steady {
-		service = h.foldCost(ctx, log, v.VersionKey, service, at, seconds, requests, util)
+		learned = h.foldCost(ctx, log, v.VersionKey, learned, at, seconds, requests, util)
 	}
-	return service, o.backlog
+	return bound(learned), o.backlog
+}
+
+// latencyWithoutQueue sums the latency seconds and the requests of the
+// lookback's windows in which no request waited, each request counted
+// once (consecutive windows overlap by window - step), for
+// policy.LatencyBound. A source that counts a request when it completes
+// (completions: the gateway) sums the latency of the very requests it
+// counts, so any window below saturation will do: its mean latency is at
+// most a little waiting above its requests' service time. The control
+// plane counts a request on arrival and sums its latency on completion,
+// which agree only over a steady rate (in the window a load steps up, the
+// new arrivals are counted before any of their latency is): it takes the
+// windows serviceWindow would learn from.
+func latencyWithoutQueue(steps []slotStep, step, window time.Duration, completions bool) (seconds, requests float64) {
+	own := math.Min(step.Seconds(), window.Seconds())
+	for i, st := range steps {
+		if !(st.rate > 0) || !(st.inFlight >= 0) {
+			continue
+		}
+		if completions && !(st.utilization < policy.SaturatedUtilization) {
+			continue
+		}
+		if !completions {
+			if i+2 > len(steps) {
+				continue
+			}
+			if _, _, _, _, ok := serviceWindow(steps[:i+2], step, window); !ok {
+				continue
+			}
+		}
+		seconds += st.inFlight * own
+		requests += st.rate * own
+	}
+	return seconds, requests
 }
 
 // waitingFloor raises an estimated queue to the requests Little's law
@@ -258,8 +304,8 @@ func overLittle(samples []tsdb.Sample) string {
 
 // controlPlaneDemand is a control-plane version's demand: arrivals (the
 // invocation service counts a request when it routes it, queued ones
-// included) x the learned service time; until that is learned, Little's
-// law as before.
+// included) x the learned service time, or its latency bound until one is
+// learned (see observeSlots); without either, Little's law.
 func controlPlaneDemand(m tsdb.ControlPlaneMetrics, service policy.Cost) *policy.Demand {
 	if m.Concurrency <= 0 {
 		return nil
@@ -280,8 +326,8 @@ func controlPlaneDemand(m tsdb.ControlPlaneMetrics, service policy.Cost) *policy
 // capacity, not the arrivals: those are estimated from the completions
 // and the growth of their latency over the two newest steps
 // (policy.ArrivalsFromCompletions) and sized with the learned service
-// time. Until that is learned, or without two steps of completions,
-// Little's law as before.
+// time, or its latency bound until one is learned. Without either, or
+// without two steps of completions, Little's law.
 func gatewayDemand(m tsdb.GatewayMetrics, steps []slotStep, service policy.Cost) policy.Demand {
 	conc := m.Concurrency()
 	if conc <= 0 {

@@ -327,3 +327,65 @@ func TestWaitingFloor(t *testing.T) {
 	require.False(t, waitingFloor(policy.Backlog{}, draining, learned).Known(), "no estimate stays none")
 	require.Zero(t, waitingFloor(empty, draining, policy.Cost{}).Requests, "no service time: no floor")
 }
+
+// The demo's llm-chat as VictoriaMetrics answered it (2026-11-30, 14:28
+// UTC): 0.5 req/s of 4 s requests on one instance of 4 slots, then a
+// step to 5 req/s. Before the step every window's latency is 4 s; from it
+// the queue's wait is added.
+func TestLatencyWithoutQueue(t *testing.T) {
+	end := time.Unix(1_800_000_000, 0)
+	const step, window = 4 * time.Second, 8 * time.Second
+	rates := []float64{0.06, 0.28, 0.43, 0.5, 0.5, 0.7, 0.9, 1.1, 1.1, 1.5}
+	inFlights := []float64{0.24, 1.12, 1.72, 2, 2, 2.8, 4.7, 7.87, 11.39, 21.56}
+	util := make([]float64, len(rates))
+	one := make([]float64, len(rates))
+	for i := range rates {
+		util[i], one[i] = 100*inFlights[i]/4, 1
+	}
+	st := slotSteps(steps(end, util...), steps(end, rates...), steps(end, inFlights...), steps(end, one...))
+
+	// The gateway counts completions: the six windows below saturation,
+	// each request counted once (4 s of each 8 s window is its own).
+	seconds, requests := latencyWithoutQueue(st, step, window, true)
+	require.InDelta(t, 4*(0.06+0.28+0.43+0.5+0.5+0.7), requests, 1e-9)
+	require.InDelta(t, 4.0, seconds/requests, 1e-9)
+	b := policy.LatencyBound(policy.Cost{}, seconds, requests)
+	require.True(t, b.Known(), "9.9 requests bound the service time")
+	require.InDelta(t, 4.0, b.SecondsPerRequest, 1e-9)
+
+	// The control plane counts arrivals: only the windows it would learn
+	// from (steady around them, the next one unsaturated) agree with the
+	// latency summed at completion.
+	seconds, requests = latencyWithoutQueue(st, step, window, false)
+	require.InDelta(t, 4*(0.5+0.5), requests, 1e-9, "the windows at 0.5 req/s between steady neighbours")
+	require.InDelta(t, 4.0, seconds/requests, 1e-9)
+
+	// A window that counts arrivals of a step before their latency is
+	// summed reads 0.5 s for 4 s requests: the control plane leaves it out.
+	jump := slotSteps(steps(end, 50, 50, 50, 60), steps(end, 0.5, 0.5, 0.5, 4), steps(end, 2, 2, 2, 2.4), steps(end, 1, 1, 1, 1))
+	seconds, requests = latencyWithoutQueue(jump, step, window, false)
+	require.InDelta(t, 4*0.5, requests, 1e-9, "only the middle window has steady neighbours")
+	require.InDelta(t, 4.0, seconds/requests, 1e-9)
+
+	seconds, requests = latencyWithoutQueue(nil, step, window, true)
+	require.Zero(t, seconds)
+	require.Zero(t, requests)
+}
+
+func TestDemandBeforeAServiceTimeIsLearned(t *testing.T) {
+	end := time.Unix(1_800_000_000, 0)
+	bound := policy.LatencyBound(policy.Cost{}, 28, 7)
+	// The control plane counts 5 req/s arriving; 2 instances of 4 slots
+	// hold 43 requests by Little's law, the queue included.
+	m := tsdb.ControlPlaneMetrics{Concurrency: 4, InFlight: 43, InFlightKnown: true, RequestRates: steps(end, 0.5, 5)}
+	d := controlPlaneDemand(m, bound)
+	require.Equal(t, policy.MethodArrivalsLatencyBound, d.Method)
+	require.InDelta(t, 5, d.Instances, 1e-9, "5 req/s x 4 s / 4 slots")
+	require.Equal(t, policy.MethodLittlesLaw, controlPlaneDemand(m, policy.LatencyBound(policy.Cost{}, 16, 4)).Method, "a bound from 4 requests: little's law as before")
+
+	v := []tsdb.GatewayVersion{{FunctionVersionID: "a", Instances: 4, InstancesKnown: true, Concurrency: 4}}
+	g := tsdb.GatewayMetrics{Versions: v, InFlight: 43.2, InFlightKnown: true, RequestRates: steps(end, 4, 4), InFlights: steps(end, 40, 43.2)}
+	gd := gatewayDemand(g, slotSteps(g.Utilization, g.RequestRates, g.InFlights, nil), bound)
+	require.Equal(t, policy.MethodArrivalsLatencyBound, gd.Method)
+	require.InDelta(t, 5, gd.Instances, 1e-9, "4 completed/s whose latency grew 0.2 s a second: 5 req/s arrived")
+}

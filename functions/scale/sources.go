@@ -141,7 +141,7 @@ func (h *Handler) observeControlPlane(ctx context.Context, log *slog.Logger, v s
 		o.metrics.Instances, o.metrics.InstancesKnown = int(math.Round(m.Instances)), true
 	}
 	steps := slotSteps(m.Utilization, m.RequestRates, m.InFlights, m.InstanceCounts)
-	o.cost, o.backlog = h.observeSlots(ctx, log, v, o.cost, o.backlog, steps, controlPlaneFlow(m.Concurrency))
+	o.cost, o.backlog = h.observeSlots(ctx, log, v, o.cost, o.backlog, steps, controlPlaneFlow(m.Concurrency), false)
 	o.demand = controlPlaneDemand(m, o.cost)
 	return o
 }
@@ -302,7 +302,7 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	// The function's service time lives in its target's row.
 	steps := slotSteps(m.Utilization, m.RequestRates, m.InFlights, m.InstanceCounts)
 	service, backlog := newestSlots(states)
-	service, in.Backlog = h.observeSlots(ctx, log, tv, service, backlog, steps, gatewayFlow)
+	service, in.Backlog = h.observeSlots(ctx, log, tv, service, backlog, steps, gatewayFlow, true)
 	in.Demand = gatewayDemand(m, steps, service)
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, tv, st, tsdb.VersionMetrics{LastInvokedAt: m.LastInvokedAt})
 	if st.WatchSince.IsZero() {

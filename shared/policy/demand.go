@@ -38,11 +38,18 @@ func (d Demand) String() string {
 // Estimate methods, as they appear in Demand.Method.
 const (
 	MethodRequestsLearnedCost = "requests x learned cost"
-	MethodLittlesLaw          = "little's law"
+	// MethodRequestsEarlyCost sizes a worker version from its requests and
+	// the cost of its first few, before one is learned (see EarlyCost).
+	MethodRequestsEarlyCost = "requests x early cost"
+	MethodLittlesLaw        = "little's law"
 	// MethodArrivalsServiceTime sizes a request-slot source (the LLM
 	// gateway, the control plane) from its arrivals and the service time
 	// it learned while it had no queue.
 	MethodArrivalsServiceTime = "arrivals x learned service time"
+	// MethodArrivalsLatencyBound sizes it from its arrivals and the
+	// latency its requests had without a queue, before a service time is
+	// learned (see LatencyBound).
+	MethodArrivalsLatencyBound = "arrivals x latency bound"
 )
 
 // CostHalfLife is how many observations (scaling windows with requests,
@@ -85,11 +92,84 @@ type Cost struct {
 	Weight float64
 	// UpdatedAt is the end of the last window folded in.
 	UpdatedAt time.Time
+	// Early marks an estimate sized from before one is learned, from
+	// fewer requests than CostMinRequests (see EarlyCost, LatencyBound):
+	// Known from EarlyMinRequests, and never stored or learned into.
+	Early bool
 }
 
 // Known reports whether there is enough evidence to size from.
 func (c Cost) Known() bool {
-	return finite(c.SecondsPerRequest) && c.SecondsPerRequest > 0 && finite(c.Weight) && c.Weight >= CostMinRequests
+	need := CostMinRequests
+	if c.Early {
+		need = EarlyMinRequests
+	}
+	return finite(c.SecondsPerRequest) && c.SecondsPerRequest > 0 && finite(c.Weight) && c.Weight >= need
+}
+
+// String reads "4.00 s (learned from 23 requests)" or "4.00 s (early:
+// 7 requests)", for the decision detail.
+func (c Cost) String() string {
+	if c.Early {
+		return fmt.Sprintf("%.2f s (early: %.0f requests)", c.SecondsPerRequest, c.Weight)
+	}
+	return fmt.Sprintf("%.2f s (learned from %.0f requests)", c.SecondsPerRequest, c.Weight)
+}
+
+// EarlyMinRequests is how many requests an early estimate needs before it
+// sizes anything. A version whose first real load is a step (a new
+// deployment, a rollout) has served a few requests before it, too few to
+// learn a cost from (CostMinRequests), and without one it doubled every
+// cycle while the queue of its climb kept it saturated (a worker version
+// needing 7 ran 19) or, on a request-slot source, was sized by Little's
+// law, which counts every waiting request (asked 8, 14, 23 for 7).
+//
+// Sizing from a few requests errs within limits either way. Too high, the
+// version is sized up to that ratio too large, once. Too low, its workers
+// stay busier than the demand explains: the demand is ignored, or the
+// backlog it folds runs out while the version is still saturated, and the
+// version doubles as it did without one (Policy.target). Five keep one
+// odd request (an LLM's output length varies tenfold) from being all the
+// estimate says.
+const EarlyMinRequests = 5.0
+
+// EarlyCost is the cost a worker version sizes from: the learned one once
+// it is Known, before that the partial estimate from EarlyMinRequests
+// requests (Early set).
+func EarlyCost(learned Cost) Cost {
+	if learned.Known() {
+		return learned
+	}
+	learned.Early = true
+	return learned
+}
+
+// LatencyBound is the service time a request-slot source (the LLM
+// gateway, the control plane) sizes from: the learned one once it is
+// Known, before that an upper bound from the latency already observed
+// (Early set): the latency seconds and requests the caller summed over
+// windows in which no request waited (each request counted once), or the
+// partial learned estimate, whichever has more requests behind it. The
+// latency of a request that did not wait is its service time, so the
+// bound can only over-state the service time of the requests it saw: it
+// errs on the side of instances, and never without limit as Little's law
+// does once a queue builds.
+//
+// The result is not Known (and sizes nothing) when neither has
+// EarlyMinRequests requests.
+func LatencyBound(learned Cost, latencySeconds, requests float64) Cost {
+	if learned.Known() {
+		return learned
+	}
+	var b Cost
+	if finite(latencySeconds) && finite(requests) && latencySeconds > 0 && requests > 0 {
+		b = Cost{SecondsPerRequest: latencySeconds / requests, Weight: requests}
+	}
+	if finite(learned.SecondsPerRequest) && learned.SecondsPerRequest > 0 && finite(learned.Weight) && learned.Weight > b.Weight {
+		b = Cost{SecondsPerRequest: learned.SecondsPerRequest, Weight: learned.Weight}
+	}
+	b.Early = true
+	return b
 }
 
 // Learn folds one window's observation (busy seconds, requests and the
@@ -111,6 +191,10 @@ func (c Cost) Learn(at time.Time, busySeconds, requests, utilization float64) Co
 	if busySeconds <= 0 || requests <= 0 || utilization < 0 || utilization >= SaturatedUtilization {
 		return c
 	}
+	if c.Early {
+		// A bound is not an estimate of the mean: learning starts afresh.
+		c = Cost{}
+	}
 	if !c.UpdatedAt.IsZero() && !at.After(c.UpdatedAt) {
 		return c
 	}
@@ -131,18 +215,23 @@ func (c Cost) Learn(at time.Time, busySeconds, requests, utilization float64) Co
 
 // DemandFromRequests is offered demand from the request rate (requests per
 // second, every routed request counted, queued ones included) and the
-// learned cost: rate x seconds per request is busy threads, divided by the
-// threads one instance runs. Unknown when the cost is not yet known or an
-// input is not a usable number.
+// learned cost (or an EarlyCost): rate x seconds per request is busy
+// threads, divided by the threads one instance runs. Unknown when the
+// cost is not yet known or an input is not a usable number.
 func DemandFromRequests(c Cost, requestRate, threadsPerInstance float64) Demand {
 	if !c.Known() || !finite(requestRate) || requestRate < 0 || !finite(threadsPerInstance) || threadsPerInstance <= 0 {
 		return Demand{}
 	}
-	return Demand{
+	d := Demand{
 		Instances: requestRate * c.SecondsPerRequest / threadsPerInstance,
 		Method:    MethodRequestsLearnedCost,
 		Detail:    fmt.Sprintf("%.1f req/s x %.2f s / %g threads", requestRate, c.SecondsPerRequest, threadsPerInstance),
 	}
+	if c.Early {
+		d.Method = MethodRequestsEarlyCost
+		d.Detail = fmt.Sprintf("%.1f req/s x %s / %g threads", requestRate, c, threadsPerInstance)
+	}
+	return d
 }
 
 // DemandFromConcurrency is offered demand by Little's law: the mean number
@@ -177,17 +266,23 @@ func DemandFromConcurrency(inFlight, concurrencyPerInstance float64) Demand {
 // second offered, served or not) and a learned service time: busy request
 // slots, divided by the slots one instance has. how says where the rate
 // comes from, for the detail ("counted on arrival", or the estimate's
-// numbers). Unknown when the service time is not learned yet or an input
-// is not a usable number.
+// numbers). The service time may be a LatencyBound. Unknown when the
+// service time is neither learned nor bounded yet or an input is not a
+// usable number.
 func DemandFromArrivals(service Cost, arrivals, concurrency float64, how string) Demand {
 	if !service.Known() || !finite(arrivals) || arrivals < 0 || !finite(concurrency) || concurrency <= 0 {
 		return Demand{}
 	}
-	return Demand{
+	d := Demand{
 		Instances: arrivals * service.SecondsPerRequest / concurrency,
 		Method:    MethodArrivalsServiceTime,
 		Detail:    fmt.Sprintf("%.1f req/s %s x %.2f s / %g concurrent", arrivals, how, service.SecondsPerRequest, concurrency),
 	}
+	if service.Early {
+		d.Method = MethodArrivalsLatencyBound
+		d.Detail = fmt.Sprintf("%.1f req/s %s x %s / %g concurrent", arrivals, how, service, concurrency)
+	}
+	return d
 }
 
 // Completions is one rate window of a source that counts requests when
