@@ -20,6 +20,7 @@ func Totals(results []Result) Result {
 		t.InstanceMinutes += r.InstanceMinutes
 		t.QueuedRequestMinutes += r.QueuedRequestMinutes
 		t.ScaleEvents += r.ScaleEvents
+		t.PeakInstances = max(t.PeakInstances, r.PeakInstances)
 		t.Arrived += r.Arrived
 		t.Served += r.Served
 		t.QueuedAtStart += r.QueuedAtStart
@@ -41,10 +42,10 @@ func ParetoBetter(a, b Result) bool {
 func printTable(out io.Writer, title string, rows []Result) {
 	fmt.Fprintf(out, "\n%s\n", title)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "policy\toverloaded min\tinstance-min\tqueued req-min\tscale events\treaction s (own target)\treaction s (90 %)\t")
+	fmt.Fprintln(tw, "policy\toverloaded min\tinstance-min\tqueued req-min\tscale events\tpeak instances\treaction s (own target)\treaction s (90 %)\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%d\t%s\t%s\t\n", r.Contender, r.OverloadedMinutes, r.InstanceMinutes,
-			r.QueuedRequestMinutes, r.ScaleEvents, seconds(r.ReactionSeconds), seconds(r.Reaction90Seconds))
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%d\t%d\t%s\t%s\t\n", r.Contender, r.OverloadedMinutes, r.InstanceMinutes,
+			r.QueuedRequestMinutes, r.ScaleEvents, r.PeakInstances, seconds(r.ReactionSeconds), seconds(r.Reaction90Seconds))
 	}
 	tw.Flush()
 }

@@ -61,6 +61,10 @@ type Result struct {
 	QueuedRequestMinutes float64 `json:"queuedRequestMinutes"`
 	// ScaleEvents counts NVCF writes that changed the requested count.
 	ScaleEvents int `json:"scaleEvents"`
+	// PeakInstances is the most instances allocated (serving and
+	// provisioning) in any second: against the oracle's, how far a climb
+	// overshot.
+	PeakInstances int `json:"peakInstances"`
 	// ReactionSeconds is from the trace's 10x step to serving capacity at
 	// the contender's own target (TargetUtilization, or UpThreshold in
 	// nvcf mode, where it stops scaling up); Reaction90Seconds to capacity
@@ -99,6 +103,9 @@ func (c Contender) due(s int) bool {
 // warm-up at the trace's starting load.
 func Run(tr Trace, c Contender) Result {
 	ws := int(warmup / time.Second)
+	if tr.New {
+		ws = 0
+	}
 	total := ws + tr.Minutes*60
 	w := newWorld(tr, max(1, int(math.Ceil(tr.demandAt(0)/overloadUtilization))))
 	ctl := &controller{c: c, lastInvoked: -1}
@@ -145,6 +152,7 @@ func Run(tr Trace, c Contender) Result {
 		res.Served += served
 		res.QueuedRequestMinutes += w.queue / 60
 		res.InstanceMinutes += float64(w.allocated()) / 60
+		res.PeakInstances = max(res.PeakInstances, w.allocated())
 		if tr.StepAt >= 0 && t >= stepAt {
 			if res.ReactionSeconds < 0 && float64(w.ready)*c.reactionTarget() >= demand {
 				res.ReactionSeconds = float64(t - stepAt)
@@ -314,7 +322,7 @@ func (k *controller) demandInputs(w *world, s int, o observed, in *policy.Input)
 		// function, fold only the share not folded yet.
 		share := unfolded(settled, k.backlog.UpdatedAt)
 		var learn bool
-		k.backlog, learn = k.backlog.Observe(at(settled), share*reqs*secs, share*busy*secs, k.cost, uOK && steady(w, s, o, settled))
+		k.backlog, learn = k.backlog.Observe(at(settled), share*reqs*secs, share*busy*secs, policy.EarlyCost(k.cost), uOK && steady(w, s, o, settled))
 		if learn {
 			share = unfolded(settled, k.cost.UpdatedAt)
 			k.cost = k.cost.Learn(at(settled), share*busy*secs, share*reqs*secs, u)
@@ -329,7 +337,7 @@ func (k *controller) demandInputs(w *world, s int, o observed, in *policy.Input)
 		rate, ok = w.requestRate(o.newest)
 	}
 	if ok {
-		in.Demand = policy.DemandFromRequests(k.cost, rate, float64(w.tr.Threads))
+		in.Demand = policy.DemandFromRequests(policy.EarlyCost(k.cost), rate, float64(w.tr.Threads))
 	}
 }
 

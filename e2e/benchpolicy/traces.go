@@ -18,6 +18,9 @@ type Trace struct {
 	Threads     int
 	// StepAt is the minute of a 10x step in load, -1 for none.
 	StepAt int
+	// New is a version deployed at the trace's start: no warm-up, so it
+	// has served nothing before its first minute and learned nothing.
+	New bool
 	// demand is the offered load at a (fractional) minute.
 	demand func(minute float64) float64
 }
@@ -72,6 +75,14 @@ func Traces() []Trace {
 			Name: "ramp", Description: "grows steadily from 2 to 30 busy instances over 120 minutes, then holds",
 			Minutes: 150, CostSeconds: 0.5, Threads: 4, StepAt: -1,
 			demand: func(m float64) float64 { return 2 + 28*math.Min(m, 120)/120 },
+		},
+		{
+			// A new deployment or a version rollout whose first real load
+			// is a step: 3 minutes of 0.5 busy instances are 22 requests of
+			// 4 s, fewer than a cost is learned from, before 10x.
+			Name: "new-step", Description: "a new version: 0.5 busy instances for 3 minutes, 10x to 5 at minute 3, back to 0.5 at minute 33",
+			Minutes: 60, CostSeconds: 4, Threads: 1, StepAt: 3, New: true,
+			demand: pulses(0.5, 5, [2]float64{3, 33}),
 		},
 	}
 }
