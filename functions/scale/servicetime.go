@@ -328,16 +328,35 @@ func controlPlaneDemand(m tsdb.ControlPlaneMetrics, service policy.Cost) *policy
 // (policy.ArrivalsFromCompletions) and sized with the learned service
 // time, or its latency bound until one is learned. Without either, or
 // without two steps of completions, Little's law.
-func gatewayDemand(m tsdb.GatewayMetrics, steps []slotStep, service policy.Cost) policy.Demand {
+//
+// While the instance count changes over the newest pair's windows, the
+// newest pair may read at most steadyRequests times what the pair before
+// (the settled one) reads. New instances start completing the queue's
+// oldest requests, so the completion rate jumps and the mean latency of
+// what completes moves for reasons other than the arrivals; the estimate
+// divides by 1 - latency growth, near 0 while a queue builds, and a small
+// error there multiplies it. In the demo (4 s requests, 8 s windows) the
+// newest pair read 17.2 req/s for 5 as new instances began completing,
+// and asked 23 instances for 7. With the same instances throughout (the
+// windows serviceWindow would learn from ask the same) a rise is followed
+// at once: taking the settled pair's reading there lags a step behind,
+// a minute in production, while the load climbs.
+func gatewayDemand(m tsdb.GatewayMetrics, steps []slotStep, service policy.Cost, window time.Duration) policy.Demand {
 	conc := m.Concurrency()
 	if conc <= 0 {
 		return policy.Demand{}
 	}
+	completions := func(st slotStep) policy.Completions {
+		return policy.Completions{At: st.at, Rate: st.rate, InFlight: st.inFlight}
+	}
 	if n := len(steps); n >= 2 {
-		completions := func(st slotStep) policy.Completions {
-			return policy.Completions{At: st.at, Rate: st.rate, InFlight: st.inFlight}
+		arrivals, how, ok := policy.ArrivalsFromCompletions(completions(steps[n-2]), completions(steps[n-1]), service)
+		if n >= 3 && ok && capacityChanged(steps, window) {
+			if settled, _, sok := policy.ArrivalsFromCompletions(completions(steps[n-3]), completions(steps[n-2]), service); sok && arrivals > steadyRequests*settled {
+				arrivals, how = steadyRequests*settled, how+fmt.Sprintf(", capped at %g x the %.1f req/s of the pair before", steadyRequests, settled)
+			}
 		}
-		if arrivals, how, ok := policy.ArrivalsFromCompletions(completions(steps[n-2]), completions(steps[n-1]), service); ok {
+		if ok {
 			return policy.DemandFromArrivals(service, arrivals, conc, how)
 		}
 	}
@@ -345,6 +364,19 @@ func gatewayDemand(m tsdb.GatewayMetrics, steps []slotStep, service policy.Cost)
 		return policy.DemandFromConcurrency(m.InFlight, conc)
 	}
 	return policy.Demand{}
+}
+
+// capacityChanged reports whether the instance count was not the same
+// known count throughout the windows of the newest pair of steps.
+func capacityChanged(steps []slotStep, window time.Duration) bool {
+	n := len(steps)
+	from, now := steps[n-2].at.Add(-window), steps[n-1].instances
+	for _, st := range steps {
+		if !st.at.Before(from) && !(st.instances == now) { // NaN: unknown, not the same
+			return true
+		}
+	}
+	return false
 }
 
 // newestSlots is the service time and backlog kept for a gateway

@@ -117,19 +117,48 @@ func TestGatewayDemand(t *testing.T) {
 	// 5 req/s arriving at 2 slots of 1 s: 2 complete per second, whose
 	// latency grows from 5 s to 7.4 s in 4 s.
 	m := tsdb.GatewayMetrics{Versions: v, InFlight: 14.8, InFlightKnown: true,
-		RequestRates: steps(end, 2, 2, 2), InFlights: steps(end, 7.6, 10, 14.8)}
+		RequestRates: steps(end, 2, 2, 2), InFlights: steps(end, 5.2, 10, 14.8)}
 	st := slotSteps(m.Utilization, m.RequestRates, m.InFlights, nil)
-	d := gatewayDemand(m, st, learned)
+	d := gatewayDemand(m, st, learned, 8*time.Second)
 	require.Equal(t, policy.MethodArrivalsServiceTime, d.Method)
 	require.InDelta(t, 5, d.Instances, 1e-9)
 	require.Contains(t, d.Detail, "estimated: 2.0 completed/s, latency 5.00 s -> 7.40 s in 4s")
 
-	require.Equal(t, policy.MethodLittlesLaw, gatewayDemand(m, st, policy.Cost{}).Method, "no service time learned yet: as before")
-	require.InDelta(t, 14.8, gatewayDemand(m, st, policy.Cost{}).Instances, 1e-9)
-	require.Equal(t, policy.MethodLittlesLaw, gatewayDemand(m, st[2:], learned).Method, "one window has no growth to read")
+	// While instances come (unknown counts here), the newest pair reads a
+	// jump the settled pair does not: it may read at most 1.5x the settled
+	// pair's, and the detail says so.
+	jump := m
+	jump.InFlights = steps(end, 5.2, 10, 20.64)
+	jump.RequestRates = steps(end, 2, 2, 2.4)
+	js := slotSteps(jump.Utilization, jump.RequestRates, jump.InFlights, nil)
+	d = gatewayDemand(jump, js, learned, 8*time.Second)
+	require.InDelta(t, 7.5, d.Instances, 1e-9, "1.5 x the settled pair's 5 req/s, not the newest pair's 20.6")
+	require.Contains(t, d.Detail, "latency 5.00 s -> 8.60 s in 4s, bounded by 20.6 in flight / service time, capped at 1.5 x the 5.0 req/s of the pair before")
+	// A rise within 1.5x is followed at once.
+	rise := m
+	rise.InFlights = steps(end, 5.2, 10, 16.5)
+	rise.RequestRates = steps(end, 2, 2, 2.2)
+	d = gatewayDemand(rise, slotSteps(rise.Utilization, rise.RequestRates, rise.InFlights, nil), learned, 8*time.Second)
+	require.InDelta(t, 2.1/(1-0.625), d.Instances, 1e-9)
+	// With the same instances throughout, the jump is followed at once.
+	jump.InstanceCounts = steps(end, 2, 2, 2)
+	d = gatewayDemand(jump, slotSteps(jump.Utilization, jump.RequestRates, jump.InFlights, jump.InstanceCounts), learned, 8*time.Second)
+	require.InDelta(t, 20.64, d.Instances, 1e-9, "bounded by in flight / service time only")
+	require.NotContains(t, d.Detail, "capped")
+	jump.InstanceCounts = steps(end, 2, 2, 3)
+	d = gatewayDemand(jump, slotSteps(jump.Utilization, jump.RequestRates, jump.InFlights, jump.InstanceCounts), learned, 8*time.Second)
+	require.InDelta(t, 7.5, d.Instances, 1e-9, "an instance came in the newest window")
+	// A newest pair lower than the settled one sizes: a queue draining.
+	drain := m
+	drain.InFlights = steps(end, 5.2, 10, 10.4)
+	d = gatewayDemand(drain, slotSteps(drain.Utilization, drain.RequestRates, drain.InFlights, nil), learned, 8*time.Second)
+	require.InDelta(t, 2/(1-0.05), d.Instances, 1e-9)
+	require.Equal(t, policy.MethodLittlesLaw, gatewayDemand(m, st, policy.Cost{}, 8*time.Second).Method, "no service time learned yet: as before")
+	require.InDelta(t, 14.8, gatewayDemand(m, st, policy.Cost{}, 8*time.Second).Instances, 1e-9)
+	require.Equal(t, policy.MethodLittlesLaw, gatewayDemand(m, st[2:], learned, 8*time.Second).Method, "one window has no growth to read")
 	noConcurrency := m
 	noConcurrency.Versions = []tsdb.GatewayVersion{{FunctionVersionID: "a", Instances: 2, InstancesKnown: true}}
-	require.False(t, gatewayDemand(noConcurrency, st, learned).Known())
+	require.False(t, gatewayDemand(noConcurrency, st, learned, 8*time.Second).Known())
 }
 
 func TestNewestSlots(t *testing.T) {
@@ -385,7 +414,7 @@ func TestDemandBeforeAServiceTimeIsLearned(t *testing.T) {
 
 	v := []tsdb.GatewayVersion{{FunctionVersionID: "a", Instances: 4, InstancesKnown: true, Concurrency: 4}}
 	g := tsdb.GatewayMetrics{Versions: v, InFlight: 43.2, InFlightKnown: true, RequestRates: steps(end, 4, 4), InFlights: steps(end, 40, 43.2)}
-	gd := gatewayDemand(g, slotSteps(g.Utilization, g.RequestRates, g.InFlights, nil), bound)
+	gd := gatewayDemand(g, slotSteps(g.Utilization, g.RequestRates, g.InFlights, nil), bound, 8*time.Second)
 	require.Equal(t, policy.MethodArrivalsLatencyBound, gd.Method)
 	require.InDelta(t, 5, gd.Instances, 1e-9, "4 completed/s whose latency grew 0.2 s a second: 5 req/s arrived")
 }

@@ -303,7 +303,7 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	steps := slotSteps(m.Utilization, m.RequestRates, m.InFlights, m.InstanceCounts)
 	service, backlog := newestSlots(states)
 	service, in.Backlog = h.observeSlots(ctx, log, tv, service, backlog, steps, gatewayFlow, true)
-	in.Demand = gatewayDemand(m, steps, service)
+	in.Demand = gatewayDemand(m, steps, service, h.d.Settings.Scale.Window)
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, tv, st, tsdb.VersionMetrics{LastInvokedAt: m.LastInvokedAt})
 	if st.WatchSince.IsZero() {
 		if err := h.d.Store.MarkWatched(ctx, tv.VersionKey, now, h.d.Settings.Scale.StateTTL); err != nil {
