@@ -115,8 +115,9 @@ func TestEventsTravelRealKnative(t *testing.T) {
 		"--set", "externalFunctions.discoveryURL=http://"+c.nodeIP+":"+strconv.Itoa(discoveryPort)+"/",
 		"--set", "externalFunctions.scaleURL="+scale.URL(),
 		"--set", fmt.Sprintf("delivery.deadLetter.uri=http://%s:%d/", c.nodeIP, deadPort),
-		// 1, 2 and 4 s between attempts: within discovery's 10 s per send,
-		// which the in-memory channel's synchronous fan-out holds open
+		// 1, 2 and 4 s between attempts: the in-memory channel's
+		// synchronous fan-out holds discovery's send open meanwhile (an
+		// attempt lasts until the bucket's deadline)
 		"--set", "delivery.backoffDelay=PT1S").CombinedOutput()
 	require.NoError(t, err, "helm install:\n%s", out)
 	t.Cleanup(func() {

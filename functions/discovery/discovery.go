@@ -280,7 +280,7 @@ func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, cycle int64, dea
 			ev := bucketEvent(cycle, b, s.Buckets, perBucket[b], deadline)
 			// The scale function's bucket span becomes the cycle span's child.
 			telemetry.InjectEvent(ctx, &ev)
-			err := h.sendWithRetry(ctx, ev, s.Discovery.SendAttempts)
+			err := h.sendWithRetry(ctx, ev, s.Discovery.SendAttempts, deadline)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -333,19 +333,50 @@ func bucketEvent(cycle int64, bucket, count, versions int, deadline time.Time) e
 	return e
 }
 
-// sendTimeout bounds one delivery attempt to the sink (the Broker's
-// ingress answers in milliseconds when healthy).
-const sendTimeout = 10 * time.Second
+// minAttempt is the least time one delivery attempt gets, even for a
+// bucket whose deadline is past or near (a late tick): the Broker's
+// ingress answers in milliseconds when it does not wait for the scale
+// function, so a sink that takes longer is hung or waiting on scale.
+const minAttempt = 10 * time.Second
+
+// answerGrace is how long after the bucket's deadline an attempt still
+// waits: the scale function stops deciding at the deadline and answers
+// then, with what it decided.
+const answerGrace = 5 * time.Second
+
+// attemptDeadline is when one delivery attempt of a bucket due by deadline
+// gives up. Not a fixed few seconds: on a Broker over the in-memory
+// channel the ingress answers only once the Trigger's delivery to scale
+// has, that is after scale has decided the bucket (its Trigger's timeout
+// is longer than the bucket deadline for that reason). An attempt cut
+// shorter sent a bucket still being decided again, and again, and failed
+// the cycle, which had the tick delivered and the cycle run once more.
+func attemptDeadline(now, deadline time.Time) time.Time {
+	return later(deadline.Add(answerGrace), now.Add(minAttempt))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
 
 // sendWithRetry retries with exponential back-off and full jitter, so a
-// sink that restarts is not hit by every bucket at the same instant.
-func (h *Handler) sendWithRetry(ctx context.Context, e event.Event, attempts int) error {
+// sink that restarts is not hit by every bucket at the same instant. It
+// does not start an attempt after the bucket's deadline (beyond the
+// first): the scale function drops a bucket that arrives late.
+func (h *Handler) sendWithRetry(ctx context.Context, e event.Event, attempts int, deadline time.Time) error {
 	backoff := 100 * time.Millisecond
 	var err error
 	for i := 0; i < attempts; i++ {
+		now := time.Now()
+		if i > 0 && !now.Before(deadline) {
+			return fmt.Errorf("bucket deadline %s passed after %d attempt(s): %w", deadline.UTC().Format(time.RFC3339), i, err)
+		}
 		// A sink that accepts the connection and never answers must not
-		// hold the whole cycle: each attempt gets its own deadline.
-		actx, cancel := context.WithTimeout(ctx, sendTimeout)
+		// hold the cycle past the bucket's use: each attempt has a deadline.
+		actx, cancel := context.WithDeadline(ctx, attemptDeadline(now, deadline))
 		err = h.d.Sender.Send(actx, e)
 		cancel()
 		if err == nil {
