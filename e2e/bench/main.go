@@ -192,6 +192,8 @@ type Cycle struct {
 	ScaleRSSMB     float64 `json:"scalePeakRssMiB"`
 	// Load1 is the machine's one-minute load average at the cycle's end.
 	Load1 float64 `json:"load1"`
+	// Breakdown is where the cycle's time and CPU went.
+	Breakdown *Breakdown `json:"breakdown,omitempty"`
 }
 
 // Summary aggregates the measured (warm) cycles.

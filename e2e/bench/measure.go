@@ -30,6 +30,11 @@ type discoveryResult struct {
 	Skipped     bool  `json:"skipped"`
 	BucketsSent []int `json:"bucketsSent"`
 	BucketsFail []int `json:"bucketsFailed"`
+	Upserted    int   `json:"upserted"`
+	QueryMS     int64 `json:"queryMs"`
+	ReadMS      int64 `json:"readMs"`
+	UpsertMS    int64 `json:"upsertMs"`
+	SendMS      int64 `json:"sendMs"`
 }
 
 func keyspaceOf(label string) string { return "bench_" + strings.ReplaceAll(label, "-", "_") }
@@ -70,9 +75,12 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		"CASSANDRA_KEYSPACE": keyspaceOf(label),
 		"TSDB_URL":           o.vm,
 		// A bucket's selector in one query: VictoriaMetrics' cost is per
-		// series read, and a query per chunk adds a scan of the id index.
-		// The bench VM allows 1 MB queries (-search.maxQueryLen).
-		"TSDB_MAX_SELECTOR_BYTES": "65536",
+		// series read, and a query per chunk adds a scan of the id index
+		// (and, in 1.79, of every block header of the metric: see the
+		// README). The bench VM allows 1 MB queries (-search.maxQueryLen);
+		// an id takes 37 bytes and its separator, and buckets vary in
+		// size around N / BUCKETS.
+		"TSDB_MAX_SELECTOR_BYTES": strconv.Itoa(max(65536, 48*o.perBucket)),
 		"BUCKETS":                 strconv.Itoa(buckets),
 		"DISCOVERY_LOCK_TTL":      lockTTL.String(),
 		"NVCF_TRANSPORT":          "http",
@@ -134,6 +142,10 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 	}
 	defer disc.p.Stop()
 	all := append([]*proc{disc}, scales...)
+	pids := map[string][]int{"discovery": {disc.p.PID()}, "tsdb": {vmPID}, "cassandra": {cassandraPID(root)}, "bench": {os.Getpid()}}
+	for _, p := range scales {
+		pids["scale"] = append(pids["scale"], p.p.PID())
+	}
 
 	// The previous run's last tick may still hold the discovery lock.
 	last := time.Now()
@@ -147,6 +159,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		}
 		vmBefore := procCPU(vmPID)
 		sim.ResetRecords()
+		cpu0 := sampleCPU(pids)
 		t0 := time.Now()
 		last = t0
 		tick := harness.Ping(t0, "bench", "tick")
@@ -158,6 +171,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 			return Cycle{}, fmt.Errorf("discovery answered %d (log %s)", status, disc.p.LogPath)
 		}
 		discS := time.Since(t0).Seconds()
+		cpu1 := sampleCPU(pids)
 		var res discoveryResult
 		if err := json.Unmarshal(reply.Data(), &res); err != nil {
 			return Cycle{}, fmt.Errorf("discovery reply: %w", err)
@@ -174,6 +188,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 			return Cycle{}, err
 		}
 		wall := time.Since(t0).Seconds()
+		cpu2 := sampleCPU(pids)
 		after, err := snapshot(ctx, all)
 		if err != nil {
 			return Cycle{}, err
@@ -190,6 +205,11 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		c.CQLReads, c.CQLWrites, c.CQLLWTs = int(d.cql["read"]+s.cql["read"]), int(d.cql["write"]+s.cql["write"]), int(d.cql["lwt"]+s.cql["lwt"])
 		c.DiscoveryCPUS, c.ScaleCPUS = d.cpu, s.cpu
 		c.DiscoveryRSSMB, c.ScaleRSSMB = after[0].peakRSS, maxRSS(after[1:])
+		split := time.Duration(discS * float64(time.Second))
+		c.Breakdown = breakdown(res, br.answers(res.Cycle), []PhaseCPU{
+			phase("until discovery answered", split, cpu0, cpu1),
+			phase("after", time.Duration(wall*float64(time.Second))-split, cpu1, cpu2),
+		})
 		return c, nil
 	}
 
@@ -199,24 +219,34 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 	}
 	fmt.Printf("   %s, %d scale process(es)\n", mode, procs)
 	if cold {
-		var vmProf sync.WaitGroup
-		if profile && vmPID != 0 {
-			// Where the TSDB spends the cold cycle: its first 30 s.
-			vmProf.Add(1)
-			go func() {
-				defer vmProf.Done()
-				path := filepath.Join(root, o.out, fmt.Sprintf("cpu-victoriametrics-first-%d.pprof", n))
-				if err := fetch(ctx, o.vm+"/debug/pprof/profile?seconds=30", path); err != nil {
-					fmt.Printf("   profile victoria-metrics: %v\n", err)
-				}
-			}()
+		var firstProf sync.WaitGroup
+		if profile {
+			// Where the TSDB and the functions spend the cold cycle: its
+			// first 50 s, discovery and the buckets.
+			targets := map[string]string{}
+			if vmPID != 0 {
+				targets["victoriametrics"] = o.vm
+			}
+			for _, p := range all {
+				targets[p.p.Name] = "http://" + p.metricsAddr
+			}
+			for name, base := range targets {
+				firstProf.Add(1)
+				go func() {
+					defer firstProf.Done()
+					path := filepath.Join(root, o.out, fmt.Sprintf("cpu-%s-first-%d.pprof", name, n))
+					if err := fetch(ctx, base+"/debug/pprof/profile?seconds=50", path); err != nil {
+						fmt.Printf("   profile %s: %v\n", name, err)
+					}
+				}()
+			}
 		}
 		r.First, err = cycle()
-		vmProf.Wait()
+		firstProf.Wait()
 		if err != nil {
 			return r, err
 		}
-		fmt.Printf("   first cycle after the import: %s\n", cycleLine(r.First))
+		fmt.Printf("   first cycle after the import: %s\n%s", cycleLine(r.First), breakdownLines(r.First.Breakdown))
 	}
 	// Warm-up: right after a bulk import the TSDB has none of a bucket's
 	// series in its caches (tag filters, metric names, rollups), and a
@@ -232,7 +262,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 				return r, err
 			}
 			r.Warmup = append(r.Warmup, c)
-			fmt.Printf("   warm-up cycle %d: %s\n", r.WarmupCycles+1, cycleLine(c))
+			fmt.Printf("   warm-up cycle %d: %s\n%s", r.WarmupCycles+1, cycleLine(c), breakdownLines(c.Breakdown))
 			if c.WallS <= warmWall {
 				r.WarmupCycles++
 				break
@@ -265,7 +295,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		if err != nil {
 			return r, err
 		}
-		fmt.Printf("   cycle %d: %s\n", i+1, cycleLine(c))
+		fmt.Printf("   cycle %d: %s\n%s", i+1, cycleLine(c), breakdownLines(c.Breakdown))
 		r.Cycles = append(r.Cycles, c)
 	}
 	profWG.Wait()
@@ -441,14 +471,27 @@ type broker struct {
 	mu     sync.Mutex
 	done   map[int64]int
 	failed map[int64]int
-	next   int
-	wake   chan struct{}
+	// timeline holds each cycle's deliveries as they were answered.
+	timeline map[int64][]bucketAnswer
+	next     int
+	wake     chan struct{}
 }
 
 type delivery struct {
 	cycle  int64
 	header http.Header
 	body   []byte
+	queued time.Time
+}
+
+// answers returns the deliveries of cycle answered so far, in the order
+// they began.
+func (b *broker) answers(cycle int64) []bucketAnswer {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := append([]bucketAnswer(nil), b.timeline[cycle]...)
+	sort.Slice(out, func(i, j int) bool { return out[i].StartS < out[j].StartS })
+	return out
 }
 
 func newBroker(parallelism int) (*broker, error) {
@@ -456,7 +499,7 @@ func newBroker(parallelism int) (*broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &broker{ln: ln, queue: make(chan delivery, 1<<16), done: map[int64]int{}, failed: map[int64]int{},
+	b := &broker{ln: ln, queue: make(chan delivery, 1<<16), done: map[int64]int{}, failed: map[int64]int{}, timeline: map[int64][]bucketAnswer{},
 		wake: make(chan struct{}, 1), client: &http.Client{Timeout: 10 * time.Minute}}
 	b.srv = &http.Server{Handler: http.HandlerFunc(b.accept), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = b.srv.Serve(ln) }()
@@ -492,7 +535,7 @@ func (b *broker) accept(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unexpected event id "+id, http.StatusBadRequest)
 		return
 	}
-	b.queue <- delivery{cycle: cycle, header: r.Header.Clone(), body: body}
+	b.queue <- delivery{cycle: cycle, header: r.Header.Clone(), body: body, queued: time.Now()}
 	w.WriteHeader(http.StatusAccepted)
 }
 
@@ -503,17 +546,24 @@ func (b *broker) deliver() {
 		b.next++
 		b.mu.Unlock()
 		ok := false
+		tick := time.UnixMilli(d.cycle)
+		a := bucketAnswer{Bucket: -1, QueuedS: d.queued.Sub(tick).Seconds(), StartS: time.Since(tick).Seconds()}
 		for attempt := 0; attempt < 3 && !ok; attempt++ {
 			req, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader(d.body))
 			req.Header = d.header.Clone()
 			resp, err := b.client.Do(req)
 			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
+				reply, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				ok = resp.StatusCode/100 == 2
+				if ok {
+					readReply(reply, &a)
+				}
 			}
 		}
+		a.EndS, a.OK = time.Since(tick).Seconds(), ok
 		b.mu.Lock()
+		b.timeline[d.cycle] = append(b.timeline[d.cycle], a)
 		b.done[d.cycle]++
 		if !ok {
 			b.failed[d.cycle]++
@@ -523,6 +573,21 @@ func (b *broker) deliver() {
 		case b.wake <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// readReply takes the scale function's bucket reply (binary mode: the
+// body is the BucketResult) into a.
+func readReply(body []byte, a *bucketAnswer) {
+	var r struct {
+		Bucket                     int
+		Expired                    bool
+		Written, Queries           int
+		ReadMS, MetricsMS, ApplyMS int64
+	}
+	if json.Unmarshal(body, &r) == nil {
+		a.Bucket, a.Expired, a.Written, a.Queries = r.Bucket, r.Expired, r.Written, r.Queries
+		a.ReadMS, a.MetricsMS, a.ApplyMS = r.ReadMS, r.MetricsMS, r.ApplyMS
 	}
 }
 
