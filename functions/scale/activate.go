@@ -127,7 +127,7 @@ func (h *Handler) activate(ctx context.Context, log *slog.Logger, a events.Activ
 			log.Warn("upsert activated version", "error", err.Error())
 		}
 		// An activation writes only from zero: a cold start to measure.
-		if err := h.d.Store.MarkColdFrom(ctx, key, start, h.d.Settings.Scale.StateTTL); err != nil {
+		if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.ColdFrom(start) }); err != nil {
 			log.Warn("mark cold start", "error", err.Error())
 		}
 	}

@@ -311,15 +311,15 @@ func (h *Handler) settle(ctx context.Context, log *slog.Logger, key store.Versio
 // whose outcome the metrics now show is settled and counted once.
 func (h *Handler) recordKeepAlive(ctx context.Context, log *slog.Logger, o Outcome, v store.ActiveVersion, st store.ScalingState,
 	in policy.Input, d policy.Decision, obs observation) {
-	key, ttl := v.VersionKey, h.d.Settings.Scale.StateTTL
+	key := v.VersionKey
 	if o.Action == "written" && o.Desired > 0 && st.HasLastRequested && st.LastRequested == 0 && in.CurrentKnown && in.Current == 0 {
-		if err := h.d.Store.MarkColdFrom(ctx, key, in.Now, ttl); err != nil {
+		if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.ColdFrom(in.Now) }); err != nil {
 			log.Warn("mark cold start", "error", err.Error())
 		}
 	}
 	if o.Action == "written" && d.Reason == policy.ReasonPrewarm {
 		h.d.Metrics.Prewarms.WithLabelValues("written").Inc()
-		if err := h.d.Store.MarkPrewarm(ctx, key, in.Now, in.LastInvokedAt, ttl); err != nil {
+		if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Prewarm(in.Now, in.LastInvokedAt) }); err != nil {
 			// Only the outcome goes uncounted; the pre-warm itself stands.
 			log.Warn("mark pre-warm", "error", err.Error())
 		}

@@ -40,7 +40,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	}
 	in := h.input(now, v, st, obs, recent.forPolicy(now, p.ScaleDownStabilization))
 	if st.WatchSince.IsZero() {
-		if err := h.d.Store.MarkWatched(ctx, key, now, s.StateTTL); err != nil {
+		if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Watched(now) }); err != nil {
 			log.Warn("mark version watched", "error", err.Error())
 		}
 	}
@@ -58,7 +58,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 
 	if d.Valid {
 		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
-			if err := h.d.Store.SaveRecommendations(ctx, key, next.encode(), s.StateTTL); err != nil {
+			if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Recommendations(next.encode()) }); err != nil {
 				log.Warn("save recommendation history", "error", err.Error())
 			}
 		}

@@ -80,7 +80,7 @@ func (h *Handler) observe(ctx context.Context, log *slog.Logger, now time.Time, 
 	learned := o.cost.Learn(m.SettledAt, share*m.BusySeconds, share*m.Requests, m.SettledUtilization)
 	if costWorthSaving(o.cost, learned, h.d.Settings.Scale.Step) {
 		c := store.Cost{SecondsPerRequest: learned.SecondsPerRequest, Weight: learned.Weight, WindowEnd: learned.UpdatedAt}
-		if err := h.d.Store.SaveCost(ctx, v.VersionKey, c, h.d.Settings.Scale.StateTTL); err != nil {
+		if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.Cost(c) }); err != nil {
 			// The estimate is still used this cycle; the next cycle folds
 			// its own window into the older stored one, losing one
 			// observation, never counting one twice.
@@ -112,7 +112,7 @@ func (h *Handler) saveBacklog(ctx context.Context, log *slog.Logger, v store.Act
 		return
 	}
 	b := store.Backlog{Requests: next.Requests, WindowEnd: next.UpdatedAt}
-	if err := h.d.Store.SaveBacklog(ctx, v.VersionKey, b, h.d.Settings.Scale.StateTTL); err != nil {
+	if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.Backlog(b) }); err != nil {
 		log.Warn("save backlog", "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID, "error", err.Error())
 	}
 }

@@ -83,7 +83,7 @@ func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.
 	}
 	next, folded := foldBursts(stored, idle, settledSteps(m.RequestCounts, m.SettledAt), s.Step)
 	if next.BurstEnd != stored.BurstEnd || next.FoldedTo != stored.FoldedTo || folded > 0 {
-		if err := h.d.Store.SaveIdle(ctx, v.VersionKey, next, s.StateTTL); err != nil {
+		if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.Idle(next) }); err != nil {
 			// The fold is still used this cycle; the next one repeats it
 			// from the older row (the gaps are still in its lookback).
 			log.Warn("save idle histogram", "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID, "error", err.Error())
@@ -95,7 +95,7 @@ func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.
 	k.burstEnd = next.BurstEnd
 	if cs, done := measureColdStart(st, m.InstanceCounts, s.Step); done {
 		stored.ColdStartSeconds, stored.ColdStartWeight, stored.ColdStartAt, stored.ColdFrom = cs.Seconds, cs.Weight, cs.UpdatedAt, time.Time{}
-		if err := h.d.Store.SaveColdStart(ctx, v.VersionKey, stored, s.StateTTL); err != nil {
+		if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.ColdStart(stored) }); err != nil {
 			log.Warn("save cold start", "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID, "error", err.Error())
 		}
 		if cs.Known() {

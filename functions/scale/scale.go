@@ -45,16 +45,10 @@ type Store interface {
 	SettleClaim(ctx context.Context, key store.VersionKey, owner string, ttl time.Duration) error
 	RecordWriteTarget(ctx context.Context, key store.VersionKey, claim string, requested, target int, cycle int64, status string, ttl time.Duration) error
 	RecordOutcome(ctx context.Context, key store.VersionKey, claim string, cycle int64, status string, notFoundAt time.Time, ttl time.Duration) error
-	SaveRecommendations(ctx context.Context, key store.VersionKey, encoded string, ttl time.Duration) error
-	SaveCost(ctx context.Context, key store.VersionKey, c store.Cost, ttl time.Duration) error
-	SaveBacklog(ctx context.Context, key store.VersionKey, b store.Backlog, ttl time.Duration) error
-	SaveSource(ctx context.Context, key store.VersionKey, source string, ttl time.Duration) error
-	SaveIdle(ctx context.Context, key store.VersionKey, k store.KeepAlive, ttl time.Duration) error
-	SaveColdStart(ctx context.Context, key store.VersionKey, k store.KeepAlive, ttl time.Duration) error
-	MarkColdFrom(ctx context.Context, key store.VersionKey, at time.Time, ttl time.Duration) error
-	MarkPrewarm(ctx context.Context, key store.VersionKey, at, burst time.Time, ttl time.Duration) error
+	// SaveState makes a version's plain state writes (what a decision
+	// learned) as one write.
+	SaveState(ctx context.Context, key store.VersionKey, u store.StateUpdate, ttl time.Duration) error
 	SettlePrewarm(ctx context.Context, key store.VersionKey, at time.Time) (bool, error)
-	MarkWatched(ctx context.Context, key store.VersionKey, at time.Time, ttl time.Duration) error
 	TouchVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
 	UpsertVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
 }
@@ -282,6 +276,8 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			ctx, writes := gatherStateWrites(ctx)
+			defer h.flushStateWrites(ctx, log, writes)
 			fv := tsdb.FunctionVersion{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID, NcaID: v.NcaID}
 			st := states[v.VersionKey]
 			var obs observation
@@ -307,6 +303,8 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			ctx, writes := gatherStateWrites(ctx)
+			defer h.flushStateWrites(ctx, log, writes)
 			fnRows := make([]store.ActiveVersion, len(idx))
 			for j, i := range idx {
 				fnRows[j] = rows[i]

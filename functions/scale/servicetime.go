@@ -266,7 +266,7 @@ func (h *Handler) foldCost(ctx context.Context, log *slog.Logger, key store.Vers
 	learned := stored.Learn(at, share*seconds, share*requests, utilization)
 	if costWorthSaving(stored, learned, h.d.Settings.Scale.Step) {
 		c := store.Cost{SecondsPerRequest: learned.SecondsPerRequest, Weight: learned.Weight, WindowEnd: learned.UpdatedAt}
-		if err := h.d.Store.SaveCost(ctx, key, c, h.d.Settings.Scale.StateTTL); err != nil {
+		if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Cost(c) }); err != nil {
 			// Used this cycle all the same; the next one folds its window
 			// into the older stored estimate, never counting one twice.
 			log.Warn("save learned service time", "function_id", key.FunctionID, "function_version_id", key.FunctionVersionID, "error", err.Error())

@@ -66,7 +66,7 @@ func (h *Handler) rememberSource(ctx context.Context, log *slog.Logger, key stor
 	if st.Source == string(src) {
 		return
 	}
-	if err := h.d.Store.SaveSource(ctx, key, string(src), h.d.Settings.Scale.StateTTL); err != nil {
+	if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Source(string(src)) }); err != nil {
 		log.Warn("remember metric source", "function_id", key.FunctionID, "function_version_id", key.FunctionVersionID,
 			"source", src, "error", err.Error())
 	}
@@ -306,14 +306,14 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	in.Demand = gatewayDemand(m, steps, service, h.d.Settings.Scale.Window)
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, tv, st, tsdb.VersionMetrics{LastInvokedAt: m.LastInvokedAt})
 	if st.WatchSince.IsZero() {
-		if err := h.d.Store.MarkWatched(ctx, tv.VersionKey, now, h.d.Settings.Scale.StateTTL); err != nil {
+		if err := h.saveState(ctx, tv.VersionKey, func(u *store.StateUpdate) { u.Watched(now) }); err != nil {
 			log.Warn("mark version watched", "error", err.Error())
 		}
 	}
 	d := policy.Decide(p, in)
 	if d.Valid {
 		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
-			if err := h.d.Store.SaveRecommendations(ctx, tv.VersionKey, next.encode(), h.d.Settings.Scale.StateTTL); err != nil {
+			if err := h.saveState(ctx, tv.VersionKey, func(u *store.StateUpdate) { u.Recommendations(next.encode()) }); err != nil {
 				log.Warn("save recommendation history", "error", err.Error())
 			}
 		}

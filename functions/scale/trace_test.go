@@ -50,25 +50,7 @@ func (oneVersionStore) ClaimWrite(context.Context, store.VersionKey, store.Write
 func (oneVersionStore) RecordWriteTarget(context.Context, store.VersionKey, string, int, int, int64, string, time.Duration) error {
 	return nil
 }
-func (oneVersionStore) SaveRecommendations(context.Context, store.VersionKey, string, time.Duration) error {
-	return nil
-}
-func (oneVersionStore) SaveSource(context.Context, store.VersionKey, string, time.Duration) error {
-	return nil
-}
-func (oneVersionStore) MarkWatched(context.Context, store.VersionKey, time.Time, time.Duration) error {
-	return nil
-}
-func (oneVersionStore) MarkColdFrom(context.Context, store.VersionKey, time.Time, time.Duration) error {
-	return nil
-}
-func (oneVersionStore) SaveIdle(context.Context, store.VersionKey, store.KeepAlive, time.Duration) error {
-	return nil
-}
-func (oneVersionStore) SaveColdStart(context.Context, store.VersionKey, store.KeepAlive, time.Duration) error {
-	return nil
-}
-func (oneVersionStore) MarkPrewarm(context.Context, store.VersionKey, time.Time, time.Time, time.Duration) error {
+func (oneVersionStore) SaveState(context.Context, store.VersionKey, store.StateUpdate, time.Duration) error {
 	return nil
 }
 func (oneVersionStore) SettlePrewarm(context.Context, store.VersionKey, time.Time) (bool, error) {

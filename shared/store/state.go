@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -308,172 +310,204 @@ func (s *Store) RecordOutcome(ctx context.Context, key VersionKey, claim string,
 	return nil
 }
 
-// SaveRecommendations stores the policy history of a version. It is a plain
-// (non-LWT) write of one column: losing a race here only loses one sample of
+// StateUpdate is a set of plain (unconditional) column writes to one
+// version's state row, made by SaveState as one UPDATE. The scale function
+// gathers a version's writes of a cycle in one: a version seen for the
+// first time used to cost six writes (watch mark, recommendations, source,
+// cost, backlog, idle histogram), about 600,000 at 100,000 versions, and
+// each is a request both sides handle and a mutation Cassandra applies.
+// Every column group keeps its own setter, as it kept its own writer, so
+// an update carries only the groups the cycle changed and never
+// overwrites another writer's newer value with one it read. A later set
+// of a column replaces an earlier one, as a later write would.
+type StateUpdate struct {
+	cols []string
+	vals []interface{}
+}
+
+func (u *StateUpdate) set(col string, v interface{}) {
+	for i, c := range u.cols {
+		if c == col {
+			u.vals[i] = v
+			return
+		}
+	}
+	u.cols = append(u.cols, col)
+	u.vals = append(u.vals, v)
+}
+
+// Empty reports whether the update sets nothing.
+func (u *StateUpdate) Empty() bool { return len(u.cols) == 0 }
+
+// Columns are the columns the update sets, in the order first set.
+func (u *StateUpdate) Columns() []string { return append([]string(nil), u.cols...) }
+
+// Recommendations sets the policy's recent-recommendation history
+// (opaque to the store). Losing a race here only loses one sample of
 // stabilization history, never a decision.
-func (s *Store) SaveRecommendations(ctx context.Context, key VersionKey, encoded string, ttl time.Duration) error {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return fmt.Errorf("save recommendations for %s: %w", key, err)
-	}
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET recommendations = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, encoded, key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("save recommendations for %s: %w", key, err)
-	}
-	return nil
-}
+func (u *StateUpdate) Recommendations(encoded string) { u.set("recommendations", encoded) }
 
-// MarkWatched records when the scale function started watching a version.
-// It is written once per version (callers check WatchSince first), so it
-// costs nothing per cycle.
-func (s *Store) MarkWatched(ctx context.Context, key VersionKey, at time.Time, ttl time.Duration) error {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return fmt.Errorf("mark %s watched: %w", key, err)
-	}
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET watch_since = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, at.UTC(), key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("mark %s watched: %w", key, err)
-	}
-	return nil
-}
+// Watched sets when the scale function started watching the version;
+// callers set it once per version (they check WatchSince first).
+func (u *StateUpdate) Watched(at time.Time) { u.set("watch_since", at.UTC()) }
 
-// SaveSource remembers the metric source a version is decided from. The
-// scale function calls it only when the source changes, so it costs one
-// write per change, not per cycle; like SaveRecommendations it is a plain
-// write of one column, since a lost race only repeats it.
-func (s *Store) SaveSource(ctx context.Context, key VersionKey, source string, ttl time.Duration) error {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return fmt.Errorf("save source of %s: %w", key, err)
-	}
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET source = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, source, key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("save source %q of %s: %w", source, key, err)
-	}
-	return nil
-}
+// Source sets the metric source the version is decided from; callers set
+// it only when it changes. A lost race only repeats it.
+func (u *StateUpdate) Source(source string) { u.set("source", source) }
 
-// SaveCost stores a version's learned cost. Like the recommendation
-// history it is a plain write, not under the version's write claim: two replicas
-// deciding the same cycle fold the same window into the same stored
-// estimate and write the same value, and a replica that reads the newer
-// estimate skips the window (its end is not after WindowEnd).
-func (s *Store) SaveCost(ctx context.Context, key VersionKey, c Cost, ttl time.Duration) error {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return fmt.Errorf("save cost for %s: %w", key, err)
-	}
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET cost_seconds_per_request = ?, cost_weight = ?, cost_window_end = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, c.SecondsPerRequest, c.Weight, c.WindowEnd.UTC(), key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("save cost for %s: %w", key, err)
-	}
-	return nil
-}
-
-// SaveBacklog stores a version's estimated queue. Like SaveCost it is a
-// plain write outside the version's write claim: replicas deciding the same
-// cycle fold the same window into the same stored estimate, and one that
+// Cost sets a version's learned cost. It is not under the version's write
+// claim: two replicas deciding the same cycle fold the same window into
+// the same stored estimate and write the same value, and a replica that
 // reads the newer estimate skips the window (its end is not after
 // WindowEnd).
-func (s *Store) SaveBacklog(ctx context.Context, key VersionKey, b Backlog, ttl time.Duration) error {
+func (u *StateUpdate) Cost(c Cost) {
+	u.set("cost_seconds_per_request", c.SecondsPerRequest)
+	u.set("cost_weight", c.Weight)
+	u.set("cost_window_end", c.WindowEnd.UTC())
+}
+
+// Backlog sets a version's estimated queue; like Cost, replicas fold the
+// same window into the same value, and one that reads the newer estimate
+// skips the window.
+func (u *StateUpdate) Backlog(b Backlog) {
+	u.set("backlog_requests", b.Requests)
+	u.set("backlog_window_end", b.WindowEnd.UTC())
+}
+
+// Idle sets a version's idle histogram with the burst bounds it was
+// folded up to; replicas fold the same gap into the same value, and one
+// that reads the newer row skips the gap (its burst does not start after
+// FoldedTo).
+func (u *StateUpdate) Idle(k KeepAlive) {
+	u.set("idle_histogram", k.Histogram)
+	u.set("burst_end", nullTime(k.BurstEnd))
+	u.set("idle_folded_to", nullTime(k.FoldedTo))
+}
+
+// ColdStart sets a version's learned cold start and ends the measurement
+// it came from (cold_from); replicas that measured the same cold start
+// write the same value.
+func (u *StateUpdate) ColdStart(k KeepAlive) {
+	u.set("cold_start_seconds", k.ColdStartSeconds)
+	u.set("cold_start_weight", k.ColdStartWeight)
+	u.set("cold_start_at", nullTime(k.ColdStartAt))
+	u.set("cold_from", nullTime(k.ColdFrom))
+}
+
+// ColdFrom sets when a write took the version above zero from zero: the
+// start of a cold start to measure.
+func (u *StateUpdate) ColdFrom(at time.Time) { u.set("cold_from", nullTime(at)) }
+
+// Prewarm sets a pre-warm written at `at` for the burst expected at
+// `burst`; zero times clear the marker once its outcome has been counted.
+func (u *StateUpdate) Prewarm(at, burst time.Time) {
+	u.set("prewarm_at", nullTime(at))
+	u.set("prewarm_for", nullTime(burst))
+}
+
+// SaveState makes u's writes to key's state row as one UPDATE with a
+// fresh TTL. An empty update writes nothing.
+func (s *Store) SaveState(ctx context.Context, key VersionKey, u StateUpdate, ttl time.Duration) error {
+	if u.Empty() {
+		return nil
+	}
 	secs, err := ttlSeconds(ttl)
 	if err != nil {
-		return fmt.Errorf("save backlog for %s: %w", key, err)
+		return fmt.Errorf("save %s of %s: %w", strings.Join(u.cols, ", "), key, err)
 	}
+	// Columns in a fixed order: one statement text, prepared once, per
+	// set of columns.
+	idx := make([]int, len(u.cols))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return u.cols[idx[a]] < u.cols[idx[b]] })
+	sets := make([]string, len(idx))
+	args := make([]interface{}, 0, len(idx)+3)
+	args = append(args, secs)
+	for i, j := range idx {
+		sets[i] = u.cols[j] + " = ?"
+		args = append(args, u.vals[j])
+	}
+	args = append(args, key.FunctionID, key.FunctionVersionID)
 	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET backlog_requests = ?, backlog_window_end = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, b.Requests, b.WindowEnd.UTC(), key.FunctionID, key.FunctionVersionID,
+		fmt.Sprintf(`UPDATE %s USING TTL ? SET %s WHERE function_id = ? AND function_version_id = ?`, s.tState, strings.Join(sets, ", ")),
+		args...,
 	).WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
-		return fmt.Errorf("save backlog for %s: %w", key, err)
+		return fmt.Errorf("save %s of %s: %w", strings.Join(u.cols, ", "), key, err)
 	}
 	return nil
+}
+
+// SaveRecommendations stores the policy history of a version (see
+// StateUpdate.Recommendations).
+func (s *Store) SaveRecommendations(ctx context.Context, key VersionKey, encoded string, ttl time.Duration) error {
+	var u StateUpdate
+	u.Recommendations(encoded)
+	return s.SaveState(ctx, key, u, ttl)
+}
+
+// MarkWatched records when the scale function started watching a version
+// (see StateUpdate.Watched).
+func (s *Store) MarkWatched(ctx context.Context, key VersionKey, at time.Time, ttl time.Duration) error {
+	var u StateUpdate
+	u.Watched(at)
+	return s.SaveState(ctx, key, u, ttl)
+}
+
+// SaveSource remembers the metric source a version is decided from (see
+// StateUpdate.Source).
+func (s *Store) SaveSource(ctx context.Context, key VersionKey, source string, ttl time.Duration) error {
+	var u StateUpdate
+	u.Source(source)
+	return s.SaveState(ctx, key, u, ttl)
+}
+
+// SaveCost stores a version's learned cost (see StateUpdate.Cost).
+func (s *Store) SaveCost(ctx context.Context, key VersionKey, c Cost, ttl time.Duration) error {
+	var u StateUpdate
+	u.Cost(c)
+	return s.SaveState(ctx, key, u, ttl)
+}
+
+// SaveBacklog stores a version's estimated queue (see StateUpdate.Backlog).
+func (s *Store) SaveBacklog(ctx context.Context, key VersionKey, b Backlog, ttl time.Duration) error {
+	var u StateUpdate
+	u.Backlog(b)
+	return s.SaveState(ctx, key, u, ttl)
 }
 
 // SaveIdle stores a version's idle histogram with the burst bounds it was
-// folded up to. Like SaveCost it is a plain write outside the version's
-// lock: replicas deciding the same cycle fold the same gap into the same
-// stored histogram and write the same value, and one that reads the newer
-// row skips the gap (its burst does not start after FoldedTo).
+// folded up to (see StateUpdate.Idle).
 func (s *Store) SaveIdle(ctx context.Context, key VersionKey, k KeepAlive, ttl time.Duration) error {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return fmt.Errorf("save idle histogram for %s: %w", key, err)
-	}
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET idle_histogram = ?, burst_end = ?, idle_folded_to = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, k.Histogram, nullTime(k.BurstEnd), nullTime(k.FoldedTo), key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("save idle histogram for %s: %w", key, err)
-	}
-	return nil
+	var u StateUpdate
+	u.Idle(k)
+	return s.SaveState(ctx, key, u, ttl)
 }
 
 // SaveColdStart stores a version's learned cold start and ends the
-// measurement it came from (cold_from). A plain write: replicas that
-// measured the same cold start write the same value.
+// measurement it came from (see StateUpdate.ColdStart).
 func (s *Store) SaveColdStart(ctx context.Context, key VersionKey, k KeepAlive, ttl time.Duration) error {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return fmt.Errorf("save cold start for %s: %w", key, err)
-	}
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET cold_start_seconds = ?, cold_start_weight = ?, cold_start_at = ?, cold_from = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, k.ColdStartSeconds, k.ColdStartWeight, nullTime(k.ColdStartAt), nullTime(k.ColdFrom), key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("save cold start for %s: %w", key, err)
-	}
-	return nil
+	var u StateUpdate
+	u.ColdStart(k)
+	return s.SaveState(ctx, key, u, ttl)
 }
 
 // MarkColdFrom records that a write at `at` took the version above zero
-// from zero: the start of a cold start to measure.
+// from zero (see StateUpdate.ColdFrom).
 func (s *Store) MarkColdFrom(ctx context.Context, key VersionKey, at time.Time, ttl time.Duration) error {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return fmt.Errorf("mark cold start of %s: %w", key, err)
-	}
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET cold_from = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, nullTime(at), key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("mark cold start of %s: %w", key, err)
-	}
-	return nil
+	var u StateUpdate
+	u.ColdFrom(at)
+	return s.SaveState(ctx, key, u, ttl)
 }
 
-// MarkPrewarm records a pre-warm written at `at` for the burst expected at
-// `burst`; zero times clear the marker once its outcome (used or wasted)
-// has been counted.
+// MarkPrewarm records a pre-warm written at `at` for the burst expected
+// at `burst` (see StateUpdate.Prewarm).
 func (s *Store) MarkPrewarm(ctx context.Context, key VersionKey, at, burst time.Time, ttl time.Duration) error {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return fmt.Errorf("mark pre-warm of %s: %w", key, err)
-	}
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET prewarm_at = ?, prewarm_for = ? WHERE function_id = ? AND function_version_id = ?`, s.tState),
-		secs, nullTime(at), nullTime(burst), key.FunctionID, key.FunctionVersionID,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("mark pre-warm of %s: %w", key, err)
-	}
-	return nil
+	var u StateUpdate
+	u.Prewarm(at, burst)
+	return s.SaveState(ctx, key, u, ttl)
 }
 
 // SettlePrewarm clears the pending pre-warm marked at `at` if it is still
