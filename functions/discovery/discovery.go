@@ -1,7 +1,8 @@
 // Package discovery handles the PingSource tick: one leader per cycle (an
 // LWT lock whose TTL is shorter than the cron period) finds the active
 // function versions in the TSDB, upserts them into Cassandra with a TTL, and
-// fans out one bucket event per non-empty bucket to K_SINK.
+// fans out one bucket event per non-empty bucket to K_SINK, each as soon as
+// its bucket's rows are written.
 package discovery
 
 import (
@@ -111,8 +112,11 @@ type Result struct {
 	BucketsFail []int          `json:"bucketsFailed,omitempty"`
 	QueryMS     int64          `json:"queryMs"`
 	ReadMS      int64          `json:"readMs"`
-	UpsertMS    int64          `json:"upsertMs"`
-	SendMS      int64          `json:"sendMs"`
+	// UpsertMS is the time spent writing rows; SendMS is the whole fan-out,
+	// those writes included, since each bucket's rows are written just
+	// before its event is sent.
+	UpsertMS int64 `json:"upsertMs"`
+	SendMS   int64 `json:"sendMs"`
 }
 
 // tracerName is the instrumentation scope of discovery's spans.
@@ -208,23 +212,47 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 	}
 	rows, why := rowWrites(found, stored, now, s.Discovery.RowTTL)
 	res.Writes, res.Unchanged = why, len(found)-len(rows)
+	byBucket := map[int][]store.ActiveVersion{}
+	for _, r := range rows {
+		b := buckets.OfVersion(r.FunctionID, r.FunctionVersionID, s.Buckets)
+		byBucket[b] = append(byBucket[b], r)
+	}
 
-	t1 = time.Now()
-	res.Upserted, err = h.d.Store.UpsertVersions(ctx, rows, s.Discovery.RowTTL)
+	// Each bucket's rows are written just before its event is sent, so the
+	// scale function starts on the first bucket while the rows of the
+	// others are still being written: in a cycle that finds 100,000 new
+	// versions the upsert took 4.6-6.6 s that every bucket used to wait.
+	t2 := time.Now()
+	var upsert time.Duration
+	var upsertErr error
+	write := func(b int) error {
+		rs := byBucket[b]
+		if len(rs) == 0 {
+			return nil
+		}
+		t := time.Now()
+		n, err := h.d.Store.UpsertVersions(ctx, rs, s.Discovery.RowTTL)
+		upsert += time.Since(t)
+		res.Upserted += n
+		if err != nil {
+			upsertErr = fmt.Errorf("bucket %d: %w", b, err)
+		}
+		return upsertErr
+	}
+	tick := time.UnixMilli(cycle)
+	res.BucketsSent, res.BucketsFail = h.fanOut(ctx, log, cycle, tick.Add(s.Discovery.BucketDeadline), perBucket, write)
 	for reason, n := range why {
 		h.d.Metrics.DiscoveryRowWrites.WithLabelValues(reason).Add(float64(n))
 	}
 	span.SetAttributes(attribute.Int("autoscaler.versions.invoked", res.Invoked), attribute.Int("autoscaler.versions.upserted", res.Upserted))
-	res.UpsertMS = time.Since(t1).Milliseconds()
-	h.d.Metrics.CycleDuration.WithLabelValues("upsert").Observe(time.Since(t1).Seconds())
-	if err != nil {
-		return fail(events.Unavailable("discovery cycle %d: upserted %d of %d: %v", cycle, res.Upserted, len(rows), err))
+	res.UpsertMS, res.SendMS = upsert.Milliseconds(), time.Since(t2).Milliseconds()
+	h.d.Metrics.CycleDuration.WithLabelValues("upsert").Observe(upsert.Seconds())
+	if upsertErr != nil {
+		// The buckets sent before the failure are decided from rows that
+		// are in; Knative's retry of the tick writes the rest and sends
+		// every bucket again, which the scale function takes as a replay.
+		return fail(events.Unavailable("discovery cycle %d: upserted %d of %d, %d buckets sent: %v", cycle, res.Upserted, len(rows), len(res.BucketsSent), upsertErr))
 	}
-
-	t2 := time.Now()
-	tick := time.UnixMilli(cycle)
-	res.BucketsSent, res.BucketsFail = h.fanOut(ctx, log, cycle, tick.Add(s.Discovery.BucketDeadline), perBucket)
-	res.SendMS = time.Since(t2).Milliseconds()
 	span.SetAttributes(attribute.Int("autoscaler.buckets.sent", len(res.BucketsSent)), attribute.Int("autoscaler.buckets.failed", len(res.BucketsFail)))
 	h.d.Metrics.CycleDuration.WithLabelValues("send").Observe(time.Since(t2).Seconds())
 	h.d.Metrics.CycleDuration.WithLabelValues("total").Observe(time.Since(t0).Seconds())
@@ -263,8 +291,10 @@ func lockOutcome(err error) string {
 }
 
 // fanOut sends one event per non-empty bucket with bounded parallelism and
-// per-event retries, returning the delivered and the failed buckets.
-func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, cycle int64, deadline time.Time, perBucket map[int]int) (sent, failed []int) {
+// per-event retries, returning the delivered and the failed buckets. Each
+// bucket is sent once ready(bucket) returned nil, called in send order;
+// when it fails, neither that bucket nor any after it is sent.
+func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, cycle int64, deadline time.Time, perBucket map[int]int, ready func(bucket int) error) (sent, failed []int) {
 	s := h.d.Settings
 	order := sendOrder(cycle, perBucket)
 
@@ -272,10 +302,15 @@ func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, cycle int64, dea
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, s.Discovery.SendConcurrency)
 	for _, b := range order {
+		if ready(b) != nil {
+			break
+		}
 		wg.Add(1)
-		sem <- struct{}{}
+		// At most one waiting goroutine per bucket: a slow sink must not
+		// hold up the next bucket's rows.
 		go func() {
 			defer wg.Done()
+			sem <- struct{}{}
 			defer func() { <-sem }()
 			ev := bucketEvent(cycle, b, s.Buckets, perBucket[b], deadline)
 			// The scale function's bucket span becomes the cycle span's child.

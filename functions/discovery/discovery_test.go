@@ -37,6 +37,8 @@ type sink struct {
 	mu        sync.Mutex
 	got       map[string]int // event id -> deliveries accepted
 	payloads  map[string]events.Bucket
+	// onAccept, when set, sees each accepted bucket event as it arrives.
+	onAccept func(events.Bucket)
 }
 
 func newSink(t *testing.T, failFirst int32, failAll bool) *sink {
@@ -53,6 +55,9 @@ func newSink(t *testing.T, failFirst int32, failAll bool) *sink {
 		if err := json.NewDecoder(r.Body).Decode(&b); err != nil || r.Header.Get("Ce-Type") != events.TypeBucket {
 			http.Error(w, "bad event", http.StatusBadRequest)
 			return
+		}
+		if s.onAccept != nil {
+			s.onAccept(b)
 		}
 		s.mu.Lock()
 		s.got[r.Header.Get("Ce-Id")]++
