@@ -362,9 +362,9 @@ func unknownMetrics() VersionMetrics {
 // the threads per instance, and the settled window's values, which are
 // points of the step grid. Asking the TSDB for each of those as an
 // expression of its own read the busy series three times and the thread
-// counts four times, and the division itself cost VictoriaMetrics as much
-// as reading a series again: at 100,000 versions that was most of its
-// work (README, issue 17).
+// counts four times, and the division itself cost VictoriaMetrics half a
+// read to a whole one more: at 100,000 versions that was most of its work
+// (README, issue 17).
 func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, now time.Time, o MetricsOptions) (map[FunctionVersion]VersionMetrics, error) {
 	out := make(map[FunctionVersion]VersionMetrics, len(versions))
 	if len(versions) == 0 {
@@ -436,10 +436,11 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 		})
 		// The sum and the count of the workers' thread counts are both
 		// needed, and one read gives both: how many workers report each
-		// thread count. That answer is as small as a sum's (workers of a
-		// version mostly run alike), where the workers' own series cost
-		// the server about a fifth more than a count did (bench
-		// -query-costs).
+		// thread count. VictoriaMetrics spends on it what it spends on
+		// the workers' own series, about a fifth more than on a count
+		// by alone (which it aggregates as it reads) and far less than
+		// on a sum and a count (bench -query-costs); the answer is as
+		// small as a sum's, as a version's workers mostly run alike.
 		threads := of(func(ms []string) string {
 			return fmt.Sprintf(`count_values %s (%s, %s)`, by, quote(labelThreadCount), selector(MetricThreadCount, ms...))
 		})
