@@ -139,7 +139,7 @@ func TestSelfMetricsOfARealCycle(t *testing.T) {
 	defer st.Close()
 	_, err = st.UpsertVersions(ctx, []store.ActiveVersion{{
 		VersionKey: store.VersionKey{FunctionID: silent.id, FunctionVersionID: silent.version},
-		NcaID:      "nca", LastUpdatedAt: time.Now(),
+		NcaID:      "nca", LastUpdatedAt: time.Now(), Source: "worker",
 	}}, time.Hour)
 	require.NoError(t, err)
 

@@ -69,7 +69,8 @@ func (f *fixture) addVersions(t *testing.T, end time.Time, loads ...load) map[st
 		}
 		f.sim.Register(nvcfsim.FunctionVersion{FunctionID: fid, VersionID: vid, NcaID: "nca", Status: nvcfsim.StatusActive,
 			Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 50}}})
-		rows = append(rows, store.ActiveVersion{VersionKey: keys[l.id], NcaID: "nca", Invoked: l.requests != nil, LastUpdatedAt: time.Now()})
+		rows = append(rows, store.ActiveVersion{VersionKey: keys[l.id], NcaID: "nca", Invoked: l.requests != nil, LastUpdatedAt: time.Now(),
+			Source: string(tsdb.SourceWorker)})
 	}
 	ctx := context.Background()
 	require.NoError(t, tsdbtest.ImportVM(ctx, testenv.RequireVM(t), series))

@@ -267,8 +267,12 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	sem := make(chan struct{}, s.Concurrency)
 	gateway := map[string][]int{} // function id -> its rows here
 	for i, v := range rows {
-		if sources[i] == tsdb.SourceGateway {
+		switch sources[i] {
+		case tsdb.SourceGateway:
 			gateway[v.FunctionID] = append(gateway[v.FunctionID], i)
+			continue
+		case sourceUnknown:
+			outcomes[i] = h.holdUnknownSource(log, start, v, states[v.VersionKey])
 			continue
 		}
 		wg.Add(1)

@@ -62,7 +62,7 @@ func setup(t testing.TB, n int) *fixture {
 		sim.Register(nvcfsim.FunctionVersion{FunctionID: fid, VersionID: vid, NcaID: "nca", Status: nvcfsim.StatusActive,
 			Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 50}}})
 		f.versions = append(f.versions, store.ActiveVersion{VersionKey: store.VersionKey{FunctionID: fid, FunctionVersionID: vid},
-			NcaID: "nca", Invoked: true, LastUpdatedAt: time.Now()})
+			NcaID: "nca", Invoked: true, LastUpdatedAt: time.Now(), Source: string(tsdb.SourceWorker)})
 	}
 	now := time.Now()
 	require.NoError(t, tsdbtest.ImportVM(ctx, vm, tsdbtest.Generate(ws, now.Add(-15*time.Minute), now)))

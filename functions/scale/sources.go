@@ -22,6 +22,16 @@ import (
 	"function/shared/tsdb"
 )
 
+// sourceUnknown is the source of a version that no series of any source
+// shows, now or before: discovery saw only its request counters (or its
+// row predates the source column). Nothing then tells how many instances
+// it runs or how busy they are, nor which queries would, so it is held,
+// never decided: reading it as worker threads (the reference's default)
+// took a version at zero that NVCF had last been asked 0 for as known to
+// run none, and remembered the guess as if it were evidence, so a
+// version whose control-plane series appeared later stayed "worker".
+const sourceUnknown tsdb.Source = "unknown"
+
 // sourceOf is the metric source a version is decided from this cycle:
 // evidence is what discovery's series showed when it wrote the row,
 // remembered what this function decided the version from last time.
@@ -32,9 +42,7 @@ import (
 // worker stays one. Gateway series beat a remembered control plane (the
 // function was put behind the gateway); otherwise the remembered source
 // stands, then the control plane's instance counts. A version with no
-// series of any source (only its request counters were seen, or its row
-// predates the source column) is read as worker threads, the reference's
-// default: with no data from any source it holds whichever is asked.
+// series of any source and none remembered is sourceUnknown.
 func sourceOf(evidence, remembered string) tsdb.Source {
 	switch {
 	case evidence == string(tsdb.SourceWorker), remembered == string(tsdb.SourceWorker):
@@ -46,17 +54,40 @@ func sourceOf(evidence, remembered string) tsdb.Source {
 	case evidence == string(tsdb.SourceControlPlane):
 		return tsdb.SourceControlPlane
 	}
-	return tsdb.SourceWorker
+	return sourceUnknown
 }
 
-// sourceNames are the sources as metric label values.
+// sourceNames are the sources as metric label values, unknown included.
 var sourceNames = func() []string {
-	out := make([]string, len(tsdb.Sources))
-	for i, s := range tsdb.Sources {
-		out[i] = string(s)
+	out := make([]string, 0, len(tsdb.Sources)+1)
+	for _, s := range tsdb.Sources {
+		out = append(out, string(s))
 	}
-	return out
+	return append(out, string(sourceUnknown))
 }()
+
+// reasonHoldUnknownSource is the decision reason of a version of unknown
+// source.
+const reasonHoldUnknownSource = "hold_unknown_source"
+
+// holdUnknownSource holds a version of unknown source at what NVCF was
+// last asked: nothing is written, and the source is not remembered, so
+// the first series that shows the version decides which source it is.
+// The decision line and the metrics say why.
+func (h *Handler) holdUnknownSource(log *slog.Logger, now time.Time, v store.ActiveVersion, st store.ScalingState) Outcome {
+	key := v.VersionKey
+	o := Outcome{FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, Source: string(sourceUnknown),
+		LastRequested: st.LastRequested, Desired: max(st.LastRequested, 0), Reason: reasonHoldUnknownSource, Action: "held",
+		Detail: "no worker-thread, LLM gateway or control-plane series, now or before: instances and load unknown"}
+	h.d.Metrics.VersionSource(key.FunctionID, key.FunctionVersionID, string(sourceUnknown), sourceNames)
+	h.d.Metrics.Decisions.WithLabelValues(o.Reason).Inc()
+	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
+	h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusHeld)
+	d := policy.Decision{Desired: o.Desired, Recommendation: o.Desired, Reason: policy.Reason(o.Reason), Detail: o.Detail}
+	logDecision(log.With("function_id", key.FunctionID, "function_version_id", key.FunctionVersionID), o, policy.Input{Now: now}, d,
+		"source", sourceUnknown)
+	return o
+}
 
 // rememberSource records the source a version is decided from when it
 // differs from the remembered one: one Cassandra write per change, none per

@@ -23,7 +23,7 @@ func TestSourceOf(t *testing.T) {
 		evidence, remembered string
 		want                 tsdb.Source
 	}{
-		{"", "", tsdb.SourceWorker}, // no series of any source: the default
+		{"", "", sourceUnknown}, // no series of any source, now or before
 		{"worker", "", tsdb.SourceWorker},
 		{"worker", "control_plane", tsdb.SourceWorker},   // started exporting worker series
 		{"", "worker", tsdb.SourceWorker},                // a worker version at zero has no series
@@ -206,6 +206,7 @@ func TestControlPlaneVersionsDecidedFromLittlesLaw(t *testing.T) {
 
 	require.NotEqual(t, "written", got["zero"].Action, "%+v", got["zero"])
 	require.Equal(t, "held", got["none"].Action, "no series: unknown, held")
+	require.Equal(t, "unknown", got["none"].Source)
 	ws := writesTo(f, fid)
 	require.Len(t, ws, 1)
 	require.Equal(t, "busy", ws[0].VersionID)
@@ -337,4 +338,49 @@ func TestGatewayFunctionDecidedOnlyInItsTargetsBucket(t *testing.T) {
 	ws := writesTo(f, fid)
 	require.Len(t, ws, 1, "one write for the function in the cycle")
 	require.Equal(t, "v0", ws[0].VersionID)
+}
+
+// A version no series of any source shows, and none showed before, is
+// "unknown": held, nothing written, and the guess not remembered. Here
+// NVCF was last asked 0 for it and it is invoked: read as a worker
+// version it was "known at zero" and scaled from zero, although nothing
+// said what it runs. When its control-plane series appear, it is decided
+// from them, with the count they show.
+func TestUnknownSourceIsHeldNotRememberedAndDecidedOnceASourceShows(t *testing.T) {
+	f, run := sourcesFixture(t)
+	fid := run + "-unknown"
+	ctx := context.Background()
+	key := store.VersionKey{FunctionID: fid, FunctionVersionID: "v"}
+	f.register(t, row(fid, "v", "nca", ""))
+	require.NoError(t, f.store.RecordWrite(ctx, key, 0, time.Now().Add(-time.Hour).UnixMilli(), statusOK, time.Hour))
+
+	reply, err := f.handler(t, "node-a", nil).HandleBucket(ctx, bucketEvent(time.Now()))
+	require.NoError(t, err)
+	o := outcomesOf(decode(t, reply), fid)["v"]
+	require.Equal(t, "unknown", o.Source)
+	require.Equal(t, "held", o.Action, "%+v", o)
+	require.Equal(t, reasonHoldUnknownSource, o.Reason)
+	require.Zero(t, o.Desired, "held at what NVCF was last asked")
+	require.Empty(t, writesTo(f, fid))
+	st, err := f.store.ReadState(ctx, key)
+	require.NoError(t, err)
+	require.Empty(t, st.Source, "a guess is not remembered as a source")
+
+	// Its control plane now reports two instances at 50 % (4 in flight
+	// over 2 x 4 slots), and discovery's row says so.
+	now := time.Now()
+	f.ingest(t, tsdbtest.GenerateControlPlane([]tsdbtest.ControlPlaneVersion{
+		{FunctionID: fid, FunctionVersionID: "v", NcaID: "nca", Instances: []float64{2}, Concurrency: 4, InFlight: 4, RequestsPerSecond: 1,
+			Extra: map[string]string{"test_env": run}},
+	}, now.Add(-15*time.Minute), now))
+	f.register(t, row(fid, "v", "nca", "control_plane"))
+	reply, err = f.handler(t, "node-a", nil).HandleBucket(ctx, bucketEvent(time.Now().Add(time.Second)))
+	require.NoError(t, err)
+	o = outcomesOf(decode(t, reply), fid)["v"]
+	require.Equal(t, "control_plane", o.Source, "%+v", o)
+	require.True(t, o.CurrentKnown)
+	require.Equal(t, 2, o.Current)
+	st, err = f.store.ReadState(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, "control_plane", st.Source)
 }

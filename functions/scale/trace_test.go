@@ -26,7 +26,8 @@ import (
 // stand-ins for the interfaces (one version at 90 % utilization) and the
 // NVCF client is the real one in dry-run mode.
 
-var traced = store.ActiveVersion{VersionKey: store.VersionKey{FunctionID: "fn-1", FunctionVersionID: "ver-1"}, NcaID: "nca", Invoked: true}
+var traced = store.ActiveVersion{VersionKey: store.VersionKey{FunctionID: "fn-1", FunctionVersionID: "ver-1"}, NcaID: "nca", Invoked: true,
+	Source: string(tsdb.SourceWorker)}
 
 type oneVersionStore struct{ Store }
 
