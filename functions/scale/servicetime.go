@@ -170,10 +170,15 @@ func gatewayFlow(steps []slotStep, service policy.Cost) (float64, float64, bool)
 func (h *Handler) observeSlots(ctx context.Context, log *slog.Logger, v store.ActiveVersion, learned policy.Cost, backlog policy.Backlog,
 	steps []slotStep, flow slotFlow, completions bool) (policy.Cost, policy.Backlog) {
 	s := h.d.Settings.Scale
-	bound := func(c policy.Cost) policy.Cost {
-		seconds, requests := latencyWithoutQueue(steps, s.Step, s.Window, completions)
-		return policy.LatencyBound(c, seconds, requests)
+	seen, seenRequests, seenEnd := latencyWithoutQueue(steps, s.Step, s.Window, completions)
+	if kept, ok := keptBound(learned, seen, seenRequests, seenEnd); ok {
+		c := store.Cost{SecondsPerRequest: kept.SecondsPerRequest, Weight: kept.Weight, WindowEnd: kept.UpdatedAt}
+		if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.Cost(c) }); err != nil {
+			log.Warn("save latency bound", "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID, "error", err.Error())
+		}
+		learned = kept
 	}
+	bound := func(c policy.Cost) policy.Cost { return policy.LatencyBound(c, seen, seenRequests) }
 	service := bound(learned)
 	n := len(steps)
 	if n < 3 {
@@ -199,10 +204,31 @@ func (h *Handler) observeSlots(ctx context.Context, log *slog.Logger, v store.Ac
 	return bound(learned), o.backlog
 }
 
+// keptBound is the partial estimate to keep in a version's row when the
+// lookback's windows without a queue (seconds and requests, the newest
+// ending at end) bound its service time with more requests than the row
+// has: those windows leave the lookback while the version stays
+// saturated, and with them the bound, which then sized by Little's law
+// again (the demo's llm-chat, held at 7 for a need of 7, asked 38 when
+// its 7 requests' windows aged out). Kept with end as the last window
+// folded, so learning later counts none of them again. ok is false when
+// there is nothing to keep: a learned service time, no more evidence than
+// the row's, or as much as a learned one needs (CostMinRequests): kept,
+// windows that did not pass the learning test (serviceWindow) would make
+// a learned service time; this is for the few requests before a step.
+func keptBound(learned policy.Cost, seconds, requests float64, end time.Time) (policy.Cost, bool) {
+	b := policy.LatencyBound(learned, seconds, requests)
+	if learned.Known() || !b.Known() || !(b.Weight > learned.Weight) || b.Weight >= policy.CostMinRequests || !end.After(learned.UpdatedAt) {
+		return learned, false
+	}
+	return policy.Cost{SecondsPerRequest: b.SecondsPerRequest, Weight: b.Weight, UpdatedAt: end}, true
+}
+
 // latencyWithoutQueue sums the latency seconds and the requests of the
 // lookback's windows in which no request waited, each request counted
 // once (consecutive windows overlap by window - step), for
-// policy.LatencyBound. A source that counts a request when it completes
+// policy.LatencyBound, and the end of the newest of them. A source that
+// counts a request when it completes
 // (completions: the gateway) sums the latency of the very requests it
 // counts, so any window below saturation will do: its mean latency is at
 // most a little waiting above its requests' service time. The control
@@ -210,7 +236,7 @@ func (h *Handler) observeSlots(ctx context.Context, log *slog.Logger, v store.Ac
 // which agree only over a steady rate (in the window a load steps up, the
 // new arrivals are counted before any of their latency is): it takes the
 // windows serviceWindow would learn from.
-func latencyWithoutQueue(steps []slotStep, step, window time.Duration, completions bool) (seconds, requests float64) {
+func latencyWithoutQueue(steps []slotStep, step, window time.Duration, completions bool) (seconds, requests float64, end time.Time) {
 	own := math.Min(step.Seconds(), window.Seconds())
 	for i, st := range steps {
 		if !(st.rate > 0) || !(st.inFlight >= 0) {
@@ -229,8 +255,9 @@ func latencyWithoutQueue(steps []slotStep, step, window time.Duration, completio
 		}
 		seconds += st.inFlight * own
 		requests += st.rate * own
+		end = st.at
 	}
-	return seconds, requests
+	return seconds, requests, end
 }
 
 // waitingFloor raises an estimated queue to the requests Little's law

@@ -375,9 +375,10 @@ func TestLatencyWithoutQueue(t *testing.T) {
 
 	// The gateway counts completions: the six windows below saturation,
 	// each request counted once (4 s of each 8 s window is its own).
-	seconds, requests := latencyWithoutQueue(st, step, window, true)
+	seconds, requests, last := latencyWithoutQueue(st, step, window, true)
 	require.InDelta(t, 4*(0.06+0.28+0.43+0.5+0.5+0.7), requests, 1e-9)
 	require.InDelta(t, 4.0, seconds/requests, 1e-9)
+	require.Equal(t, st[5].at, last, "the newest window below saturation")
 	b := policy.LatencyBound(policy.Cost{}, seconds, requests)
 	require.True(t, b.Known(), "9.9 requests bound the service time")
 	require.InDelta(t, 4.0, b.SecondsPerRequest, 1e-9)
@@ -385,18 +386,18 @@ func TestLatencyWithoutQueue(t *testing.T) {
 	// The control plane counts arrivals: only the windows it would learn
 	// from (steady around them, the next one unsaturated) agree with the
 	// latency summed at completion.
-	seconds, requests = latencyWithoutQueue(st, step, window, false)
+	seconds, requests, _ = latencyWithoutQueue(st, step, window, false)
 	require.InDelta(t, 4*(0.5+0.5), requests, 1e-9, "the windows at 0.5 req/s between steady neighbours")
 	require.InDelta(t, 4.0, seconds/requests, 1e-9)
 
 	// A window that counts arrivals of a step before their latency is
 	// summed reads 0.5 s for 4 s requests: the control plane leaves it out.
 	jump := slotSteps(steps(end, 50, 50, 50, 60), steps(end, 0.5, 0.5, 0.5, 4), steps(end, 2, 2, 2, 2.4), steps(end, 1, 1, 1, 1))
-	seconds, requests = latencyWithoutQueue(jump, step, window, false)
+	seconds, requests, _ = latencyWithoutQueue(jump, step, window, false)
 	require.InDelta(t, 4*0.5, requests, 1e-9, "only the middle window has steady neighbours")
 	require.InDelta(t, 4.0, seconds/requests, 1e-9)
 
-	seconds, requests = latencyWithoutQueue(nil, step, window, true)
+	seconds, requests, _ = latencyWithoutQueue(nil, step, window, true)
 	require.Zero(t, seconds)
 	require.Zero(t, requests)
 }
@@ -417,4 +418,34 @@ func TestDemandBeforeAServiceTimeIsLearned(t *testing.T) {
 	gd := gatewayDemand(g, slotSteps(g.Utilization, g.RequestRates, g.InFlights, nil), bound, 8*time.Second)
 	require.Equal(t, policy.MethodArrivalsLatencyBound, gd.Method)
 	require.InDelta(t, 5, gd.Instances, 1e-9, "4 completed/s whose latency grew 0.2 s a second: 5 req/s arrived")
+}
+
+func TestKeptBound(t *testing.T) {
+	end := time.Unix(1_800_000_000, 0)
+	// The lookback's windows bound 4 s from 7 requests; the row has 3.
+	partial := policy.Cost{SecondsPerRequest: 4.2, Weight: 3, UpdatedAt: end.Add(-8 * time.Second)}
+	kept, ok := keptBound(partial, 28, 7, end)
+	require.True(t, ok)
+	require.Equal(t, policy.Cost{SecondsPerRequest: 4, Weight: 7, UpdatedAt: end}, kept, "kept as the row's partial estimate, not as an early one")
+	require.False(t, kept.Known(), "still not learned")
+	require.True(t, policy.LatencyBound(kept, 0, 0).Known(), "it bounds once its windows left the lookback")
+
+	for _, c := range []struct {
+		name              string
+		learned           policy.Cost
+		seconds, requests float64
+		end               time.Time
+	}{
+		{"a learned service time", policy.Cost{SecondsPerRequest: 1, Weight: 30}, 28, 7, end},
+		{"too few requests to bound", policy.Cost{}, 16, 4, end},
+		{"no more requests than the row", policy.Cost{SecondsPerRequest: 4, Weight: 7, UpdatedAt: end.Add(-4 * time.Second)}, 28, 7, end},
+		{"windows the row has folded", policy.Cost{SecondsPerRequest: 4, Weight: 3, UpdatedAt: end}, 28, 7, end},
+		{"as many requests as learning needs", policy.Cost{}, 4 * policy.CostMinRequests, policy.CostMinRequests, end},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := keptBound(c.learned, c.seconds, c.requests, c.end)
+			require.False(t, ok)
+			require.Equal(t, c.learned, got)
+		})
+	}
 }
