@@ -181,6 +181,7 @@ func TestUnknownClaimWritesNothingAndFreesWithItsLease(t *testing.T) {
 
 	// Cycles after it decide again; the first one after the TTL writes.
 	require.Eventually(t, func() bool {
+		l.fixture.keepReporting(t)
 		o, err := l.decide(time.Now())
 		return err == nil && o.Action == "written"
 	}, 4*lossLockTTL, 250*time.Millisecond)
@@ -242,6 +243,9 @@ func TestUnrecordedWriteKeepsTheClaimSoTheRetryWritesNothing(t *testing.T) {
 
 	var o Outcome
 	require.Eventually(t, func() bool {
+		// the workers still report at the same utilization: the same
+		// decision, written once the claim has expired
+		l.fixture.keepReporting(t)
 		var err error
 		o, err = l.decide(time.Now())
 		return err == nil && o.Action == "written"
