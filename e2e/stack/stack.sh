@@ -46,7 +46,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 STACK_DIR=${STACK_DIR:-$REPO/.cache}
 mkdir -p "$STACK_DIR"
-STACK_DIR=$(cd "$STACK_DIR" && pwd)
+# The physical path: servers are recognised by it in their command lines,
+# and a worktree reaching the same directory through a .cache symlink must
+# see them as its own (with the logical path it found them "not running",
+# and a stop removed their PID files).
+STACK_DIR=$(cd "$STACK_DIR" && pwd -P)
 
 CASSANDRA_VERSION=${CASSANDRA_VERSION:-}
 # Newest first. 5.0.10 was not on Maven Central when this list was written.
