@@ -162,6 +162,12 @@ type ControlPlaneMetrics struct {
 	// instances) are per step, oldest first, for learning the service time
 	// and sizing from arrivals.
 	RequestRates, InFlights, InstanceCounts []Sample
+	// RequestCounts are the requests routed in the window ending at each
+	// step, oldest first, and SettledAt the last step whose scrapes are
+	// in (the one before the newest): learned keep-alive reads bursts and
+	// gaps from them, as from a worker version's.
+	RequestCounts []Sample
+	SettledAt     time.Time
 }
 
 // ControlPlaneMetrics fetches the control-plane source for a whole bucket:
@@ -243,12 +249,17 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 			}
 			m := out[v]
 			m.LastInvokedAt, m.RequestRate = invocationsOf(s.Samples, g.seconds)
-			m.RequestRates = ratesOf(s.Samples, g.seconds)
+			m.RequestRates, m.RequestCounts = ratesOf(s.Samples, g.seconds), s.Samples
 			out[v] = m
 		}
 	}
+	for v, m := range out {
+		m.SettledAt = g.settled
+		out[v] = m
+	}
 	for v, p := range acc {
 		m := out[v]
+		m.SettledAt = g.settled
 		if n, ok := p.instances[g.settled.UnixMilli()]; ok && !math.IsNaN(n) && n >= 0 {
 			m.Instances, m.InstancesKnown = n, true
 		}
@@ -350,6 +361,12 @@ type GatewayMetrics struct {
 	// InstanceCounts (the sum of the versions' instances) are per step,
 	// oldest first, for learning the service time and estimating arrivals.
 	RequestRates, InFlights, InstanceCounts []Sample
+	// RequestCounts are the requests the gateway answered in the window
+	// ending at each step, oldest first, and SettledAt the last step whose
+	// scrapes are in: learned keep-alive reads the function's bursts and
+	// gaps from them.
+	RequestCounts []Sample
+	SettledAt     time.Time
 }
 
 // Current is the sum of the versions' instances at the last settled step,
@@ -417,7 +434,7 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 		versions               map[string]*GatewayVersion
 		lastInvoked            time.Time
 		rate                   float64
-		rates                  []Sample
+		rates, counts          []Sample
 	}
 	acc := map[string]*perFunction{}
 	get := func(fid string) *perFunction {
@@ -516,7 +533,7 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 				},
 					func(p *perFunction, s Series) {
 						p.lastInvoked, p.rate = invocationsOf(s.Samples, g.seconds)
-						p.rates = ratesOf(s.Samples, g.seconds)
+						p.rates, p.counts = ratesOf(s.Samples, g.seconds), s.Samples
 					})
 			},
 		)
@@ -526,7 +543,7 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 	}
 	settled := g.settled.UnixMilli()
 	for fid, p := range acc {
-		m := GatewayMetrics{LastInvokedAt: p.lastInvoked, RequestRate: p.rate, RequestRates: p.rates}
+		m := GatewayMetrics{LastInvokedAt: p.lastInvoked, RequestRate: p.rate, RequestRates: p.rates, RequestCounts: p.counts, SettledAt: g.settled}
 		for vid, v := range p.versions {
 			if n, ok := p.instances[vid][settled]; ok && !math.IsNaN(n) && n >= 0 {
 				v.Instances, v.InstancesKnown = n, true

@@ -168,6 +168,14 @@ func TestControlPlaneAndGatewayMetricsAgainstRealTSDBs(t *testing.T) {
 			require.InDelta(t, 50, m.Utilization[len(m.Utilization)-1].Value, 0.5)
 			require.WithinDuration(t, now, m.LastInvokedAt, 2*time.Minute)
 			require.InDelta(t, 2, m.RequestRate, 0.4)
+			// Learned keep-alive's evidence: the window increases per step
+			// (2/s over 70 s) up to the settled step, the one before now's.
+			settled := now.Truncate(time.Minute).Add(-time.Minute)
+			require.Equal(t, settled, m.SettledAt)
+			require.Equal(t, settled, cp[zero].SettledAt, "a version with no requests still has its settled step")
+			requireWindowIncreases(t, m.RequestCounts, m.RequestRates, 70)
+			require.InDelta(t, 140, valueAtStep(t, m.RequestCounts, settled), 30)
+			require.InDelta(t, 2.5, valueAtStep(t, m.InstanceCounts, settled), 1e-9)
 			// 0 in flight over 0 instances is NaN, kept as such: the policy
 			// reads the count (0), not the ratio.
 			z := cp[zero]
@@ -202,6 +210,10 @@ func TestControlPlaneAndGatewayMetricsAgainstRealTSDBs(t *testing.T) {
 			require.InDelta(t, 3, g.InFlight, 0.01)
 			require.InDelta(t, 4, g.RequestRate, 0.8)
 			require.WithinDuration(t, now, g.LastInvokedAt, 2*time.Minute)
+			require.Equal(t, settled, g.SettledAt)
+			requireWindowIncreases(t, g.RequestCounts, g.RequestRates, 70)
+			require.InDelta(t, 280, valueAtStep(t, g.RequestCounts, settled), 60)
+			require.InDelta(t, 3, valueAtStep(t, g.InstanceCounts, settled), 1e-9, "the sum of the versions' instances")
 
 			ni := gw["g-noinfo"]
 			require.Len(t, ni.Versions, 1)
@@ -224,4 +236,27 @@ func TestControlPlaneAndGatewayMetricsAgainstRealTSDBs(t *testing.T) {
 			require.Equal(t, []string{"g-noinfo", "g-p"}, ids)
 		})
 	}
+}
+
+// requireWindowIncreases checks that counts are the window increases the
+// rates were read from: the same steps, rate x window each.
+func requireWindowIncreases(t *testing.T, counts, rates []Sample, windowSeconds float64) {
+	t.Helper()
+	require.NotEmpty(t, counts)
+	require.Len(t, counts, len(rates))
+	for i := range counts {
+		require.Equal(t, rates[i].At, counts[i].At)
+		require.InDelta(t, rates[i].Value*windowSeconds, counts[i].Value, 1e-9)
+	}
+}
+
+func valueAtStep(t *testing.T, ss []Sample, at time.Time) float64 {
+	t.Helper()
+	for _, s := range ss {
+		if s.At.Equal(at) {
+			return s.Value
+		}
+	}
+	t.Fatalf("no sample at %s in %v", at, ss)
+	return 0
 }
