@@ -334,6 +334,9 @@ func (h *Handler) settlePrewarm(ctx context.Context, log *slog.Logger, key store
 	if outcome == "" {
 		return
 	}
+	if k.prewarmIn != (store.VersionKey{}) {
+		key = k.prewarmIn // a gateway function's marker, in the row it was written to
+	}
 	cleared, err := h.d.Store.SettlePrewarm(ctx, key, k.prewarmAt)
 	if err != nil {
 		log.Warn("settle pre-warm; its outcome goes uncounted", "outcome", outcome, "error", err.Error())

@@ -252,13 +252,7 @@ func (h *Handler) input(now time.Time, v store.ActiveVersion, st store.ScalingSt
 		}
 	}
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, v, st, m)
-	// The end of the last burst outlives the TSDB's lookback: at zero
-	// through a long gap, it is the only invocation left to count from.
-	// It is a real invocation, so it only ever makes a version less idle.
-	if ka := o.keepAlive; ka.burstEnd.After(in.LastInvokedAt) {
-		in.LastInvokedAt = ka.burstEnd
-	}
-	in.Idle, in.ColdStart, in.ReleasedAt = o.keepAlive.idle, o.keepAlive.coldStart, o.keepAlive.released
+	o.keepAlive.applyTo(&in)
 	return in
 }
 

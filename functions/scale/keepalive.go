@@ -30,8 +30,10 @@ type keepAlive struct {
 	// released is when the version was last written to zero (zero: it
 	// was not, or not known).
 	released time.Time
-	// prewarm is the pending pre-warm marker as stored.
+	// prewarm is the pending pre-warm marker as stored, and the row it is
+	// stored in (a gateway function's may be another version's).
 	prewarmAt, prewarmFor time.Time
+	prewarmIn             store.VersionKey
 	// note is what the decision detail says about what was learned.
 	note string
 }
@@ -50,18 +52,19 @@ type keepAlive struct {
 // burst in two.
 
 // learnKeepAlive folds this cycle's settled steps into the version's idle
-// histogram and cold start, stores what changed, and returns what the
-// policy reads. A version whose stored histogram cannot be read decides
-// with the fixed timeout (the zero histogram), and the bad row is replaced
-// by the next fold rather than trusted.
+// histogram and cold start, stores what changed in v's row, and returns
+// what the policy reads. A version whose stored histogram cannot be read
+// decides with the fixed timeout (the zero histogram), and the bad row is
+// replaced by the next fold rather than trusted.
 //
-// Only worker versions learn yet: their request and instance series are
-// per step in the bucket's answer. The other sources decide from what is
-// stored (nothing, until they learn too), which is the fixed timeout.
-func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.ActiveVersion, st store.ScalingState, o observation) keepAlive {
-	m, known := o.metrics, o.known && (o.source == "" || o.source == tsdb.SourceWorker)
+// Every source gives the same per-step evidence (see controlPlaneEvidence
+// and gatewayEvidence for the two that are not worker series):
+// m.RequestCounts, the requests seen in the window ending at each step,
+// for bursts and gaps; m.InstanceCounts, what shows an instance serving,
+// for the cold start; m.SettledAt, the newest step whose scrapes are in.
+func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.VersionKey, st store.ScalingState, m tsdb.VersionMetrics, known bool) keepAlive {
 	stored := st.KeepAlive
-	k := keepAlive{burstEnd: stored.BurstEnd, prewarmAt: stored.PrewarmAt, prewarmFor: stored.PrewarmFor,
+	k := keepAlive{burstEnd: stored.BurstEnd, prewarmAt: stored.PrewarmAt, prewarmFor: stored.PrewarmFor, prewarmIn: v,
 		coldStart: policy.ColdStart{Seconds: stored.ColdStartSeconds, Weight: stored.ColdStartWeight, UpdatedAt: stored.ColdStartAt}}
 	if st.HasLastRequested && st.LastRequested == 0 {
 		k.released = st.LastWrittenAt
@@ -83,7 +86,7 @@ func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.
 	}
 	next, folded := foldBursts(stored, idle, settledSteps(m.RequestCounts, m.SettledAt), s.Step)
 	if next.BurstEnd != stored.BurstEnd || next.FoldedTo != stored.FoldedTo || folded > 0 {
-		if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.Idle(next) }); err != nil {
+		if err := h.saveState(ctx, v, func(u *store.StateUpdate) { u.Idle(next) }); err != nil {
 			// The fold is still used this cycle; the next one repeats it
 			// from the older row (the gaps are still in its lookback).
 			log.Warn("save idle histogram", "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID, "error", err.Error())
@@ -95,7 +98,7 @@ func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.
 	k.burstEnd = next.BurstEnd
 	if cs, done := measureColdStart(st, m.InstanceCounts, s.Step); done {
 		stored.ColdStartSeconds, stored.ColdStartWeight, stored.ColdStartAt, stored.ColdFrom = cs.Seconds, cs.Weight, cs.UpdatedAt, time.Time{}
-		if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.ColdStart(stored) }); err != nil {
+		if err := h.saveState(ctx, v, func(u *store.StateUpdate) { u.ColdStart(stored) }); err != nil {
 			log.Warn("save cold start", "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID, "error", err.Error())
 		}
 		if cs.Known() {
@@ -103,6 +106,17 @@ func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.
 		}
 	}
 	return k
+}
+
+// applyTo gives the policy what keep-alive learned. The end of the last
+// burst outlives the TSDB's lookback: at zero through a long gap, it is
+// the only invocation left to count from. It is a real invocation, so it
+// only ever makes a version less idle.
+func (k keepAlive) applyTo(in *policy.Input) {
+	if k.burstEnd.After(in.LastInvokedAt) {
+		in.LastInvokedAt = k.burstEnd
+	}
+	in.Idle, in.ColdStart, in.ReleasedAt = k.idle, k.coldStart, k.released
 }
 
 // settledSteps are the known request counts up to the settled step,

@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -155,4 +156,142 @@ func TestWorkerVersionAtZeroIsKnown(t *testing.T) {
 	clamped.HasAppliedTarget, clamped.AppliedTarget = true, 1
 	require.False(t, atZero(clamped, observation{}), "NVCF clamped the 0 up to its min")
 	require.False(t, atZero(zero, observation{source: tsdb.SourceControlPlane}))
+}
+
+// Each metric source's series reach learned keep-alive as the same
+// evidence, and teach it the same thing: nine bursts ten minutes apart
+// (one invoked step each) fold eight 9-minute gaps, an instance serving
+// at the step after a write from zero ends a 30 s cold start, and the
+// policy then releases the quiet version early and pre-warms it before
+// its next burst. The control plane reports an average over its
+// reporters (one of two counting an instance reads 0.5, serving); the
+// gateway's requests are the function's and its instances the sum over
+// its versions.
+func TestKeepAliveLearnsFromEachSource(t *testing.T) {
+	var reqs, inst []tsdb.Sample
+	for i := 0; i <= 84; i++ {
+		r, n := 0.0, 0.0
+		if i%10 == 1 {
+			r = 3
+		}
+		if m := i % 10; m >= 2 && m <= 6 {
+			n = 0.5
+		}
+		reqs = append(reqs, tsdb.Sample{At: minute(i), Value: r})
+		inst = append(inst, tsdb.Sample{At: minute(i), Value: n})
+	}
+	settled, last := minute(83), minute(81)
+	for _, c := range []struct {
+		source string
+		m      tsdb.VersionMetrics
+	}{
+		{"worker", tsdb.VersionMetrics{RequestCounts: reqs, InstanceCounts: inst, SettledAt: settled, LastInvokedAt: last}},
+		{"control_plane", controlPlaneEvidence(tsdb.ControlPlaneMetrics{RequestCounts: reqs, InstanceCounts: inst, SettledAt: settled, LastInvokedAt: last})},
+		{"gateway", gatewayEvidence(tsdb.GatewayMetrics{RequestCounts: reqs, InstanceCounts: inst, SettledAt: settled, LastInvokedAt: last}, time.Minute)},
+	} {
+		t.Run(c.source, func(t *testing.T) {
+			next, folded := foldBursts(store.KeepAlive{}, policy.IdleHistogram{}, settledSteps(c.m.RequestCounts, c.m.SettledAt), time.Minute)
+			require.Equal(t, 8, folded)
+			require.Equal(t, last, next.BurstEnd)
+			h := histogramOf(t, next)
+			require.InDelta(t, 6.59, h.Gaps(), 0.01)
+			p5, _ := h.Percentile(0.05)
+			require.Equal(t, 9*time.Minute+3*time.Second, p5.Round(time.Second))
+			// The newest step (84) is not settled: nothing beyond 83 is read.
+			_, again := foldBursts(next, h, settledSteps(c.m.RequestCounts, c.m.SettledAt), time.Minute)
+			require.Zero(t, again)
+
+			st := store.ScalingState{HasLastRequested: true, LastRequested: 1, KeepAlive: store.KeepAlive{ColdFrom: last.Add(30 * time.Second)}}
+			cs, done := measureColdStart(st, c.m.InstanceCounts, time.Minute)
+			require.True(t, done)
+			require.Equal(t, 30*time.Second, cs.Duration())
+			require.Equal(t, minute(82), cs.UpdatedAt)
+
+			p := policy.Defaults()
+			p.KeepAlive, p.IdleTimeout = policy.KeepAliveLearned, 5*time.Minute
+			k := keepAlive{idle: h, coldStart: cs, burstEnd: next.BurstEnd}
+			in := policy.Input{Now: minute(84).Add(30 * time.Second), Current: 1, CurrentKnown: true, LastRequested: 1, LastRequestedKnown: true,
+				MetricsOK: true, Utilization: []policy.Sample{{At: settled, Value: 0}}, InvocationsSince: minute(0), Source: c.source}
+			k.applyTo(&in)
+			require.Equal(t, last, in.LastInvokedAt)
+			d := policy.Decide(p, in)
+			require.Equal(t, policy.ReasonScaleToZeroLearned, d.Reason, d.Detail)
+			require.Zero(t, d.Desired)
+			require.Contains(t, d.Detail, "last invoked 3m30s ago, released until the pre-warm at 7m39s")
+			require.Contains(t, d.Detail, "cold start 30s")
+
+			// At zero, released at 84:30: nothing until the pre-warm is due.
+			k.released = in.Now
+			zero := policy.Input{Now: last.Add(7*time.Minute + 30*time.Second), CurrentKnown: true, LastRequestedKnown: true, MetricsOK: true,
+				InvocationsSince: minute(0), Source: c.source}
+			k.applyTo(&zero)
+			require.Equal(t, policy.ReasonHoldAtZero, policy.Decide(p, zero).Reason)
+			zero.Now = last.Add(8*time.Minute + 30*time.Second)
+			d = policy.Decide(p, zero)
+			require.Equal(t, policy.ReasonPrewarm, d.Reason, d.Detail)
+			require.Equal(t, 1, d.Desired)
+		})
+	}
+}
+
+// A gateway function's keep-alive is read from whichever of its versions'
+// rows holds the newest of each group of columns, as the row it is
+// written to follows the target version.
+func TestGatewayKeepAliveStateTakesEachGroupFromTheNewestRow(t *testing.T) {
+	target := store.VersionKey{FunctionID: "f", FunctionVersionID: "a"}
+	states := map[string]store.ScalingState{
+		"a": {HasLastRequested: true, LastRequested: 0, LastWrittenAt: minute(10), KeepAlive: store.KeepAlive{
+			Histogram: "old", BurstEnd: minute(1), FoldedTo: minute(0),
+			ColdStartSeconds: 40, ColdStartWeight: 2, ColdStartAt: minute(30)}},
+		"b": {HasLastRequested: true, LastRequested: 0, LastWrittenAt: minute(20), KeepAlive: store.KeepAlive{
+			Histogram: "new", BurstEnd: minute(5), FoldedTo: minute(4),
+			ColdStartSeconds: 20, ColdStartWeight: 1, ColdStartAt: minute(8), ColdFrom: minute(7),
+			PrewarmAt: minute(15), PrewarmFor: minute(5)}},
+		"c": {},
+	}
+	f := gatewayKeepAliveState(states, states["a"], target, 0)
+	k := f.KeepAlive
+	require.Equal(t, "new", k.Histogram, "the idle group with the newest fold keys")
+	require.Equal(t, minute(5), k.BurstEnd)
+	require.Equal(t, minute(4), k.FoldedTo)
+	require.Equal(t, 40.0, k.ColdStartSeconds, "the newest cold start learned")
+	require.Equal(t, minute(30), k.ColdStartAt)
+	require.True(t, k.ColdFrom.IsZero(), "a measurement begun before the last cold start learned is over")
+	require.Equal(t, minute(15), k.PrewarmAt)
+	require.Equal(t, store.VersionKey{FunctionID: "f", FunctionVersionID: "b"}, f.prewarmIn, "settled in the row it was written to")
+	require.Equal(t, minute(20), f.LastWrittenAt, "the function's last write")
+	require.True(t, f.HasLastRequested)
+	require.Zero(t, f.LastRequested)
+
+	// A cold start being measured since after the last one learned stands.
+	b := states["b"]
+	b.KeepAlive.ColdFrom = minute(40)
+	states["b"] = b
+	require.Equal(t, minute(40), gatewayKeepAliveState(states, states["a"], target, 1).KeepAlive.ColdFrom)
+}
+
+// The gateway counts a request when it answers it: a step's answers are
+// moved back by their mean latency, in whole steps, to when they came. A
+// request that waited 2m20s for a cold start, answered in the window
+// ending at minute 5, arrived in the one ending at minute 3; 20 s answers
+// stay; a step with unknown latency stays; unknown counts stay unknown.
+func TestGatewayArrivals(t *testing.T) {
+	nan := math.NaN()
+	m := tsdb.GatewayMetrics{
+		RequestCounts: minutes(0, 1, 0, 0, 0, 1, 0, 2, nan, 1),
+		// completions per second and in-flight (duration sum's rate) per step
+		RequestRates: minutes(0, 1.0/60, 0, 0, 0, 1.0/60, 0, 2.0/60, nan, 1.0/60),
+		InFlights:    minutes(0, 20.0/60, 0, 0, 0, 140.0/60, 0, 40.0/60, 0),
+	}
+	got := gatewayArrivals(m, time.Minute)
+	want := []float64{0, 1, 0, 1, 0, 0, 0, 2, nan, 1}
+	require.Len(t, got, len(want))
+	for i, w := range want {
+		require.Equal(t, minute(i), got[i].At)
+		if math.IsNaN(w) {
+			require.True(t, math.IsNaN(got[i].Value), "step %d", i)
+			continue
+		}
+		require.InDelta(t, w, got[i].Value, 1e-9, "step %d", i)
+	}
 }

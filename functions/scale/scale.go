@@ -292,7 +292,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 				m, ok := metrics[fv]
 				obs = h.observe(ctx, log, start, v, st, m, ok)
 			}
-			obs.keepAlive = h.learnKeepAlive(ctx, log, v, st, obs)
+			obs.keepAlive = h.learnKeepAlive(ctx, log, v.VersionKey, st, obs.metrics, obs.known)
 			h.rememberSource(ctx, log, v.VersionKey, st, sources[i])
 			outcomes[i] = h.decideAndApply(ctx, log.With("source", sources[i]), b.Cycle, start, v, st, obs)
 			outcomes[i].Source = string(sources[i])

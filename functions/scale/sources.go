@@ -164,9 +164,8 @@ func (h *Handler) observeControlPlane(ctx context.Context, log *slog.Logger, v s
 	if !known {
 		return o
 	}
-	o.metrics = tsdb.VersionMetrics{
-		Utilization: slotUtilization(m.Utilization), LastInvokedAt: m.LastInvokedAt, RequestRate: m.RequestRate,
-	}
+	o.metrics = controlPlaneEvidence(m)
+	o.metrics.Utilization, o.metrics.RequestRate = slotUtilization(m.Utilization), m.RequestRate
 	o.note = overLittle(m.Utilization)
 	if m.InstancesKnown {
 		o.metrics.Instances, o.metrics.InstancesKnown = int(math.Round(m.Instances)), true
@@ -336,6 +335,17 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	service, in.Backlog = h.observeSlots(ctx, log, tv, service, backlog, steps, gatewayFlow, true)
 	in.Demand = gatewayDemand(m, steps, service, h.d.Settings.Scale.Window)
 	in.LastInvokedAt, in.InvocationsSince = invocationEvidence(now, h.d.Settings.Scale, tv, st, tsdb.VersionMetrics{LastInvokedAt: m.LastInvokedAt})
+	// Learned keep-alive is the function's, as the decision is: its
+	// bursts are the gateway's answered requests, its cold start ends when
+	// any version shows an instance serving, and what it learned is kept
+	// in the target's row (read from whichever version's row is newest,
+	// as the target may change).
+	fst := gatewayKeepAliveState(states, st, tv.VersionKey, lastTotal)
+	ka := gatewayEvidence(m, h.d.Settings.Scale.Step)
+	obs := observation{metrics: ka, known: known, source: tsdb.SourceGateway}
+	obs.keepAlive = h.learnKeepAlive(ctx, log, tv.VersionKey, fst.ScalingState, ka, known)
+	obs.keepAlive.prewarmIn = fst.prewarmIn
+	obs.keepAlive.applyTo(&in)
 	if st.WatchSince.IsZero() {
 		if err := h.saveState(ctx, tv.VersionKey, func(u *store.StateUpdate) { u.Watched(now) }); err != nil {
 			log.Warn("mark version watched", "error", err.Error())
@@ -369,6 +379,12 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 		running = own
 	}
 
+	apply := func() Outcome {
+		o := h.applyGateway(ctx, log, b.cycle, tv, st, p, in, d, detail, running)
+		h.recordKeepAlive(ctx, log, o, tv, fst.ScalingState, in, d, obs)
+		o.watch = watchAtZero(p, in, d)
+		return o
+	}
 	var out []Outcome
 	targetSeen := false
 	for _, o := range all(func(o *Outcome) {}) {
@@ -379,13 +395,13 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 			continue
 		}
 		targetSeen = true
-		out = append(out, h.applyGateway(ctx, log, b.cycle, tv, st, in, d, detail, running))
+		out = append(out, apply())
 	}
 	if !targetSeen {
 		// The target has no row here yet; its outcome still belongs in
 		// this bucket's answer, as its decision was made here.
 		h.rememberSource(ctx, log, tv.VersionKey, st, tsdb.SourceGateway)
-		out = append(out, h.applyGateway(ctx, log, b.cycle, tv, st, in, d, detail, running))
+		out = append(out, apply())
 	}
 	return out
 }
@@ -393,7 +409,7 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 // applyGateway records and applies the target version's request; running
 // is the target's own running instances (-1 when unknown).
 func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int64, tv store.ActiveVersion, st store.ScalingState,
-	in policy.Input, d policy.Decision, detail string, running int) Outcome {
+	p policy.Policy, in policy.Input, d policy.Decision, detail string, running int) Outcome {
 	key := tv.VersionKey
 	o := Outcome{FunctionID: key.FunctionID, FunctionVersionID: key.FunctionVersionID, LastRequested: st.LastRequested,
 		Current: in.Current, CurrentKnown: in.CurrentKnown, Desired: d.Desired, Valid: d.Valid, Reason: string(d.Reason),
@@ -405,8 +421,132 @@ func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int6
 	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
 	h.apply(ctx, log, &o, tv, st, d, cycle, running)
 	// The logger carries function_id and source; the version is the target's.
-	logDecision(log, o, in, d, "function_version_id", key.FunctionVersionID)
+	logDecision(log, o, in, d, append([]any{"function_version_id", key.FunctionVersionID}, keepAliveFields(p, in)...)...)
 	return o
+}
+
+// controlPlaneEvidence is what learned keep-alive reads of a
+// control-plane version: the request counters' window increases, as for a
+// worker version, and the control plane's average count of instances
+// serving (nvcf_function_instances_current), which is what shows a cold
+// start ended: above 0 once any reporter counts one.
+func controlPlaneEvidence(m tsdb.ControlPlaneMetrics) tsdb.VersionMetrics {
+	return tsdb.VersionMetrics{RequestCounts: m.RequestCounts, InstanceCounts: m.InstanceCounts, SettledAt: m.SettledAt,
+		LastInvokedAt: m.LastInvokedAt}
+}
+
+// gatewayEvidence is what learned keep-alive reads of a gateway function:
+// the requests the gateway answered per step, moved back to when they
+// arrived (gatewayArrivals), and the sum over its versions of the
+// instances the control plane reports serving. The gateway's counter is
+// the only one that names the function's traffic.
+func gatewayEvidence(m tsdb.GatewayMetrics, step time.Duration) tsdb.VersionMetrics {
+	return tsdb.VersionMetrics{RequestCounts: gatewayArrivals(m, step), InstanceCounts: m.InstanceCounts, SettledAt: m.SettledAt,
+		LastInvokedAt: m.LastInvokedAt}
+}
+
+// gatewayArrivals moves each step's answered requests back by their mean
+// latency in whole steps (the duration sum's rate over the answer rate:
+// the mean duration of the requests answered in the window), to the step
+// they arrived in. The gateway counts a request when it answers it, so a
+// request that waited for a cold start shows minutes after it came: read
+// as it is, the gap before it looks longer and the one after it shorter
+// by the cold start, and a gap that short makes a pre-warm look late, so
+// learned keep-alive fell back to the fixed timeout on a periodic
+// function (the bench's "changing" trace: 2,542 idle instance-minutes
+// instead of 1,190). Whole steps, rounded down, never move a request
+// before it can have arrived. A step whose latency is unknown stays
+// where it was answered; one moved out of the lookback is dropped.
+func gatewayArrivals(m tsdb.GatewayMetrics, step time.Duration) []tsdb.Sample {
+	latency := map[int64]float64{}
+	rates := map[int64]float64{}
+	for _, r := range m.RequestRates {
+		rates[r.At.UnixMilli()] = r.Value
+	}
+	for _, f := range m.InFlights {
+		if r := rates[f.At.UnixMilli()]; r > 0 && finite(f.Value) && f.Value >= 0 {
+			latency[f.At.UnixMilli()] = f.Value / r
+		}
+	}
+	out := make([]tsdb.Sample, len(m.RequestCounts))
+	index := map[int64]int{}
+	for i, c := range m.RequestCounts {
+		out[i] = tsdb.Sample{At: c.At}
+		if !finite(c.Value) || c.Value < 0 {
+			out[i].Value = c.Value // unknown stays unknown
+		}
+		index[c.At.UnixMilli()] = i
+	}
+	for _, c := range m.RequestCounts {
+		if !finite(c.Value) || c.Value <= 0 {
+			continue
+		}
+		at := c.At
+		if l, ok := latency[c.At.UnixMilli()]; ok && step > 0 {
+			at = at.Add(-time.Duration(l/step.Seconds()) * step)
+		}
+		if j, ok := index[at.UnixMilli()]; ok && finite(out[j].Value) && out[j].Value >= 0 {
+			out[j].Value += c.Value
+		}
+	}
+	return out
+}
+
+// functionState is a gateway function's scaling state as learned
+// keep-alive reads it, and the row its pending pre-warm is stored in.
+type functionState struct {
+	store.ScalingState
+	prewarmIn store.VersionKey
+}
+
+// gatewayKeepAliveState is the target's state with the function's
+// keep-alive and its last request in place of the version's own. The
+// decision is the function's, and the row it is written to may change
+// (a new version, a pin that ends at zero), so each group of keep-alive
+// columns is taken from the version whose group is newest: the idle
+// histogram with its fold keys (so a gap folded in one row is not folded
+// again into another), the cold start, a cold start being measured (only
+// one begun after the last one learned ended: an older one was ended and
+// cleared in another row), the pending pre-warm. The last request is the
+// function's total (lastTotal) and the last write the newest of any
+// version, which is when the function went to zero if it is there.
+func gatewayKeepAliveState(states map[string]store.ScalingState, target store.ScalingState, targetKey store.VersionKey, lastTotal int) functionState {
+	f := functionState{ScalingState: target, prewarmIn: targetKey}
+	f.LastRequested = lastTotal
+	k := &f.KeepAlive
+	for vid, st := range states {
+		if st.HasLastRequested {
+			f.HasLastRequested = true
+			if st.LastWrittenAt.After(f.LastWrittenAt) {
+				f.LastWrittenAt = st.LastWrittenAt
+			}
+		}
+		o := st.KeepAlive
+		if latest(o.BurstEnd, o.FoldedTo).After(latest(k.BurstEnd, k.FoldedTo)) {
+			k.Histogram, k.BurstEnd, k.FoldedTo = o.Histogram, o.BurstEnd, o.FoldedTo
+		}
+		if o.ColdStartAt.After(k.ColdStartAt) {
+			k.ColdStartSeconds, k.ColdStartWeight, k.ColdStartAt = o.ColdStartSeconds, o.ColdStartWeight, o.ColdStartAt
+		}
+		if o.ColdFrom.After(k.ColdFrom) {
+			k.ColdFrom = o.ColdFrom
+		}
+		if o.PrewarmAt.After(k.PrewarmAt) {
+			k.PrewarmAt, k.PrewarmFor = o.PrewarmAt, o.PrewarmFor
+			f.prewarmIn = store.VersionKey{FunctionID: targetKey.FunctionID, FunctionVersionID: vid}
+		}
+	}
+	if !k.ColdFrom.After(k.ColdStartAt) {
+		k.ColdFrom = time.Time{}
+	}
+	return f
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 func versionIDs(m tsdb.GatewayMetrics) string {
