@@ -165,6 +165,20 @@ func KeepAliveContenders(def policy.Policy) []Contender {
 	}
 }
 
+// SourceContenders are the fixed 30-minute timeout and learned
+// keep-alive of KeepAliveContenders read through the control plane and
+// the LLM gateway instead of worker series, named "<contender>/<source>".
+func SourceContenders(def policy.Policy) []Contender {
+	var out []Contender
+	for _, src := range []string{sourceControlPlane, sourceGateway} {
+		for _, c := range KeepAliveContenders(def)[1:] {
+			c.Name, c.Source = c.Name+"/"+src, src
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // RunKeepAlive replays an invocation trace through the contender: the
 // same world and controller as Run, from zero instances (the first
 // invocation is a cold start for every contender, and the one that
@@ -172,6 +186,7 @@ func KeepAliveContenders(def policy.Policy) []Contender {
 func RunKeepAlive(it InvocationTrace, c Contender) KeepAliveResult {
 	tr := it.trace()
 	w := newWorld(tr, 0)
+	w.source = c.Source
 	ctl := &controller{c: c, lastInvoked: -1}
 	res := KeepAliveResult{Trace: it.Name, Contender: c.Name, Invocations: len(it.At)}
 	next := 0          // index into it.At
@@ -268,6 +283,26 @@ func keepAliveGoals(traces []InvocationTrace, byTrace map[string][]KeepAliveResu
 	}
 	g.Met = g.IdleSaving >= 0.3 && g.LearnedColdStarts <= g.FixedColdStarts && g.PeriodicTurnedWarm >= 0.5
 	return g
+}
+
+// keepAliveGoalsOf is keepAliveGoals for the contenders read through
+// one source (named "<contender>/<source>").
+func keepAliveGoalsOf(traces []InvocationTrace, byTrace map[string][]KeepAliveResult, totals []KeepAliveResult, src string) KeepAliveGoals {
+	only := func(rs []KeepAliveResult) []KeepAliveResult {
+		var out []KeepAliveResult
+		for _, r := range rs {
+			if name, ok := strings.CutSuffix(r.Contender, "/"+src); ok {
+				r.Contender = name
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	of := map[string][]KeepAliveResult{}
+	for name, rs := range byTrace {
+		of[name] = only(rs)
+	}
+	return keepAliveGoals(traces, of, only(totals))
 }
 
 func findKA(rs []KeepAliveResult, name string) KeepAliveResult {
@@ -384,6 +419,24 @@ func keepAliveDescribe(c Contender) string {
 	return s + fmt.Sprintf(", cold start %s", provisioningDelay)
 }
 
+// replayKeepAlive runs every trace through every contender: the results
+// by trace (in contender order) and each contender's totals.
+func replayKeepAlive(traces []InvocationTrace, contenders []Contender) (byTrace map[string][]KeepAliveResult, totals []KeepAliveResult) {
+	byTrace = map[string][]KeepAliveResult{}
+	byContender := map[string][]KeepAliveResult{}
+	for _, it := range traces {
+		for _, c := range contenders {
+			r := RunKeepAlive(it, c)
+			byTrace[it.Name] = append(byTrace[it.Name], r)
+			byContender[c.Name] = append(byContender[c.Name], r)
+		}
+	}
+	for _, c := range contenders {
+		totals = append(totals, KeepAliveTotals(byContender[c.Name]))
+	}
+	return byTrace, totals
+}
+
 // runKeepAlive replays every invocation trace through the keep-alive
 // contenders, prints the tables and writes keepalive.json and
 // keepalive.svg to outDir.
@@ -394,30 +447,34 @@ func runKeepAlive(outDir, plotCopy string, shipped policy.Policy) (KeepAliveGoal
 	for _, c := range contenders {
 		fmt.Printf("  %-10s %s\n", c.Name, keepAliveDescribe(c))
 	}
-	byTrace := map[string][]KeepAliveResult{}
-	byContender := map[string][]KeepAliveResult{}
+	byTrace, totals := replayKeepAlive(traces, contenders)
 	for _, it := range traces {
-		for _, c := range contenders {
-			r := RunKeepAlive(it, c)
-			byTrace[it.Name] = append(byTrace[it.Name], r)
-			byContender[c.Name] = append(byContender[c.Name], r)
-		}
 		printKeepAliveTable(os.Stdout, fmt.Sprintf("%s: %s", it.Name, it.Description), byTrace[it.Name])
-	}
-	var totals []KeepAliveResult
-	for _, c := range contenders {
-		totals = append(totals, KeepAliveTotals(byContender[c.Name]))
 	}
 	printKeepAliveTable(os.Stdout, "keep-alive total over every invocation trace", totals)
 	g := keepAliveGoals(traces, byTrace, totals)
 	fmt.Printf("\nlearned against fixed 30m: %.0f %% fewer idle instance-minutes (goal >= 30 %%), cold starts %d vs %d (goal: no more), periodic traces' cold starts turned warm %.0f %% (goal >= 50 %%): goals met: %v\n",
 		100*g.IdleSaving, g.LearnedColdStarts, g.FixedColdStarts, 100*g.PeriodicTurnedWarm, g.Met)
 	fmt.Printf("\nREADME keep-alive table (cold starts / idle instance-minutes):\n%s", keepAliveMarkdown(traces, byTrace, totals))
+
+	// The same through the other two metric sources.
+	bySource, sourceTotals := replayKeepAlive(traces, SourceContenders(shipped))
+	printKeepAliveTable(os.Stdout, "keep-alive total through the control plane and the LLM gateway", sourceTotals)
+	sourceGoals := map[string]KeepAliveGoals{}
+	for _, src := range []string{sourceControlPlane, sourceGateway} {
+		sg := keepAliveGoalsOf(traces, bySource, sourceTotals, src)
+		sourceGoals[src] = sg
+		fmt.Printf("%s: learned against fixed 30m: %.0f %% fewer idle instance-minutes, cold starts %d vs %d, periodic traces' cold starts turned warm %.0f %%: goals met: %v\n",
+			src, 100*sg.IdleSaving, sg.LearnedColdStarts, sg.FixedColdStarts, 100*sg.PeriodicTurnedWarm, sg.Met)
+	}
+	fmt.Printf("\nREADME keep-alive table by source (cold starts / idle instance-minutes):\n%s", keepAliveMarkdown(traces, bySource, sourceTotals))
+
 	descs := map[string]string{}
 	for _, it := range traces {
 		descs[it.Name] = it.Description
 	}
-	if err := writeJSON(filepath.Join(outDir, "keepalive.json"), map[string]any{"traces": descs, "results": byTrace, "totals": totals, "goals": g}); err != nil {
+	if err := writeJSON(filepath.Join(outDir, "keepalive.json"), map[string]any{"traces": descs, "results": byTrace, "totals": totals, "goals": g,
+		"sourceResults": bySource, "sourceTotals": sourceTotals, "sourceGoals": sourceGoals}); err != nil {
 		return g, err
 	}
 	svg := []byte(keepAlivePlot(traces, byTrace, totals))

@@ -31,6 +31,9 @@ type Contender struct {
 	// 0 as Current 0, known, so that Decide can pre-warm it: without it a
 	// version at zero holds with its count unknown until an activation.
 	ZeroKnown bool
+	// Source is the metric source the world is read through (sim.go's
+	// source names); "" is worker.
+	Source string
 	// Oracle ignores Policy: it knows each minute's load in advance and
 	// runs exactly the instances that keep it at overloadUtilization,
 	// ready at once. Nothing can use fewer instance-minutes without

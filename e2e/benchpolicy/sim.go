@@ -49,8 +49,35 @@ type scrape struct {
 	at        int     // virtual second
 	busy      float64 // worker busy seconds, cumulative
 	requests  float64 // requests routed to the version, cumulative; queued ones count on arrival
-	instances int     // worker series: instances that are serving
+	instances int     // worker series, or the control plane's count: instances that are serving
+	// completed is the LLM gateway's request counter, cumulative: it
+	// counts a request when it answers it.
+	completed float64
+	// inSystem is the latency sum the control plane and the gateway
+	// export, cumulative: request-seconds in service or waiting, whose
+	// rate is the requests in flight (Little's law).
+	inSystem float64
+	// durations is the gateway's duration sum as its summary counts it,
+	// cumulative: each answered request's latency (waiting included),
+	// added when it is answered.
+	durations float64
 }
+
+// cohort is the requests that arrived in one second, in arrival order.
+type cohort struct {
+	at int
+	n  float64
+}
+
+// The metric sources the world can be read through (see the README's
+// metric-sources table): what differs for deciding is how invocations
+// are counted, how utilization is measured, and whether a version at zero
+// shows a count of 0 or no series at all.
+const (
+	sourceWorker       = "worker"
+	sourceControlPlane = "control_plane"
+	sourceGateway      = "gateway"
+)
 
 // pending is a batch of instances asked for and not yet serving.
 type pending struct{ readyAt, count int }
@@ -81,10 +108,37 @@ type world struct {
 	// none). Learned keep-alive reads both, as the scale function keeps
 	// them in the version's state.
 	upFromZeroAt, releasedAt int
+
+	// source is the metric source the world is read through; "" is
+	// worker.
+	source string
+	// second counts serve's calls (the virtual second being served);
+	// waiting holds the queued requests by arrival second, so each
+	// answered request's latency is known (served in arrival order).
+	second    int
+	waiting   []cohort
+	durations float64
 }
 
 func newWorld(tr Trace, instances int) *world {
 	return &world{tr: tr, ready: instances, lastRequested: instances, lastRequestedKnown: true, upFromZeroAt: -1, releasedAt: -1}
+}
+
+// reportsZero: the control plane reports a version's instances, 0
+// included, where a worker version at zero has no series at all.
+func (w *world) reportsZero() bool {
+	return w.source == sourceControlPlane || w.source == sourceGateway
+}
+
+// invocations is the counter invocations are read from: routed requests
+// (the invocation service's counter, on arrival) except behind the LLM
+// gateway, whose counter counts a request when it is answered, so a
+// request that waits for a cold start shows only when it is served.
+func (w *world) invocations(s scrape) float64 {
+	if w.source == sourceGateway {
+		return s.completed
+	}
+	return s.requests
 }
 
 // allocated is what the version pays for: serving plus provisioning.
@@ -145,6 +199,20 @@ func (w *world) serve(demand float64) (arrived, served float64) {
 	capacity := float64(w.ready*w.tr.Threads) / w.tr.CostSeconds
 	served = math.Min(w.queue, capacity)
 	w.queue -= served
+	if rate > 0 {
+		w.waiting = append(w.waiting, cohort{at: w.second, n: rate})
+	}
+	for left := served; left > 1e-12 && len(w.waiting) > 0; {
+		c := &w.waiting[0]
+		take := math.Min(left, c.n)
+		w.durations += take * (float64(w.second-c.at) + w.tr.CostSeconds)
+		c.n -= take
+		left -= take
+		if c.n <= 1e-12 {
+			w.waiting = w.waiting[1:]
+		}
+	}
+	w.second++
 	w.served += served
 	w.busy += served * w.tr.CostSeconds
 	w.queuedSeconds += w.queue
@@ -156,7 +224,8 @@ func (w *world) record(now int) {
 	if (now-int(scrapeOffset/time.Second))%int(scrapeInterval/time.Second) != 0 {
 		return
 	}
-	w.scrapes = append(w.scrapes, scrape{at: now, busy: w.busy, requests: w.arrived, instances: w.ready})
+	w.scrapes = append(w.scrapes, scrape{at: now, busy: w.busy, requests: w.arrived, instances: w.ready,
+		completed: w.served, inSystem: w.busy + w.queuedSeconds, durations: w.durations})
 }
 
 // scrapeIndex is the index of the last scrape at or before t, or -1.
@@ -196,6 +265,26 @@ func (w *world) utilization(t int) (float64, bool) {
 	return math.Min(100, 100*busy/float64(w.scrapes[i].instances*w.tr.Threads)), true
 }
 
+// sourceUtilization is the utilization the version's source reports at
+// t: the worker's busy percent, or for the control plane and the gateway
+// Little's law over the latency sum (requests in flight, waiting ones
+// included, per instance slot), capped at 100 as the scale function caps
+// it. A version with no instance serving has no utilization.
+func (w *world) sourceUtilization(t int) (float64, bool) {
+	if !w.reportsZero() {
+		return w.utilization(t)
+	}
+	i := w.scrapeIndex(t)
+	if i < 0 || w.scrapes[i].instances == 0 {
+		return 0, false
+	}
+	inFlight, ok := w.slope(t, func(s scrape) float64 { return s.inSystem })
+	if !ok {
+		return 0, false
+	}
+	return math.Min(100, 100*inFlight/float64(w.scrapes[i].instances*w.tr.Threads)), true
+}
+
 // requestRate is the invocation plane's request rate at t (queued
 // requests included: they are counted when routed).
 func (w *world) requestRate(t int) (float64, bool) {
@@ -222,14 +311,14 @@ func (w *world) gather(now int) observed {
 	end := now / st * st
 	o := observed{newest: end}
 	for p := end - int(lookback/time.Second) + st; p <= end; p += st {
-		if u, ok := w.utilization(p); ok {
+		if u, ok := w.sourceUtilization(p); ok {
 			o.samples = append(o.samples, policy.Sample{At: at(p), Value: u})
 		}
 	}
-	if i := w.scrapeIndex(end - st); i >= 0 && w.scrapes[i].instances > 0 {
+	if i := w.scrapeIndex(end - st); i >= 0 && (w.scrapes[i].instances > 0 || w.reportsZero()) {
 		o.current, o.known = w.scrapes[i].instances, true
 	}
-	o.freshUtil, o.freshOK = w.utilization(now)
+	o.freshUtil, o.freshOK = w.sourceUtilization(now)
 	return o
 }
 
@@ -238,7 +327,7 @@ func (w *world) gather(now int) observed {
 func (w *world) invokedAt(t int) int {
 	st := int(step / time.Second)
 	for p := t / st * st; p > t-int(lookback/time.Second); p -= st {
-		if r, ok := w.requestRate(p); ok && r > 0 {
+		if r, ok := w.slope(p, w.invocations); ok && r > 0 {
 			return p
 		}
 	}
@@ -252,15 +341,37 @@ func (w *world) invokedAt(t int) int {
 // scrapes 30 s apart and so misses a lone request that arrives between
 // two windows' scrapes; a window of step + scrape interval (90 s) does
 // not. Sparse invocation traces need every request seen.
+//
+// Behind the gateway a step's answered requests are moved back by their
+// mean latency (duration sum over count, whole steps), as the scale
+// function reads them (gatewayArrivals): to the step they arrived in.
 func (w *world) invokedInSteps(t int) int {
 	st := int(step / time.Second)
+	newest := -1
 	for p := t / st * st; p > t-int(lookback/time.Second); p -= st {
 		i, j := w.scrapeIndex(p), w.scrapeIndex(p-st)
-		if i >= 0 && (j < 0 && w.scrapes[i].requests > 0 || j >= 0 && w.scrapes[i].requests > w.scrapes[j].requests) {
+		if i < 0 {
+			continue
+		}
+		var before scrape
+		if j >= 0 {
+			before = w.scrapes[j]
+		}
+		n := w.invocations(w.scrapes[i]) - w.invocations(before)
+		if n <= 0 {
+			continue
+		}
+		at := p
+		if w.source == sourceGateway {
+			latency := (w.scrapes[i].durations - before.durations) / n
+			at -= int(latency) / st * st
+		}
+		if w.source != sourceGateway {
 			return p
 		}
+		newest = max(newest, at)
 	}
-	return -1
+	return newest
 }
 
 // at is the wall time of virtual second s.
