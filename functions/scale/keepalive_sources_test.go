@@ -28,8 +28,7 @@ func TestLearnedKeepAliveForControlPlaneAndGatewaySources(t *testing.T) {
 	f, run := sourcesFixture(t)
 	minuteSettings(f)
 	f.settings.Scale.KeepAlive, f.settings.Scale.IdleTimeout = string(policy.KeepAliveLearned), 5*time.Minute
-	// The documented percentiles, whatever an earlier test of the process
-	// left in its environment (config.Load sets what it is given there).
+	// The documented percentiles, the ones asserted below.
 	f.settings.Scale.KeepAlivePercentile, f.settings.Scale.PrewarmPercentile = 99, 5
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-95 * time.Minute)
 	burst := func(k int) time.Time { return t0.Add(time.Duration(k) * 10 * time.Minute) }

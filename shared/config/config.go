@@ -16,6 +16,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -142,16 +143,37 @@ type Common struct {
 
 var labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
-// load fills spec from cfg (func-go's merged env and ./cfg) and the process
-// environment; the environment wins, as in func-go.
-func load(cfg map[string]string, spec any) error {
+// envMu serializes the loads: cfg's values are put in the process
+// environment for envconfig to read, and taken out again.
+var envMu sync.Mutex
+
+// withCfg runs f with cfg's values (func-go's merged env and ./cfg) in the
+// process environment where it has none, the environment winning as in
+// func-go, and unsets them again afterwards: a load must not leave its
+// values behind to override the next caller's (tests and the policy
+// benchmark load many settings in one process).
+func withCfg(cfg map[string]string, f func() error) error {
+	envMu.Lock()
+	defer envMu.Unlock()
+	var added []string
+	defer func() {
+		for _, k := range added {
+			_ = os.Unsetenv(k)
+		}
+	}()
 	for k, v := range cfg {
 		if _, set := os.LookupEnv(k); !set {
 			if err := os.Setenv(k, v); err != nil {
 				return fmt.Errorf("config: set %s: %w", k, err)
 			}
+			added = append(added, k)
 		}
 	}
+	return f()
+}
+
+// load fills spec from the process environment (inside withCfg: and cfg).
+func load(spec any) error {
 	if err := envconfig.Process("", spec); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {

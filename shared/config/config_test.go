@@ -217,3 +217,36 @@ func TestEnvironmentFilter(t *testing.T) {
 		require.Equal(t, c.want, s.EnvFilter(), "%+v", c)
 	}
 }
+
+// Values given to one load are not left in the process environment to
+// override the next load's (func-go calls Load once, tests and the policy
+// benchmark many times).
+func TestLoadLeavesNothingBehind(t *testing.T) {
+	for _, k := range []string{"AUTOSCALER_ROLE", "TSDB_URL", "NVCF_DRY_RUN", "TARGET_UTILIZATION", "POLICY_MODE"} {
+		t.Setenv(k, "") // restored after the test
+		require.NoError(t, os.Unsetenv(k))
+	}
+	base := map[string]string{"AUTOSCALER_ROLE": "scale", "TSDB_URL": "http://127.0.0.1:1", "NVCF_DRY_RUN": "true", "POLICY_MODE": "target"}
+	with := func(target string) map[string]string {
+		m := map[string]string{"TARGET_UTILIZATION": target}
+		for k, v := range base {
+			m[k] = v
+		}
+		return m
+	}
+	first, err := Load(with("60"))
+	require.NoError(t, err)
+	second, err := Load(with("75"))
+	require.NoError(t, err)
+	require.Equal(t, 60.0, first.Scale.TargetUtilization)
+	require.Equal(t, 75.0, second.Scale.TargetUtilization, "the second load's own value, not the first's")
+	for k := range with("0") {
+		_, set := os.LookupEnv(k)
+		require.False(t, set, "%s left in the environment", k)
+	}
+	// The environment still wins over cfg.
+	t.Setenv("TARGET_UTILIZATION", "50")
+	third, err := Load(with("75"))
+	require.NoError(t, err)
+	require.Equal(t, 50.0, third.Scale.TargetUtilization)
+}

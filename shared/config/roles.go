@@ -95,17 +95,20 @@ type Settings struct {
 // variable, so an operator fixes a manifest in one go.
 func Load(cfg map[string]string) (Settings, error) {
 	var s Settings
-	if err := load(cfg, &s.Common); err != nil {
-		return s, err
-	}
-	if err := load(nil, &s.Discovery); err != nil {
-		return s, err
-	}
-	scale, err := LoadScale(nil)
+	err := withCfg(cfg, func() error {
+		if err := load(&s.Common); err != nil {
+			return err
+		}
+		if err := load(&s.Discovery); err != nil {
+			return err
+		}
+		var err error
+		s.Scale, err = loadScale()
+		return err
+	})
 	if err != nil {
 		return s, err
 	}
-	s.Scale = scale
 	errs := []error{s.Common.validate()}
 	if s.Role.Serves(RoleDiscovery) {
 		errs = append(errs, s.Discovery.validate())
@@ -137,7 +140,18 @@ func Load(cfg map[string]string) (Settings, error) {
 // migration path); an operator who sets one explicitly keeps it.
 func LoadScale(cfg map[string]string) (Scale, error) {
 	var s Scale
-	if err := load(cfg, &s); err != nil {
+	err := withCfg(cfg, func() error {
+		var err error
+		s, err = loadScale()
+		return err
+	})
+	return s, err
+}
+
+// loadScale is LoadScale inside withCfg.
+func loadScale() (Scale, error) {
+	var s Scale
+	if err := load(&s); err != nil {
 		return s, err
 	}
 	if s.PolicyMode != "nvcf" {
