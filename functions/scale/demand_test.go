@@ -256,7 +256,9 @@ func TestMissingOrPartialDataNeverScalesDownOrToZero(t *testing.T) {
 		// Requested 4 earlier, watched for long enough that no invocation
 		// in the row TTL is evidence of idleness.
 		require.NoError(t, f.store.RecordWrite(ctx, k, 4, now.Add(-time.Hour).UnixMilli(), "ok", time.Hour))
-		require.NoError(t, f.store.MarkWatched(ctx, k, now.Add(-2*time.Hour), time.Hour))
+		var watch store.StateUpdate
+		watch.Watched(now.Add(-2 * time.Hour))
+		require.NoError(t, f.store.SaveState(ctx, k, watch, time.Hour))
 	}
 	r := f.decideAt(t, now)
 	for id, k := range keys {

@@ -105,7 +105,9 @@ func TestGatewayFunctionWritesOneTargetOnce(t *testing.T) {
 	ctx := context.Background()
 	pinned := store.VersionKey{FunctionID: fid, FunctionVersionID: "b"}
 	require.NoError(t, f.store.RecordWrite(ctx, pinned, 1, now.Add(-time.Hour).UnixMilli(), statusOK, time.Hour))
-	require.NoError(t, f.store.SaveSource(ctx, pinned, "gateway", time.Hour))
+	var source store.StateUpdate
+	source.Source("gateway")
+	require.NoError(t, f.store.SaveState(ctx, pinned, source, time.Hour))
 
 	cycle := time.Now()
 	reply, err := f.handler(t, "node-a", nil).HandleBucket(ctx, bucketEvent(cycle))

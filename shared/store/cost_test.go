@@ -41,9 +41,16 @@ func TestOpenUpgradesAnOldScalingStateTable(t *testing.T) {
 	require.Equal(t, 3, st.LastRequested, "the old row survives the upgrade")
 	require.Equal(t, Cost{}, st.Cost, "no cost learned yet reads as the zero value")
 
+	// save makes one state write with the columns set sets.
+	save := func(set func(u *StateUpdate)) {
+		t.Helper()
+		var u StateUpdate
+		set(&u)
+		require.NoError(t, upgraded.SaveState(ctx, k, u, time.Hour))
+	}
 	end := time.Now().Truncate(time.Millisecond)
 	want := Cost{SecondsPerRequest: 1.25, Weight: 37.5, WindowEnd: end}
-	require.NoError(t, upgraded.SaveCost(ctx, k, want, time.Hour))
+	save(func(u *StateUpdate) { u.Cost(want) })
 	st, err = upgraded.ReadState(ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, want.SecondsPerRequest, st.Cost.SecondsPerRequest)
@@ -53,7 +60,7 @@ func TestOpenUpgradesAnOldScalingStateTable(t *testing.T) {
 	require.Equal(t, Backlog{}, st.Backlog, "no backlog estimated yet reads as the zero value")
 
 	wantBacklog := Backlog{Requests: 41.5, WindowEnd: end}
-	require.NoError(t, upgraded.SaveBacklog(ctx, k, wantBacklog, time.Hour))
+	save(func(u *StateUpdate) { u.Backlog(wantBacklog) })
 	st, err = upgraded.ReadState(ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, wantBacklog.Requests, st.Backlog.Requests)
@@ -64,9 +71,9 @@ func TestOpenUpgradesAnOldScalingStateTable(t *testing.T) {
 
 	// Each keep-alive writer sets its own columns and leaves the others.
 	idle := KeepAlive{Histogram: "opaque", BurstEnd: end.Add(-time.Minute), FoldedTo: end}
-	require.NoError(t, upgraded.SaveIdle(ctx, k, idle, time.Hour))
-	require.NoError(t, upgraded.MarkColdFrom(ctx, k, end, time.Hour))
-	require.NoError(t, upgraded.MarkPrewarm(ctx, k, end, end.Add(time.Minute), time.Hour))
+	save(func(u *StateUpdate) { u.Idle(idle) })
+	save(func(u *StateUpdate) { u.ColdFrom(end) })
+	save(func(u *StateUpdate) { u.Prewarm(end, end.Add(time.Minute)) })
 	st, err = upgraded.ReadState(ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, "opaque", st.KeepAlive.Histogram)
@@ -77,8 +84,8 @@ func TestOpenUpgradesAnOldScalingStateTable(t *testing.T) {
 	require.True(t, end.Add(time.Minute).Equal(st.KeepAlive.PrewarmFor))
 
 	cold := KeepAlive{ColdStartSeconds: 95, ColdStartWeight: 1, ColdStartAt: end}
-	require.NoError(t, upgraded.SaveColdStart(ctx, k, cold, time.Hour))
-	require.NoError(t, upgraded.MarkPrewarm(ctx, k, time.Time{}, time.Time{}, time.Hour))
+	save(func(u *StateUpdate) { u.ColdStart(cold) })
+	save(func(u *StateUpdate) { u.Prewarm(time.Time{}, time.Time{}) })
 	st, err = upgraded.ReadState(ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, 95.0, st.KeepAlive.ColdStartSeconds)

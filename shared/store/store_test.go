@@ -292,7 +292,9 @@ func TestScalingStateRoundTrip(t *testing.T) {
 	require.False(t, st.HasLastRequested)
 
 	require.NoError(t, s.RecordWrite(ctx, k, 4, 1700000000000, "ok", time.Hour))
-	require.NoError(t, s.SaveRecommendations(ctx, k, `[{"c":4}]`, time.Hour))
+	var recs StateUpdate
+	recs.Recommendations(`[{"c":4}]`)
+	require.NoError(t, s.SaveState(ctx, k, recs, time.Hour))
 	st, err = s.ReadState(ctx, k)
 	require.NoError(t, err)
 	require.True(t, st.Exists)
@@ -313,7 +315,9 @@ func TestScalingStateRoundTrip(t *testing.T) {
 
 	require.True(t, all[k].WatchSince.IsZero())
 	watched := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-	require.NoError(t, s.MarkWatched(ctx, k, watched, time.Hour))
+	var watch StateUpdate
+	watch.Watched(watched)
+	require.NoError(t, s.SaveState(ctx, k, watch, time.Hour))
 	st, err = s.ReadState(ctx, k)
 	require.NoError(t, err)
 	require.True(t, watched.Equal(st.WatchSince))
