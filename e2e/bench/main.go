@@ -253,7 +253,7 @@ func run(ctx context.Context, o options) error {
 			// Stopped at the end of this N, or here when the run fails:
 			// a VictoriaMetrics left behind would hold its cores.
 			defer vm.stop()
-			vmURL = vm.url
+			vmURL = vm.URL
 		}
 		o := o
 		o.vm = vmURL
@@ -285,7 +285,7 @@ func run(ctx context.Context, o options) error {
 		}
 		vmPID := 0
 		if vm != nil {
-			vmPID = vm.cmd.Process.Pid
+			vmPID = vm.PID()
 		}
 		type config struct {
 			mode  string
@@ -312,7 +312,7 @@ func run(ctx context.Context, o options) error {
 			printRun(r)
 		}
 		if vm != nil && o.queryCosts {
-			costs, err := queryCosts(ctx, vm.url, vmPID)
+			costs, err := queryCosts(ctx, vm.URL, vmPID)
 			if err != nil {
 				return fmt.Errorf("query costs %d: %w", n, err)
 			}

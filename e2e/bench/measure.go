@@ -10,13 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"function/e2e/harness"
@@ -613,62 +611,26 @@ func (b *broker) wait(ctx context.Context, cycle int64, n int, timeout time.Dura
 	}
 }
 
-// benchVM is a VictoriaMetrics server of the bench's own.
+// benchVM is a VictoriaMetrics server of the bench's own
+// (harness.StartVM) whose data, only this run's, goes when it stops.
 type benchVM struct {
-	cmd  *exec.Cmd
-	url  string
+	*harness.VM
 	dir  string
 	once sync.Once
-	done chan struct{}
 }
 
 func startVM(ctx context.Context, dir string) (*benchVM, error) {
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	addr, err := harness.FreeAddr()
+	vm, err := harness.StartVM(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "vm.log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command("victoria-metrics", "-httpListenAddr="+addr, "-storageDataPath="+filepath.Join(dir, "data"),
-		"-retentionPeriod=1d", "-search.maxQueryLen=1MB", "-memory.allowedPercent=20")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start victoria-metrics (Debian package victoria-metrics; make stack-up installs it): %w", err)
-	}
-	vm := &benchVM{cmd: cmd, url: "http://" + addr, dir: dir, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); logf.Close(); close(vm.done) }()
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		select {
-		case <-vm.done:
-			return nil, fmt.Errorf("victoria-metrics exited; see %s", filepath.Join(dir, "vm.log"))
-		default:
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, vm.url+"/health", nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return vm, nil
-			}
-		}
-	}
-	vm.stop()
-	return nil, fmt.Errorf("victoria-metrics not ready after a minute; see %s", filepath.Join(dir, "vm.log"))
+	return &benchVM{VM: vm, dir: dir}, nil
 }
 
 // stop ends the server and removes its data; only the first call acts.
 func (vm *benchVM) stop() {
 	vm.once.Do(func() {
-		harness.Terminate(vm.cmd, vm.done, 30*time.Second)
-		// Its data is only this run's.
+		vm.Stop()
 		_ = os.RemoveAll(vm.dir)
 	})
 }

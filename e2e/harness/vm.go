@@ -13,9 +13,8 @@ import (
 )
 
 // VM is a VictoriaMetrics server of a caller's own (a test that needs its
-// own scrape target and so cannot share the stack's), the same Debian
-// binary the stack runs, stopped by PID. (The bench keeps its own, which
-// also removes its data.)
+// own scrape target and so cannot share the stack's, or the bench), the
+// same Debian binary the stack runs, stopped by PID.
 type VM struct {
 	URL  string
 	cmd  *exec.Cmd
@@ -73,6 +72,9 @@ func StartVM(ctx context.Context, dir string, scrapeTargets ...string) (*VM, err
 	vm.Stop()
 	return nil, fmt.Errorf("victoria-metrics not ready after a minute; see %s", filepath.Join(dir, "vm.log"))
 }
+
+// PID is the server's process id (the bench reads its CPU time).
+func (vm *VM) PID() int { return vm.cmd.Process.Pid }
 
 // Stop sends SIGTERM and waits; SIGKILL after 30 s (a flush of a large
 // store takes a while).
