@@ -53,6 +53,24 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# verbose_test PKG TIMEOUT LOG WHAT LOGS PATTERN: PKG's tests, verbose, into
+# LOG; prints LOG's lines matching PATTERN and, when they fail, names WHAT
+# and where its logs are (LOGS), shows LOG's end and exits with go test's
+# status.
+verbose_test() {
+  local pkg=$1 timeout=$2 log=$3 what=$4 logs=$5 pattern=$6 rc
+  set +e
+  go test -count=1 -timeout "$timeout" -v "$pkg" > "$log" 2>&1
+  rc=$?
+  set -e
+  grep -E "$pattern" "$log" || true
+  if [ $rc -ne 0 ]; then
+    echo "$what failed (full output: $log; $logs)"
+    tail -n 60 "$log"
+    exit $rc
+  fi
+}
+
 phase "stack install and start"
 # free_port N: the first port from N up that nothing on 127.0.0.1 accepts.
 free_port() {
@@ -112,28 +130,12 @@ if ! e2e/kube/eventing.sh status >/dev/null 2>&1; then
   eventing_started=1
   e2e/kube/eventing.sh start
 fi
-set +e
-go test -count=1 -timeout 20m -v ./e2e/knativepath > .cache/knativepath.log 2>&1
-rc=$?
-set -e
-grep -E '^(=== RUN|--- |PASS|FAIL|ok)|RESULT|Error Trace|Error:' .cache/knativepath.log || true
-if [ $rc -ne 0 ]; then
-  echo "Knative event path test failed (full output: .cache/knativepath.log; logs: .cache/knativepath/, .cache/knative/logs/)"
-  tail -n 60 .cache/knativepath.log
-  exit $rc
-fi
+verbose_test ./e2e/knativepath 20m .cache/knativepath.log "Knative event path test" "logs: .cache/knativepath/, .cache/knative/logs/" \
+  '^(=== RUN|--- |PASS|FAIL|ok)|RESULT|Error Trace|Error:'
 # the real func CLI builds and runs the function
 phase "kn func"
 go test -count=1 -timeout 20m -v ./e2e/kncli 2>&1 | tee .cache/kncli.log | grep -E '^(--- |PASS|FAIL|ok)|RESULT|Error' || true
 grep -q '^ok' .cache/kncli.log || { echo "kn func test failed (full output: .cache/kncli.log)"; tail -n 40 .cache/kncli.log; exit 1; }
 phase "closed loop"
-set +e
-go test -count=1 -timeout 30m -v ./e2e/closedloop > .cache/e2e.log 2>&1
-rc=$?
-set -e
-grep -E '^(=== RUN|--- |PASS|FAIL|ok)|RESULT|Error Trace|Error:|rror:' .cache/e2e.log || true
-if [ $rc -ne 0 ]; then
-  echo "closed-loop tests failed (full output: .cache/e2e.log; process logs: .cache/e2e/*/)"
-  tail -n 60 .cache/e2e.log
-  exit $rc
-fi
+verbose_test ./e2e/closedloop 30m .cache/e2e.log "closed-loop tests" "process logs: .cache/e2e/*/" \
+  '^(=== RUN|--- |PASS|FAIL|ok)|RESULT|Error Trace|Error:|rror:'
