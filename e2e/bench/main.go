@@ -61,6 +61,9 @@ type options struct {
 	// queryCosts ranks the kinds of query by what they cost the bench's
 	// VictoriaMetrics, after the measured cycles of each N.
 	queryCosts bool
+	// readShapes compares what reading the worker series costs the
+	// bench's VictoriaMetrics in three shapes, over this many rounds.
+	readShapes int
 }
 
 func main() {
@@ -82,6 +85,7 @@ func main() {
 	flag.BoolVar(&o.changeAll, "change-all", false, "every version busy, its scaling state reset before each measured cycle: every version is written every cycle")
 	flag.BoolVar(&o.probeSelectors, "probe-selectors", false, "after seeding, time the first query over 1,000 ids in token order against sorted (N >= 4,000)")
 	flag.BoolVar(&o.queryCosts, "query-costs", false, "after the cycles of each N, replay each kind of query once per chunk on the warm bench VictoriaMetrics and rank the kinds by its CPU")
+	flag.IntVar(&o.readShapes, "read-shapes", 0, "after the cycles of each N, replay the worker queries this many rounds as grid + instant, as one range ending at now, and as the grid alone, and print the VictoriaMetrics CPU per bucket of each")
 	flag.Parse()
 	o.sizes = positiveInts("-sizes", sizes)
 	sort.Ints(o.sizes)
@@ -149,6 +153,8 @@ type Report struct {
 	// QueryCosts, by N: the kinds of query ranked by the bench
 	// VictoriaMetrics' CPU (see QueryCost).
 	QueryCosts map[int][]QueryCost `json:"queryCosts,omitempty"`
+	// ReadShapes, by N: the worker reads' CPU per bucket by shape.
+	ReadShapes map[int][]ReadShape `json:"readShapes,omitempty"`
 }
 
 // Run is one N in one query mode.
@@ -321,6 +327,17 @@ func run(ctx context.Context, o options) error {
 				rep.QueryCosts = map[int][]QueryCost{}
 			}
 			rep.QueryCosts[n] = costs
+		}
+		if vm != nil && o.readShapes > 0 {
+			shapes, err := readShapes(ctx, vm.URL, vmPID, max(1, n/o.perBucket), o.readShapes)
+			if err != nil {
+				return fmt.Errorf("read shapes %d: %w", n, err)
+			}
+			printReadShapes(n, shapes)
+			if rep.ReadShapes == nil {
+				rep.ReadShapes = map[int][]ReadShape{}
+			}
+			rep.ReadShapes[n] = shapes
 		}
 		if vm != nil {
 			vm.stop()

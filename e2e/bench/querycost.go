@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,22 +42,13 @@ type topQuery struct {
 // run it after the measured cycles, so the replay finds the server as
 // warm as a cycle does and no cycle shares its CPU.
 func queryCosts(ctx context.Context, vm string, vmPID int) ([]QueryCost, error) {
-	var top struct {
-		TopBySumDuration []topQuery `json:"topBySumDuration"`
-	}
-	u := vm + "/api/v1/status/top_queries?topN=100000&maxLifetime=24h"
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	resp, err := http.DefaultClient.Do(req)
+	top, err := topQueries(ctx, vm)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&top); err != nil {
-		return nil, fmt.Errorf("top queries: %w", err)
-	}
 	byKind := map[string]*QueryCost{}
 	texts := map[string][]topQuery{}
-	for _, q := range top.TopBySumDuration {
+	for _, q := range top {
 		k := queryKind(q.Query, q.TimeRangeSeconds)
 		c := byKind[k]
 		if c == nil {
@@ -90,20 +80,29 @@ func queryCosts(ctx context.Context, vm string, vmPID int) ([]QueryCost, error) 
 // discovery's fifth of its lookback), an instant query now.
 func replay(ctx context.Context, vm string, q topQuery) error {
 	now := time.Now()
+	if q.TimeRangeSeconds <= 0 {
+		return replayAt(ctx, vm, q, now, now, 0)
+	}
+	step := time.Minute
+	if strings.Contains(q.Query, "nca_id") {
+		step = time.Duration(q.TimeRangeSeconds/5) * time.Second
+	}
+	end := now.Truncate(step)
+	return replayAt(ctx, vm, q, end.Add(-time.Duration(q.TimeRangeSeconds)*time.Second), end, step)
+}
+
+// replayAt runs q over start..end every step, or instantly at end when
+// step is 0.
+func replayAt(ctx context.Context, vm string, q topQuery, start, end time.Time, step time.Duration) error {
 	form := url.Values{"query": {q.Query}}
 	path := "/api/v1/query"
-	if q.TimeRangeSeconds > 0 {
-		step := time.Minute
-		if strings.Contains(q.Query, "nca_id") {
-			step = time.Duration(q.TimeRangeSeconds/5) * time.Second
-		}
-		end := now.Truncate(step)
+	if step > 0 {
 		path = "/api/v1/query_range"
-		form.Set("start", strconv.FormatInt(end.Add(-time.Duration(q.TimeRangeSeconds)*time.Second).Unix(), 10))
-		form.Set("end", strconv.FormatInt(end.Unix(), 10))
+		form.Set("start", strconv.FormatFloat(float64(start.UnixMilli())/1000, 'f', 3, 64))
+		form.Set("end", strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64))
 		form.Set("step", strconv.FormatInt(int64(step.Seconds()), 10))
 	} else {
-		form.Set("time", strconv.FormatInt(now.Unix(), 10))
+		form.Set("time", strconv.FormatFloat(float64(end.UnixMilli())/1000, 'f', 3, 64))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, vm+path, strings.NewReader(form.Encode()))
 	if err != nil {
