@@ -158,7 +158,16 @@ func foldBursts(stored store.KeepAlive, idle policy.IdleHistogram, steps []tsdb.
 	var quiet time.Time // the newest quiet step in view
 	folded := 0
 	for _, s := range steps {
-		if !s.At.After(end) {
+		// Steps less than a step past the burst's end see nothing new: the
+		// quiet step one step after the end confirmed that no request
+		// came in the window before it, so a step before it sees only
+		// the burst's own requests, or (a window shorter than the step)
+		// requests between two windows of the end's grid, which no
+		// cycle on that grid saw either. A cycle whose grid is not the
+		// one the end was found on (the scale function's grid moves
+		// with now) sees the burst's last requests at such steps, and
+		// they are no new burst.
+		if s.At.Before(end.Add(step)) {
 			continue
 		}
 		if s.Value == 0 {
@@ -178,7 +187,11 @@ func foldBursts(stored store.KeepAlive, idle policy.IdleHistogram, steps []tsdb.
 		case s.Value > 0:
 			last = s.At
 		case inBurst && !last.IsZero():
-			end, inBurst = last, false
+			// The burst's first step, stored by a cycle on another grid,
+			// may be newer than the last invoked step of this grid that
+			// saw the same requests: it ended no earlier than that first
+			// step, which also keeps the stored end after its start.
+			end, inBurst = latest(last, start), false
 		case inBurst && s.At.After(start):
 			// The burst ended before the lookback shows: its end is
 			// unknown, so the next gap cannot be measured.

@@ -295,3 +295,81 @@ func TestGatewayArrivals(t *testing.T) {
 		require.InDelta(t, w, got[i].Value, 1e-9, "step %d", i)
 	}
 }
+
+// The scale function's grid ends at now, so cycles 20 s apart read the
+// same requests on grids 20 s apart, and a step of one grid sees requests
+// a step of the previous one already counted. Each gap between bursts is
+// still folded once, and measured as cycles a minute apart on one grid
+// measure it, to within a step: never a second time from a shifted view
+// of a burst that ended, never a negative gap.
+func TestFoldBurstsOnGridsThatMoveWithNow(t *testing.T) {
+	const window = 70 * time.Second
+	var requests []time.Time
+	burst := func(from, to time.Duration) {
+		for d := from; d <= to; d += 10 * time.Second {
+			requests = append(requests, kaStart.Add(d))
+		}
+	}
+	// Bursts 0:10-2:50, 9:05-10:40 and 15:30: gaps of about 6 and 5
+	// minutes as the minute grid measures them (last invoked step to the
+	// last quiet one).
+	burst(10*time.Second, 170*time.Second)
+	burst(545*time.Second, 640*time.Second)
+	burst(930*time.Second, 930*time.Second)
+	// view is what a cycle at now reads: the requests in the window
+	// ending at each step of a ten-point grid ending at now, settled
+	// steps only (up to now - step).
+	view := func(now time.Time) []tsdb.Sample {
+		var out []tsdb.Sample
+		for i := 9; i >= 1; i-- {
+			at := now.Add(-time.Duration(i) * time.Minute)
+			n := 0
+			for _, r := range requests {
+				if r.After(at.Add(-window)) && !r.After(at) {
+					n++
+				}
+			}
+			out = append(out, tsdb.Sample{At: at, Value: float64(n)})
+		}
+		return out
+	}
+	run := func(every time.Duration) policy.IdleHistogram {
+		var k store.KeepAlive
+		idle := policy.NewIdleHistogram(time.Minute)
+		folded := 0
+		for now := kaStart.Add(2 * time.Minute); now.Before(kaStart.Add(25 * time.Minute)); now = now.Add(every) {
+			next, n := foldBursts(k, idle, view(now), time.Minute)
+			require.False(t, next.BurstEnd.Before(k.BurstEnd), "cycle at %s: the burst end went back from %s to %s", now, k.BurstEnd, next.BurstEnd)
+			if n > 0 {
+				idle = histogramOf(t, next)
+			}
+			folded, k = folded+n, next
+		}
+		require.Equal(t, 2, folded, "cycles every %s: each gap once", every)
+		return idle
+	}
+	aligned, moving := run(time.Minute), run(20*time.Second)
+	require.InDelta(t, 2, moving.Gaps(), 0.2)
+	for _, q := range []float64{0.25, 0.75} {
+		a, ok := aligned.Percentile(q)
+		require.True(t, ok)
+		m, ok := moving.Percentile(q)
+		require.True(t, ok)
+		require.True(t, m > 0 && (m-a).Abs() <= time.Minute, "gap percentile %g: %s on moving grids, %s on one grid", q, m, a)
+	}
+}
+
+// A burst whose first step a cycle on another grid stored ends no earlier
+// than that step, even when this grid saw its requests last at a step
+// before it: an end before the stored start would leave the burst open
+// for ever, and the next gap unmeasured.
+func TestFoldBurstsEndsABurstNoEarlierThanItsStoredStart(t *testing.T) {
+	stored := store.KeepAlive{BurstEnd: minute(0), FoldedTo: minute(5)}
+	shifted := func(step int, v float64) tsdb.Sample {
+		return tsdb.Sample{At: minute(step).Add(20 * time.Second), Value: v}
+	}
+	next, folded := foldBursts(stored, policy.IdleHistogram{}, []tsdb.Sample{shifted(3, 0), shifted(4, 1), shifted(5, 0), shifted(6, 0)}, time.Minute)
+	require.Zero(t, folded)
+	require.Equal(t, minute(5), next.BurstEnd)
+	require.False(t, next.FoldedTo.After(next.BurstEnd), "the burst is over: %+v", next)
+}
