@@ -41,16 +41,16 @@ func TestBacklogTellsADrainFromAStaleCost(t *testing.T) {
 		require.NoError(t, err)
 		return st.Backlog
 	}
-	// Each cycle's settled window ends a minute before its newest step:
-	// the cycle at t0+30s folds [t0-2m, t0-1m], and so on.
+	// Each cycle's settled window ends a minute before it: the cycle at
+	// t0-1m folds [t0-2m, t0-1m], and so on.
 	var r BucketResult
 	for i, want := range []float64{0, 0, 0, 480, 960, 900} {
-		at := t0.Add(-30*time.Second + time.Duration(i)*time.Minute)
+		at := t0.Add(-time.Minute + time.Duration(i)*time.Minute)
 		r = f.decideAt(t, at)
 		b := backlogOf("drain")
 		require.InDelta(t, want, b.Requests, 1e-6, "drain backlog after the cycle at t0%+v: %+v", at.Sub(t0), b)
 		// An empty queue is written once, not every cycle it stays empty.
-		end := at.Truncate(time.Minute).Add(-time.Minute)
+		end := at.Add(-time.Minute)
 		if want == 0 {
 			end = t0.Add(-2 * time.Minute)
 		}
@@ -70,6 +70,6 @@ func TestBacklogTellsADrainFromAStaleCost(t *testing.T) {
 	require.Zero(t, backlogOf("stale").Requests)
 
 	// A replayed cycle folds nothing twice.
-	f.decideAt(t, t0.Add(270*time.Second))
+	f.decideAt(t, t0.Add(4*time.Minute))
 	require.InDelta(t, 900, backlogOf("drain").Requests, 1e-6)
 }

@@ -134,7 +134,7 @@ func TestCostIsLearnedPersistedAndNeverFoldedTwice(t *testing.T) {
 	}
 
 	// Cycle A (settled window [t0-2m, t0-1m]): 60 busy seconds, 60 requests.
-	a := t0.Add(30 * time.Second)
+	a := t0
 	f.decideAt(t, a)
 	first := policy.Cost{}.Learn(t0.Add(-time.Minute), 60, 60, 50)
 	got := costOf()

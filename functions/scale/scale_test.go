@@ -168,8 +168,8 @@ func TestBucketOf500DecidedWithConstantQueries(t *testing.T) {
 	reply, err := h.HandleBucket(context.Background(), bucketEvent(time.Now()))
 	require.NoError(t, err)
 	r := decode(t, reply)
-	require.Equal(t, int64(6), f.tsdb.Queries()-q0, "six PromQL queries for the whole bucket")
-	require.Equal(t, 6, r.Queries, "the reply counts them")
+	require.Equal(t, int64(3), f.tsdb.Queries()-q0, "three PromQL queries for the whole bucket")
+	require.Equal(t, 3, r.Queries, "the reply counts them")
 	require.Equal(t, 500, r.Versions)
 	require.Equal(t, 500, r.Written, "every version gets its first request")
 	byReason := map[string]int{}

@@ -14,10 +14,11 @@ import (
 
 // TestBucketMetricsAreTheirPromQLDefinitions holds every number
 // BucketMetrics works out from the components it reads (busy seconds'
-// increase, the workers per thread count) to the PromQL expression that
-// defines it, evaluated by the same server: utilization per step, the
-// instance count per step and at the settled step, threads per instance,
-// the settled window's busy seconds and utilization. The versions are the
+// increase, the workers per thread count, the request increase) to the
+// PromQL expression that defines it, evaluated by the same server:
+// utilization per step, the instance count per step and at the settled
+// step, threads per instance, the settled window's busy seconds, requests
+// and utilization, the fresh window's utilization and request rate. The versions are the
 // awkward ones: workers with different thread counts (weighted by
 // threads, not averaged per worker), a worker that starts mid-lookback
 // (the count changes between steps), thread counts without busy seconds
@@ -80,9 +81,9 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 			q0 := c.Queries()
 			_, err = c.BucketMetrics(ctx, versions, now, o)
 			require.NoError(t, err)
-			require.Equal(t, int64(6), c.Queries()-q0, "six queries for the bucket")
+			require.Equal(t, int64(3), c.Queries()-q0, "three queries for the bucket")
 
-			g, err := o.grid(now)
+			g, err := o.endingAt(now)
 			require.NoError(t, err)
 			f := `test_run="` + run + `"`
 			by := "by (function_id, function_version_id)"
@@ -90,6 +91,8 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 			util := fmt.Sprintf(`100 * %s / 70 / sum %s (%s{%s})`, busy, by, MetricThreadCount, f)
 			count := fmt.Sprintf(`count %s (%s{%s})`, by, MetricThreadCount, f)
 			avg := fmt.Sprintf(`avg %s (%s{%s})`, by, MetricThreadCount, f)
+			reqs := fmt.Sprintf(`sum %s (increase(%s{%s}[70s])) or sum %s (increase(%s{%s}[70s]))`,
+				by, MetricRequestsTotal, f, by, MetricRequests, f)
 			byVersion := func(ss []Series) map[string][]Sample {
 				out := map[string][]Sample{}
 				for _, s := range ss {
@@ -102,8 +105,8 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 				require.NoError(t, err, q)
 				return byVersion(ss)
 			}
-			instant := func(q string) map[string]float64 {
-				ss, _, err := c.Query(ctx, q, g.settled)
+			instant := func(q string, at time.Time) map[string]float64 {
+				ss, _, err := c.Query(ctx, q, at)
 				require.NoError(t, err, q)
 				out := map[string]float64{}
 				for v, s := range byVersion(ss) {
@@ -111,8 +114,11 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 				}
 				return out
 			}
-			wantUtil, wantCount := ranged(util), ranged(count)
-			wantBusy, wantAvg, wantSettledUtil := instant(busy), instant(avg), instant(util)
+			wantUtil, wantCount, wantReqs := ranged(util), ranged(count), ranged(reqs)
+			wantBusy, wantAvg, wantSettledUtil := instant(busy, g.settled), instant(avg, g.settled), instant(util, g.settled)
+			wantSettledReqs := instant(reqs, g.settled)
+			// The fresh window, the grid's newest point, at now.
+			wantFreshUtil, wantFreshReqs := instant(util, g.end), instant(reqs, g.end)
 			require.Len(t, wantUtil, 2, "utilization for the versions with both series: %v", wantUtil)
 			require.Len(t, wantCount["late"], 10)
 			require.NotEqual(t, wantCount["late"][0].Value, wantCount["late"][9].Value, "the late worker changes the count")
@@ -141,7 +147,18 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 				id := v.FunctionVersionID
 				m, ok := got[v]
 				require.True(t, ok, id)
-				same("utilization", id, wantUtil[id], m.Utilization)
+				// The settled samples are the grid's points but the newest,
+				// which is the fresh window.
+				settledUtil := wantUtil[id]
+				if n := len(settledUtil); n > 0 && settledUtil[n-1].At.Equal(g.end) {
+					settledUtil = settledUtil[:n-1]
+				}
+				same("utilization", id, settledUtil, m.Utilization)
+				sameValue("fresh utilization", id, orNaN(wantFreshUtil, id), m.FreshUtilization)
+				require.True(t, g.end.Equal(m.FreshAt), "%s fresh at %s", id, m.FreshAt)
+				same("request counts", id, wantReqs[id], m.RequestCounts)
+				sameValue("requests", id, orNaN(wantSettledReqs, id), m.Requests)
+				sameValue("fresh request rate", id, orNaN(wantFreshReqs, id)/70, m.FreshRequestRate)
 				same("instance counts", id, wantCount[id], m.InstanceCounts)
 				settledCount := valueAt(wantCount[id], g.settled)
 				require.Equal(t, !math.IsNaN(settledCount), m.InstancesKnown, "%s instances known", id)
@@ -159,6 +176,8 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 			require.False(t, got[versions[3]].InstancesKnown)
 			require.False(t, math.IsNaN(got[versions[3]].BusySeconds))
 			require.False(t, math.IsNaN(got[versions[1]].Requests), "the older request counter counts")
+			require.False(t, math.IsNaN(got[versions[0]].FreshUtilization), "the fresh window is known")
+			require.NotEmpty(t, wantFreshUtil, "the definitions have a fresh window to compare with")
 			_, ok := got[versions[4]]
 			require.False(t, ok, "a version without data has no metrics at all, not zeros")
 		})
@@ -177,3 +196,11 @@ func versionLabels(run, name, vid, inst string) map[string]string {
 
 // constantValue is a gauge that never changes.
 func constantValue(v float64) func(time.Time) float64 { return func(time.Time) float64 { return v } }
+
+// lastValue is an instant query's value, NaN when it returned no point.
+func lastValue(samples []Sample) float64 {
+	if len(samples) == 0 {
+		return math.NaN()
+	}
+	return samples[len(samples)-1].Value
+}

@@ -288,28 +288,32 @@ type MetricsOptions struct {
 
 // VersionMetrics is what the TSDB says about one version.
 type VersionMetrics struct {
-	// Utilization is percent busy per step, oldest first, NaN/Inf kept.
+	// Utilization is percent busy per step, oldest first, up to the
+	// settled step (the fresh window is FreshUtilization), NaN/Inf kept.
 	// Empty means unknown, not idle.
 	Utilization []Sample
-	// Instances is the count of worker series at the last settled step
-	// (now rounded down to the step, minus one step: the newest point is
-	// often partial). InstancesKnown is false when the version had no
-	// worker series there, which the policy treats as unknown.
+	// Instances is the count of worker series at the settled step (now
+	// minus one step: the newest point, now, is partial). InstancesKnown
+	// is false when the version had no worker series there, which the
+	// policy treats as unknown.
 	Instances      int
 	InstancesKnown bool
 	// InstanceCounts is the count of worker series per step, oldest
-	// first, as Utilization.
+	// first, the fresh step (now) included.
 	InstanceCounts []Sample
 	// LastInvokedAt is the newest step whose request increase was > 0.
 	LastInvokedAt time.Time
-	// RequestRate is requests per second over the window at the newest step.
+	// RequestRate is requests per second over the window at the newest
+	// step the TSDB answered for (the fresh one, now, when it has it).
 	RequestRate float64
 	// RequestCounts is the requests routed in the window ending at each
-	// step, oldest first.
+	// step, oldest first, the fresh step (now) included.
 	RequestCounts []Sample
 
-	// SettledAt is the end of the last settled window (the step before
-	// the newest, whose scrapes may still be arriving): the window a
+	// SettledAt is the end of the settled window, now minus one step (the
+	// step before the newest, whose scrapes may still be arriving): as
+	// settled as the worst case of a grid rounded down to the step, and,
+	// as the grid moves with now, not on any fixed grid. It is the window a
 	// version's busy seconds per request are learned from. BusySeconds
 	// (all worker threads), Requests (every request routed to the
 	// version, queued ones included) and SettledUtilization (percent)
@@ -323,11 +327,11 @@ type VersionMetrics struct {
 	// NaN means unknown.
 	ThreadsPerInstance float64
 
-	// FreshAt is the query time and the end of the fresh window: the
-	// newest, partial data. FreshUtilization (percent) and
-	// FreshRequestRate (requests per second, queued included) are
-	// measured over the rate window ending there; NaN means unknown.
-	// Only scale-up may act on them.
+	// FreshAt is the query time (to the millisecond) and the end of the
+	// fresh window, the grid's newest point: the newest, partial data.
+	// FreshUtilization (percent) and FreshRequestRate (requests per
+	// second, queued included) are measured over the rate window ending
+	// there; NaN means unknown. Only scale-up may act on them.
 	FreshAt          time.Time
 	FreshUtilization float64
 	FreshRequestRate float64
@@ -343,10 +347,10 @@ func unknownMetrics() VersionMetrics {
 
 // BucketMetrics fetches utilization, instances and invocations for a whole
 // bucket: the busy seconds' window increase, the worker thread counts and
-// the request increase, each as a range query over the step grid and as
-// an instant query at now (the fresh window, which ends off the grid):
-// six queries per MaxSelectorBytes of version ids, so TSDB load grows
-// with buckets, not functions.
+// the request increase, each as one range query whose newest point is now
+// (the fresh window) and whose point before it, now - Step, is the settled
+// window: three queries per MaxSelectorBytes of version ids, so TSDB load
+// grows with buckets, not functions.
 //
 // Utilization per version and step is
 //
@@ -357,20 +361,32 @@ func unknownMetrics() VersionMetrics {
 // the window offered. Summing before dividing weights workers by their
 // threads, which is what "percent of capacity in use" means.
 //
-// Each series is read once per query time and the rest is worked out
-// here: the division, the instance count (the worker series at a step),
-// the threads per instance, and the settled window's values, which are
-// points of the step grid. Asking the TSDB for each of those as an
-// expression of its own read the busy series three times and the thread
-// counts four times, and the division itself cost VictoriaMetrics half a
-// read to a whole one more: at 100,000 versions that was most of its work
-// (README, issue 17).
+// Each series is read once and the rest is worked out here: the division,
+// the instance count (the worker series at a step), the threads per
+// instance, the settled and the fresh windows' values, which are points of
+// the grid. Asking the TSDB for each of those as an expression of its own
+// read the busy series three times and the thread counts four times, and
+// the division itself cost VictoriaMetrics half a read to a whole one
+// more: at 100,000 versions that was most of its work (README, issue 17).
+//
+// The grid ends at now, not at now rounded down to the step as the other
+// sources' do, so that its newest point is the fresh window: reading it
+// with an instant query of its own read every series twice, and on a
+// VictoriaMetrics 1.79 holding 10,000 versions the three reads cost 0.14
+// CPU-s per bucket of 1,000 where the six cost 0.29 (bench -read-shapes,
+// README). A grid that moves with now is never in the server's rollup
+// result cache, which the same run found saved nothing (0.16 CPU-s for
+// the rounded grid alone). So consecutive cycles' grids are not aligned to
+// each other: what is folded from the settled window (cost, backlog, idle
+// gaps) is keyed on window ends and allows for that.
 func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, now time.Time, o MetricsOptions) (map[FunctionVersion]VersionMetrics, error) {
 	out := make(map[FunctionVersion]VersionMetrics, len(versions))
 	if len(versions) == 0 {
 		return out, nil
 	}
-	g, err := o.grid(now)
+	// Whole milliseconds: the answer's timestamps have no finer ones, and
+	// the fresh and settled points are found by their time.
+	g, err := o.endingAt(now.Truncate(time.Millisecond))
 	if err != nil {
 		return nil, fmt.Errorf("bucket metrics: %w", err)
 	}
@@ -383,9 +399,8 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 		byKey[[2]string{v.FunctionID, v.FunctionVersionID}] = v
 	}
 	by := "by (function_id, function_version_id)"
-	// Per version, the components, until every chunk is in: over the grid
-	// and at now.
-	var grid, fresh workerSeries
+	// Per version, the components, until every chunk is in.
+	var w workerSeries
 	// metrics is the version's metrics, every number unknown until a
 	// query says otherwise. A version is in the answer when the TSDB knows
 	// it: worker series, requests, busy seconds at the settled step, or a
@@ -395,25 +410,13 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 		m, seen := out[v]
 		if !seen {
 			m = unknownMetrics()
-			m.SettledAt, m.FreshAt = g.settled, now
+			m.SettledAt, m.FreshAt = g.settled, g.end
 		}
 		return m
 	}
-	// record hands each series of an answer to f with its version's
-	// metrics, and keeps what f did to them.
-	record := func(series []Series, f func(v FunctionVersion, m *VersionMetrics, s Series)) {
-		for _, s := range series {
-			v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]
-			if !ok {
-				continue // another function with the same version id
-			}
-			m := metrics(v)
-			f(v, &m, s)
-			out[v] = m
-		}
-	}
-	// invocations folds the request increases over the grid in.
-	invocations := func(_ FunctionVersion, m *VersionMetrics, s Series) {
+	// invocations folds a version's request increases over the grid in.
+	invocations := func(v FunctionVersion, s Series) error {
+		m := metrics(v)
 		for _, p := range s.Samples {
 			if p.Value > 0 && !math.IsInf(p.Value, 0) {
 				m.LastInvokedAt = p.At
@@ -423,7 +426,10 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 			m.RequestRate = s.Samples[n-1].Value / g.seconds
 		}
 		m.Requests = valueAt(s.Samples, g.settled)
+		m.FreshRequestRate = valueAt(s.Samples, g.end) / g.seconds
 		m.RequestCounts = s.Samples
+		out[v] = m
+		return nil
 	}
 
 	for _, chunk := range chunkIDs(versions, c.cfg.MaxSelectorBytes) {
@@ -450,44 +456,28 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 		})
 		for _, q := range []struct {
 			what, q string
-			fresh   bool
 			fold    func(v FunctionVersion, s Series) error
 		}{
-			{"busy seconds", busy, false, grid.busy},
-			{"thread counts", threads, false, grid.threads},
-			{"requests", reqs, false, nil},
-			{"fresh busy seconds", busy, true, fresh.busy},
-			{"fresh thread counts", threads, true, fresh.threads},
-			{"fresh requests", reqs, true, nil},
+			{"busy seconds", busy, w.busy},
+			{"thread counts", threads, w.threads},
+			{"requests", reqs, invocations},
 		} {
-			var series []Series
-			if q.fresh {
-				series, _, err = c.Query(ctx, q.q, now)
-			} else {
-				series, _, err = c.QueryRange(ctx, q.q, g.start, g.end, g.step)
-			}
+			series, _, err := c.QueryRange(ctx, q.q, g.start, g.end, g.step)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", q.what, err)
 			}
-			switch {
-			case q.fold != nil:
-				for _, s := range series {
-					if v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]; ok {
-						if err := q.fold(v, s); err != nil {
-							return nil, fmt.Errorf("%s: %w", q.what, err)
-						}
-					}
+			for _, s := range series {
+				v, ok := byKey[[2]string{s.Labels[labelFunctionID], s.Labels[labelFunctionVersion]}]
+				if !ok {
+					continue // another function with the same version id
 				}
-			case q.fresh:
-				record(series, func(_ FunctionVersion, m *VersionMetrics, s Series) {
-					m.FreshRequestRate = lastValue(s.Samples) / g.seconds
-				})
-			default:
-				record(series, invocations)
+				if err := q.fold(v, s); err != nil {
+					return nil, fmt.Errorf("%s: %w", q.what, err)
+				}
 			}
 		}
 	}
-	for v, t := range grid.threadsOf {
+	for v, t := range w.threadsOf {
 		m := metrics(v)
 		m.InstanceCounts = t.counts()
 		if n, ok := t[g.settled.UnixMilli()]; ok {
@@ -496,19 +486,20 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 		}
 		out[v] = m
 	}
-	for v, b := range grid.busyOf {
+	for v, b := range w.busyOf {
 		m := metrics(v)
+		u := utilization(b, w.threadsOf[v], g.seconds)
 		m.BusySeconds = valueAt(b, g.settled)
-		m.Utilization = utilization(b, grid.threadsOf[v], g.seconds)
-		m.SettledUtilization = valueAt(m.Utilization, g.settled)
-		if _, known := out[v]; known || !math.IsNaN(m.BusySeconds) {
-			out[v] = m
+		m.SettledUtilization = valueAt(u, g.settled)
+		// The fresh window is partial (its newest scrapes may still be
+		// on their way) and only scale-up may act on it, so it is not
+		// one of the samples the policy reads as settled.
+		fresh := len(u) > 0 && u[len(u)-1].At.Equal(g.end)
+		if fresh {
+			m.FreshUtilization, u = u[len(u)-1].Value, u[:len(u)-1]
 		}
-	}
-	for v, b := range fresh.busyOf {
-		if u := utilization(b, fresh.threadsOf[v], g.seconds); len(u) > 0 {
-			m := metrics(v)
-			m.FreshUtilization = u[len(u)-1].Value
+		m.Utilization = u
+		if _, known := out[v]; known || fresh || !math.IsNaN(m.BusySeconds) {
 			out[v] = m
 		}
 	}
@@ -611,14 +602,6 @@ func valueAt(samples []Sample, t time.Time) float64 {
 		}
 	}
 	return math.NaN()
-}
-
-// lastValue is an instant query's value, NaN when it returned no point.
-func lastValue(samples []Sample) float64 {
-	if len(samples) == 0 {
-		return math.NaN()
-	}
-	return samples[len(samples)-1].Value
 }
 
 // chunkIDs splits the versions' ids into chunks of at most limit bytes.

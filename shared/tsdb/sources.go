@@ -122,11 +122,20 @@ type window struct {
 	seconds             float64 // the rate window in seconds
 }
 
+// grid is the step grid of the control-plane and gateway sources: it
+// ends at now rounded down to the step, so every cycle of a step reads the
+// same points and VictoriaMetrics may answer the older ones from its
+// rollup result cache. Their newest point is the partial one.
 func (o MetricsOptions) grid(now time.Time) (window, error) {
+	return o.endingAt(now.Truncate(o.Step))
+}
+
+// endingAt is the grid of Lookback / Step points whose newest is end and
+// whose settled point is the one before it.
+func (o MetricsOptions) endingAt(end time.Time) (window, error) {
 	if o.Step <= 0 || o.Window <= 0 || o.Lookback < o.Step {
 		return window{}, fmt.Errorf("step %s, window %s, lookback %s: want positive step and window and lookback >= step", o.Step, o.Window, o.Lookback)
 	}
-	end := now.Truncate(o.Step)
 	return window{
 		start: end.Add(-o.Lookback + o.Step), end: end, settled: end.Add(-o.Step), step: o.Step,
 		rate: promDuration(o.Window), seconds: o.Window.Seconds(),
