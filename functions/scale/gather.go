@@ -126,7 +126,9 @@ func storedBacklog(b store.Backlog) policy.Backlog {
 // needs the same number of workers from the window's start to the newest
 // step, since a worker joining or leaving mid-window makes utilization,
 // and with it the saturation test, read the wrong capacity; and neither
-// the newest step nor the fresh window saturated, since after a load step
+// the newest utilization sample (for a worker version the settled one:
+// its grid's newest point is the fresh window) nor the fresh window
+// saturated, since after a load step
 // requests queue a window or two before utilization reads saturated, and
 // a window that counts queued requests without their busy time would
 // teach a cost far too low, exactly when demand is sized from it. For the
