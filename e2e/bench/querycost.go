@@ -75,19 +75,23 @@ func queryCosts(ctx context.Context, vm string, vmPID int) ([]QueryCost, error) 
 	return out, nil
 }
 
-// replay runs q as the functions did: a range query on the step grid
-// ending at the current step (the scale function's 60 s step, or
-// discovery's fifth of its lookback), an instant query now.
+// replay runs q as the functions do: a range query ending now (the
+// worker source's 60 s grid, discovery's fifth of its lookback) or at the
+// current step (the control-plane and gateway sources' grid), an instant
+// query now.
 func replay(ctx context.Context, vm string, q topQuery) error {
 	now := time.Now()
 	if q.TimeRangeSeconds <= 0 {
 		return replayAt(ctx, vm, q, now, now, 0)
 	}
-	step := time.Minute
-	if strings.Contains(q.Query, "nca_id") {
+	step, end := time.Minute, now
+	switch {
+	case strings.Contains(q.Query, "nca_id"):
 		step = time.Duration(q.TimeRangeSeconds/5) * time.Second
+	case strings.Contains(q.Query, "nvcf_function_") || strings.Contains(q.Query, "llm_api_gateway_") ||
+		strings.Contains(q.Query, "function_request_latency"):
+		end = now.Truncate(step)
 	}
-	end := now.Truncate(step)
 	return replayAt(ctx, vm, q, end.Add(-time.Duration(q.TimeRangeSeconds)*time.Second), end, step)
 }
 
