@@ -222,17 +222,25 @@ func streamResult(dec *json.Decoder, resultType string, each func(Series) error)
 		}
 		return fmt.Errorf("decode %s: the result is %s, not an array", resultType, jsonKind(tok)), nil
 	}
+	// One element's bytes at a time, in one buffer: the decoder checks the
+	// syntax, fastSeries reads the usual shape, encoding/json the rest.
+	var raw json.RawMessage
 	for i := 0; dec.More(); i++ {
-		var s apiSeries
-		if err := dec.Decode(&s); err != nil {
-			if !isMismatch(err) {
-				return nil, fmt.Errorf("decode %s element %d: %w", resultType, i, err)
-			}
-			dataErr = cmpOr(dataErr, fmt.Errorf("decode %s element %d: %w", resultType, i, err))
-			continue
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("decode %s element %d: %w", resultType, i, err)
 		}
 		if dataErr != nil {
 			continue
+		}
+		s, ok := fastSeries(raw)
+		if !ok {
+			if err := json.Unmarshal(raw, &s); err != nil {
+				if !isMismatch(err) {
+					return nil, fmt.Errorf("decode %s element %d: %w", resultType, i, err)
+				}
+				dataErr = fmt.Errorf("decode %s element %d: %w", resultType, i, err)
+				continue
+			}
 		}
 		ser, err := seriesFrom(resultType, i, s)
 		if err != nil {
