@@ -171,6 +171,14 @@ func (h IdleHistogram) Percentile(q float64) (time.Duration, bool) {
 // then stop hiding the gap between bursts. The bin holding `after` counts
 // only its part above it, assuming gaps spread evenly inside a bin.
 func (h IdleHistogram) percentileAfter(q float64, after time.Duration) (time.Duration, bool) {
+	// Most versions never learned a gap, and without weights the answer
+	// is "none" (weights are never negative). The suffix sums over 240
+	// bins, and the frame that holds them growing a fresh goroutine's
+	// stack, were 6 % of the scale function's CPU at 100,000 versions:
+	// its decision log reads two percentiles of every idle version.
+	if h.Gaps() == 0 {
+		return 0, false
+	}
 	return h.cumulative().percentileAfter(q, after)
 }
 

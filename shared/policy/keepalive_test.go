@@ -79,6 +79,12 @@ func TestIdleHistogramPercentile(t *testing.T) {
 	var empty IdleHistogram
 	_, ok := empty.Percentile(0.5)
 	require.False(t, ok, "nothing learned")
+	// Weights that all decayed away answer as nothing learned (the early
+	// return the scale function's idle versions take).
+	faded, err := DecodeIdleHistogram("v1 t=1764500000 o=0")
+	require.NoError(t, err)
+	_, ok = faded.Percentile(0.5)
+	require.False(t, ok, "every weight faded")
 
 	h := learn(IdleHistogram{}, repeat(55*time.Minute, 10)...)
 	for _, q := range []float64{0, 1, -0.1, 1.1, math.NaN()} {
