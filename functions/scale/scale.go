@@ -263,8 +263,21 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 
 	outcomes := make([]Outcome, len(rows))
 	var mu sync.Mutex
+	// s.Concurrency workers take the versions (and gateway functions) in
+	// turn. A goroutine per version started on a fresh stack and grew it
+	// for every decision (7 % of the scale function's CPU at 100,000
+	// versions); a worker grows its stack once.
+	jobs := make(chan func())
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, s.Concurrency)
+	for range s.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for job := range jobs {
+				job()
+			}
+		}()
+	}
 	gateway := map[string][]int{} // function id -> its rows here
 	for i, v := range rows {
 		switch sources[i] {
@@ -275,11 +288,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 			outcomes[i] = h.holdUnknownSource(log, start, v, states[v.VersionKey])
 			continue
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		jobs <- func() {
 			ctx, writes := gatherStateWrites(ctx)
 			defer h.flushStateWrites(ctx, log, writes)
 			fv := tsdb.FunctionVersion{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID, NcaID: v.NcaID}
@@ -296,17 +305,13 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 			h.rememberSource(ctx, log, v.VersionKey, st, sources[i])
 			outcomes[i] = h.decideAndApply(ctx, log.With("source", sources[i]), b.Cycle, start, v, st, obs)
 			outcomes[i].Source = string(sources[i])
-		}()
+		}
 	}
 	// A gateway function is decided once, from all its versions.
 	var extra []Outcome
 	ref := bucketRef{index: b.Bucket, count: b.Buckets, cycle: b.Cycle}
 	for fid, idx := range gateway {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		jobs <- func() {
 			ctx, writes := gatherStateWrites(ctx)
 			defer h.flushStateWrites(ctx, log, writes)
 			fnRows := make([]store.ActiveVersion, len(idx))
@@ -327,8 +332,9 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 				extra = append(extra, o)
 				mu.Unlock()
 			}
-		}()
+		}
 	}
+	close(jobs)
 	wg.Wait()
 
 	var touch []store.ActiveVersion
