@@ -85,7 +85,7 @@ func (h *Handler) holdUnknownSource(log *slog.Logger, now time.Time, v store.Act
 	h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusHeld)
 	d := policy.Decision{Desired: o.Desired, Recommendation: o.Desired, Reason: policy.Reason(o.Reason), Detail: o.Detail}
 	logDecision(log.With("function_id", key.FunctionID, "function_version_id", key.FunctionVersionID), o, policy.Input{Now: now}, d,
-		"source", sourceUnknown)
+		slog.Any("source", sourceUnknown))
 	return o
 }
 
@@ -421,7 +421,7 @@ func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int6
 	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
 	h.apply(ctx, log, &o, tv, st, d, cycle, running)
 	// The logger carries function_id and source; the version is the target's.
-	logDecision(log, o, in, d, append([]any{"function_version_id", key.FunctionVersionID}, keepAliveFields(p, in)...)...)
+	logDecision(log, o, in, d, append([]slog.Attr{slog.String("function_version_id", key.FunctionVersionID)}, keepAliveFields(p, in)...)...)
 	return o
 }
 

@@ -1,0 +1,48 @@
+package scale
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"function/shared/policy"
+)
+
+// TestDecisionLineCarriesEveryField reads a decision line back as the
+// closed-loop tests and operators do: every field under its name, with its
+// JSON type (times as RFC 3339 text, counts and seconds as numbers).
+func TestDecisionLineCarriesEveryField(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil)).With("function_id", "f", "function_version_id", "v")
+	now := time.Date(2026, 11, 30, 21, 0, 0, 0, time.UTC)
+	in := policy.Input{Now: now, Source: "worker", LastInvokedAt: now.Add(-time.Minute),
+		Utilization: []policy.Sample{{At: now.Add(-30 * time.Second), Value: 0.9}}}
+	in.Idle = in.Idle.Observe(now.Add(-2*time.Minute), 10*time.Minute)
+	clamp := 4
+	o := Outcome{Current: 2, Desired: 5, LastRequested: 2, Utilization: 0.9, Valid: true, Reason: "scale_up", Action: "written",
+		Detail: "d", Error: "e", ClampedTo: &clamp}
+	p := policy.Policy{KeepAlive: policy.KeepAliveLearned, KeepAlivePercentile: 99, PrewarmPercentile: 5}
+	logDecision(log, o, in, policy.Decision{Recommendation: 5}, append([]slog.Attr{slog.Any("source", in.Source)}, keepAliveFields(p, in)...)...)
+
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &line))
+	require.Equal(t, "decision", line["msg"])
+	for k, want := range map[string]any{
+		"function_id": "f", "function_version_id": "v", "source": "worker",
+		"current": 2.0, "desired": 5.0, "recommendation": 5.0, "last_requested": 2.0, "utilization": 0.9,
+		"sample_at": "2026-11-30T20:59:30Z", "decided_at": "2026-11-30T21:00:00Z", "valid": true, "reason": "scale_up",
+		"action": "written", "detail": "d", "error": "e", "clamped_to": 4.0,
+		"keep_alive": "learned", "idle_gaps": 1.0, "idle_representative": false, "cold_start_s": -1.0,
+		"last_invoked_at": "2026-11-30T20:59:00Z", "released_at": "0001-01-01T00:00:00Z",
+	} {
+		require.Equal(t, want, line[k], k)
+	}
+	// One gap of 10 minutes: both percentiles fall in its bin.
+	for _, k := range []string{"idle_keep_alive_s", "idle_prewarm_s"} {
+		require.InDelta(t, 630, line[k], 30, k)
+	}
+}
