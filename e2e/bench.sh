@@ -28,7 +28,14 @@ mkdir -p .cache/bin
 go build -o .cache/bin/bench ./e2e/bench
 .cache/bin/bench "$@"
 
+# The profiles are where -out put them (e2e/out/bench by default).
 out=e2e/out/bench
+prev=
+for a in "$@"; do
+  case $prev in -out|--out) out=$a ;; esac
+  case $a in -out=*|--out=*) out=${a#*=} ;; esac
+  prev=$a
+done
 for p in "$out"/cpu-*.pprof; do
   [ -s "$p" ] || continue
   echo

@@ -78,7 +78,7 @@ func main() {
 	flag.IntVar(&o.maxWarmup, "max-warmup", 10, "at most this many unmeasured cycles while the TSDB's caches fill")
 	flag.StringVar(&procs, "scale-processes", "1", "scale function processes behind the broker; a list (1,2,4) repeats the measured cycles with each")
 	flag.BoolVar(&o.profile, "profile", true, "save CPU profiles of the function processes during the largest N")
-	flag.StringVar(&o.out, "out", "e2e/out/bench", "directory for bench.json, bench.svg and profiles")
+	flag.StringVar(&o.out, "out", "e2e/out/bench", "directory for bench.json, bench.svg and profiles; a relative one is under the repository")
 	flag.StringVar(&o.cassandra, "cassandra", envOr("TEST_CASSANDRA_HOSTS", "127.0.0.1:9042"), "Cassandra contact point")
 	flag.StringVar(&o.vm, "vm", "", "VictoriaMetrics URL to use instead of a fresh bench server per N (its data must hold nothing else active)")
 	flag.BoolVar(&o.mixed, "mixed", false, "seed a third of each metric source (worker, gateway, control plane) instead of workers only")
@@ -221,7 +221,12 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(root, o.out), 0o755); err != nil {
+	// A relative -out is under the repository, whatever the working
+	// directory; an absolute one is taken as it is.
+	if !filepath.IsAbs(o.out) {
+		o.out = filepath.Join(root, o.out)
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
 	bin, err := harness.Build(root)
@@ -345,11 +350,11 @@ func run(ctx context.Context, o options) error {
 	}
 	printTable(rep)
 	b, _ := json.MarshalIndent(rep, "", "  ")
-	jsonPath := filepath.Join(root, o.out, "bench.json")
+	jsonPath := filepath.Join(o.out, "bench.json")
 	if err := os.WriteFile(jsonPath, b, 0o644); err != nil {
 		return err
 	}
-	svgPath := filepath.Join(root, o.out, "bench.svg")
+	svgPath := filepath.Join(o.out, "bench.svg")
 	if err := os.WriteFile(svgPath, []byte(plot(rep)), 0o644); err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ type proc struct {
 func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Server, vmPID, n int, label, mode string, procs int, cold, profile bool) (Run, error) {
 	buckets := max(1, n/o.perBucket)
 	r := Run{N: n, Mode: mode, ScaleProcesses: procs, Buckets: buckets}
-	logDir := filepath.Join(root, o.out, "logs", fmt.Sprintf("%d-%s-%d", n, mode, procs))
+	logDir := filepath.Join(o.out, "logs", fmt.Sprintf("%d-%s-%d", n, mode, procs))
 	_ = os.RemoveAll(logDir)
 
 	// Each scale process gets as many bucket events at once as a single
@@ -232,7 +232,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 				firstProf.Add(1)
 				go func() {
 					defer firstProf.Done()
-					path := filepath.Join(root, o.out, fmt.Sprintf("cpu-%s-first-%d.pprof", name, n))
+					path := filepath.Join(o.out, fmt.Sprintf("cpu-%s-first-%d.pprof", name, n))
 					if err := fetch(ctx, base+"/debug/pprof/profile?seconds=50", path); err != nil {
 						fmt.Printf("   profile %s: %v\n", name, err)
 					}
@@ -274,7 +274,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 			profWG.Add(1)
 			go func() {
 				defer profWG.Done()
-				path := filepath.Join(root, o.out, fmt.Sprintf("cpu-%s-%d.pprof", p.p.Name, n))
+				path := filepath.Join(o.out, fmt.Sprintf("cpu-%s-%d.pprof", p.p.Name, n))
 				if err := fetch(ctx, "http://"+p.metricsAddr+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path); err != nil {
 					fmt.Printf("   profile %s: %v\n", p.p.Name, err)
 				}
@@ -299,7 +299,7 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 	profWG.Wait()
 	if profile {
 		for _, p := range scales {
-			_ = fetch(ctx, "http://"+p.metricsAddr+"/debug/pprof/heap", filepath.Join(root, o.out, fmt.Sprintf("heap-%s-%d.pprof", p.p.Name, n)))
+			_ = fetch(ctx, "http://"+p.metricsAddr+"/debug/pprof/heap", filepath.Join(o.out, fmt.Sprintf("heap-%s-%d.pprof", p.p.Name, n)))
 		}
 	}
 	r.Summary = summarize(r)
