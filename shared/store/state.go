@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -415,8 +416,16 @@ func (s *Store) SaveState(ctx context.Context, key VersionKey, u StateUpdate, tt
 	if err != nil {
 		return fmt.Errorf("save %s of %s: %w", strings.Join(u.cols, ", "), key, err)
 	}
-	// Columns in a fixed order: one statement text, prepared once, per
-	// set of columns.
+	stmt, args := s.stateStatement(key, u, secs)
+	if err := s.session.Query(stmt, args...).WithContext(ctx).Idempotent(true).Exec(); err != nil {
+		return fmt.Errorf("save %s of %s: %w", strings.Join(u.cols, ", "), key, err)
+	}
+	return nil
+}
+
+// stateStatement is u's UPDATE of key's row. Columns go in a fixed order:
+// one statement text, prepared once, per set of columns.
+func (s *Store) stateStatement(key VersionKey, u StateUpdate, ttlSecs int) (string, []interface{}) {
 	idx := make([]int, len(u.cols))
 	for i := range idx {
 		idx[i] = i
@@ -424,20 +433,122 @@ func (s *Store) SaveState(ctx context.Context, key VersionKey, u StateUpdate, tt
 	sort.Slice(idx, func(a, b int) bool { return u.cols[idx[a]] < u.cols[idx[b]] })
 	sets := make([]string, len(idx))
 	args := make([]interface{}, 0, len(idx)+3)
-	args = append(args, secs)
+	args = append(args, ttlSecs)
 	for i, j := range idx {
 		sets[i] = u.cols[j] + " = ?"
 		args = append(args, u.vals[j])
 	}
 	args = append(args, key.FunctionID, key.FunctionVersionID)
-	err = s.session.Query(
-		fmt.Sprintf(`UPDATE %s USING TTL ? SET %s WHERE function_id = ? AND function_version_id = ?`, s.tState, strings.Join(sets, ", ")),
-		args...,
-	).WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return fmt.Errorf("save %s of %s: %w", strings.Join(u.cols, ", "), key, err)
+	return fmt.Sprintf(`UPDATE %s USING TTL ? SET %s WHERE function_id = ? AND function_version_id = ?`, s.tState, strings.Join(sets, ", ")), args
+}
+
+// StateWrite is one version's update, for SaveStates.
+type StateWrite struct {
+	Key    VersionKey
+	Update StateUpdate
+}
+
+// StateBatch and stateBatchBytes bound what SaveStates sends in one
+// request: Cassandra's defaults log a warning for every unlogged batch of
+// more than 10 partitions (unlogged_batch_across_partitions_warn_threshold)
+// or 5 KiB (batch_size_warn_threshold), and refuse one of 50 KiB. A first
+// decision's update is about 200 bytes; an idle histogram may grow one
+// to about 3 KiB, which then goes alone or with a few others.
+const (
+	StateBatch      = 10
+	stateBatchBytes = 4 << 10
+)
+
+// size estimates w's share of a batch's size: its key and its values,
+// a text value by its length and any other by a generous 8 bytes.
+func (w StateWrite) size() int {
+	n := len(w.Key.FunctionID) + len(w.Key.FunctionVersionID)
+	for i, v := range w.Update.vals {
+		n += len(w.Update.cols[i])
+		if s, ok := v.(string); ok {
+			n += len(s)
+		} else {
+			n += 8
+		}
 	}
-	return nil
+	return n
+}
+
+// SaveStates makes each write as SaveState would, several of them (see
+// StateBatch) in one unlogged batch. Each update is still its own mutation of
+// its own partition, applied or not on its own (an unlogged batch is not
+// atomic, and nothing here needs it to be); what the batch saves is a
+// request per update, which both sides pay for: in the first cycle after
+// an import, one plain write per version was most of the cycle's CQL
+// requests. Callers pass writes in token order (buckets.Token), so that
+// a batch's partitions are neighbours on the ring and, on a cluster, on
+// the same replicas: then the batch is not the fan-out through one
+// coordinator that multi-partition batches are warned against.
+//
+// It returns the writes of every batch that failed, with its error; a
+// failed batch may have applied some of its updates, which is harmless as
+// each is idempotent.
+func (s *Store) SaveStates(ctx context.Context, writes []StateWrite, ttl time.Duration) ([]StateWrite, error) {
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		return writes, fmt.Errorf("save states: %w", err)
+	}
+	var chunks [][]StateWrite
+	rest := make([]StateWrite, 0, len(writes))
+	for _, w := range writes {
+		if !w.Update.Empty() {
+			rest = append(rest, w)
+		}
+	}
+	for len(rest) > 0 {
+		n := stateBatchLen(rest)
+		chunks = append(chunks, rest[:n])
+		rest = rest[n:]
+	}
+	// A few batches in flight: a bucket's writes are made together at its
+	// end, and one at a time they would wait a round trip each.
+	errs := make([]error, len(chunks))
+	sem := make(chan struct{}, saveStatesParallelism)
+	var wg sync.WaitGroup
+	for i, chunk := range chunks {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			b := s.session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+			for _, w := range chunk {
+				stmt, args := s.stateStatement(w.Key, w.Update, secs)
+				b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: args, Idempotent: true})
+			}
+			if err := s.session.ExecuteBatch(b); err != nil {
+				errs[i] = fmt.Errorf("save states of %s and %d more: %w", chunk[0].Key, len(chunk)-1, err)
+			}
+		}()
+	}
+	wg.Wait()
+	var failed []StateWrite
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, chunks[i]...)
+		}
+	}
+	return failed, errors.Join(errs...)
+}
+
+// saveStatesParallelism bounds SaveStates' batches in flight.
+const saveStatesParallelism = 4
+
+// stateBatchLen is how many of writes go in the next batch: at least one,
+// at most StateBatch, and no more than stateBatchBytes of them unless
+// the first alone is more.
+func stateBatchLen(writes []StateWrite) int {
+	n, bytes := 1, writes[0].size()
+	for n < min(StateBatch, len(writes)) && bytes+writes[n].size() <= stateBatchBytes {
+		bytes += writes[n].size()
+		n++
+	}
+	return n
 }
 
 // SettlePrewarm clears the pending pre-warm marked at `at` if it is still

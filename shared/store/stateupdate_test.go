@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,4 +78,88 @@ func TestSaveStateIsOneWriteOfEveryGroupSet(t *testing.T) {
 	st, err = s.ReadState(ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, "gateway", st.Source, "a column set again is written with its later value")
+}
+
+// SaveStates makes each version's update as SaveState would, several to
+// a request, and a batch that fails is reported with exactly its own
+// writes: the writes of the other batches land, an empty update writes
+// nothing, and each update still leaves the columns it does not set
+// alone.
+func TestSaveStatesLandsEveryBatchButTheFailedOne(t *testing.T) {
+	s := openTestStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	end := time.Now().Truncate(time.Millisecond)
+
+	n := 2*StateBatch + 3
+	var writes []StateWrite
+	for i := 0; i < n; i++ {
+		k := VersionKey{FunctionID: fmt.Sprintf("f%d", i), FunctionVersionID: "v"}
+		require.NoError(t, s.RecordWrite(ctx, k, i, 42, "ok", time.Hour))
+		var u StateUpdate
+		u.Watched(end)
+		u.Source("worker")
+		if i%2 == 0 {
+			u.Cost(Cost{SecondsPerRequest: float64(i), Weight: 30, WindowEnd: end})
+		}
+		writes = append(writes, StateWrite{Key: k, Update: u})
+	}
+	writes = append(writes, StateWrite{Key: VersionKey{FunctionID: "empty", FunctionVersionID: "v"}})
+	// One update of the second batch cannot be sent (a value of the wrong
+	// type): its batch fails before it reaches Cassandra.
+	bad := StateBatch + 2
+	writes[bad].Update.set("cost_weight", "not a number")
+
+	failed, err := s.SaveStates(ctx, writes, time.Hour)
+	require.Error(t, err)
+	require.Equal(t, writes[StateBatch:2*StateBatch], failed, "the failed batch's writes, and only they")
+
+	for i, w := range writes[:n] {
+		st, err := s.ReadState(ctx, w.Key)
+		require.NoError(t, err)
+		require.Equal(t, i, st.LastRequested, "%s: the record is left alone", w.Key)
+		if i >= StateBatch && i < 2*StateBatch {
+			require.True(t, st.WatchSince.IsZero(), "%s: in the failed batch", w.Key)
+			continue
+		}
+		require.True(t, end.Equal(st.WatchSince), "%s: watch mark", w.Key)
+		require.Equal(t, "worker", st.Source, "%s", w.Key)
+		if i%2 == 0 {
+			require.Equal(t, float64(i), st.Cost.SecondsPerRequest, "%s: cost", w.Key)
+		} else {
+			require.Zero(t, st.Cost.Weight, "%s: no cost set, none written", w.Key)
+		}
+	}
+	st, err := s.ReadState(ctx, VersionKey{FunctionID: "empty", FunctionVersionID: "v"})
+	require.NoError(t, err)
+	require.False(t, st.Exists, "an empty update writes nothing")
+}
+
+// A batch holds at most StateBatch updates and, past its first, no more
+// than stateBatchBytes of them: Cassandra warns of every batch beyond
+// either and refuses one of 50 KiB, which ten versions with full idle
+// histograms would come near.
+func TestStateBatchesStayUnderCassandrasWarnings(t *testing.T) {
+	small := func() StateWrite {
+		var u StateUpdate
+		u.Watched(time.Now())
+		u.Source("worker")
+		u.Recommendations(`[{"t":1764500000000,"c":2}]`)
+		return StateWrite{Key: VersionKey{FunctionID: strings.Repeat("f", 36), FunctionVersionID: strings.Repeat("v", 36)}, Update: u}
+	}
+	big := func(n int) StateWrite {
+		w := small()
+		w.Update.Idle(KeepAlive{Histogram: strings.Repeat("7", n)})
+		return w
+	}
+	many := func(ws ...StateWrite) []StateWrite { return ws }
+	var eleven []StateWrite
+	for range 11 {
+		eleven = append(eleven, small())
+	}
+	require.Equal(t, StateBatch, stateBatchLen(eleven), "ten small updates to a request")
+	require.Equal(t, 3, stateBatchLen(eleven[:3]))
+	require.Equal(t, 2, stateBatchLen(many(big(3000), small(), big(3000))), "a large update leaves room for little")
+	require.Equal(t, 1, stateBatchLen(many(big(3000), big(3000))))
+	require.Equal(t, 1, stateBatchLen(many(big(9000), small())), "an update over the budget goes alone")
 }
