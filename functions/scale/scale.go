@@ -272,6 +272,9 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	// versions); a worker grows its stack once.
 	jobs := make(chan func())
 	var wg sync.WaitGroup
+	// What the bucket's decisions learn is written once they are all
+	// done, several versions to a request (flushStateWrites).
+	dctx, writes := gatherStateWrites(ctx)
 	for range s.Concurrency {
 		wg.Add(1)
 		go func() {
@@ -292,8 +295,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 			continue
 		}
 		jobs <- func() {
-			ctx, writes := gatherStateWrites(ctx)
-			defer h.flushStateWrites(ctx, log, writes)
+			ctx := dctx
 			fv := tsdb.FunctionVersion{FunctionID: v.FunctionID, FunctionVersionID: v.FunctionVersionID, NcaID: v.NcaID}
 			st := states[v.VersionKey]
 			var obs observation
@@ -315,8 +317,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	ref := bucketRef{index: b.Bucket, count: b.Buckets, cycle: b.Cycle}
 	for fid, idx := range gateway {
 		jobs <- func() {
-			ctx, writes := gatherStateWrites(ctx)
-			defer h.flushStateWrites(ctx, log, writes)
+			ctx := dctx
 			fnRows := make([]store.ActiveVersion, len(idx))
 			for j, i := range idx {
 				fnRows[j] = rows[i]
@@ -339,6 +340,7 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 	}
 	close(jobs)
 	wg.Wait()
+	h.flushStateWrites(ctx, log, writes)
 
 	var touch []store.ActiveVersion
 	var newestSample time.Time

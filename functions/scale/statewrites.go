@@ -2,7 +2,8 @@ package scale
 
 // Applying, the learned part: what a decision learns about a version
 // (its metric source, cost, backlog, idle gaps, recommendation history,
-// watch mark) is written to its state row once, when the decision is done.
+// watch mark) is written to its state row once, when the decisions of its
+// bucket are done.
 
 import (
 	"context"
@@ -14,15 +15,18 @@ import (
 	"function/shared/store"
 )
 
-// stateWrites gathers the plain state writes of one decision, by version,
-// so each version's are made as one UPDATE (store.StateUpdate): the first
-// cycle after 100,000 versions appeared made about six writes per
-// version, and those writes, not the TSDB, were most of the cycle's
-// Cassandra and much of the scale function's CPU. None of them is read
-// back within the decision, none is under the write claim, and each was
-// already allowed to fail alone (the next cycle learns it again), so
-// writing them together at the end changes no outcome; the claim, the
-// record and the pre-warm settlement stay immediate.
+// stateWrites gathers the plain state writes of one bucket's decisions,
+// by version, so each version's are made as one UPDATE (store.StateUpdate)
+// and the bucket's UPDATEs go several to a request (store.SaveStates):
+// the first cycle after 100,000 versions appeared made about six writes
+// per version, then one, and the request per version, not the TSDB, was
+// most of the cycle's Cassandra and much of the scale function's CPU.
+// None of them is read back within the bucket (its decisions read the
+// states read at its start, or re-read a claim's record), none is under
+// the write claim, and each was already allowed to fail alone (the next
+// cycle learns it again), so writing them together at the end changes no
+// outcome; the claim, the record and the pre-warm settlement stay
+// immediate.
 type stateWrites struct {
 	mu    sync.Mutex
 	rows  map[store.VersionKey]*store.StateUpdate
@@ -31,10 +35,10 @@ type stateWrites struct {
 
 type stateWritesKey struct{}
 
-// gatherStateWrites returns ctx carrying a fresh gathering of state writes.
-// It travels in the context because the writes are made deep in
-// gathering, deciding and applying, which would otherwise all take it as a
-// parameter for a concern none of them has.
+// gatherStateWrites returns ctx carrying a fresh gathering of state writes,
+// for one bucket's decisions. It travels in the context because the
+// writes are made deep in gathering, deciding and applying, which would
+// otherwise all take it as a parameter for a concern none of them has.
 func gatherStateWrites(ctx context.Context) (context.Context, *stateWrites) {
 	w := &stateWrites{rows: map[store.VersionKey]*store.StateUpdate{}}
 	return context.WithValue(ctx, stateWritesKey{}, w), w
@@ -52,7 +56,7 @@ func (w *stateWrites) add(key store.VersionKey, set func(*store.StateUpdate)) {
 	set(u)
 }
 
-// saveState writes to key's state row what set sets: into the decision's
+// saveState writes to key's state row what set sets: into the bucket's
 // gathering when ctx carries one, at once otherwise (an activation). The
 // error is the immediate write's; a gathered write reports at flush.
 func (h *Handler) saveState(ctx context.Context, key store.VersionKey, set func(*store.StateUpdate)) error {
@@ -66,7 +70,7 @@ func (h *Handler) saveState(ctx context.Context, key store.VersionKey, set func(
 }
 
 // flushStateWrites makes the gathered writes, one UPDATE per version, in
-// batches of store.StateBatch versions neighbouring on the ring. They are
+// batches of versions neighbouring on the ring (store.SaveStates). They are
 // made even when the bucket's deadline passed or its client left: what
 // was learned is true all the same, and the store bounds each write. A
 // failed one loses what it carried until the next cycle learns it again,

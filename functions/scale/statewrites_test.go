@@ -3,6 +3,7 @@ package scale
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,7 +16,8 @@ import (
 // A version's first decision learns its watch mark, recommendation
 // history and metric source at least: they are written as one CQL write
 // per version, besides the record of each NVCF write, and all of them
-// land.
+// land. The bucket's learned writes are made together once its decisions
+// are done, so that the store can send several to a request.
 func TestFirstDecisionWritesLearnedStateOncePerVersion(t *testing.T) {
 	f := setup(t, 30)
 	ctx := context.Background()
@@ -33,7 +35,8 @@ func TestFirstDecisionWritesLearnedStateOncePerVersion(t *testing.T) {
 	observed, err := store.Open(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(observed.Close)
-	h, err := New(Deps{Settings: f.settings, Store: observed, TSDB: f.tsdb, NVCF: f.nvcf, Log: slog.New(slog.DiscardHandler)})
+	counted := &countedSaves{Store: observed}
+	h, err := New(Deps{Settings: f.settings, Store: counted, TSDB: f.tsdb, NVCF: f.nvcf, Log: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 
 	reply, err := h.HandleBucket(ctx, bucketEvent(time.Now()))
@@ -43,6 +46,7 @@ func TestFirstDecisionWritesLearnedStateOncePerVersion(t *testing.T) {
 	require.Positive(t, r.Written)
 	require.Equal(t, int64(r.Written), lwts.Load(), "one write claim per NVCF write")
 	require.Equal(t, int64(r.Versions+r.Written), writes.Load(), "one learned-state write per version and one record per NVCF write")
+	require.Equal(t, []int{30}, counted.calls, "the bucket's learned writes are flushed together")
 
 	for _, v := range f.versions {
 		st, err := f.store.ReadState(ctx, v.VersionKey)
@@ -51,4 +55,18 @@ func TestFirstDecisionWritesLearnedStateOncePerVersion(t *testing.T) {
 		require.NotEmpty(t, st.Recommendations, "%s: recommendation history", v.VersionKey)
 		require.Equal(t, "worker", st.Source, "%s: metric source", v.VersionKey)
 	}
+}
+
+// countedSaves records the size of every SaveStates call.
+type countedSaves struct {
+	*store.Store
+	mu    sync.Mutex
+	calls []int
+}
+
+func (c *countedSaves) SaveStates(ctx context.Context, writes []store.StateWrite, ttl time.Duration) ([]store.StateWrite, error) {
+	c.mu.Lock()
+	c.calls = append(c.calls, len(writes))
+	c.mu.Unlock()
+	return c.Store.SaveStates(ctx, writes, ttl)
 }
