@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/gocql/gocql"
 
 	"golang.org/x/sync/errgroup"
 
@@ -49,30 +53,59 @@ const upsertParallelism = 64
 // stops appearing ages out on its own. It returns how many rows were written;
 // on error some rows may have been written, which is harmless because the
 // write is idempotent.
+//
+// Rows go up to StateBatch to a request, as unlogged batches of one table
+// and neighbours on the ring (by token), for what SaveStates says: the
+// first cycle after an import writes a row per version, and the request
+// per row, not the row, was most of what it cost Cassandra and discovery.
 func (s *Store) UpsertVersions(ctx context.Context, versions []ActiveVersion, ttl time.Duration) (int, error) {
 	secs, err := ttlSeconds(ttl)
 	if err != nil {
 		return 0, fmt.Errorf("upsert versions: %w", err)
 	}
-	return s.forEachParallel(ctx, len(versions), func(i int) error {
-		v := versions[i]
+	sorted := append([]ActiveVersion(nil), versions...)
+	tokens := make(map[VersionKey]int64, len(sorted))
+	for _, v := range sorted {
+		tokens[v.VersionKey] = buckets.Token(v.FunctionID, v.FunctionVersionID)
+	}
+	sort.SliceStable(sorted, func(a, b int) bool {
+		if sorted[a].Invoked != sorted[b].Invoked {
+			return sorted[b].Invoked
+		}
+		return tokens[sorted[a].VersionKey] < tokens[sorted[b].VersionKey]
+	})
+	var chunks [][]ActiveVersion
+	for len(sorted) > 0 {
+		n := 1
+		for n < min(StateBatch, len(sorted)) && sorted[n].Invoked == sorted[0].Invoked {
+			n++
+		}
+		chunks = append(chunks, sorted[:n])
+		sorted = sorted[n:]
+	}
+	var written atomic.Int64
+	_, err = s.forEachParallel(ctx, len(chunks), func(i int) error {
+		chunk := chunks[i]
 		table := s.tRunning
-		if v.Invoked {
+		if chunk[0].Invoked {
 			table = s.tInvoked
 		}
-		at := v.LastUpdatedAt
-		if at.IsZero() {
-			at = time.Now()
+		stmt := fmt.Sprintf(`INSERT INTO %s (function_id, function_version_id, nca_id, last_updated_at, source) VALUES (?, ?, ?, ?, ?) USING TTL ?`, table)
+		b := s.session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+		for _, v := range chunk {
+			at := v.LastUpdatedAt
+			if at.IsZero() {
+				at = time.Now()
+			}
+			b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: []interface{}{v.FunctionID, v.FunctionVersionID, v.NcaID, at.UTC(), v.Source, secs}, Idempotent: true})
 		}
-		err := s.session.Query(
-			fmt.Sprintf(`INSERT INTO %s (function_id, function_version_id, nca_id, last_updated_at, source) VALUES (?, ?, ?, ?, ?) USING TTL ?`, table),
-			v.FunctionID, v.FunctionVersionID, v.NcaID, at.UTC(), v.Source, secs,
-		).WithContext(ctx).Idempotent(true).Exec()
-		if err != nil {
-			return fmt.Errorf("upsert %s into %s: %w", v.VersionKey, table, err)
+		if err := s.session.ExecuteBatch(b); err != nil {
+			return fmt.Errorf("upsert %s and %d more into %s: %w", chunk[0].VersionKey, len(chunk)-1, table, err)
 		}
+		written.Add(int64(len(chunk)))
 		return nil
 	})
+	return int(written.Load()), err
 }
 
 // forEachParallel runs fn for 0..n-1 with bounded parallelism and returns
@@ -113,10 +146,10 @@ feed:
 	close(indexes)
 	wg.Wait()
 	if len(errs) > 0 {
-		return done, fmt.Errorf("%d of %d writes failed, first: %w", len(errs), n, errs[0])
+		return done, fmt.Errorf("%d of %d requests failed, first: %w", len(errs), n, errs[0])
 	}
 	if err := ctx.Err(); err != nil && done < n {
-		return done, fmt.Errorf("%d of %d writes done: %w", done, n, err)
+		return done, fmt.Errorf("%d of %d requests done: %w", done, n, err)
 	}
 	return done, nil
 }
