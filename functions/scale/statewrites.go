@@ -76,6 +76,9 @@ func (h *Handler) saveState(ctx context.Context, key store.VersionKey, set func(
 // failed one loses what it carried until the next cycle learns it again,
 // as each of its writes alone would have.
 func (h *Handler) flushStateWrites(ctx context.Context, log *slog.Logger, w *stateWrites) {
+	if len(w.order) == 0 {
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
 	writes := make([]store.StateWrite, 0, len(w.order))
 	tokens := make(map[store.VersionKey]int64, len(w.order))
