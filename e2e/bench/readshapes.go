@@ -43,13 +43,13 @@ func readShapes(ctx context.Context, vm string, vmPID, buckets, rounds int) ([]R
 	const step = time.Minute
 	aligned := func(q topQuery, now time.Time) error {
 		end := now.Truncate(step)
-		return query(ctx, vm, q.Query, end.Add(-time.Duration(q.TimeRangeSeconds)*time.Second), end, step)
+		return replayAt(ctx, vm, q, end.Add(-time.Duration(q.TimeRangeSeconds)*time.Second), end, step)
 	}
 	atNow := func(q topQuery, now time.Time) error {
-		return query(ctx, vm, q.Query, now.Add(-time.Duration(q.TimeRangeSeconds)*time.Second), now, step)
+		return replayAt(ctx, vm, q, now.Add(-time.Duration(q.TimeRangeSeconds)*time.Second), now, step)
 	}
 	instant := func(q topQuery, now time.Time) error {
-		return query(ctx, vm, q.Query, now, now, 0)
+		return replayAt(ctx, vm, q, now, now, 0)
 	}
 	shapes := []struct {
 		name  string
@@ -75,15 +75,6 @@ func readShapes(ctx context.Context, vm string, vmPID, buckets, rounds int) ([]R
 		}
 	}
 	return out, nil
-}
-
-// query runs one range query (step > 0) or an instant one at end.
-func query(ctx context.Context, vm, q string, start, end time.Time, step time.Duration) error {
-	tq := topQuery{Query: q}
-	if step > 0 {
-		return replayAt(ctx, vm, tq, start, end, step)
-	}
-	return replayAt(ctx, vm, tq, end, end, 0)
 }
 
 // topQueries is every query VictoriaMetrics logged since it started.
