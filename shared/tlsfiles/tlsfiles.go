@@ -45,7 +45,9 @@ func (f Files) HasClientCert() bool { return f.CertFile != "" || f.KeyFile != ""
 
 // Config reads the files and returns the client TLS configuration. Every
 // error names the setting whose file is wrong and does not quote the file's
-// contents.
+// contents. The client certificate and key are read again when they change
+// (see clientCert); the CA file is read here only, so a new CA needs a
+// restart.
 func (f Files) Config() (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if f.CAFile != "" {
@@ -63,20 +65,11 @@ func (f Files) Config() (*tls.Config, error) {
 		if f.CertFile == "" || f.KeyFile == "" {
 			return nil, fmt.Errorf("%s and %s go together: set both for a client certificate, or neither", f.CertSetting, f.KeySetting)
 		}
-		certPEM, err := os.ReadFile(f.CertFile)
+		cc, err := newClientCert(f)
 		if err != nil {
-			return nil, fmt.Errorf("%s=%q: cannot read the client certificate: %w", f.CertSetting, f.CertFile, unwrapPath(err))
+			return nil, err
 		}
-		keyPEM, err := os.ReadFile(f.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s=%q: cannot read the client key: %w", f.KeySetting, f.KeyFile, unwrapPath(err))
-		}
-		pair, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			// tls's messages name PEM blocks and key types, never key bytes.
-			return nil, fmt.Errorf("%s=%q and %s=%q: not a usable certificate and key: %w", f.CertSetting, f.CertFile, f.KeySetting, f.KeyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+		cfg.GetClientCertificate = cc.get
 	}
 	if f.SkipHostVerification {
 		// crypto/tls cannot verify the chain without the name, so it is

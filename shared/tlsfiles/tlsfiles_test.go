@@ -79,7 +79,7 @@ func TestConfigNamesTheSetting(t *testing.T) {
 	f.CAFile, f.CertFile, f.KeyFile = pem("ca"), pem("client"), pem("client-key")
 	cfg, err := f.Config()
 	require.NoError(t, err)
-	require.Len(t, cfg.Certificates, 1)
+	require.NotNil(t, cfg.GetClientCertificate)
 	require.NotNil(t, cfg.RootCAs)
 	require.False(t, cfg.InsecureSkipVerify)
 }

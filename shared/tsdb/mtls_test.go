@@ -3,6 +3,7 @@ package tsdb
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,79 @@ func TestMTLSToARealPrometheus(t *testing.T) {
 			}, 5*time.Second, 20*time.Millisecond, "prometheus's log should say %q", tc.serverSays)
 		})
 	}
+}
+
+// A renewed client certificate is used from the next connection on, without
+// a restart, against the same real Prometheus: renewed in place (the
+// certificate written before its key) and the way a Kubernetes secret
+// volume renews it (a symlink swapped to a new directory). Each step opens
+// a new connection, and the server's log says which certificate it saw.
+func TestRenewedClientCertificateToARealPrometheus(t *testing.T) {
+	certs := testenv.Certs(t)
+	prom := testenv.StartPrometheusMTLS(t, certs)
+	pem := certs.PEM
+	// mount/tls.crt -> ..data/tls.crt, ..data -> ..v1: a secret volume.
+	mount := t.TempDir()
+	put := func(dir, cert, key string) {
+		require.NoError(t, os.MkdirAll(filepath.Join(mount, dir), 0o700))
+		if cert != "" {
+			copyFile(t, pem(cert), filepath.Join(mount, dir, "tls.crt"))
+		}
+		if key != "" {
+			copyFile(t, pem(key), filepath.Join(mount, dir, "tls.key"))
+		}
+	}
+	swap := func(dir string) {
+		tmp := filepath.Join(mount, "..data_tmp")
+		require.NoError(t, os.Symlink(dir, tmp))
+		require.NoError(t, os.Rename(tmp, filepath.Join(mount, "..data")))
+	}
+	put("..v1", "client", "client-key")
+	swap("..v1")
+	for _, name := range []string{"tls.crt", "tls.key"} {
+		require.NoError(t, os.Symlink(filepath.Join("..data", name), filepath.Join(mount, name)))
+	}
+	f := tlsfiles.Files{CASetting: "TSDB_CA_FILE", CertSetting: "TSDB_CERT_FILE", KeySetting: "TSDB_KEY_FILE",
+		CAFile: pem("ca"), CertFile: filepath.Join(mount, "tls.crt"), KeyFile: filepath.Join(mount, "tls.key")}
+	c, err := New(Config{URL: prom.URL, Auth: "mtls", TLS: f, Timeout: 5 * time.Second, MaxAttempts: 1})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	query := func() error {
+		c.http.CloseIdleConnections() // the next query handshakes anew
+		_, _, err := c.Query(ctx, `vector(1)`, time.Now())
+		return err
+	}
+
+	require.NoError(t, query(), "the first pair")
+
+	// Half a renewal: the new (expired) certificate is written, its key
+	// not yet. The pair does not load; the last good one goes on working.
+	put("..v1", "expired-client", "")
+	require.NoError(t, query(), "a half-written renewal keeps the last good pair")
+
+	// The key follows: the new pair is used, and refused by the server
+	// for the reason its log gives.
+	before := fileSize(t, prom.Log)
+	put("..v1", "", "expired-client-key")
+	require.ErrorContains(t, query(), `the server refused the client certificate of TSDB_CERT_FILE="`+f.CertFile+`"`)
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(prom.Log)
+		return err == nil && strings.Contains(string(b[before:]), "x509: certificate has expired")
+	}, 5*time.Second, 20*time.Millisecond, "prometheus should have seen the expired certificate")
+
+	// Renewed as a secret volume renews: a new directory, the symlink
+	// swapped in one rename.
+	put("..v2", "client", "client-key")
+	swap("..v2")
+	require.NoError(t, query(), "the pair behind the swapped symlink")
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(to, b, 0o600))
 }
 
 func fileSize(t *testing.T, path string) int64 {

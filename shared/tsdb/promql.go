@@ -142,7 +142,7 @@ func New(cfg Config) (*Client, error) {
 			return nil, err
 		}
 	case "mtls":
-		if len(tlsCfg.Certificates) == 0 {
+		if !cfg.TLS.HasClientCert() {
 			return nil, fmt.Errorf("tsdb auth mtls needs a client certificate: set %s and %s", cfg.TLS.CertSetting, cfg.TLS.KeySetting)
 		}
 	default:
