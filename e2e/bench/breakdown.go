@@ -76,6 +76,9 @@ type PhaseCPU struct {
 	Name  string             `json:"name"`
 	WallS float64            `json:"wallSeconds"`
 	CPUS  map[string]float64 `json:"cpuSeconds"`
+	// CassandraThreads is the local Cassandra's CPU by thread group
+	// (jvmthreads.go): JIT compilers, GC, request stages, flushes.
+	CassandraThreads map[string]float64 `json:"cassandraThreadCpuSeconds,omitempty"`
 }
 
 // bucketAnswer is one bucket delivery as the broker saw it, with the
@@ -103,6 +106,8 @@ type bucketAnswer struct {
 type cpuSample struct {
 	procs   map[string]float64
 	machine float64
+	// cassandra is the local Cassandra's threads, when its PID is known.
+	cassandra threadSample
 }
 
 // sampleCPU reads the CPU seconds of pids (a pid of 0 is skipped) and the
@@ -114,12 +119,16 @@ func sampleCPU(pids map[string][]int) cpuSample {
 			s.procs[name] += procCPU(pid)
 		}
 	}
+	if ps := pids["cassandra"]; len(ps) == 1 && ps[0] != 0 {
+		s.cassandra = sampleThreads(fmt.Sprintf("/proc/%d", ps[0]))
+	}
 	return s
 }
 
 // phase is the CPU used between two samples.
 func phase(name string, wall time.Duration, a, b cpuSample) PhaseCPU {
-	p := PhaseCPU{Name: name, WallS: wall.Seconds(), CPUS: map[string]float64{"machine": b.machine - a.machine}}
+	p := PhaseCPU{Name: name, WallS: wall.Seconds(), CPUS: map[string]float64{"machine": b.machine - a.machine},
+		CassandraThreads: groupsBetween(a.cassandra, b.cassandra)}
 	for k, v := range b.procs {
 		p.CPUS[k] = v - a.procs[k]
 	}
@@ -223,6 +232,9 @@ func breakdownLines(b *Breakdown) string {
 		}
 		fmt.Fprintf(&sb, "     CPU-s %s (%.1fs): %s; machine %.1f (%.2f cores busy; %.1f not the bench's)\n",
 			p.Name, p.WallS, strings.Join(parts, ", "), p.CPUS["machine"], p.CPUS["machine"]/math.Max(p.WallS, 1e-9), p.CPUS["machine"]-ours)
+		if len(p.CassandraThreads) > 0 {
+			fmt.Fprintf(&sb, "       cassandra's threads: %s\n", groupsLine(p.CassandraThreads))
+		}
 	}
 	return sb.String()
 }

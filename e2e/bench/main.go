@@ -168,10 +168,14 @@ type Run struct {
 	// First is the first cycle after seeding: cold TSDB caches, the busy
 	// 5% (every version with -change-all) written. Zero for the runs
 	// after the first of an N (more scale processes), whose TSDB is warm.
-	First   Cycle   `json:"first"`
-	Warmup  []Cycle `json:"warmup,omitempty"`
-	Cycles  []Cycle `json:"cycles"`
-	Summary Summary `json:"summary"`
+	First Cycle `json:"first"`
+	// CassandraThreadsBefore is the local Cassandra's CPU by thread group
+	// from its start to the first cycle (start-up, the seeding, earlier
+	// runs): how much compiling a JVM had done before it.
+	CassandraThreadsBefore map[string]float64 `json:"cassandraThreadCpuSecondsBeforeFirst,omitempty"`
+	Warmup                 []Cycle            `json:"warmup,omitempty"`
+	Cycles                 []Cycle            `json:"cycles"`
+	Summary                Summary            `json:"summary"`
 }
 
 // Cycle is what one tick cost, from the tick to the last bucket's answer.

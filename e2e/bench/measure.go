@@ -239,6 +239,10 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 				}()
 			}
 		}
+		if pid := cassandraPID(root); pid != 0 {
+			r.CassandraThreadsBefore = groupsBetween(threadSample{}, sampleThreads(fmt.Sprintf("/proc/%d", pid)))
+			fmt.Printf("   cassandra's threads from its start to this cycle, CPU-s: %s\n", groupsLine(r.CassandraThreadsBefore))
+		}
 		r.First, err = cycle()
 		firstProf.Wait()
 		if err != nil {
@@ -430,10 +434,7 @@ func procCPU(pid int) float64 {
 	if err != nil {
 		return 0
 	}
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-	ut, _ := strconv.ParseFloat(fields[11], 64)
-	st, _ := strconv.ParseFloat(fields[12], 64)
-	return (ut + st) / 100 // USER_HZ is 100 on Linux
+	return statCPU(stat)
 }
 
 func fetch(ctx context.Context, url, path string) error {

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// A fresh Cassandra JVM spent about three times the CPU of an hour-old one
+// on the same first cycle. Its threads say on what: the JIT compilers, the
+// garbage collector, the request stages, flushes and compaction. The
+// groups below are by thread name (Linux keeps its first 15 characters).
+
+// threadGroups maps a thread-name prefix to its group, first match wins.
+var threadGroups = []struct{ prefix, group string }{
+	{"C2 CompilerThre", "JIT C2"},
+	{"C1 CompilerThre", "JIT C1"},
+	{"Sweeper thread", "JIT C1"}, // the code cache's sweeper: compiled code, like the compilers
+	{"G1 ", "GC"},
+	{"GC Thread", "GC"},
+	{"VM Thread", "VM Thread"}, // safepoint operations: GC pauses' coordination, deoptimisation
+	{"Native-Transpor", "Native-Transport"},
+	{"epollEventLoop", "netty event loop"},
+	{"MutationStage", "MutationStage"},
+	{"ReadStage", "ReadStage"},
+	{"MemtableFlushWr", "MemtableFlushWriter"},
+	{"MemtablePostFlu", "MemtableFlushWriter"},
+	{"PerDiskMemtable", "MemtableFlushWriter"},
+	{"CompactionExecu", "CompactionExecutor"},
+	{"COMMIT-LOG", "CommitLog"},
+	{"PERIODIC-COMMIT", "CommitLog"},
+}
+
+// threadGroup is the group of a thread named comm.
+func threadGroup(comm string) string {
+	for _, g := range threadGroups {
+		if strings.HasPrefix(comm, g.prefix) {
+			return g.group
+		}
+	}
+	return "other"
+}
+
+// exitedThreads is the group of the CPU used by threads that ended between
+// two samples: the process's total counts it, no live thread does (idle
+// pool threads of Cassandra's stages end after a while).
+const exitedThreads = "exited threads"
+
+// threadSample is one instant's CPU seconds of a process and of each of
+// its live threads, by thread id. The process's kernel seconds and minor
+// page faults tell a heap being touched for the first time (page faults
+// in the kernel) from code running slowly (user time).
+type threadSample struct {
+	total, kernel, minorFaults float64
+	threads                    map[int]threadCPU
+}
+
+type threadCPU struct {
+	group string
+	cpu   float64
+}
+
+// procStat is what the bench reads of a /proc stat line.
+type procStat struct {
+	comm                string
+	user, kernel, minor float64 // CPU seconds; minor page faults
+}
+
+// parseStat parses a /proc stat line (proc(5)); the command name is
+// between the first '(' and the last ')', as it may hold either.
+func parseStat(stat []byte) (procStat, bool) {
+	open, end := bytes.IndexByte(stat, '('), bytes.LastIndexByte(stat, ')')
+	if open < 0 || end < open || end+2 > len(stat) {
+		return procStat{}, false
+	}
+	fields := strings.Fields(string(stat[end+2:]))
+	if len(fields) < 13 {
+		return procStat{}, false
+	}
+	var v [3]float64
+	for i, f := range []int{11, 12, 7} { // utime, stime, minflt
+		x, err := strconv.ParseFloat(fields[f], 64)
+		if err != nil {
+			return procStat{}, false
+		}
+		v[i] = x
+	}
+	return procStat{string(stat[open+1 : end]), v[0] / 100, v[1] / 100, v[2]}, true // USER_HZ is 100 on Linux
+}
+
+// statCPU is a /proc stat line's user plus system CPU seconds.
+func statCPU(stat []byte) float64 {
+	p, _ := parseStat(stat)
+	return p.user + p.kernel
+}
+
+// sampleThreads reads procDir/stat and procDir/task/*/stat (procDir is
+// /proc/PID); a process that is gone gives an empty sample.
+func sampleThreads(procDir string) threadSample {
+	s := threadSample{threads: map[int]threadCPU{}}
+	b, err := os.ReadFile(filepath.Join(procDir, "stat"))
+	if err != nil {
+		return s
+	}
+	p, _ := parseStat(b)
+	s.total, s.kernel, s.minorFaults = p.user+p.kernel, p.kernel, p.minor
+	tasks, _ := os.ReadDir(filepath.Join(procDir, "task"))
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(procDir, "task", t.Name(), "stat"))
+		if err != nil {
+			continue // ended while we listed the others
+		}
+		if p, ok := parseStat(b); ok {
+			s.threads[tid] = threadCPU{threadGroup(p.comm), p.user + p.kernel}
+		}
+	}
+	return s
+}
+
+// groupsBetween is the CPU seconds each thread group used from a to b. A
+// thread new in b began after a and counts all its CPU; one gone from b
+// is in exitedThreads, the rest of the process's total.
+func groupsBetween(a, b threadSample) map[string]float64 {
+	if len(b.threads) == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	known := 0.0
+	for tid, t := range b.threads {
+		d := t.cpu - a.threads[tid].cpu
+		out[t.group] += d
+		known += d
+	}
+	if rest := b.total - a.total - known; rest > 0.005 {
+		out[exitedThreads] = rest
+	}
+	out[kernelOfAll], out[minorFaultsK] = b.kernel-a.kernel, (b.minorFaults-a.minorFaults)/1000
+	return out
+}
+
+// kernelOfAll and minorFaultsK are not groups: the kernel's part of all
+// the groups' CPU, and the process's minor page faults in thousands.
+const (
+	kernelOfAll  = "(kernel, of all)"
+	minorFaultsK = "(minor page faults, k)"
+)
+
+// groupsLine prints groups largest first, leaving out those under 0.05 s.
+func groupsLine(groups map[string]float64) string {
+	names := make([]string, 0, len(groups))
+	for k := range groups {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if groups[names[i]] != groups[names[j]] {
+			return groups[names[i]] > groups[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	var parts []string
+	rest := 0.0
+	for _, k := range names {
+		if k == kernelOfAll || k == minorFaultsK {
+			continue
+		}
+		if groups[k] < 0.05 {
+			rest += groups[k]
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, groups[k]))
+	}
+	if rest >= 0.05 {
+		parts = append(parts, fmt.Sprintf("smaller groups %.1f", rest))
+	}
+	line := strings.Join(parts, ", ")
+	if _, ok := groups[kernelOfAll]; ok {
+		line += fmt.Sprintf("; kernel %.1f of it, %.0fk minor page faults", groups[kernelOfAll], groups[minorFaultsK])
+	}
+	return line
+}
