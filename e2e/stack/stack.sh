@@ -40,6 +40,8 @@
 #   CASSANDRA_TLS_PORT (9142)  CASSANDRA_TLS_STORAGE_PORT (7012)
 #   CASSANDRA_TLS_HEAP (512m)
 #   JAVA                a JDK 17 java binary to use instead of the one on PATH
+#   CASSANDRA_EXTRA_JVM_OPTS  more JVM options for cassandra (split on spaces),
+#                       e.g. to measure a JIT or GC setting against a fresh JVM
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -327,8 +329,10 @@ CASSANDRA_JVM17=(
 
 cassandra_launch() {
   cassandra_config "$CDIR" "$CASSANDRA_PORT" "$CASSANDRA_STORAGE_PORT"
-  say "starting cassandra $(cassandra_installed) on $(cassandra_addr) (heap $CASSANDRA_HEAP)"
-  cassandra_jvm cassandra "$CDIR" "$CASSANDRA_HEAP" -Dcassandra.jmx.local.port="$CASSANDRA_JMX_PORT"
+  say "starting cassandra $(cassandra_installed) on $(cassandra_addr) (heap $CASSANDRA_HEAP${CASSANDRA_EXTRA_JVM_OPTS:+, $CASSANDRA_EXTRA_JVM_OPTS})"
+  local extra=()
+  read -r -a extra <<< "${CASSANDRA_EXTRA_JVM_OPTS:-}"
+  cassandra_jvm cassandra "$CDIR" "$CASSANDRA_HEAP" -Dcassandra.jmx.local.port="$CASSANDRA_JMX_PORT" "${extra[@]}"
 }
 
 # cassandra_jvm NAME DIR HEAP JVM_ARGS...: one Cassandra node from the
