@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -507,30 +506,20 @@ func (s *Store) SaveStates(ctx context.Context, writes []StateWrite, ttl time.Du
 	}
 	// A few batches in flight: a bucket's writes are made together at its
 	// end, and one at a time they would wait a round trip each.
-	errs := make([]error, len(chunks))
-	sem := make(chan struct{}, saveStatesParallelism)
-	var wg sync.WaitGroup
-	for i, chunk := range chunks {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			b := s.session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
-			for _, w := range chunk {
-				stmt, args := s.stateStatement(w.Key, w.Update, secs)
-				b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: args, Idempotent: true})
-			}
-			if err := s.session.ExecuteBatch(b); err != nil {
-				errs[i] = fmt.Errorf("save states of %s and %d more: %w", chunk[0].Key, len(chunk)-1, err)
-			}
-		}()
-	}
-	wg.Wait()
+	errs := sendEach(ctx, len(chunks), saveStatesParallelism, func(i int) error {
+		b := s.session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+		for _, w := range chunks[i] {
+			stmt, args := s.stateStatement(w.Key, w.Update, secs)
+			b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: args, Idempotent: true})
+		}
+		return s.session.ExecuteBatch(b)
+	})
 	var failed []StateWrite
 	for i, err := range errs {
 		if err != nil {
-			failed = append(failed, chunks[i]...)
+			chunk := chunks[i]
+			errs[i] = fmt.Errorf("save states of %s and %d more: %w", chunk[0].Key, len(chunk)-1, err)
+			failed = append(failed, chunk...)
 		}
 	}
 	return failed, errors.Join(errs...)

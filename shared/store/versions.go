@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -44,9 +42,9 @@ type ActiveVersion struct {
 	Source string
 }
 
-// upsertParallelism bounds in-flight writes: enough to hide round trips,
-// few enough not to swamp a small cluster. Unlogged multi-partition batches
-// would only move this fan-out to the coordinator.
+// upsertParallelism bounds UpsertVersions' batches in flight: enough to
+// hide round trips, few enough not to swamp a small cluster. Batches of
+// more partitions would only move this fan-out to the coordinator.
 const upsertParallelism = 64
 
 // UpsertVersions writes every version with a fresh TTL, so a version that
@@ -83,14 +81,9 @@ func (s *Store) UpsertVersions(ctx context.Context, versions []ActiveVersion, tt
 		chunks = append(chunks, sorted[:n])
 		sorted = sorted[n:]
 	}
-	var written atomic.Int64
-	_, err = s.forEachParallel(ctx, len(chunks), func(i int) error {
+	errs := sendEach(ctx, len(chunks), upsertParallelism, func(i int) error {
 		chunk := chunks[i]
-		table := s.tRunning
-		if chunk[0].Invoked {
-			table = s.tInvoked
-		}
-		stmt := fmt.Sprintf(`INSERT INTO %s (function_id, function_version_id, nca_id, last_updated_at, source) VALUES (?, ?, ?, ?, ?) USING TTL ?`, table)
+		stmt := fmt.Sprintf(`INSERT INTO %s (function_id, function_version_id, nca_id, last_updated_at, source) VALUES (?, ?, ?, ?, ?) USING TTL ?`, s.versionsTable(chunk[0].Invoked))
 		b := s.session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
 		for _, v := range chunk {
 			at := v.LastUpdatedAt
@@ -99,59 +92,32 @@ func (s *Store) UpsertVersions(ctx context.Context, versions []ActiveVersion, tt
 			}
 			b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: stmt, Args: []interface{}{v.FunctionID, v.FunctionVersionID, v.NcaID, at.UTC(), v.Source, secs}, Idempotent: true})
 		}
-		if err := s.session.ExecuteBatch(b); err != nil {
-			return fmt.Errorf("upsert %s and %d more into %s: %w", chunk[0].VersionKey, len(chunk)-1, table, err)
-		}
-		written.Add(int64(len(chunk)))
-		return nil
+		return s.session.ExecuteBatch(b)
 	})
-	return int(written.Load()), err
+	written, failed := 0, 0
+	var first error
+	for i, err := range errs {
+		if err == nil {
+			written += len(chunks[i])
+			continue
+		}
+		if failed++; first == nil {
+			chunk := chunks[i]
+			first = fmt.Errorf("upsert %s and %d more into %s: %w", chunk[0].VersionKey, len(chunk)-1, s.versionsTable(chunk[0].Invoked), err)
+		}
+	}
+	if failed > 0 {
+		return written, fmt.Errorf("%d of %d batches failed, first: %w", failed, len(chunks), first)
+	}
+	return written, nil
 }
 
-// forEachParallel runs fn for 0..n-1 with bounded parallelism and returns
-// how many calls succeeded and the first error.
-func (s *Store) forEachParallel(ctx context.Context, n int, fn func(i int) error) (int, error) {
-	var (
-		mu      sync.Mutex
-		done    int
-		errs    []error
-		wg      sync.WaitGroup
-		indexes = make(chan int)
-	)
-	workers := min(upsertParallelism, n)
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range indexes {
-				err := fn(i)
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				} else {
-					done++
-				}
-				mu.Unlock()
-			}
-		}()
+// versionsTable is the table of invoked versions' rows or of running ones'.
+func (s *Store) versionsTable(invoked bool) string {
+	if invoked {
+		return s.tInvoked
 	}
-feed:
-	for i := 0; i < n; i++ {
-		select {
-		case indexes <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(indexes)
-	wg.Wait()
-	if len(errs) > 0 {
-		return done, fmt.Errorf("%d of %d requests failed, first: %w", len(errs), n, errs[0])
-	}
-	if err := ctx.Err(); err != nil && done < n {
-		return done, fmt.Errorf("%d of %d requests done: %w", done, n, err)
-	}
-	return done, nil
+	return s.tRunning
 }
 
 // ReadBucket returns the active versions whose partition tokens fall in r,
