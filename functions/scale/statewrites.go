@@ -8,10 +8,8 @@ package scale
 import (
 	"context"
 	"log/slog"
-	"sort"
 	"sync"
 
-	"function/shared/buckets"
 	"function/shared/store"
 )
 
@@ -69,24 +67,21 @@ func (h *Handler) saveState(ctx context.Context, key store.VersionKey, set func(
 	return h.d.Store.SaveState(ctx, key, u, h.d.Settings.Scale.StateTTL)
 }
 
-// flushStateWrites makes the gathered writes, one UPDATE per version, in
-// batches of versions neighbouring on the ring (store.SaveStates). They are
-// made even when the bucket's deadline passed or its client left: what
-// was learned is true all the same, and the store bounds each write. A
-// failed one loses what it carried until the next cycle learns it again,
-// as each of its writes alone would have.
+// flushStateWrites makes the gathered writes, one UPDATE per version,
+// several to a request (store.SaveStates). They are made even when the
+// bucket's deadline passed or its client left: what was learned is true
+// all the same, and the store bounds each write. A failed one loses
+// what it carried until the next cycle learns it again, as each of its
+// writes alone would have.
 func (h *Handler) flushStateWrites(ctx context.Context, log *slog.Logger, w *stateWrites) {
 	if len(w.order) == 0 {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
 	writes := make([]store.StateWrite, 0, len(w.order))
-	tokens := make(map[store.VersionKey]int64, len(w.order))
 	for _, key := range w.order {
 		writes = append(writes, store.StateWrite{Key: key, Update: *w.rows[key]})
-		tokens[key] = buckets.Token(key.FunctionID, key.FunctionVersionID)
 	}
-	sort.Slice(writes, func(a, b int) bool { return tokens[writes[a].Key] < tokens[writes[b].Key] })
 	failed, err := h.d.Store.SaveStates(ctx, writes, h.d.Settings.Scale.StateTTL)
 	for _, f := range failed {
 		log.Warn("save learned state", "function_id", f.Key.FunctionID, "function_version_id", f.Key.FunctionVersionID,

@@ -479,10 +479,8 @@ func (w StateWrite) size() int {
 // atomic, and nothing here needs it to be); what the batch saves is a
 // request per update, which both sides pay for: in the first cycle after
 // an import, one plain write per version was most of the cycle's CQL
-// requests. Callers pass writes in token order (buckets.Token), so that
-// a batch's partitions are neighbours on the ring and, on a cluster, on
-// the same replicas: then the batch is not the fan-out through one
-// coordinator that multi-partition batches are warned against.
+// requests. A batch holds neighbours on the ring (ringBatches), in
+// whatever order the caller passes the writes.
 //
 // It returns the writes of every batch that failed, with its error; a
 // failed batch may have applied some of its updates, which is harmless as
@@ -492,18 +490,13 @@ func (s *Store) SaveStates(ctx context.Context, writes []StateWrite, ttl time.Du
 	if err != nil {
 		return writes, fmt.Errorf("save states: %w", err)
 	}
-	var chunks [][]StateWrite
 	rest := make([]StateWrite, 0, len(writes))
 	for _, w := range writes {
 		if !w.Update.Empty() {
 			rest = append(rest, w)
 		}
 	}
-	for len(rest) > 0 {
-		n := stateBatchLen(rest)
-		chunks = append(chunks, rest[:n])
-		rest = rest[n:]
-	}
+	chunks := ringBatches(rest, func(w StateWrite) VersionKey { return w.Key }, stateBatchLen)
 	// A few batches in flight: a bucket's writes are made together at its
 	// end, and one at a time they would wait a round trip each.
 	errs := sendEach(ctx, len(chunks), saveStatesParallelism, func(i int) error {

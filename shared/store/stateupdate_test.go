@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -81,10 +82,11 @@ func TestSaveStateIsOneWriteOfEveryGroupSet(t *testing.T) {
 }
 
 // SaveStates makes each version's update as SaveState would, several to
-// a request, and a batch that fails is reported with exactly its own
-// writes: the writes of the other batches land, an empty update writes
-// nothing, and each update still leaves the columns it does not set
-// alone.
+// a request, each request of neighbours on Cassandra's ring whatever
+// order the caller passes them in, and a batch that fails is reported
+// with exactly its own writes: the writes of the other batches land, an
+// empty update writes nothing, and each update still leaves the columns
+// it does not set alone.
 func TestSaveStatesLandsEveryBatchButTheFailedOne(t *testing.T) {
 	s := openTestStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -92,47 +94,87 @@ func TestSaveStatesLandsEveryBatchButTheFailedOne(t *testing.T) {
 	end := time.Now().Truncate(time.Millisecond)
 
 	n := 2*StateBatch + 3
-	var writes []StateWrite
+	requested := map[VersionKey]int{}
+	var keys []VersionKey
 	for i := 0; i < n; i++ {
 		k := VersionKey{FunctionID: fmt.Sprintf("f%d", i), FunctionVersionID: "v"}
 		require.NoError(t, s.RecordWrite(ctx, k, i, 42, "ok", time.Hour))
+		requested[k] = i
+		keys = append(keys, k)
+	}
+	ring := ringOrder(t, s, s.tState, keys)
+	// The caller's order is the ring's reversed: cut in that order, the
+	// batches would hold other versions than the ring's.
+	var writes []StateWrite
+	for i := range ring {
+		k := ring[len(ring)-1-i]
 		var u StateUpdate
 		u.Watched(end)
 		u.Source("worker")
-		if i%2 == 0 {
-			u.Cost(Cost{SecondsPerRequest: float64(i), Weight: 30, WindowEnd: end})
+		if requested[k]%2 == 0 {
+			u.Cost(Cost{SecondsPerRequest: float64(requested[k]), Weight: 30, WindowEnd: end})
 		}
 		writes = append(writes, StateWrite{Key: k, Update: u})
 	}
 	writes = append(writes, StateWrite{Key: VersionKey{FunctionID: "empty", FunctionVersionID: "v"}})
-	// One update of the second batch cannot be sent (a value of the wrong
-	// type): its batch fails before it reaches Cassandra.
-	bad := StateBatch + 2
-	writes[bad].Update.set("cost_weight", "not a number")
+	// One update of the ring's second batch carries text that is not
+	// UTF-8, which Cassandra refuses, and with it its whole batch.
+	bad := ring[StateBatch+2]
+	for i := range writes {
+		if writes[i].Key == bad {
+			writes[i].Update.Source("\xff")
+		}
+	}
+	inFailed := map[VersionKey]bool{}
+	for _, k := range ring[StateBatch : 2*StateBatch] {
+		inFailed[k] = true
+	}
 
 	failed, err := s.SaveStates(ctx, writes, time.Hour)
 	require.Error(t, err)
-	require.Equal(t, writes[StateBatch:2*StateBatch], failed, "the failed batch's writes, and only they")
+	var failedKeys []VersionKey
+	for _, f := range failed {
+		failedKeys = append(failedKeys, f.Key)
+	}
+	require.ElementsMatch(t, ring[StateBatch:2*StateBatch], failedKeys, "the failed batch's writes, its ring neighbours, and only they")
 
-	for i, w := range writes[:n] {
-		st, err := s.ReadState(ctx, w.Key)
+	for _, k := range ring {
+		st, err := s.ReadState(ctx, k)
 		require.NoError(t, err)
-		require.Equal(t, i, st.LastRequested, "%s: the record is left alone", w.Key)
-		if i >= StateBatch && i < 2*StateBatch {
-			require.True(t, st.WatchSince.IsZero(), "%s: in the failed batch", w.Key)
+		require.Equal(t, requested[k], st.LastRequested, "%s: the record is left alone", k)
+		if inFailed[k] {
+			require.True(t, st.WatchSince.IsZero(), "%s: in the failed batch", k)
 			continue
 		}
-		require.True(t, end.Equal(st.WatchSince), "%s: watch mark", w.Key)
-		require.Equal(t, "worker", st.Source, "%s", w.Key)
-		if i%2 == 0 {
-			require.Equal(t, float64(i), st.Cost.SecondsPerRequest, "%s: cost", w.Key)
+		require.True(t, end.Equal(st.WatchSince), "%s: watch mark", k)
+		require.Equal(t, "worker", st.Source, "%s", k)
+		if requested[k]%2 == 0 {
+			require.Equal(t, float64(requested[k]), st.Cost.SecondsPerRequest, "%s: cost", k)
 		} else {
-			require.Zero(t, st.Cost.Weight, "%s: no cost set, none written", w.Key)
+			require.Zero(t, st.Cost.Weight, "%s: no cost set, none written", k)
 		}
 	}
 	st, err := s.ReadState(ctx, VersionKey{FunctionID: "empty", FunctionVersionID: "v"})
 	require.NoError(t, err)
 	require.False(t, st.Exists, "an empty update writes nothing")
+}
+
+// ringOrder is keys in the order of the tokens Cassandra gives their rows
+// in table, where each of them must have one: the order its ring holds
+// them in, asked of it rather than computed the store's way.
+func ringOrder(t *testing.T, s *Store, table string, keys []VersionKey) []VersionKey {
+	t.Helper()
+	token := map[VersionKey]int64{}
+	for _, k := range keys {
+		var tok int64
+		require.NoError(t, s.session.Query(
+			`SELECT token(function_id, function_version_id) FROM `+table+` WHERE function_id = ? AND function_version_id = ?`,
+			k.FunctionID, k.FunctionVersionID).Scan(&tok), "token of %s", k)
+		token[k] = tok
+	}
+	ring := append([]VersionKey(nil), keys...)
+	sort.Slice(ring, func(a, b int) bool { return token[ring[a]] < token[ring[b]] })
+	return ring
 }
 
 // A batch holds at most StateBatch updates and, past its first, no more

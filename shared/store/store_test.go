@@ -264,6 +264,56 @@ func TestTokenMatchesCassandra(t *testing.T) {
 	}
 }
 
+// Discovery's rows go to a request as ring neighbours of one table,
+// whatever order they come in: a row Cassandra refuses (text that is not
+// UTF-8) loses exactly the rows of its table that neighbour it on the
+// ring, the rest land, and the count says how many did.
+func TestUpsertVersionsBatchesRingNeighbours(t *testing.T) {
+	s := openTestStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var keys []VersionKey
+	for i := 0; i < 2*StateBatch+3; i++ {
+		k := VersionKey{FunctionID: fmt.Sprintf("f%d", i), FunctionVersionID: "v"}
+		// A state row gives the key a token to ask Cassandra for, in a
+		// table whose partition key is the versions' own.
+		require.NoError(t, s.RecordWrite(ctx, k, 1, 1, "ok", time.Hour))
+		keys = append(keys, k)
+	}
+	ring := ringOrder(t, s, s.tState, keys)
+	var versions []ActiveVersion
+	for i := range ring {
+		versions = append(versions, ActiveVersion{VersionKey: ring[len(ring)-1-i], NcaID: "n", Invoked: true})
+	}
+	// Running rows of other versions, interleaved: a batch is of one table.
+	for i := range 5 {
+		versions = append(versions[:2*i+1], append([]ActiveVersion{{VersionKey: VersionKey{FunctionID: fmt.Sprintf("r%d", i), FunctionVersionID: "v"}, NcaID: "n"}}, versions[2*i+1:]...)...)
+	}
+	bad := ring[StateBatch+2]
+	for i := range versions {
+		if versions[i].VersionKey == bad && versions[i].Invoked {
+			versions[i].NcaID = "\xff"
+		}
+	}
+	lost := map[VersionKey]bool{}
+	for _, k := range ring[StateBatch : 2*StateBatch] {
+		lost[k] = true
+	}
+
+	n, err := s.UpsertVersions(ctx, versions, time.Hour)
+	require.ErrorContains(t, err, "1 of 4 batches failed")
+	require.Equal(t, len(versions)-StateBatch, n)
+	for _, v := range versions {
+		got, err := s.ReadVersion(ctx, v.VersionKey)
+		if lost[v.VersionKey] {
+			require.ErrorIs(t, err, ErrNotActive, "%s: a ring neighbour of the refused row", v.VersionKey)
+			continue
+		}
+		require.NoError(t, err, "%s", v.VersionKey)
+		require.Equal(t, v.Invoked, got.Invoked, "%s", v.VersionKey)
+	}
+}
+
 func TestRowExpiresAfterTTL(t *testing.T) {
 	s := openTestStore(t)
 	ctx := context.Background()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -53,7 +52,7 @@ const upsertParallelism = 64
 // write is idempotent.
 //
 // Rows go up to StateBatch to a request, as unlogged batches of one table
-// and neighbours on the ring (by token), for what SaveStates says: the
+// and neighbours on the ring (ringBatches), for what SaveStates says: the
 // first cycle after an import writes a row per version, and the request
 // per row, not the row, was most of what it cost Cassandra and discovery.
 func (s *Store) UpsertVersions(ctx context.Context, versions []ActiveVersion, ttl time.Duration) (int, error) {
@@ -61,26 +60,17 @@ func (s *Store) UpsertVersions(ctx context.Context, versions []ActiveVersion, tt
 	if err != nil {
 		return 0, fmt.Errorf("upsert versions: %w", err)
 	}
-	sorted := append([]ActiveVersion(nil), versions...)
-	tokens := make(map[VersionKey]int64, len(sorted))
-	for _, v := range sorted {
-		tokens[v.VersionKey] = buckets.Token(v.FunctionID, v.FunctionVersionID)
-	}
-	sort.SliceStable(sorted, func(a, b int) bool {
-		if sorted[a].Invoked != sorted[b].Invoked {
-			return sorted[b].Invoked
+	var invoked, running []ActiveVersion
+	for _, v := range versions {
+		if v.Invoked {
+			invoked = append(invoked, v)
+		} else {
+			running = append(running, v)
 		}
-		return tokens[sorted[a].VersionKey] < tokens[sorted[b].VersionKey]
-	})
-	var chunks [][]ActiveVersion
-	for len(sorted) > 0 {
-		n := 1
-		for n < min(StateBatch, len(sorted)) && sorted[n].Invoked == sorted[0].Invoked {
-			n++
-		}
-		chunks = append(chunks, sorted[:n])
-		sorted = sorted[n:]
 	}
+	key := func(v ActiveVersion) VersionKey { return v.VersionKey }
+	upTo := func(rest []ActiveVersion) int { return min(StateBatch, len(rest)) }
+	chunks := append(ringBatches(running, key, upTo), ringBatches(invoked, key, upTo)...)
 	errs := sendEach(ctx, len(chunks), upsertParallelism, func(i int) error {
 		chunk := chunks[i]
 		stmt := fmt.Sprintf(`INSERT INTO %s (function_id, function_version_id, nca_id, last_updated_at, source) VALUES (?, ?, ?, ?, ?) USING TTL ?`, s.versionsTable(chunk[0].Invoked))
