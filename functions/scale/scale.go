@@ -49,8 +49,9 @@ type Store interface {
 	// learned) as one write.
 	SaveState(ctx context.Context, key store.VersionKey, u store.StateUpdate, ttl time.Duration) error
 	// SaveStates makes a decision's gathered state writes, several
-	// versions' to a request; it returns the writes that failed.
-	SaveStates(ctx context.Context, writes []store.StateWrite, ttl time.Duration) ([]store.StateWrite, error)
+	// versions' to a request; it returns the writes that failed, each
+	// with its own request's error.
+	SaveStates(ctx context.Context, writes []store.StateWrite, ttl time.Duration) []store.FailedStateWrite
 	SettlePrewarm(ctx context.Context, key store.VersionKey, at time.Time) (bool, error)
 	TouchVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)
 	UpsertVersions(ctx context.Context, versions []store.ActiveVersion, ttl time.Duration) (int, error)

@@ -82,9 +82,8 @@ func (h *Handler) flushStateWrites(ctx context.Context, log *slog.Logger, w *sta
 	for _, key := range w.order {
 		writes = append(writes, store.StateWrite{Key: key, Update: *w.rows[key]})
 	}
-	failed, err := h.d.Store.SaveStates(ctx, writes, h.d.Settings.Scale.StateTTL)
-	for _, f := range failed {
+	for _, f := range h.d.Store.SaveStates(ctx, writes, h.d.Settings.Scale.StateTTL) {
 		log.Warn("save learned state", "function_id", f.Key.FunctionID, "function_version_id", f.Key.FunctionVersionID,
-			"columns", f.Update.Columns(), "error", err.Error())
+			"columns", f.Update.Columns(), "error", f.Err.Error())
 	}
 }

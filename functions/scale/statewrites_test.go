@@ -1,8 +1,12 @@
 package scale
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"function/shared/buckets"
 	"function/shared/store"
 )
 
@@ -64,9 +69,92 @@ type countedSaves struct {
 	calls []int
 }
 
-func (c *countedSaves) SaveStates(ctx context.Context, writes []store.StateWrite, ttl time.Duration) ([]store.StateWrite, error) {
+func (c *countedSaves) SaveStates(ctx context.Context, writes []store.StateWrite, ttl time.Duration) []store.FailedStateWrite {
 	c.mu.Lock()
 	c.calls = append(c.calls, len(writes))
 	c.mu.Unlock()
 	return c.Store.SaveStates(ctx, writes, ttl)
+}
+
+// A learned write Cassandra refuses is logged with its own batch's error,
+// not every failed batch's: with two batches refused, each line carries
+// the one error of the batch its write was in, which names that batch
+// and counts exactly the writes logged with it.
+func TestRefusedLearnedWritesLogTheirOwnBatchsError(t *testing.T) {
+	f := setup(t, 30)
+	spoiled := &spoiledSaves{Store: f.store}
+	var (
+		logs  bytes.Buffer
+		logMu sync.Mutex
+	)
+	h, err := New(Deps{Settings: f.settings, Store: spoiled, TSDB: f.tsdb, NVCF: f.nvcf,
+		Log: slog.New(slog.NewJSONHandler(lockedWriter{&logMu, &logs}, nil))})
+	require.NoError(t, err)
+	reply, err := h.HandleBucket(context.Background(), bucketEvent(time.Now()))
+	require.NoError(t, err)
+	require.Equal(t, 30, decode(t, reply).Versions)
+	require.Len(t, spoiled.keys, 2, "two writes spoiled")
+
+	byError := map[string][]store.VersionKey{}
+	errorOf := map[store.VersionKey]string{}
+	dec := json.NewDecoder(&logs)
+	for dec.More() {
+		var line struct {
+			Msg               string `json:"msg"`
+			FunctionID        string `json:"function_id"`
+			FunctionVersionID string `json:"function_version_id"`
+			Error             string `json:"error"`
+		}
+		require.NoError(t, dec.Decode(&line))
+		if line.Msg != "save learned state" {
+			continue
+		}
+		k := store.VersionKey{FunctionID: line.FunctionID, FunctionVersionID: line.FunctionVersionID}
+		byError[line.Error] = append(byError[line.Error], k)
+		errorOf[k] = line.Error
+	}
+	require.Len(t, byError, 2, "two refused batches, two errors")
+	for e, keys := range byError {
+		var first string
+		var more int
+		_, err := fmt.Sscanf(e, "save states of %s and %d more:", &first, &more)
+		require.NoError(t, err, "one batch's error: %s", e)
+		require.Equal(t, 1, strings.Count(e, "save states of"), "one batch's error: %s", e)
+		require.Contains(t, e, "didn't validate", "Cassandra's reason")
+		require.Len(t, keys, more+1, "the writes logged with %q are its batch's", e)
+		fid, vid, _ := strings.Cut(first, "/")
+		require.Contains(t, keys, store.VersionKey{FunctionID: fid, FunctionVersionID: vid}, "the batch %q names is logged with it", e)
+	}
+	require.NotEqual(t, errorOf[spoiled.keys[0]], errorOf[spoiled.keys[1]], "each spoiled write with its own batch's error")
+	require.NotEmpty(t, errorOf[spoiled.keys[0]])
+	require.NotEmpty(t, errorOf[spoiled.keys[1]])
+}
+
+// spoiledSaves makes Cassandra refuse the learned writes of the versions
+// first and last on the ring, which are in different batches, by giving
+// each a source that is not UTF-8.
+type spoiledSaves struct {
+	*store.Store
+	keys []store.VersionKey
+}
+
+func (s *spoiledSaves) SaveStates(ctx context.Context, writes []store.StateWrite, ttl time.Duration) []store.FailedStateWrite {
+	writes = append([]store.StateWrite(nil), writes...)
+	lo, hi := 0, 0
+	for i, w := range writes {
+		tok := buckets.Token(w.Key.FunctionID, w.Key.FunctionVersionID)
+		if tok < buckets.Token(writes[lo].Key.FunctionID, writes[lo].Key.FunctionVersionID) {
+			lo = i
+		}
+		if tok > buckets.Token(writes[hi].Key.FunctionID, writes[hi].Key.FunctionVersionID) {
+			hi = i
+		}
+	}
+	for _, i := range []int{lo, hi} {
+		var u store.StateUpdate
+		u.Source("\xff")
+		writes[i].Update = u
+		s.keys = append(s.keys, writes[i].Key)
+	}
+	return s.Store.SaveStates(ctx, writes, ttl)
 }

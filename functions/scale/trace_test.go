@@ -54,8 +54,8 @@ func (oneVersionStore) RecordWriteTarget(context.Context, store.VersionKey, stri
 func (oneVersionStore) SaveState(context.Context, store.VersionKey, store.StateUpdate, time.Duration) error {
 	return nil
 }
-func (oneVersionStore) SaveStates(context.Context, []store.StateWrite, time.Duration) ([]store.StateWrite, error) {
-	return nil, nil
+func (oneVersionStore) SaveStates(context.Context, []store.StateWrite, time.Duration) []store.FailedStateWrite {
+	return nil
 }
 func (oneVersionStore) SettlePrewarm(context.Context, store.VersionKey, time.Time) (bool, error) {
 	return false, nil

@@ -482,19 +482,24 @@ func (w StateWrite) size() int {
 // requests. A batch holds neighbours on the ring (ringBatches), in
 // whatever order the caller passes the writes.
 //
-// It returns the writes of every batch that failed, with its error; a
-// failed batch may have applied some of its updates, which is harmless as
-// each is idempotent.
-func (s *Store) SaveStates(ctx context.Context, writes []StateWrite, ttl time.Duration) ([]StateWrite, error) {
-	secs, err := ttlSeconds(ttl)
-	if err != nil {
-		return writes, fmt.Errorf("save states: %w", err)
-	}
+// It returns every write it did not make, each with its own batch's
+// error (a write whose turn came after ctx ended was not sent, and says
+// so); none when all were made. A failed batch may have applied some of
+// its updates, which is harmless as each is idempotent.
+func (s *Store) SaveStates(ctx context.Context, writes []StateWrite, ttl time.Duration) []FailedStateWrite {
 	rest := make([]StateWrite, 0, len(writes))
 	for _, w := range writes {
 		if !w.Update.Empty() {
 			rest = append(rest, w)
 		}
+	}
+	secs, err := ttlSeconds(ttl)
+	if err != nil {
+		failed := make([]FailedStateWrite, len(rest))
+		for i, w := range rest {
+			failed[i] = FailedStateWrite{StateWrite: w, Err: fmt.Errorf("save states: %w", err)}
+		}
+		return failed
 	}
 	chunks := ringBatches(rest, func(w StateWrite) VersionKey { return w.Key }, stateBatchLen)
 	// A few batches in flight: a bucket's writes are made together at its
@@ -507,15 +512,25 @@ func (s *Store) SaveStates(ctx context.Context, writes []StateWrite, ttl time.Du
 		}
 		return s.session.ExecuteBatch(b)
 	})
-	var failed []StateWrite
+	var failed []FailedStateWrite
 	for i, err := range errs {
-		if err != nil {
-			chunk := chunks[i]
-			errs[i] = fmt.Errorf("save states of %s and %d more: %w", chunk[0].Key, len(chunk)-1, err)
-			failed = append(failed, chunk...)
+		if err == nil {
+			continue
+		}
+		chunk := chunks[i]
+		err = fmt.Errorf("save states of %s and %d more: %w", chunk[0].Key, len(chunk)-1, err)
+		for _, w := range chunk {
+			failed = append(failed, FailedStateWrite{StateWrite: w, Err: err})
 		}
 	}
-	return failed, errors.Join(errs...)
+	return failed
+}
+
+// FailedStateWrite is a write SaveStates did not make, with why: the error
+// of its own batch, shared with that batch's writes and no other's.
+type FailedStateWrite struct {
+	StateWrite
+	Err error
 }
 
 // saveStatesParallelism bounds SaveStates' batches in flight.

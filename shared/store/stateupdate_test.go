@@ -84,16 +84,16 @@ func TestSaveStateIsOneWriteOfEveryGroupSet(t *testing.T) {
 // SaveStates makes each version's update as SaveState would, several to
 // a request, each request of neighbours on Cassandra's ring whatever
 // order the caller passes them in, and a batch that fails is reported
-// with exactly its own writes: the writes of the other batches land, an
-// empty update writes nothing, and each update still leaves the columns
-// it does not set alone.
-func TestSaveStatesLandsEveryBatchButTheFailedOne(t *testing.T) {
+// with exactly its own writes, each with its own batch's error: the
+// writes of the other batches land, an empty update writes nothing, and
+// each update still leaves the columns it does not set alone.
+func TestSaveStatesLandsEveryBatchButTheFailedOnes(t *testing.T) {
 	s := openTestStore(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	end := time.Now().Truncate(time.Millisecond)
 
-	n := 2*StateBatch + 3
+	n := 3*StateBatch + 3
 	requested := map[VersionKey]int{}
 	var keys []VersionKey
 	for i := 0; i < n; i++ {
@@ -117,33 +117,46 @@ func TestSaveStatesLandsEveryBatchButTheFailedOne(t *testing.T) {
 		writes = append(writes, StateWrite{Key: k, Update: u})
 	}
 	writes = append(writes, StateWrite{Key: VersionKey{FunctionID: "empty", FunctionVersionID: "v"}})
-	// One update of the ring's second batch carries text that is not
-	// UTF-8, which Cassandra refuses, and with it its whole batch.
-	bad := ring[StateBatch+2]
+	// Cassandra refuses one update of the ring's second batch (text that
+	// is not UTF-8) and one of its third (a column the table does not
+	// have), each with the whole batch it is in, for a reason of its own.
+	notText, noColumn := ring[StateBatch+2], ring[2*StateBatch+5]
 	for i := range writes {
-		if writes[i].Key == bad {
+		switch writes[i].Key {
+		case notText:
 			writes[i].Update.Source("\xff")
+		case noColumn:
+			writes[i].Update.set("no_such_column", 1)
 		}
 	}
-	inFailed := map[VersionKey]bool{}
-	for _, k := range ring[StateBatch : 2*StateBatch] {
-		inFailed[k] = true
+	batchOf := map[VersionKey]int{}
+	for i, k := range ring {
+		batchOf[k] = i / StateBatch
 	}
 
-	failed, err := s.SaveStates(ctx, writes, time.Hour)
-	require.Error(t, err)
+	failed := s.SaveStates(ctx, writes, time.Hour)
 	var failedKeys []VersionKey
 	for _, f := range failed {
 		failedKeys = append(failedKeys, f.Key)
+		switch batchOf[f.Key] {
+		case 1:
+			require.ErrorContains(t, f.Err, "save states of "+ring[StateBatch].String()+" and 9 more", "%s: its own batch", f.Key)
+			require.ErrorContains(t, f.Err, "didn't validate", "%s: its own batch's reason", f.Key)
+			require.NotContains(t, f.Err.Error(), "no_such_column", "%s: not the other batch's reason", f.Key)
+		case 2:
+			require.ErrorContains(t, f.Err, "save states of "+ring[2*StateBatch].String()+" and 9 more", "%s: its own batch", f.Key)
+			require.ErrorContains(t, f.Err, "no_such_column", "%s: its own batch's reason", f.Key)
+			require.NotContains(t, f.Err.Error(), "didn't validate", "%s: not the other batch's reason", f.Key)
+		}
 	}
-	require.ElementsMatch(t, ring[StateBatch:2*StateBatch], failedKeys, "the failed batch's writes, its ring neighbours, and only they")
+	require.ElementsMatch(t, ring[StateBatch:3*StateBatch], failedKeys, "the failed batches' writes, the refused ones' ring neighbours, and only they")
 
 	for _, k := range ring {
 		st, err := s.ReadState(ctx, k)
 		require.NoError(t, err)
 		require.Equal(t, requested[k], st.LastRequested, "%s: the record is left alone", k)
-		if inFailed[k] {
-			require.True(t, st.WatchSince.IsZero(), "%s: in the failed batch", k)
+		if b := batchOf[k]; b == 1 || b == 2 {
+			require.True(t, st.WatchSince.IsZero(), "%s: in a failed batch", k)
 			continue
 		}
 		require.True(t, end.Equal(st.WatchSince), "%s: watch mark", k)
@@ -157,6 +170,29 @@ func TestSaveStatesLandsEveryBatchButTheFailedOne(t *testing.T) {
 	st, err := s.ReadState(ctx, VersionKey{FunctionID: "empty", FunctionVersionID: "v"})
 	require.NoError(t, err)
 	require.False(t, st.Exists, "an empty update writes nothing")
+}
+
+// A context that has ended sends nothing, and SaveStates still reports
+// every write it was given, each saying why: a caller that forgot to
+// detach its context loses its writes, never the knowledge of them.
+func TestSaveStatesReportsEveryWriteOfAnEndedContext(t *testing.T) {
+	s := openTestStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var writes []StateWrite
+	for i := 0; i < 2*StateBatch+3; i++ {
+		var u StateUpdate
+		u.Source("worker")
+		writes = append(writes, StateWrite{Key: VersionKey{FunctionID: fmt.Sprintf("f%d", i), FunctionVersionID: "v"}, Update: u})
+	}
+	failed := s.SaveStates(ctx, writes, time.Hour)
+	require.Len(t, failed, len(writes), "every write is reported")
+	for _, f := range failed {
+		require.ErrorIs(t, f.Err, context.Canceled, "%s", f.Key)
+		st, err := s.ReadState(context.Background(), f.Key)
+		require.NoError(t, err)
+		require.False(t, st.Exists, "%s: not written", f.Key)
+	}
 }
 
 // ringOrder is keys in the order of the tokens Cassandra gives their rows
