@@ -290,9 +290,10 @@ func invocationEvidence(now time.Time, s config.Scale, v store.ActiveVersion, st
 		}
 	}
 	// The TSDB's lookback alone is no evidence of idleness: a version whose
-	// series are younger than the lookback (just deployed, or a counter whose
-	// first sample increase() cannot see) shows no invocation there while it
-	// is being invoked. Only the span this function has watched the version
+	// series are younger than the lookback (just deployed, or a counter
+	// whose first sample rate() cannot see: a new series' first sample has
+	// nothing before it to count from, on either server) shows no
+	// invocation there while it is being invoked. Only the span this function has watched the version
 	// counts, and no further back than an invoked row outlives its last
 	// invocation (ACTIVE_ROW_TTL). Counting the lookback took a busy new
 	// gateway version to zero on its first cycle whenever the lookback was

@@ -426,10 +426,10 @@ func (h *Handler) applyGateway(ctx context.Context, log *slog.Logger, cycle int6
 }
 
 // controlPlaneEvidence is what learned keep-alive reads of a
-// control-plane version: the request counters' window increases, as for a
-// worker version, and the control plane's average count of instances
-// serving (nvcf_function_instances_current), which is what shows a cold
-// start ended: above 0 once any reporter counts one.
+// control-plane version: the requests in each window (rate times
+// window), as for a worker version, and the control plane's average
+// count of instances serving (nvcf_function_instances_current), which is
+// what shows a cold start ended: above 0 once any reporter counts one.
 func controlPlaneEvidence(m tsdb.ControlPlaneMetrics) tsdb.VersionMetrics {
 	return tsdb.VersionMetrics{RequestCounts: m.RequestCounts, InstanceCounts: m.InstanceCounts, SettledAt: m.SettledAt,
 		LastInvokedAt: m.LastInvokedAt}

@@ -14,8 +14,8 @@ import (
 
 // TestBucketMetricsAreTheirPromQLDefinitions holds every number
 // BucketMetrics works out from the components it reads (busy seconds'
-// increase, the workers per thread count, the request increase) to the
-// PromQL expression that defines it, evaluated by the same server:
+// rate, the workers per thread count, the request rate) to the PromQL
+// expression that defines it, evaluated by the same server:
 // utilization per step, the instance count per step and at the settled
 // step, threads per instance, the settled window's busy seconds, requests
 // and utilization, the fresh window's utilization and request rate. The versions are the
@@ -23,7 +23,9 @@ import (
 // threads, not averaged per worker), a worker that starts mid-lookback
 // (the count changes between steps), thread counts without busy seconds
 // and busy seconds without thread counts (no utilization either way), the
-// older request counter only.
+// older request counter only. The window quantities are defined as rate
+// times the window: what the reference's increase is on Prometheus, and
+// what it is not on VictoriaMetrics (TestWindowReadsDoNotDependOnTheScrapePhase).
 func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -87,12 +89,14 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 			require.NoError(t, err)
 			f := `test_run="` + run + `"`
 			by := "by (function_id, function_version_id)"
-			busy := fmt.Sprintf(`sum %s (increase(%s{%s}[70s]))`, by, MetricBusySeconds, f)
-			util := fmt.Sprintf(`100 * %s / 70 / sum %s (%s{%s})`, busy, by, MetricThreadCount, f)
+			busyRate := fmt.Sprintf(`sum %s (rate(%s{%s}[70s]))`, by, MetricBusySeconds, f)
+			busy := busyRate + ` * 70`
+			util := fmt.Sprintf(`100 * %s / sum %s (%s{%s})`, busyRate, by, MetricThreadCount, f)
 			count := fmt.Sprintf(`count %s (%s{%s})`, by, MetricThreadCount, f)
 			avg := fmt.Sprintf(`avg %s (%s{%s})`, by, MetricThreadCount, f)
-			reqs := fmt.Sprintf(`sum %s (increase(%s{%s}[70s])) or sum %s (increase(%s{%s}[70s]))`,
+			reqRate := fmt.Sprintf(`(sum %s (rate(%s{%s}[70s])) or sum %s (rate(%s{%s}[70s])))`,
 				by, MetricRequestsTotal, f, by, MetricRequests, f)
+			reqs := reqRate + ` * 70`
 			byVersion := func(ss []Series) map[string][]Sample {
 				out := map[string][]Sample{}
 				for _, s := range ss {
@@ -118,7 +122,7 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 			wantBusy, wantAvg, wantSettledUtil := instant(busy, g.settled), instant(avg, g.settled), instant(util, g.settled)
 			wantSettledReqs := instant(reqs, g.settled)
 			// The fresh window, the grid's newest point, at now.
-			wantFreshUtil, wantFreshReqs := instant(util, g.end), instant(reqs, g.end)
+			wantFreshUtil, wantFreshRate := instant(util, g.end), instant(reqRate, g.end)
 			require.Len(t, wantUtil, 2, "utilization for the versions with both series: %v", wantUtil)
 			require.Len(t, wantCount["late"], 10)
 			require.NotEqual(t, wantCount["late"][0].Value, wantCount["late"][9].Value, "the late worker changes the count")
@@ -158,7 +162,7 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 				require.True(t, g.end.Equal(m.FreshAt), "%s fresh at %s", id, m.FreshAt)
 				same("request counts", id, wantReqs[id], m.RequestCounts)
 				sameValue("requests", id, orNaN(wantSettledReqs, id), m.Requests)
-				sameValue("fresh request rate", id, orNaN(wantFreshReqs, id)/70, m.FreshRequestRate)
+				sameValue("fresh request rate", id, orNaN(wantFreshRate, id), m.FreshRequestRate)
 				same("instance counts", id, wantCount[id], m.InstanceCounts)
 				settledCount := valueAt(wantCount[id], g.settled)
 				require.Equal(t, !math.IsNaN(settledCount), m.InstancesKnown, "%s instances known", id)

@@ -301,13 +301,14 @@ type VersionMetrics struct {
 	// InstanceCounts is the count of worker series per step, oldest
 	// first, the fresh step (now) included.
 	InstanceCounts []Sample
-	// LastInvokedAt is the newest step whose request increase was > 0.
+	// LastInvokedAt is the newest step whose request rate was > 0.
 	LastInvokedAt time.Time
 	// RequestRate is requests per second over the window at the newest
 	// step the TSDB answered for (the fresh one, now, when it has it).
 	RequestRate float64
 	// RequestCounts is the requests routed in the window ending at each
-	// step, oldest first, the fresh step (now) included.
+	// step (the rate over it times its length, see BucketMetrics), oldest
+	// first, the fresh step (now) included.
 	RequestCounts []Sample
 
 	// SettledAt is the end of the settled window, now minus one step (the
@@ -346,20 +347,31 @@ func unknownMetrics() VersionMetrics {
 }
 
 // BucketMetrics fetches utilization, instances and invocations for a whole
-// bucket: the busy seconds' window increase, the worker thread counts and
-// the request increase, each as one range query whose newest point is now
+// bucket: the busy seconds' rate over the window, the worker thread counts
+// and the request rate, each as one range query whose newest point is now
 // (the fresh window) and whose point before it, now - Step, is the settled
 // window: three queries per MaxSelectorBytes of version ids, so TSDB load
 // grows with buckets, not functions.
 //
 // Utilization per version and step is
 //
-//	100 * sum(increase(busy_seconds[W])) / W / sum(thread_count)
+//	100 * sum(rate(busy_seconds[W])) / sum(thread_count)
 //
-// by function_id and function_version_id: the busy seconds of all of the
-// version's worker threads over the window, divided by the thread-seconds
-// the window offered. Summing before dividing weights workers by their
-// threads, which is what "percent of capacity in use" means.
+// by function_id and function_version_id: the busy seconds per second of
+// all of the version's worker threads over the window, divided by the
+// threads. Summing before dividing weights workers by their threads, which
+// is what "percent of capacity in use" means. The reference writes it
+// 100 * increase(busy_seconds[W]) / W / sum(thread_count), which on
+// Prometheus is the same number (its increase is its rate times W), but
+// VictoriaMetrics' increase does not extrapolate: it counts from the last
+// sample before the window to the last one in it, so with 30 s scrapes a
+// 70 s window holds 60 or 90 s of counter and a steady 85 % read 73 % or
+// 109 % by where now fell among the scrapes, flapping between hold and
+// scale-up from cycle to cycle (README, "the rate window and the scrape
+// phase"). Its rate divides by the span of the samples it used, which
+// no phase changes. The window quantities (BusySeconds, Requests,
+// RequestCounts) are that rate times W: what Prometheus' increase says,
+// and the units every consumer had.
 //
 // Each series is read once and the rest is worked out here: the division,
 // the instance count (the worker series at a step), the threads per
@@ -414,20 +426,13 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 		}
 		return m
 	}
-	// invocations folds a version's request increases over the grid in.
+	// invocations folds a version's request rates over the grid in.
 	invocations := func(v FunctionVersion, s Series) error {
 		m := metrics(v)
-		for _, p := range s.Samples {
-			if p.Value > 0 && !math.IsInf(p.Value, 0) {
-				m.LastInvokedAt = p.At
-			}
-		}
-		if n := len(s.Samples); n > 0 && s.Samples[n-1].Value >= 0 {
-			m.RequestRate = s.Samples[n-1].Value / g.seconds
-		}
-		m.Requests = valueAt(s.Samples, g.settled)
-		m.FreshRequestRate = valueAt(s.Samples, g.end) / g.seconds
-		m.RequestCounts = s.Samples
+		m.LastInvokedAt, m.RequestRate = invocationsOf(s.Samples)
+		m.Requests = valueAt(s.Samples, g.settled) * g.seconds
+		m.FreshRequestRate = valueAt(s.Samples, g.end)
+		m.RequestCounts = windowCounts(s.Samples, g.seconds)
 		out[v] = m
 		return nil
 	}
@@ -438,7 +443,7 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 			return chunk.union(labelFunctionVersion, func(m string) string { return expr(append([]string{m}, wm...)) })
 		}
 		busy := of(func(ms []string) string {
-			return fmt.Sprintf(`sum %s (increase(%s[%s]))`, by, selector(MetricBusySeconds, ms...), g.rate)
+			return fmt.Sprintf(`sum %s (rate(%s[%s]))`, by, selector(MetricBusySeconds, ms...), g.rate)
 		})
 		// The sum and the count of the workers' thread counts are both
 		// needed, and one read gives both: how many workers report each
@@ -451,7 +456,7 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 			return fmt.Sprintf(`count_values %s (%s, %s)`, by, quote(labelThreadCount), selector(MetricThreadCount, ms...))
 		})
 		reqs := of(func(ms []string) string {
-			return fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
+			return fmt.Sprintf(`sum %s (rate(%s[%s])) or sum %s (rate(%s[%s]))`,
 				by, selector(MetricRequestsTotal, ms...), g.rate, by, selector(MetricRequests, ms...), g.rate)
 		})
 		for _, q := range []struct {
@@ -488,8 +493,8 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 	}
 	for v, b := range w.busyOf {
 		m := metrics(v)
-		u := utilization(b, w.threadsOf[v], g.seconds)
-		m.BusySeconds = valueAt(b, g.settled)
+		u := utilization(b, w.threadsOf[v])
+		m.BusySeconds = valueAt(b, g.settled) * g.seconds
 		m.SettledUtilization = valueAt(u, g.settled)
 		// The fresh window is partial (its newest scrapes may still be
 		// on their way) and only scale-up may act on it, so it is not
@@ -507,7 +512,7 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 }
 
 // workerSeries gathers the worker components of a bucket's versions: the
-// busy seconds' window increase and the thread counts, per version.
+// busy seconds' rate over the window and the thread counts, per version.
 type workerSeries struct {
 	busyOf    map[FunctionVersion][]Sample
 	threadsOf map[FunctionVersion]workerThreads
@@ -579,16 +584,16 @@ func (w workerThreads) counts() []Sample {
 	return out
 }
 
-// utilization is 100 x busy / window / threads at every step both have,
-// in the order PromQL evaluates it, so the numbers are the server's to
-// the bit: a step without threads (no worker series) has no utilization,
-// a step with zero threads has +Inf or NaN, as the division in the
-// server would.
-func utilization(busy []Sample, threads workerThreads, windowSeconds float64) []Sample {
+// utilization is 100 x busy rate / threads at every step both have, in
+// the order PromQL evaluates it, so the numbers are the server's to the
+// bit: a step without threads (no worker series) has no utilization, a
+// step with zero threads has +Inf or NaN, as the division in the server
+// would.
+func utilization(busy []Sample, threads workerThreads) []Sample {
 	var out []Sample
 	for _, p := range busy {
 		if t, ok := threads[p.At.UnixMilli()]; ok {
-			out = append(out, Sample{At: p.At, Value: 100 * p.Value / windowSeconds / t.sum})
+			out = append(out, Sample{At: p.At, Value: 100 * p.Value / t.sum})
 		}
 	}
 	return out

@@ -172,9 +172,10 @@ type ControlPlaneMetrics struct {
 	// and sizing from arrivals.
 	RequestRates, InFlights, InstanceCounts []Sample
 	// RequestCounts are the requests routed in the window ending at each
-	// step, oldest first, and SettledAt the last step whose scrapes are
-	// in (the one before the newest): learned keep-alive reads bursts and
-	// gaps from them, as from a worker version's.
+	// step (rate times window, as a worker version's), oldest first, and
+	// SettledAt the last step whose scrapes are in (the one before the
+	// newest): learned keep-alive reads bursts and gaps from them, as from
+	// a worker version's.
 	RequestCounts []Sample
 	SettledAt     time.Time
 }
@@ -257,8 +258,8 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 				continue
 			}
 			m := out[v]
-			m.LastInvokedAt, m.RequestRate = invocationsOf(s.Samples, g.seconds)
-			m.RequestRates, m.RequestCounts = ratesOf(s.Samples, g.seconds), s.Samples
+			m.LastInvokedAt, m.RequestRate = invocationsOf(s.Samples)
+			m.RequestRates, m.RequestCounts = s.Samples, windowCounts(s.Samples, g.seconds)
 			out[v] = m
 		}
 	}
@@ -302,10 +303,11 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 
 // invocations is the request-counter query both per-version sources use:
 // function_request_total, or function_request where only the invocation
-// service exports it.
+// service exports it, as rates over the window (rate, not increase, for
+// the reason BucketMetrics gives).
 func (c *Client) invocations(ctx context.Context, by string, chunk idChunk, wm []string, g window) ([]Series, error) {
 	q := chunk.union(labelFunctionVersion, func(sel string) string {
-		return fmt.Sprintf(`sum %s (increase(%s[%s])) or sum %s (increase(%s[%s]))`,
+		return fmt.Sprintf(`sum %s (rate(%s[%s])) or sum %s (rate(%s[%s]))`,
 			by, selector(MetricRequestsTotal, append(wm, sel)...), g.rate, by, selector(MetricRequests, append(wm, sel)...), g.rate)
 	})
 	s, _, err := c.QueryRange(ctx, q, g.start, g.end, g.step)
@@ -313,24 +315,27 @@ func (c *Client) invocations(ctx context.Context, by string, chunk idChunk, wm [
 }
 
 // invocationsOf reads the newest step with requests and the request rate
-// at the newest step from one series of window increases.
-func invocationsOf(ss []Sample, windowSeconds float64) (last time.Time, rate float64) {
+// at the newest step from one series of request rates.
+func invocationsOf(ss []Sample) (last time.Time, rate float64) {
 	for _, p := range ss {
 		if p.Value > 0 && !math.IsInf(p.Value, 0) {
 			last = p.At
 		}
 	}
 	if n := len(ss); n > 0 && ss[n-1].Value >= 0 && !math.IsInf(ss[n-1].Value, 0) {
-		rate = ss[n-1].Value / windowSeconds
+		rate = ss[n-1].Value
 	}
 	return last, rate
 }
 
-// ratesOf turns a series of window increases into per-second rates.
-func ratesOf(ss []Sample, windowSeconds float64) []Sample {
-	out := make([]Sample, len(ss))
-	for i, p := range ss {
-		out[i] = Sample{At: p.At, Value: p.Value / windowSeconds}
+// windowCounts turns a series of per-second rates over the window into
+// the counts in each window: rate times its length, which is what
+// Prometheus' increase returns and what VictoriaMetrics' would if it
+// extrapolated (BucketMetrics says why it matters).
+func windowCounts(rates []Sample, windowSeconds float64) []Sample {
+	out := make([]Sample, len(rates))
+	for i, p := range rates {
+		out[i] = Sample{At: p.At, Value: p.Value * windowSeconds}
 	}
 	return out
 }
@@ -538,11 +543,11 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 			},
 			func() error {
 				return run("requests", func(sel string) string {
-					return fmt.Sprintf(`sum %s (increase(%s[%s]))`, byFn, selector(MetricGatewayRequests, append(gm, sel)...), g.rate)
+					return fmt.Sprintf(`sum %s (rate(%s[%s]))`, byFn, selector(MetricGatewayRequests, append(gm, sel)...), g.rate)
 				},
 					func(p *perFunction, s Series) {
-						p.lastInvoked, p.rate = invocationsOf(s.Samples, g.seconds)
-						p.rates, p.counts = ratesOf(s.Samples, g.seconds), s.Samples
+						p.lastInvoked, p.rate = invocationsOf(s.Samples)
+						p.rates, p.counts = s.Samples, windowCounts(s.Samples, g.seconds)
 					})
 			},
 		)

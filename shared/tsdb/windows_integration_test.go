@@ -13,8 +13,8 @@ import (
 )
 
 // TestSettledAndFreshWindowsAgainstRealTSDBs ingests versions whose
-// numbers are known exactly (scrapes on the window boundaries, so neither
-// server's increase() has anything to extrapolate) and checks the settled
+// numbers are known exactly (scrapes on the window boundaries, so both
+// servers' rate() spans the whole window) and checks the settled
 // window the cost is learned from, the threads per instance, and the
 // fresh, partial window ending at the query time:
 //
