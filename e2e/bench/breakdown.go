@@ -78,7 +78,7 @@ type PhaseCPU struct {
 	CPUS  map[string]float64 `json:"cpuSeconds"`
 	// CassandraThreads is the local Cassandra's CPU by thread group
 	// (jvmthreads.go): JIT compilers, GC, request stages, flushes.
-	CassandraThreads map[string]float64 `json:"cassandraThreadCpuSeconds,omitempty"`
+	CassandraThreads *JVMThreads `json:"cassandraThreads,omitempty"`
 }
 
 // bucketAnswer is one bucket delivery as the broker saw it, with the
@@ -128,7 +128,7 @@ func sampleCPU(pids map[string][]int) cpuSample {
 // phase is the CPU used between two samples.
 func phase(name string, wall time.Duration, a, b cpuSample) PhaseCPU {
 	p := PhaseCPU{Name: name, WallS: wall.Seconds(), CPUS: map[string]float64{"machine": b.machine - a.machine},
-		CassandraThreads: groupsBetween(a.cassandra, b.cassandra)}
+		CassandraThreads: threadsBetween(a.cassandra, b.cassandra)}
 	for k, v := range b.procs {
 		p.CPUS[k] = v - a.procs[k]
 	}
@@ -232,8 +232,8 @@ func breakdownLines(b *Breakdown) string {
 		}
 		fmt.Fprintf(&sb, "     CPU-s %s (%.1fs): %s; machine %.1f (%.2f cores busy; %.1f not the bench's)\n",
 			p.Name, p.WallS, strings.Join(parts, ", "), p.CPUS["machine"], p.CPUS["machine"]/math.Max(p.WallS, 1e-9), p.CPUS["machine"]-ours)
-		if len(p.CassandraThreads) > 0 {
-			fmt.Fprintf(&sb, "       cassandra's threads: %s\n", groupsLine(p.CassandraThreads))
+		if p.CassandraThreads != nil {
+			fmt.Fprintf(&sb, "       cassandra's threads: %s\n", p.CassandraThreads)
 		}
 	}
 	return sb.String()

@@ -50,10 +50,9 @@ func threadGroup(comm string) string {
 // pool threads of Cassandra's stages end after a while).
 const exitedThreads = "exited threads"
 
-// threadSample is one instant's CPU seconds of a process and of each of
-// its live threads, by thread id. The process's kernel seconds and minor
-// page faults tell a heap being touched for the first time (page faults
-// in the kernel) from code running slowly (user time).
+// threadSample is one instant's CPU seconds of a process (with its
+// kernel seconds and minor page faults) and of each of its live threads,
+// by thread id.
 type threadSample struct {
 	total, kernel, minorFaults float64
 	threads                    map[int]threadCPU
@@ -125,64 +124,63 @@ func sampleThreads(procDir string) threadSample {
 	return s
 }
 
-// groupsBetween is the CPU seconds each thread group used from a to b. A
-// thread new in b began after a and counts all its CPU; one gone from b
-// is in exitedThreads, the rest of the process's total.
-func groupsBetween(a, b threadSample) map[string]float64 {
+// JVMThreads is a JVM's CPU over an interval by thread group, and the
+// kernel's part of it and the minor page faults: a heap touched for the
+// first time shows as faults and kernel time, slow code as user time.
+type JVMThreads struct {
+	GroupS      map[string]float64 `json:"groupCpuSeconds"`
+	KernelS     float64            `json:"kernelCpuSeconds"`
+	MinorFaults float64            `json:"minorPageFaults"`
+}
+
+// threadsBetween is what the process's threads used from a to b; nil when
+// the process is gone at b. A thread new in b began after a and counts all
+// its CPU; one gone from b is in exitedThreads, the rest of the process's
+// total.
+func threadsBetween(a, b threadSample) *JVMThreads {
 	if len(b.threads) == 0 {
 		return nil
 	}
-	out := map[string]float64{}
+	j := &JVMThreads{GroupS: map[string]float64{}, KernelS: b.kernel - a.kernel, MinorFaults: b.minorFaults - a.minorFaults}
 	known := 0.0
 	for tid, t := range b.threads {
 		d := t.cpu - a.threads[tid].cpu
-		out[t.group] += d
+		j.GroupS[t.group] += d
 		known += d
 	}
 	if rest := b.total - a.total - known; rest > 0.005 {
-		out[exitedThreads] = rest
+		j.GroupS[exitedThreads] = rest
 	}
-	out[kernelOfAll], out[minorFaultsK] = b.kernel-a.kernel, (b.minorFaults-a.minorFaults)/1000
-	return out
+	return j
 }
 
-// kernelOfAll and minorFaultsK are not groups: the kernel's part of all
-// the groups' CPU, and the process's minor page faults in thousands.
-const (
-	kernelOfAll  = "(kernel, of all)"
-	minorFaultsK = "(minor page faults, k)"
-)
-
-// groupsLine prints groups largest first, leaving out those under 0.05 s.
-func groupsLine(groups map[string]float64) string {
-	names := make([]string, 0, len(groups))
-	for k := range groups {
+// String lists the groups largest first, those under 0.05 s together.
+func (j *JVMThreads) String() string {
+	if j == nil {
+		return ""
+	}
+	g := j.GroupS
+	names := make([]string, 0, len(g))
+	for k := range g {
 		names = append(names, k)
 	}
-	sort.Slice(names, func(i, j int) bool {
-		if groups[names[i]] != groups[names[j]] {
-			return groups[names[i]] > groups[names[j]]
+	sort.Slice(names, func(a, b int) bool {
+		if g[names[a]] != g[names[b]] {
+			return g[names[a]] > g[names[b]]
 		}
-		return names[i] < names[j]
+		return names[a] < names[b]
 	})
 	var parts []string
 	rest := 0.0
 	for _, k := range names {
-		if k == kernelOfAll || k == minorFaultsK {
+		if g[k] < 0.05 {
+			rest += g[k]
 			continue
 		}
-		if groups[k] < 0.05 {
-			rest += groups[k]
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s %.1f", k, groups[k]))
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, g[k]))
 	}
-	if rest >= 0.05 {
+	if rest >= 0.05 || len(parts) == 0 {
 		parts = append(parts, fmt.Sprintf("smaller groups %.1f", rest))
 	}
-	line := strings.Join(parts, ", ")
-	if _, ok := groups[kernelOfAll]; ok {
-		line += fmt.Sprintf("; kernel %.1f of it, %.0fk minor page faults", groups[kernelOfAll], groups[minorFaultsK])
-	}
-	return line
+	return fmt.Sprintf("%s; kernel %.1f of it, %.0fk minor page faults", strings.Join(parts, ", "), j.KernelS, j.MinorFaults/1000)
 }

@@ -50,21 +50,23 @@ func TestGroupsBetween(t *testing.T) {
 		14: {"odd) name (x", 5, 0},
 		15: {"GC Thread#1", 60, 10}, // new
 	})
-	got := groupsBetween(a, b)
-	want := map[string]float64{"JIT C2": 3, "GC": 1, "Native-Transport": 2, "other": 0, exitedThreads: 4,
-		kernelOfAll: 2.5, minorFaultsK: 0.25}
-	if len(got) != len(want) {
-		t.Fatalf("groups %v, want %v", got, want)
+	got := threadsBetween(a, b)
+	want := map[string]float64{"JIT C2": 3, "GC": 1, "Native-Transport": 2, "other": 0, exitedThreads: 4}
+	if len(got.GroupS) != len(want) {
+		t.Fatalf("groups %v, want %v", got.GroupS, want)
 	}
 	for k, v := range want {
-		if d := got[k] - v; d > 1e-9 || d < -1e-9 {
-			t.Errorf("%s: %.3f CPU-s, want %.3f (all: %v)", k, got[k], v, got)
+		if d := got.GroupS[k] - v; d > 1e-9 || d < -1e-9 {
+			t.Errorf("%s: %.3f CPU-s, want %.3f (all: %v)", k, got.GroupS[k], v, got.GroupS)
 		}
 	}
-	if line, want := groupsLine(got), "exited threads 4.0, JIT C2 3.0, Native-Transport 2.0, GC 1.0; kernel 2.5 of it, 0k minor page faults"; line != want {
+	if got.KernelS != 2.5 || got.MinorFaults != 250 {
+		t.Errorf("kernel %.2f CPU-s, %.0f minor faults, want 2.5 and 250", got.KernelS, got.MinorFaults)
+	}
+	if line, want := got.String(), "exited threads 4.0, JIT C2 3.0, Native-Transport 2.0, GC 1.0; kernel 2.5 of it, 0k minor page faults"; line != want {
 		t.Errorf("line %q, want %q", line, want)
 	}
-	if g := groupsBetween(a, sample(0, nil)); g != nil {
+	if g := threadsBetween(a, sample(0, nil)); g != nil {
 		t.Errorf("a process that is gone: %v, want nothing", g)
 	}
 }

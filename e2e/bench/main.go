@@ -172,10 +172,10 @@ type Run struct {
 	// CassandraThreadsBefore is the local Cassandra's CPU by thread group
 	// from its start to the first cycle (start-up, the seeding, earlier
 	// runs): how much compiling a JVM had done before it.
-	CassandraThreadsBefore map[string]float64 `json:"cassandraThreadCpuSecondsBeforeFirst,omitempty"`
-	Warmup                 []Cycle            `json:"warmup,omitempty"`
-	Cycles                 []Cycle            `json:"cycles"`
-	Summary                Summary            `json:"summary"`
+	CassandraThreadsBefore *JVMThreads `json:"cassandraThreadsBeforeFirst,omitempty"`
+	Warmup                 []Cycle     `json:"warmup,omitempty"`
+	Cycles                 []Cycle     `json:"cycles"`
+	Summary                Summary     `json:"summary"`
 }
 
 // Cycle is what one tick cost, from the tick to the last bucket's answer.

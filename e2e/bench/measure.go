@@ -240,8 +240,8 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 			}
 		}
 		if pid := cassandraPID(root); pid != 0 {
-			r.CassandraThreadsBefore = groupsBetween(threadSample{}, sampleThreads(fmt.Sprintf("/proc/%d", pid)))
-			fmt.Printf("   cassandra's threads from its start to this cycle, CPU-s: %s\n", groupsLine(r.CassandraThreadsBefore))
+			r.CassandraThreadsBefore = threadsBetween(threadSample{}, sampleThreads(fmt.Sprintf("/proc/%d", pid)))
+			fmt.Printf("   cassandra's threads from its start to this cycle, CPU-s: %s\n", r.CassandraThreadsBefore)
 		}
 		r.First, err = cycle()
 		firstProf.Wait()
