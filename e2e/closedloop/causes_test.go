@@ -281,9 +281,9 @@ func describeDecisions(ds []world.Decision, vid string) string {
 		if d.FunctionVersionID != vid {
 			continue
 		}
-		fmt.Fprintf(&b, "\n  %s cycle=%d cur=%d last=%d rec=%d desired=%d util=%.1f sample=%s %s/%s %s %s",
+		fmt.Fprintf(&b, "\n  %s cycle=%d cur=%d last=%d rec=%d desired=%d util=%.1f sample=%s cost=%.3fs/%.0f backlog=%.1f %s/%s %s %s",
 			d.DecidedAt.Format("15:04:05.000"), d.Cycle, d.Current, d.LastRequested, d.Recommendation, d.Desired,
-			d.Utilization, d.SampleAt.Format("15:04:05"), d.Reason, d.Action, d.Detail, d.Error)
+			d.Utilization, d.SampleAt.Format("15:04:05"), d.CostS, d.CostRequests, d.BacklogRequests, d.Reason, d.Action, d.Detail, d.Error)
 	}
 	return b.String()
 }

@@ -54,6 +54,12 @@ type Decision struct {
 	IdlePrewarmS       float64   `json:"idle_prewarm_s"`
 	ColdStartS         float64   `json:"cold_start_s"`
 	LastInvokedAt      time.Time `json:"last_invoked_at"`
+	// The learned cost in seconds per request and the requests behind it,
+	// and the estimated backlog in requests (-1: none): what target mode
+	// sized a worker version's demand from.
+	CostS           float64 `json:"cost_s"`
+	CostRequests    float64 `json:"cost_requests"`
+	BacklogRequests float64 `json:"backlog_requests"`
 }
 
 // Summary is the decision in a few words for a table: its reason and

@@ -71,8 +71,26 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	h.apply(ctx, log, &o, v, st, d, cycle, running)
 	h.recordKeepAlive(ctx, log, o, v, st, in, d, obs)
 	o.watch = watchAtZero(p, in, d)
-	logDecision(log, o, in, d, append([]slog.Attr{slog.Any("source", in.Source)}, keepAliveFields(p, in)...)...)
+	extra := append([]slog.Attr{slog.Any("source", in.Source)}, keepAliveFields(p, in)...)
+	logDecision(log, o, in, d, append(extra, learnedFields(obs)...)...)
 	return o
+}
+
+// learnedFields are the decision log's learned-cost and backlog fields, on
+// every line: target mode sizes a step from them, so a step sized too
+// small or too large is explained by the line before it (a cost learned
+// a few percent low sizes 7 where 8 were needed). The cost is given as
+// soon as there is one, with the requests behind it (policy.CostMinRequests
+// of them make it usable); -1 means none.
+func learnedFields(o observation) []slog.Attr {
+	cost, weight, backlog := -1.0, -1.0, -1.0
+	if c := o.cost; !c.Early && finite(c.SecondsPerRequest) && c.SecondsPerRequest > 0 && finite(c.Weight) {
+		cost, weight = o.cost.SecondsPerRequest, o.cost.Weight
+	}
+	if o.backlog.Known() {
+		backlog = o.backlog.Requests
+	}
+	return []slog.Attr{slog.Float64("cost_s", cost), slog.Float64("cost_requests", weight), slog.Float64("backlog_requests", backlog)}
 }
 
 // watchAtZero reports whether a version at zero must stay in its bucket

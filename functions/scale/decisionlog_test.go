@@ -26,7 +26,9 @@ func TestDecisionLineCarriesEveryField(t *testing.T) {
 	o := Outcome{Current: 2, Desired: 5, LastRequested: 2, Utilization: 0.9, Valid: true, Reason: "scale_up", Action: "written",
 		Detail: "d", Error: "e", ClampedTo: &clamp}
 	p := policy.Policy{KeepAlive: policy.KeepAliveLearned, KeepAlivePercentile: 99, PrewarmPercentile: 5}
-	logDecision(log, o, in, policy.Decision{Recommendation: 5}, append([]slog.Attr{slog.Any("source", in.Source)}, keepAliveFields(p, in)...)...)
+	obs := observation{cost: policy.Cost{}.Learn(now, 93, 100, 50), backlog: policy.Backlog{Requests: 12, UpdatedAt: now}}
+	extra := append([]slog.Attr{slog.Any("source", in.Source)}, keepAliveFields(p, in)...)
+	logDecision(log, o, in, policy.Decision{Recommendation: 5}, append(extra, learnedFields(obs)...)...)
 
 	var line map[string]any
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &line))
@@ -38,11 +40,28 @@ func TestDecisionLineCarriesEveryField(t *testing.T) {
 		"action": "written", "detail": "d", "error": "e", "clamped_to": 4.0,
 		"keep_alive": "learned", "idle_gaps": 1.0, "idle_representative": false, "cold_start_s": -1.0,
 		"last_invoked_at": "2026-11-30T20:59:00Z", "released_at": "0001-01-01T00:00:00Z",
+		"cost_s": 0.93, "cost_requests": 100.0, "backlog_requests": 12.0,
 	} {
 		require.Equal(t, want, line[k], k)
 	}
 	// One gap of 10 minutes: both percentiles fall in its bin.
 	for _, k := range []string{"idle_keep_alive_s", "idle_prewarm_s"} {
 		require.InDelta(t, 630, line[k], 30, k)
+	}
+}
+
+// TestDecisionLineSaysWhenNothingIsLearned: a version without a cost or a
+// backlog estimate reads -1 for both, and an early cost (never stored, a
+// bound rather than an estimate) is not passed off as a learned one.
+func TestDecisionLineSaysWhenNothingIsLearned(t *testing.T) {
+	for name, o := range map[string]observation{
+		"nothing":    {},
+		"early cost": {cost: policy.Cost{SecondsPerRequest: 2, Weight: 6, Early: true}},
+	} {
+		got := map[string]float64{}
+		for _, a := range learnedFields(o) {
+			got[a.Key] = a.Value.Float64()
+		}
+		require.Equal(t, map[string]float64{"cost_s": -1, "cost_requests": -1, "backlog_requests": -1}, got, name)
 	}
 }
