@@ -54,30 +54,38 @@ type observation struct {
 }
 
 // observe completes one version's metrics with what is learned from them:
-// its cost per request, folded from the settled window, and its estimated
-// backlog, both stored.
+// its estimated backlog, with the settled window folded in, and its cost
+// per request, folded from the window before that one (costWindow), both
+// stored.
 func (h *Handler) observe(ctx context.Context, log *slog.Logger, now time.Time, v store.ActiveVersion, st store.ScalingState, m tsdb.VersionMetrics, known bool) observation {
 	o := observation{metrics: m, known: known, cost: storedCost(st.Cost), backlog: storedBacklog(st.Backlog)}
 	if !known || m.SettledAt.IsZero() {
 		return o
 	}
-	// The backlog decides with measuresCost whether the window can teach
-	// the cost: a window that serves a queue from before it cannot. It is
-	// folded with the early cost too, as demand is sized from it (input):
-	// the queue of a climb sized early must be told from a cost too low.
-	steady := measuresCost(m, h.d.Settings.Scale.Window, h.d.Settings.Scale.Step)
+	// The backlog folds the newest settled window; measuresCost decides
+	// whether that window shows no queue, which empties the estimate. It
+	// is folded with the early cost too, as demand is sized from it
+	// (input): the queue of a climb sized early must be told from a cost
+	// too low.
+	s := h.d.Settings.Scale
+	queuedBefore := o.backlog.Queued()
 	share := h.unfolded(m.SettledAt, o.backlog.UpdatedAt)
-	backlog, learn := o.backlog.Observe(m.SettledAt, share*m.Requests, share*m.BusySeconds, policy.EarlyCost(o.cost), steady)
+	backlog, _ := o.backlog.Observe(m.SettledAt, share*m.Requests, share*m.BusySeconds, policy.EarlyCost(o.cost), measuresCost(m, s.Window, s.Step))
 	h.saveBacklog(ctx, log, v, &o, backlog)
-	if !learn {
+	// The cost is learned a step later, from the window before the
+	// settled one (costWindow), and not while the backlog estimated before
+	// this cycle's fold says a queue was being served: a window that
+	// serves requests from before it would teach a cost too high.
+	cw, ok := costWindow(m, s.Window, s.Step)
+	if !ok || queuedBefore {
 		return o
 	}
 	// Consecutive windows overlap when the rate window is longer than the
 	// step (70 s windows every 60 s; 8 s every 4 s in the accelerated
 	// tests): fold only the share not yet folded, so that the evidence
 	// counts each request about once. The ratio, the cost, is unchanged.
-	share = h.unfolded(m.SettledAt, o.cost.UpdatedAt)
-	learned := o.cost.Learn(m.SettledAt, share*m.BusySeconds, share*m.Requests, m.SettledUtilization)
+	share = h.unfolded(cw.end, o.cost.UpdatedAt)
+	learned := o.cost.Learn(cw.end, share*cw.busySeconds, share*cw.requests, cw.utilization)
 	if costWorthSaving(o.cost, learned, h.d.Settings.Scale.Step) {
 		c := store.Cost{SecondsPerRequest: learned.SecondsPerRequest, Weight: learned.Weight, WindowEnd: learned.UpdatedAt}
 		if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.Cost(c) }); err != nil {
@@ -121,33 +129,84 @@ func storedBacklog(b store.Backlog) policy.Backlog {
 	return policy.Backlog{Requests: b.Requests, UpdatedAt: b.WindowEnd}
 }
 
-// measuresCost reports whether the settled window can measure the cost of
-// a request. Besides what Cost.Learn rules out (a saturated window), it
-// needs the same number of workers from the window's start to the newest
-// step, since a worker joining or leaving mid-window makes utilization,
-// and with it the saturation test, read the wrong capacity; and neither
-// the newest utilization sample (for a worker version the settled one:
-// its grid's newest point is the fresh window) nor the fresh window
-// saturated, since after a load step
-// requests queue a window or two before utilization reads saturated, and
-// a window that counts queued requests without their busy time would
-// teach a cost far too low, exactly when demand is sized from it. For the
-// same reason the request rate must be steady, within steadyRequests, from
-// the step before the settled window to the newest: a window in which the
-// load stepped up counts requests that queued for the next one even while
-// its average utilization reads low.
+// measuresCost reports whether the settled window shows no queue: the
+// test steadyWindow makes of the window a cost is learned from, with the
+// fresh window, whose newest scrapes may still be on their way, as its
+// only later neighbour. That is good enough to empty the backlog
+// estimate (a queue the fresh window hid shows in the next fold), not to
+// learn the cost from (costWindow).
 func measuresCost(m tsdb.VersionMetrics, window, step time.Duration) bool {
-	if n := len(m.Utilization); n == 0 || !(m.Utilization[n-1].Value < policy.SaturatedUtilization) {
+	return steadyWindow(m, m.SettledAt, window, step)
+}
+
+// learnWindow is a window the cost may be learned from: its end, and the
+// busy seconds, requests and utilization measured over it.
+type learnWindow struct {
+	end                                time.Time
+	busySeconds, requests, utilization float64
+}
+
+// costWindow returns the window a worker version's cost is learned from:
+// the one ending a step before the settled window, when steadyWindow finds
+// it steady. That one's later neighbour is the settled window, where the
+// settled window's own is the fresh one, which may still lack its newest
+// scrapes: a load step that began in the last second of the settled window
+// and is missing from the fresh one made the fresh window's requests look
+// steady, and the settled window, which counted the step's first requests
+// and not their busy time, taught a cost 7 % too low (a closed-loop run
+// sized 7 instances for a load that needed 8). Learning a step later costs
+// nothing but that step: the cost changes slowly by design (CostHalfLife).
+func costWindow(m tsdb.VersionMetrics, window, step time.Duration) (learnWindow, bool) {
+	end := m.SettledAt.Add(-step)
+	w := learnWindow{end: end, busySeconds: sampleAt(m.BusyCounts, end), requests: sampleAt(m.RequestCounts, end),
+		utilization: sampleAt(m.Utilization, end)}
+	if !finite(w.busySeconds) || !finite(w.requests) || !finite(w.utilization) || !steadyWindow(m, end, window, step) {
+		return learnWindow{}, false
+	}
+	return w, true
+}
+
+// sampleAt is the value of the sample at exactly at, NaN when there is none.
+func sampleAt(samples []tsdb.Sample, at time.Time) float64 {
+	for _, s := range samples {
+		if s.At.Equal(at) {
+			return s.Value
+		}
+	}
+	return math.NaN()
+}
+
+// steadyWindow reports whether the window ending at end can measure the
+// cost of a request. Besides what Cost.Learn rules out (a saturated
+// window), it needs the same number of workers from the window's start to
+// the newest step, since a worker joining or leaving mid-window makes
+// utilization, and with it the saturation test, read the wrong capacity;
+// and neither the window nor any settled one after it nor the fresh
+// window saturated, since after a load step requests queue a window or
+// two before utilization reads saturated, and a window that counts
+// queued requests without their busy time would teach a cost far too
+// low, exactly when demand is sized from it. For the same reason the
+// request rate must be steady, within steadyRequests, from the step
+// before the window to the step after it: a window in which the load
+// stepped up counts requests that queued for the next one even while its
+// average utilization reads low.
+func steadyWindow(m tsdb.VersionMetrics, end time.Time, window, step time.Duration) bool {
+	settled := false
+	for _, u := range m.Utilization {
+		if u.At.Before(end) {
+			continue
+		}
+		if !(u.Value < policy.SaturatedUtilization) {
+			return false
+		}
+		settled = true
+	}
+	if !settled {
 		return false
 	}
 	lo, hi := math.Inf(1), 0.0
-	for _, at := range []time.Time{m.SettledAt.Add(-step), m.SettledAt, m.SettledAt.Add(step)} {
-		v := math.NaN()
-		for _, c := range m.RequestCounts {
-			if c.At.Equal(at) {
-				v = c.Value
-			}
-		}
+	for _, at := range []time.Time{end.Add(-step), end, end.Add(step)} {
+		v := sampleAt(m.RequestCounts, at)
 		if !finite(v) || v <= 0 {
 			return false
 		}
@@ -159,7 +218,7 @@ func measuresCost(m tsdb.VersionMetrics, window, step time.Duration) bool {
 	if finite(m.FreshUtilization) && m.FreshUtilization >= policy.SaturatedUtilization {
 		return false
 	}
-	from := m.SettledAt.Add(-window)
+	from := end.Add(-window)
 	count, seen := 0.0, false
 	for _, c := range m.InstanceCounts {
 		if c.At.Before(from) {

@@ -323,6 +323,11 @@ type VersionMetrics struct {
 	SettledUtilization float64
 	BusySeconds        float64
 	Requests           float64
+	// BusyCounts is the busy seconds of all worker threads in the window
+	// ending at each step (the rate over it times its length), oldest
+	// first, the fresh step included: the cost is learned from a window
+	// whose neighbours have settled too, not only the newest settled one.
+	BusyCounts []Sample
 	// ThreadsPerInstance is the mean worker thread count at the settled
 	// step: the sum of thread_count over the number of worker series.
 	// NaN means unknown.
@@ -495,6 +500,7 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 		m := metrics(v)
 		u := utilization(b, w.threadsOf[v])
 		m.BusySeconds = valueAt(b, g.settled) * g.seconds
+		m.BusyCounts = windowCounts(b, g.seconds)
 		m.SettledUtilization = valueAt(u, g.settled)
 		// The fresh window is partial (its newest scrapes may still be
 		// on their way) and only scale-up may act on it, so it is not
