@@ -82,6 +82,10 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) error {
 	}
 	f.settings = s
 	f.log = telemetry.NewLogger(os.Stderr, s.LogLevel).With("node_id", s.NodeID, "role", string(s.Role))
+	// Code without a logger of its own (tlsfiles says when a renewed
+	// client certificate did or did not load) logs through the default:
+	// the same JSON lines, the same node and role.
+	slog.SetDefault(f.log)
 	f.metrics = telemetry.NewMetrics()
 	f.log.Info("starting", "config", s.Common.String())
 	f.stopTracing, err = telemetry.SetupTracing(ctx, telemetry.TraceConfig{

@@ -3,6 +3,7 @@ package tlsfiles
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -21,7 +22,9 @@ import (
 // or a broken file) leaves the last good pair in use, and is tried again
 // at the next handshake after the files change once more: an expired pair
 // still fails with the server's own reason, a half-written one must not
-// fail handshakes that the old pair would pass.
+// fail handshakes that the old pair would pass. Both outcomes are logged
+// through slog's default logger (the process sets it to its own), once
+// per change of the files.
 type clientCert struct {
 	f Files
 
@@ -99,10 +102,26 @@ func (c *clientCert) current() *tls.Certificate {
 		// Remember the stamps all the same: a broken renewal is not
 		// read again at every handshake, only when it changes again.
 		c.stamps = stamps
+		// Said once per change of the files, not per handshake: a
+		// renewal that never loads ends in handshakes refused for an
+		// expired certificate, and this line is the early warning.
+		// The error names settings and files, never key bytes.
+		slog.Warn("client certificate renewal did not load; the previous certificate is still presented",
+			"certificate_setting", c.f.CertSetting, "previous_not_after", notAfter(c.pair), "error", err.Error())
 		return c.pair
 	}
 	c.stamps, c.pair = stamps, pair
+	slog.Info("client certificate renewed", "certificate_setting", c.f.CertSetting, "not_after", notAfter(pair))
 	return c.pair
+}
+
+// notAfter is the pair's expiry for a log line, zero when it has no
+// parsed leaf.
+func notAfter(pair *tls.Certificate) time.Time {
+	if pair == nil || pair.Leaf == nil {
+		return time.Time{}
+	}
+	return pair.Leaf.NotAfter
 }
 
 // get is tls.Config.GetClientCertificate. Like crypto/tls with a fixed

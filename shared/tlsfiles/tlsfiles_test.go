@@ -1,9 +1,17 @@
 package tlsfiles
 
 import (
+	"bytes"
 	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -89,4 +97,72 @@ func TestExplainLeavesOtherErrorsAlone(t *testing.T) {
 	require.NoError(t, Files{}.Explain(nil))
 	_, err := net.Dial("tcp", "127.0.0.1:1")
 	require.Equal(t, err, Files{CASetting: "A"}.Explain(err))
+}
+
+// A renewal is logged once per change of the files: a half-written one
+// as a warning that names the setting and the pair still presented, a
+// completed one with the new certificate's expiry. Handshakes in between
+// say nothing.
+func TestRenewalIsLoggedOncePerChange(t *testing.T) {
+	certs := testenv.Certs(t)
+	pem := certs.PEM
+	var logged bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewJSONHandler(&logged, nil)))
+	t.Cleanup(func() { slog.SetDefault(prev) })
+	lines := func() []map[string]any {
+		var out []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(logged.String()), "\n") {
+			if l == "" {
+				continue
+			}
+			var m map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &m))
+			out = append(out, m)
+		}
+		logged.Reset()
+		return out
+	}
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	writes := 0
+	put := func(from, to string) {
+		b, err := os.ReadFile(pem(from))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(to, b, 0o600))
+		// A new mtime for every write, whatever the file system's
+		// timestamp resolution.
+		writes++
+		at := time.Now().Add(time.Duration(writes) * time.Second)
+		require.NoError(t, os.Chtimes(to, at, at))
+	}
+	put("client", cert)
+	put("client-key", key)
+	c, err := newClientCert(Files{CertFile: cert, KeyFile: key, CertSetting: "A_CERT", KeySetting: "A_KEY"})
+	require.NoError(t, err)
+	first := c.current().Leaf.NotAfter
+	require.Empty(t, lines(), "reading the pair at start is not a renewal")
+
+	// Half a renewal: the new certificate, its key not yet written.
+	put("expired-client", cert)
+	require.Same(t, c.pair, c.current())
+	c.current()
+	got := lines()
+	require.Len(t, got, 1, "one line per change, not per handshake: %v", got)
+	require.Equal(t, "WARN", got[0]["level"])
+	require.Equal(t, "A_CERT", got[0]["certificate_setting"])
+	require.Equal(t, first.Format(time.RFC3339), got[0]["previous_not_after"])
+	require.Contains(t, got[0]["error"], "not a usable certificate and key")
+	require.NotContains(t, logged.String()+fmt.Sprint(got), "PRIVATE KEY")
+
+	// The key follows: renewed, and said once.
+	put("expired-client-key", key)
+	renewed := c.current()
+	c.current()
+	got = lines()
+	require.Len(t, got, 1, "%v", got)
+	require.Equal(t, "INFO", got[0]["level"])
+	require.Equal(t, "client certificate renewed", got[0]["msg"])
+	require.Equal(t, renewed.Leaf.NotAfter.Format(time.RFC3339), got[0]["not_after"])
+	require.True(t, renewed.Leaf.NotAfter.Before(first), "the expired pair is the one presented now")
 }
