@@ -57,11 +57,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
 
 	if d.Valid {
-		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
-			if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Recommendations(next.encode()) }); err != nil {
-				log.Warn("save recommendation history", "error", err.Error())
-			}
-		}
+		h.saveHistory(ctx, log, key, recent, now, d.Recommendation, p.ScaleDownStabilization)
 	}
 
 	running := -1

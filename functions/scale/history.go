@@ -1,10 +1,13 @@
 package scale
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"time"
 
 	"function/shared/policy"
+	"function/shared/store"
 	"function/shared/tsdb"
 )
 
@@ -84,4 +87,28 @@ func toSamples(in []tsdb.Sample) []policy.Sample {
 		out[i] = policy.Sample{At: s.At, Value: s.Value}
 	}
 	return out
+}
+
+// saveHistory adds rec to recent, the history read (or seeded) this
+// cycle, and stores the result when it differs from what was read. A
+// history that is only this cycle's seed (what is running, the
+// recommendation in force on first sight) is not stored while the
+// recommendation agrees with it: the next cycle that finds no history
+// seeds it again from what is running then, which is what the stored
+// seed would say unless the count moved, and then the fresh one is the
+// truer "in force". Its time carries nothing either: the only point of
+// a history is in force until the next one, wherever it is dated. So a
+// version that holds from its first sight writes no history at all,
+// the write every version used to make on its first visit (100,000 of
+// them in the first cycle after an import), and the first
+// recommendation that differs stores the seed with it, from which the
+// stabilization window counts as before.
+func (h *Handler) saveHistory(ctx context.Context, log *slog.Logger, key store.VersionKey, recent history, now time.Time, rec int, window time.Duration) {
+	next, changed := recent.add(now, rec, window)
+	if !changed {
+		return
+	}
+	if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Recommendations(next.encode()) }); err != nil {
+		log.Warn("save recommendation history", "error", err.Error())
+	}
 }

@@ -85,7 +85,7 @@ func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.
 		return k
 	}
 	next, folded := foldBursts(stored, idle, settledSteps(m.RequestCounts, m.SettledAt), s.Step)
-	if next.BurstEnd != stored.BurstEnd || next.FoldedTo != stored.FoldedTo || folded > 0 {
+	if idleWorthSaving(stored, next, folded) {
 		if err := h.saveState(ctx, v, func(u *store.StateUpdate) { u.Idle(next) }); err != nil {
 			// The fold is still used this cycle; the next one repeats it
 			// from the older row (the gaps are still in its lookback).
@@ -106,6 +106,25 @@ func (h *Handler) learnKeepAlive(ctx context.Context, log *slog.Logger, v store.
 		}
 	}
 	return k
+}
+
+// idleWorthSaving reports whether a fold changed what a later cycle needs:
+// a gap folded, or a burst end found or dropped, or any fold key moved
+// once something has been learned. Before anything has (no histogram, no
+// burst end, stored or found), the fold key alone carries nothing: no gap
+// can be folded until an end is known, so the start of the first burst
+// keys no fold, and the next cycle finds that burst in its own view, as
+// at least its end step, which is all foldBursts then keeps of it. A
+// version invoked without pause from its first sight (most of a busy
+// fleet) then writes no idle columns until its first burst ends; they
+// were three of the cells of every version's first visit, one of them a
+// null written over a null, a tombstone.
+func idleWorthSaving(stored, next store.KeepAlive, folded int) bool {
+	if folded > 0 || !next.BurstEnd.Equal(stored.BurstEnd) {
+		return true
+	}
+	learned := stored.Histogram != "" || next.Histogram != "" || !stored.BurstEnd.IsZero()
+	return learned && !next.FoldedTo.Equal(stored.FoldedTo)
 }
 
 // applyTo gives the policy what keep-alive learned. The end of the last

@@ -373,3 +373,64 @@ func TestFoldBurstsEndsABurstNoEarlierThanItsStoredStart(t *testing.T) {
 	require.Equal(t, minute(5), next.BurstEnd)
 	require.False(t, next.FoldedTo.After(next.BurstEnd), "the burst is over: %+v", next)
 }
+
+// Before anything is learned (no histogram, no burst end), a fold that
+// only moves the key of the first burst's start is not stored: walking a
+// version's cycles storing only what idleWorthSaving asks for finds the
+// same burst ends and folds the same gaps, cycle by cycle, as storing
+// every change, including a first burst longer than the view and a first
+// sight in its middle.
+func TestIdleFoldKeysOfAFirstBurstAreNotWorthAWrite(t *testing.T) {
+	invoked := map[int]bool{}
+	for _, r := range [][2]int{{0, 14}, {20, 21}, {31, 31}, {38, 40}} {
+		for m := r[0]; m <= r[1]; m++ {
+			invoked[m] = true
+		}
+	}
+	view := func(c int) []tsdb.Sample {
+		var out []tsdb.Sample
+		for m := max(0, c-9); m <= c; m++ {
+			v := 0.0
+			if invoked[m] {
+				v = 2
+			}
+			out = append(out, tsdb.Sample{At: minute(m), Value: v})
+		}
+		return out
+	}
+	var every, some store.KeepAlive
+	writes := 0
+	for c := 5; c <= 45; c++ {
+		a, foldedA := foldBursts(every, histogramOrNew(t, every), view(c), time.Minute)
+		b, foldedB := foldBursts(some, histogramOrNew(t, some), view(c), time.Minute)
+		require.Equal(t, foldedA, foldedB, "cycle %d folds the same gaps", c)
+		require.True(t, a.BurstEnd.Equal(b.BurstEnd), "cycle %d finds the same burst end: %s, %s", c, a.BurstEnd, b.BurstEnd)
+		require.Equal(t, a.Histogram, b.Histogram, "cycle %d learns the same histogram", c)
+		every = a
+		if idleWorthSaving(some, b, foldedB) {
+			some = b
+			writes++
+		}
+		if c < 15 {
+			require.Equal(t, store.KeepAlive{}, some, "cycle %d: the first burst goes on, nothing stored", c)
+		}
+	}
+	require.InDelta(t, 3, histogramOrNew(t, some).Gaps(), 0.2, "the three gaps after the first burst")
+	require.Less(t, writes, 10)
+
+	// Once something is learned, a moved key alone is stored as before.
+	learned := store.KeepAlive{BurstEnd: minute(3), FoldedTo: minute(1)}
+	require.True(t, idleWorthSaving(learned, store.KeepAlive{BurstEnd: minute(3), FoldedTo: minute(2)}, 0))
+	require.True(t, idleWorthSaving(store.KeepAlive{Histogram: "h"}, store.KeepAlive{Histogram: "h", FoldedTo: minute(2)}, 0))
+	require.False(t, idleWorthSaving(store.KeepAlive{}, store.KeepAlive{FoldedTo: minute(2)}, 0))
+	require.True(t, idleWorthSaving(store.KeepAlive{}, store.KeepAlive{FoldedTo: minute(2), BurstEnd: minute(4)}, 0))
+}
+
+// histogramOrNew decodes k's idle histogram, a new one at a minute's bin
+// when it has none, as learnKeepAlive starts one.
+func histogramOrNew(t *testing.T, k store.KeepAlive) policy.IdleHistogram {
+	if k.Histogram == "" {
+		return policy.NewIdleHistogram(time.Minute)
+	}
+	return histogramOf(t, k)
+}

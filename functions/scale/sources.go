@@ -353,11 +353,7 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	}
 	d := policy.Decide(p, in)
 	if d.Valid {
-		if next, changed := recent.add(now, d.Recommendation, p.ScaleDownStabilization); changed || st.Recommendations == "" {
-			if err := h.saveState(ctx, tv.VersionKey, func(u *store.StateUpdate) { u.Recommendations(next.encode()) }); err != nil {
-				log.Warn("save recommendation history", "error", err.Error())
-			}
-		}
+		h.saveHistory(ctx, log, tv.VersionKey, recent, now, d.Recommendation, p.ScaleDownStabilization)
 	}
 	// The function's desired total becomes the target's request.
 	request := max(0, own+d.Desired-cur)

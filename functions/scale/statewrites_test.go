@@ -18,11 +18,14 @@ import (
 	"function/shared/store"
 )
 
-// A version's first decision learns its watch mark, recommendation
-// history and metric source at least: they are written as one CQL write
-// per version, besides the record of each NVCF write, and all of them
-// land. The bucket's learned writes are made together once its decisions
-// are done, so that the store can send several to a request.
+// A version's first decision learns its watch mark and metric source at
+// least, and a recommendation history when its recommendation is not
+// what runs: they are written as one CQL write per version, besides the
+// record of each NVCF write, and all of them land. The bucket's learned
+// writes are made together once its decisions are done, so that the
+// store can send several to a request. What the next cycle would learn
+// again the same way is not written: the history of a version that holds
+// (only its seed) and the fold key of a first burst still going on.
 func TestFirstDecisionWritesLearnedStateOncePerVersion(t *testing.T) {
 	f := setup(t, 30)
 	ctx := context.Background()
@@ -53,12 +56,17 @@ func TestFirstDecisionWritesLearnedStateOncePerVersion(t *testing.T) {
 	require.Equal(t, int64(r.Versions+r.Written), writes.Load(), "one learned-state write per version and one record per NVCF write")
 	require.Equal(t, []int{30}, counted.calls, "the bucket's learned writes are flushed together")
 
-	for _, v := range f.versions {
+	for i, v := range f.versions {
 		st, err := f.store.ReadState(ctx, v.VersionKey)
 		require.NoError(t, err)
 		require.False(t, st.WatchSince.IsZero(), "%s: watch mark", v.VersionKey)
-		require.NotEmpty(t, st.Recommendations, "%s: recommendation history", v.VersionKey)
+		if f.workers[i].Utilization == 0.5 {
+			require.Empty(t, st.Recommendations, "%s holds: its history is only the seed", v.VersionKey)
+		} else {
+			require.NotEmpty(t, st.Recommendations, "%s: recommendation history", v.VersionKey)
+		}
 		require.Equal(t, "worker", st.Source, "%s: metric source", v.VersionKey)
+		require.Equal(t, store.KeepAlive{}, st.KeepAlive, "%s: its first burst goes on", v.VersionKey)
 	}
 }
 
