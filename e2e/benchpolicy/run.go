@@ -310,10 +310,16 @@ func (k *controller) learnKeepAlive(w *world, s int) {
 }
 
 // demandInputs fills Fresh and Demand as the scale function's gathering
-// does: the cost is learned from the settled window (the step before the
-// newest), the fresh utilization and request rate are windows ending at
-// the decision, and demand is the fresh request rate (the newest step's
-// when the fresh window has none) times the learned cost.
+// does, but for one thing: the cost is learned here from the settled
+// window (the step before the newest), where the scale function learns it
+// a step later, from the window before that (functions/scale costWindow),
+// because a real TSDB's fresh window may still lack its newest scrapes.
+// This bench's scrapes arrive at once, so its fresh window cannot hide a
+// step and the settled window is safe to learn from; the learned cost
+// leads the scale function's by one step. The fresh utilization and
+// request rate are windows ending at the decision, and demand is the
+// fresh request rate (the newest step's when the fresh window has none)
+// times the learned cost.
 func (k *controller) demandInputs(w *world, s int, o observed, in *policy.Input) {
 	secs := window.Seconds()
 	settled := o.newest - int(step/time.Second)
