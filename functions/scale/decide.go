@@ -81,7 +81,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 func learnedFields(o observation) []slog.Attr {
 	cost, weight, backlog := -1.0, -1.0, -1.0
 	if c := o.cost; !c.Early && finite(c.SecondsPerRequest) && c.SecondsPerRequest > 0 && finite(c.Weight) {
-		cost, weight = o.cost.SecondsPerRequest, o.cost.Weight
+		cost, weight = c.SecondsPerRequest, c.Weight
 	}
 	if o.backlog.Known() {
 		backlog = o.backlog.Requests

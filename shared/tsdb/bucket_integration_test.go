@@ -164,7 +164,7 @@ func TestBucketMetricsAreTheirPromQLDefinitions(t *testing.T) {
 				sameValue("requests", id, orNaN(wantSettledReqs, id), m.Requests)
 				sameValue("fresh request rate", id, orNaN(wantFreshRate, id), m.FreshRequestRate)
 				same("instance counts", id, wantCount[id], m.InstanceCounts)
-				settledCount := valueAt(wantCount[id], g.settled)
+				settledCount := ValueAt(wantCount[id], g.settled)
 				require.Equal(t, !math.IsNaN(settledCount), m.InstancesKnown, "%s instances known", id)
 				if m.InstancesKnown {
 					require.Equal(t, int(settledCount), m.Instances, "%s instances", id)

@@ -435,8 +435,8 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 	invocations := func(v FunctionVersion, s Series) error {
 		m := metrics(v)
 		m.LastInvokedAt, m.RequestRate = invocationsOf(s.Samples)
-		m.Requests = valueAt(s.Samples, g.settled) * g.seconds
-		m.FreshRequestRate = valueAt(s.Samples, g.end)
+		m.Requests = ValueAt(s.Samples, g.settled) * g.seconds
+		m.FreshRequestRate = ValueAt(s.Samples, g.end)
 		m.RequestCounts = windowCounts(s.Samples, g.seconds)
 		out[v] = m
 		return nil
@@ -499,9 +499,9 @@ func (c *Client) BucketMetrics(ctx context.Context, versions []FunctionVersion, 
 	for v, b := range w.busyOf {
 		m := metrics(v)
 		u := utilization(b, w.threadsOf[v])
-		m.BusySeconds = valueAt(b, g.settled) * g.seconds
+		m.BusySeconds = ValueAt(b, g.settled) * g.seconds
 		m.BusyCounts = windowCounts(b, g.seconds)
-		m.SettledUtilization = valueAt(u, g.settled)
+		m.SettledUtilization = ValueAt(u, g.settled)
 		// The fresh window is partial (its newest scrapes may still be
 		// on their way) and only scale-up may act on it, so it is not
 		// one of the samples the policy reads as settled.
@@ -605,8 +605,9 @@ func utilization(busy []Sample, threads workerThreads) []Sample {
 	return out
 }
 
-// valueAt is the sample at t, NaN when the series has none there.
-func valueAt(samples []Sample, t time.Time) float64 {
+// ValueAt is the value of the sample at exactly t, NaN when the series has
+// none there: a step of a query's grid is either answered or unknown.
+func ValueAt(samples []Sample, t time.Time) float64 {
 	for _, p := range samples {
 		if p.At.Equal(t) {
 			return p.Value
