@@ -33,18 +33,33 @@ type clientCert struct {
 	pair   *tls.Certificate
 }
 
-// fileStamp is what tells a rewritten file from the one last read.
+// fileStamp is what tells a rewritten file from the one last read: its
+// modification time and size, and which file it is. The last catches a
+// symlink swapped to another file (a Kubernetes secret or ConfigMap
+// volume's update) even when the new file has the old one's size and
+// time, as two CA certificates made alike often do.
 type fileStamp struct {
 	mod  time.Time
 	size int64
+	file os.FileInfo
 }
 
+// stampOf stats path, following symlinks: what matters is the file the
+// name leads to now.
 func stampOf(path string) (fileStamp, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{mod: fi.ModTime(), size: fi.Size()}, nil
+	return fileStamp{mod: fi.ModTime(), size: fi.Size(), file: fi}, nil
+}
+
+// same reports whether s and o are stamps of the same, unchanged file.
+func (s fileStamp) same(o fileStamp) bool {
+	if s.file == nil || o.file == nil {
+		return s.file == o.file && s.mod.Equal(o.mod) && s.size == o.size
+	}
+	return s.mod.Equal(o.mod) && s.size == o.size && os.SameFile(s.file, o.file)
 }
 
 // newClientCert reads the pair once, so that a wrong setting fails at
@@ -94,7 +109,7 @@ func (c *clientCert) current() *tls.Certificate {
 	defer c.mu.Unlock()
 	certStamp, err1 := stampOf(c.f.CertFile)
 	keyStamp, err2 := stampOf(c.f.KeyFile)
-	if err1 != nil || err2 != nil || [2]fileStamp{certStamp, keyStamp} == c.stamps {
+	if err1 != nil || err2 != nil || (certStamp.same(c.stamps[0]) && keyStamp.same(c.stamps[1])) {
 		return c.pair
 	}
 	stamps, pair, err := c.load()
