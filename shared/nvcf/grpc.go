@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -36,6 +37,9 @@ func newGRPCTransport(cfg Config) (*grpcTransport, error) {
 		var err error
 		if tc, err = cfg.GRPCTLS.Config(); err != nil {
 			return nil, fmt.Errorf("nvcf grpc tls: %w", err)
+		}
+		if host, _, err := net.SplitHostPort(cfg.GRPCAddr); err == nil {
+			tc = tlsfiles.ForURLHost(tc, host) // an IP address sends no server name
 		}
 		creds, files = grpccreds.NewTLS(tc), &cfg.GRPCTLS
 	}

@@ -23,11 +23,16 @@ type httpsClient struct {
 }
 
 // newHTTPSClient reads files once, so that a missing or unusable file fails
-// New with its setting named rather than every write.
-func newHTTPSClient(files tlsfiles.Files) (*httpsClient, error) {
+// New with its setting named rather than every write. rawURL is the one
+// URL the client serves (empty when unused): an IP address there is bound
+// for host verification (tlsfiles.ForURLHost).
+func newHTTPSClient(files tlsfiles.Files, rawURL string) (*httpsClient, error) {
 	cfg, err := files.Config()
 	if err != nil {
 		return nil, err
+	}
+	if u, err := url.Parse(rawURL); err == nil {
+		cfg = tlsfiles.ForURLHost(cfg, u.Hostname())
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
@@ -55,10 +60,10 @@ func (c *httpsClient) closeIdle() { c.http.CloseIdleConnections() }
 
 // newHTTPSClients builds the API's and the token endpoint's clients.
 func newHTTPSClients(cfg Config) (api, token *httpsClient, err error) {
-	if api, err = newHTTPSClient(cfg.APITLS); err != nil {
+	if api, err = newHTTPSClient(cfg.APITLS, cfg.BaseURL); err != nil {
 		return nil, nil, fmt.Errorf("nvcf api tls: %w", err)
 	}
-	if token, err = newHTTPSClient(cfg.OAuthTLS); err != nil {
+	if token, err = newHTTPSClient(cfg.OAuthTLS, cfg.OAuthTokenURL); err != nil {
 		return nil, nil, fmt.Errorf("nvcf oauth2 token endpoint tls: %w", err)
 	}
 	return api, token, nil

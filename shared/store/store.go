@@ -129,10 +129,16 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cassandra tls: %w", err)
 		}
-		// gocql keeps a given Config's verification as it is, except that
-		// EnableHostVerification=false alone would turn all of it off; the
-		// chain-only mode lives in tc itself (tlsfiles).
-		cluster.SslOpts = &gocql.SslOptions{Config: tc, EnableHostVerification: !cfg.TLS.SkipHostVerification}
+		// Not SslOpts: gocql's own dialer names no host when tc verifies
+		// by itself (InsecureSkipVerify, so that a rotated CA file is
+		// seen), and with host verification on it would set
+		// InsecureSkipVerify back to false, verifying against the
+		// system roots instead of the CA file.
+		d := &net.Dialer{Timeout: cluster.ConnectTimeout}
+		if cluster.SocketKeepalive > 0 {
+			d.KeepAlive = cluster.SocketKeepalive
+		}
+		cluster.HostDialer = tlsHostDialer{dialer: d, tls: tc}
 	}
 	if cfg.Observer != nil {
 		o := observer(cfg.Observer)

@@ -45,21 +45,31 @@ func (f Files) HasClientCert() bool { return f.CertFile != "" || f.KeyFile != ""
 
 // Config reads the files and returns the client TLS configuration. Every
 // error names the setting whose file is wrong and does not quote the file's
-// contents. The client certificate and key are read again when they change
-// (see clientCert); the CA file is read here only, so a new CA needs a
-// restart.
+// contents. The CA file, the client certificate and the key are read again
+// when they change (see caFile and clientCert), so rotations in place need
+// no restart.
+//
+// With a CA file, the configuration verifies servers itself: a tls.Config
+// must not change once in use, so its RootCAs cannot follow the file;
+// crypto/tls is told to skip its own check (InsecureSkipVerify) and
+// VerifyConnection does the same check against the CA file as it is now:
+// the chain, and the host name unless SkipHostVerification. The name is
+// the handshake's server name, which an IP address never fills: a client
+// that dials an address, or sends no name (gocql's dialer with
+// InsecureSkipVerify set), binds the host with ForHost, and a handshake
+// with no name to check is refused, never passed unchecked. Copies made
+// with Clone keep VerifyConnection; code that sets InsecureSkipVerify back
+// to false gets crypto/tls's check against the system roots, which refuses
+// a private CA: it fails closed as well.
+// Without a CA file (the system roots) crypto/tls verifies as usual.
 func (f Files) Config() (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	var cas *caFile
 	if f.CAFile != "" {
-		pem, err := os.ReadFile(f.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s=%q: cannot read the CA file: %w", f.CASetting, f.CAFile, unwrapPath(err))
+		var err error
+		if cas, err = newCAFile(f); err != nil {
+			return nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s=%q: no PEM certificate in the CA file", f.CASetting, f.CAFile)
-		}
-		cfg.RootCAs = pool
 	}
 	if f.HasClientCert() {
 		if f.CertFile == "" || f.KeyFile == "" {
@@ -71,27 +81,51 @@ func (f Files) Config() (*tls.Config, error) {
 		}
 		cfg.GetClientCertificate = cc.get
 	}
-	if f.SkipHostVerification {
-		// crypto/tls cannot verify the chain without the name, so it is
-		// told to skip both and the chain is verified here instead (the
-		// pattern of crypto/tls's VerifyConnection example).
-		roots := cfg.RootCAs
+	if cas != nil || f.SkipHostVerification {
+		// crypto/tls cannot verify the chain without the name, nor
+		// against roots that change, so it is told to skip both and the
+		// check is done here instead (the pattern of crypto/tls's
+		// VerifyConnection example).
+		checkName := !f.SkipHostVerification
 		cfg.InsecureSkipVerify = true
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("tls: the server sent no certificate")
+			var roots *x509.CertPool // the system's
+			if cas != nil {
+				roots = cas.current()
 			}
-			opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
-			for _, c := range cs.PeerCertificates[1:] {
-				opts.Intermediates.AddCert(c)
-			}
-			if _, err := cs.PeerCertificates[0].Verify(opts); err != nil {
-				return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates, Err: err}
-			}
-			return nil
+			return verifyServer(cs, roots, checkName)
 		}
 	}
 	return cfg, nil
+}
+
+// ForHost returns a copy of cfg (a configuration from Config) that
+// verifies the server's certificate against host, whatever the handshake
+// carries: crypto/tls sends no server name for an IP address, so a
+// configuration that verifies by itself would have no name to check.
+// Each connection to a given host needs its own copy; the copy sets
+// ServerName as well, for the clients that would otherwise send none.
+func ForHost(cfg *tls.Config, host string) *tls.Config {
+	c := cfg.Clone()
+	c.ServerName = host
+	if verify := cfg.VerifyConnection; verify != nil {
+		c.VerifyConnection = func(cs tls.ConnectionState) error {
+			cs.ServerName = host
+			return verify(cs)
+		}
+	}
+	return c
+}
+
+// ForURLHost is ForHost for a client of one URL or address whose host is
+// host: an IP address is bound, a name is left to the server name the
+// client sends, so that a redirect to another name is still verified
+// against that name.
+func ForURLHost(cfg *tls.Config, host string) *tls.Config {
+	if net.ParseIP(strings.Trim(host, "[]")) == nil {
+		return cfg
+	}
+	return ForHost(cfg, strings.Trim(host, "[]"))
 }
 
 // unwrapPath drops the *PathError's repetition of the path the message
@@ -183,6 +217,9 @@ func (f Files) Diagnose(ctx context.Context, addr string, cfg *tls.Config, err e
 func probe(ctx context.Context, addr string, cfg *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	if host, _, err := net.SplitHostPort(addr); err == nil && cfg.ServerName == "" {
+		cfg = ForHost(cfg, host) // as the client's own dialer does
+	}
 	conn, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err

@@ -1,15 +1,11 @@
 package tlsfiles
 
 import (
-	"bytes"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -88,8 +84,11 @@ func TestConfigNamesTheSetting(t *testing.T) {
 	cfg, err := f.Config()
 	require.NoError(t, err)
 	require.NotNil(t, cfg.GetClientCertificate)
-	require.NotNil(t, cfg.RootCAs)
-	require.False(t, cfg.InsecureSkipVerify)
+	// The CA file is checked by VerifyConnection, against the file as
+	// it is at each handshake (see caFile).
+	require.Nil(t, cfg.RootCAs)
+	require.True(t, cfg.InsecureSkipVerify)
+	require.NotNil(t, cfg.VerifyConnection)
 }
 
 // Errors that are not about TLS pass through untouched.
@@ -106,23 +105,7 @@ func TestExplainLeavesOtherErrorsAlone(t *testing.T) {
 func TestRenewalIsLoggedOncePerChange(t *testing.T) {
 	certs := testenv.Certs(t)
 	pem := certs.PEM
-	var logged bytes.Buffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewJSONHandler(&logged, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
-	lines := func() []map[string]any {
-		var out []map[string]any
-		for _, l := range strings.Split(strings.TrimSpace(logged.String()), "\n") {
-			if l == "" {
-				continue
-			}
-			var m map[string]any
-			require.NoError(t, json.Unmarshal([]byte(l), &m))
-			out = append(out, m)
-		}
-		logged.Reset()
-		return out
-	}
+	lines := captureLogs(t)
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	writes := 0
@@ -153,7 +136,7 @@ func TestRenewalIsLoggedOncePerChange(t *testing.T) {
 	require.Equal(t, "A_CERT", got[0]["certificate_setting"])
 	require.Equal(t, first.Format(time.RFC3339), got[0]["previous_not_after"])
 	require.Contains(t, got[0]["error"], "not a usable certificate and key")
-	require.NotContains(t, logged.String()+fmt.Sprint(got), "PRIVATE KEY")
+	require.NotContains(t, fmt.Sprint(got), "PRIVATE KEY")
 
 	// The key follows: renewed, and said once.
 	put("expired-client-key", key)

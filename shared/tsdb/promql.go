@@ -148,6 +148,9 @@ func New(cfg Config) (*Client, error) {
 	default:
 		return nil, fmt.Errorf("tsdb auth %q: want none, token or mtls", cfg.Auth)
 	}
+	// An IP address in the URL sends no server name: it is bound for
+	// host verification.
+	tlsCfg = tlsfiles.ForURLHost(tlsCfg, u.Hostname())
 	tr.TLSClientConfig, c.tlsConfig = tlsCfg, tlsCfg
 	return c, nil
 }
