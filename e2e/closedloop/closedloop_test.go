@@ -212,6 +212,18 @@ func TestClosedLoop(t *testing.T) {
 		}
 	}
 	require.True(t, sized, "fn-target never sized the step from demand: %s", describeDecisions(ds, "fn-target-v1"))
+	// With that cost right, nothing after the step is a stale cost: a
+	// saturated window is the climb's queue being served, up to and
+	// including the window that empties it. Doubling there (a fresh-clone
+	// CI run: 8 -> 16 as the backlog estimate fell from 14 to 2 inside a
+	// saturated window) is the 2x overshoot demand sizing exists to end,
+	// and showed only as more instance-minutes than nvcf mode.
+	for _, d := range ds {
+		if d.FunctionVersionID == "fn-target-v1" && d.DecidedAt.After(stepAt) && d.Reason == "scale_up_saturated" {
+			require.Failf(t, "fn-target doubled after its demand sizing", "at %s (backlog %.1f): %s",
+				d.DecidedAt.Format("15:04:05.0"), d.BacklogRequests, describeDecisions(ds, "fn-target-v1"))
+		}
+	}
 
 	// NVCF 503 burst during steady state: the next writes fail; checked at
 	// the end, once the run has spent the burst.

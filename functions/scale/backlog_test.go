@@ -73,3 +73,45 @@ func TestBacklogTellsADrainFromAStaleCost(t *testing.T) {
 	f.decideAt(t, t0.Add(4*time.Minute))
 	require.InDelta(t, 900, backlogOf("drain").Requests, 1e-6)
 }
+
+// The window in which a queue drains is saturated to its end, while the
+// estimate at its end already reads empty: that window is still the
+// drain, not the proof of a stale cost. Doubling there took a closed
+// loop's version sized for its demand (8) to 16 as the climb's queue ran
+// out, and it spent more instance-minutes than the slow nvcf mode. A
+// replay of the same cycle, which finds the window folded already, reads
+// the queue the window began with from the stored state and decides the
+// same.
+func TestTheWindowThatDrainsTheQueueIsTheDrain(t *testing.T) {
+	f := setup(t, 1)
+	minuteSettings(f)
+	f.settings.Scale.PolicyMode = "target"
+	f.settings.Scale.MaxInstances = 2 // see TestBacklogTellsADrainFromAStaleCost
+	t0 := time.Now().Truncate(time.Minute).Add(-8 * time.Minute)
+	start := t0.Add(-15 * time.Minute)
+	// 2 instances of 1 thread, 1 busy second per request: 1 request/s
+	// (50 %) until t0, 4/s for a minute (a queue of 120 builds while the
+	// workers serve 2/s), then 1/s again, served at 2/s until the queue is
+	// gone at t0+3m; 50 % from then on.
+	keys := f.addVersions(t, time.Now(),
+		load{id: "drain", instances: 2, threads: 1, steps: []time.Time{start, t0, t0.Add(time.Minute), t0.Add(3 * time.Minute)},
+			busy: []float64{0.5, 1, 1, 0.5}, requests: []float64{1, 4, 1, 1}},
+	)
+	ctx := context.Background()
+	var r BucketResult
+	for i := range 5 { // the cycle at t0+4m folds (t0+2m, t0+3m]
+		r = f.decideAt(t, t0.Add(time.Duration(i)*time.Minute))
+	}
+	st, err := f.store.ReadState(ctx, keys["drain"])
+	require.NoError(t, err)
+	require.True(t, t0.Add(3*time.Minute).Equal(st.Backlog.WindowEnd), "%+v", st.Backlog)
+	require.Less(t, st.Backlog.Requests, policy.BacklogMinRequests, "the window emptied the queue: %+v", st.Backlog)
+	require.GreaterOrEqual(t, st.Backlog.Prior, policy.BacklogMinRequests, "it began with one: %+v", st.Backlog)
+	d := outcomeOf(t, r, keys["drain"])
+	require.Equal(t, string(policy.ReasonHoldDraining), d.Reason, "%+v", d)
+	require.Contains(t, d.Detail, "as its window began")
+
+	replay := f.decideAt(t, t0.Add(4*time.Minute))
+	d = outcomeOf(t, replay, keys["drain"])
+	require.Equal(t, string(policy.ReasonHoldDraining), d.Reason, "the replay decides the same: %+v", d)
+}

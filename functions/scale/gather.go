@@ -119,14 +119,14 @@ func (h *Handler) saveBacklog(ctx context.Context, log *slog.Logger, v store.Act
 	if !next.Known() || !next.UpdatedAt.After(prev.UpdatedAt) || (prev.Known() && prev.Requests == 0 && next.Requests == 0) {
 		return
 	}
-	b := store.Backlog{Requests: next.Requests, WindowEnd: next.UpdatedAt}
+	b := store.Backlog{Requests: next.Requests, WindowEnd: next.UpdatedAt, Prior: next.Prior}
 	if err := h.saveState(ctx, v.VersionKey, func(u *store.StateUpdate) { u.Backlog(b) }); err != nil {
 		log.Warn("save backlog", "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID, "error", err.Error())
 	}
 }
 
 func storedBacklog(b store.Backlog) policy.Backlog {
-	return policy.Backlog{Requests: b.Requests, UpdatedAt: b.WindowEnd}
+	return policy.Backlog{Requests: b.Requests, UpdatedAt: b.WindowEnd, Prior: b.Prior}
 }
 
 // measuresCost reports whether the settled window shows no queue: the

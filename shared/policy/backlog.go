@@ -33,6 +33,11 @@ type Backlog struct {
 	// UpdatedAt is the end of the last window folded in; zero means no
 	// estimate.
 	UpdatedAt time.Time
+	// Prior is the estimate that window was folded onto: the queue it
+	// began serving. A window that drained the queue ends with less than
+	// BacklogMinRequests left, yet its workers were saturated by the
+	// queue all the same (see Serving).
+	Prior float64
 }
 
 // Known reports whether the estimate can be used.
@@ -46,6 +51,20 @@ func (b Backlog) Known() bool {
 // the estimate can tell.
 func (b Backlog) Queued() bool {
 	return b.Known() && b.Requests >= BacklogMinRequests
+}
+
+// Serving reports whether the newest window served a queue: one is left
+// (Queued), or the window began with one. It is what explains a window
+// whose workers are busier than the demand: the window in which a queue
+// drains is saturated by it to its end, while the estimate at its end
+// already reads (nearly) empty. Reading that window as "queue gone, still
+// saturated", the proof of a stale cost, doubled a version that had just
+// been sized for its demand (a closed loop's 10x step ended at 16
+// instances for a demand of 8 whenever the drain ended just before a
+// window's end). A stale cost is still proved, one window later: by a
+// saturated window that began with no queue.
+func (b Backlog) Serving() bool {
+	return b.Queued() || (b.Known() && finite(b.Prior) && b.Prior >= BacklogMinRequests)
 }
 
 // BacklogMinRequests is the smallest estimated queue that counts as one.
@@ -74,7 +93,7 @@ func (b Backlog) Fold(at time.Time, requests, busySeconds float64, c Cost) Backl
 	if b.Known() {
 		queued = b.Requests
 	}
-	return Backlog{Requests: math.Max(0, queued+requests-busySeconds/c.SecondsPerRequest), UpdatedAt: at}
+	return Backlog{Requests: math.Max(0, queued+requests-busySeconds/c.SecondsPerRequest), UpdatedAt: at, Prior: queued}
 }
 
 // Empty is the estimate after a window that shows no queue (steady
@@ -113,10 +132,14 @@ func (b Backlog) Observe(at time.Time, requests, busySeconds float64, c Cost, st
 	return folded, false
 }
 
-// String reads "backlog=40 requests", or "backlog unknown".
+// String reads "backlog=40 requests", "backlog=2 requests (40 as its
+// window began)" when the window drained a queue, or "backlog unknown".
 func (b Backlog) String() string {
 	if !b.Known() {
 		return "backlog unknown"
+	}
+	if !b.Queued() && b.Serving() {
+		return fmt.Sprintf("backlog=%.0f requests (%.0f as its window began)", b.Requests, b.Prior)
 	}
 	return fmt.Sprintf("backlog=%.0f requests", b.Requests)
 }

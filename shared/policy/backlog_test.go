@@ -27,6 +27,7 @@ func TestBacklogFold(t *testing.T) {
 	// Draining: more served than arrived.
 	b = b.Fold(t0.Add(2*time.Minute), 20, 36, known)
 	require.InDelta(t, 31, b.Requests, 1e-9)
+	require.InDelta(t, 47, b.Prior, 1e-9, "the queue this window began serving")
 	require.True(t, b.Queued())
 	// The queue cannot go below empty: a window that served more than was
 	// queued and arrived (a stale cost counts too many served) leaves it
@@ -35,8 +36,17 @@ func TestBacklogFold(t *testing.T) {
 	require.Equal(t, 0.0, b.Requests)
 	require.True(t, b.Known())
 	require.False(t, b.Queued())
+	require.True(t, b.Serving(), "the window that emptied the queue served it")
+	require.InDelta(t, 31, b.Prior, 1e-9)
 	b = b.Fold(t0.Add(4*time.Minute), 10, 4, known)
 	require.InDelta(t, 6, b.Requests, 1e-9, "an emptied queue builds again from zero")
+	require.Equal(t, 0.0, b.Prior)
+	require.True(t, b.Serving())
+	b = b.Fold(t0.Add(5*time.Minute), 10, 16, known)
+	require.Equal(t, 0.0, b.Requests)
+	require.True(t, b.Serving())
+	b = b.Fold(t0.Add(6*time.Minute), 1, 2, known)
+	require.False(t, b.Serving(), "a window that began with no queue served none")
 }
 
 func TestBacklogFoldRefusesWhatItCannotCount(t *testing.T) {
@@ -58,7 +68,7 @@ func TestBacklogFoldRefusesWhatItCannotCount(t *testing.T) {
 		require.Equal(t, Backlog{}, got, name)
 	}
 	// Zero is a count like any other.
-	require.Equal(t, Backlog{UpdatedAt: later}, b.Fold(later, 0, 32, known))
+	require.Equal(t, Backlog{UpdatedAt: later, Prior: 32}, b.Fold(later, 0, 32, known))
 	require.InDelta(t, 72, b.Fold(later, 40, 0, known).Requests, 1e-9)
 	// A corrupt stored estimate is not carried into the fold.
 	bad := Backlog{Requests: math.NaN(), UpdatedAt: t0}
@@ -70,9 +80,17 @@ func TestBacklogFoldRefusesWhatItCannotCount(t *testing.T) {
 func TestBacklogEmpty(t *testing.T) {
 	b := Backlog{}.Fold(t0, 40, 8, known)
 	e := b.Empty(t0.Add(time.Minute))
-	require.Equal(t, Backlog{UpdatedAt: t0.Add(time.Minute)}, e)
+	require.Equal(t, Backlog{UpdatedAt: t0.Add(time.Minute)}, e, "no queue left, and none served: the window showed none")
+	require.False(t, e.Serving())
 	require.True(t, e.Known())
 	require.Equal(t, Backlog{UpdatedAt: t0}, Backlog{}.Empty(t0), "an empty window starts an estimate")
+}
+
+func TestBacklogServingThreshold(t *testing.T) {
+	require.True(t, Backlog{Prior: BacklogMinRequests, UpdatedAt: t0}.Serving())
+	require.False(t, Backlog{Prior: BacklogMinRequests - 0.01, Requests: 1, UpdatedAt: t0}.Serving())
+	require.False(t, Backlog{Prior: 100}.Serving(), "no window folded: no estimate")
+	require.False(t, Backlog{Prior: math.NaN(), UpdatedAt: t0}.Serving())
 }
 
 func TestBacklogQueuedThreshold(t *testing.T) {
@@ -92,6 +110,13 @@ func withBacklog(in Input, n float64) Input {
 	return in
 }
 
+// withDrained gives in an estimate of left requests after a window that
+// began serving prior.
+func withDrained(in Input, left, prior float64) Input {
+	in.Backlog = Backlog{Requests: left, Prior: prior, UpdatedAt: t0.Add(-time.Minute)}
+	return in
+}
+
 // A version sized from its demand after a step serves the queue built
 // during the climb at 100 %: that is a drain while the backlog lasts, and
 // a stale cost once it ran out.
@@ -106,6 +131,14 @@ func TestDecideDrainOrStaleCost(t *testing.T) {
 		{"queue gone, still saturated: stale cost doubles", target(), drain(9, 100, 5, 0), 18, true, ReasonScaleUpSaturated, 18},
 		{"a queue below the minimum is none", target(), drain(9, 100, 5, BacklogMinRequests-0.01), 18, true, ReasonScaleUpSaturated, 18},
 		{"a queue at the minimum is one", target(), drain(9, 100, 5, BacklogMinRequests), 9, true, ReasonHoldDraining, 9},
+		// The closed loop's case (a fresh-clone CI run, 2026-12-01): a
+		// version sized for its demand (8 for 5 busy at its 70 %, 9 at
+		// this policy's 60 %), the window that drained the climb's queue
+		// from 14 to 2 read 100 %, and doubling it cost more
+		// instance-minutes than nvcf mode's slow climb.
+		{"the window that drained the queue is the drain", target(), withDrained(withDemand(running(9, 100), 5), 2.4, 14.4), 9, true, ReasonHoldDraining, 9},
+		{"a window that began with no queue: stale cost doubles", target(), withDrained(withDemand(running(9, 100), 5), 0, BacklogMinRequests-0.01), 18, true, ReasonScaleUpSaturated, 18},
+		{"the drained window caps an unsaturated up move", target(), withDrained(withDemand(running(9, 86), 5), 0.5, 14.4), 9, true, ReasonHoldDraining, 9},
 		{"unknown backlog doubles as before", target(), withDemand(running(9, 100), 5), 18, true, ReasonScaleUpSaturated, 18},
 		{"demand at busy sizes from it whatever the queue", target(), drain(4, 100, 4, 40), 7, true, ReasonScaleUpDemand, 7},
 		{"draining caps an unsaturated up move", target(), drain(9, 76, 5, 40), 9, true, ReasonHoldDraining, 9},
@@ -120,6 +153,8 @@ func TestDrainDetail(t *testing.T) {
 	d := Decide(target(), withBacklog(withDemand(running(9, 100), 5), 40))
 	require.Contains(t, d.Detail, "busy=9.00")
 	require.Contains(t, d.Detail, "draining: busy above demand=5.0 busy instances (little's law: test) is the backlog=40 requests; demand needs 9 at target")
+	d = Decide(target(), withDrained(withDemand(running(9, 100), 5), 2.4, 14.4))
+	require.Contains(t, d.Detail, "draining: busy above demand=5.0 busy instances (little's law: test) is the backlog=2 requests (14 as its window began); demand needs 9 at target")
 	d = Decide(target(), withBacklog(withDemand(running(9, 100), 5), 0))
 	require.Contains(t, d.Detail, "ignored: below the measured busy 9.00 with backlog=0 requests")
 }

@@ -478,10 +478,10 @@ func breaches(s Stickiness, samples []Sample, breach func(float64) bool) breachC
 // compounding) and is bounded by MaxInstances and the NVCF spec.
 //
 // The backlog (see Backlog) decides what busy work above the known demand
-// means: while requests are estimated queued it is the queue draining, and
-// the version is held at its demand size; once the estimate ran out and
-// the version is still saturated, it is a stale cost, and the version
-// doubles.
+// means: while the newest window served requests estimated queued
+// (Backlog.Serving) it is the queue draining, and the version is held at
+// its demand size; once a window began with the estimate run out and the
+// version is still saturated, it is a stale cost, and the version doubles.
 func (p Policy) target(cur int, latest float64, demand Demand, backlog Backlog) (int, Reason, string) {
 	ratio := math.Max(latest, 0) / p.TargetUtilization
 	busy := math.Max(latest, 0) * float64(cur) / 100
@@ -492,11 +492,11 @@ func (p Policy) target(cur int, latest float64, demand Demand, backlog Backlog) 
 		need = ceilCount(demand.Instances * 100 / p.TargetUtilization)
 	}
 	// Draining: the workers are busier than the demand explains and the
-	// backlog says requests are still queued from before. The demand size
+	// backlog says the window served requests queued from before. The demand size
 	// serves the arrivals at the target and drains the queue with the
 	// rest; more instances would come up as the queue empties and then sit
 	// idle, which is how a 10x step used to end at twice its demand size.
-	draining := demand.Known() && demand.Instances < busy && backlog.Queued()
+	draining := demand.Known() && demand.Instances < busy && backlog.Serving()
 	drain := func() (int, Reason, string) {
 		rec, reason := max(cur, need), ReasonHoldDraining
 		if rec > cur {

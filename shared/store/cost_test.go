@@ -59,11 +59,12 @@ func TestOpenUpgradesAnOldScalingStateTable(t *testing.T) {
 	require.Equal(t, 3, st.LastRequested, "saving the cost leaves the rest of the state alone")
 	require.Equal(t, Backlog{}, st.Backlog, "no backlog estimated yet reads as the zero value")
 
-	wantBacklog := Backlog{Requests: 41.5, WindowEnd: end}
+	wantBacklog := Backlog{Requests: 1.5, WindowEnd: end, Prior: 41.5}
 	save(func(u *StateUpdate) { u.Backlog(wantBacklog) })
 	st, err = upgraded.ReadState(ctx, k)
 	require.NoError(t, err)
 	require.Equal(t, wantBacklog.Requests, st.Backlog.Requests)
+	require.Equal(t, wantBacklog.Prior, st.Backlog.Prior, "the queue the window began with is kept for a replay")
 	require.True(t, end.Equal(st.Backlog.WindowEnd))
 	require.Equal(t, want.Weight, st.Cost.Weight, "saving the backlog leaves the cost alone")
 

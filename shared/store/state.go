@@ -100,6 +100,10 @@ type KeepAlive struct {
 type Backlog struct {
 	Requests  float64
 	WindowEnd time.Time
+	// Prior is the estimate the window ending at WindowEnd was folded
+	// onto (policy.Backlog.Prior): a replica or retry that finds this
+	// window already folded must still see that it served a queue.
+	Prior float64
 }
 
 // Cost is a learned busy-seconds-per-request estimate as stored: the
@@ -115,7 +119,7 @@ type Cost struct {
 
 func (s *Store) stateColumns() string {
 	return `function_id, function_version_id, last_requested, last_cycle, last_written_at, status, not_found_at, recommendations, watch_since, source, ` +
-		`cost_seconds_per_request, cost_weight, cost_window_end, applied_target, backlog_requests, backlog_window_end, ` +
+		`cost_seconds_per_request, cost_weight, cost_window_end, applied_target, backlog_requests, backlog_window_end, backlog_prior, ` +
 		`claim_owner, claim_cycle, claim_requested, claim_live, TTL(claim_live), settled_claim, ` +
 		`idle_histogram, burst_end, idle_folded_to, cold_start_seconds, cold_start_weight, cold_start_at, cold_from, prewarm_at, prewarm_for`
 }
@@ -125,14 +129,14 @@ func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	var lastRequested, appliedTarget *int
 	var lastCycle *int64
 	var status, recs, source, hist *string
-	var costSeconds, costWeight, backlog, coldSeconds, coldWeight *float64
+	var costSeconds, costWeight, backlog, backlogPrior, coldSeconds, coldWeight *float64
 	var claimCycle *int64
 	var claimRequested *int
 	var claimOwner, claimLive, settled *string
 	var leaseLeft *int
 	ka := &st.KeepAlive
 	ok := scan(&st.FunctionID, &st.FunctionVersionID, &lastRequested, &lastCycle, &st.LastWrittenAt, &status, &st.NotFoundAt, &recs, &st.WatchSince, &source,
-		&costSeconds, &costWeight, &st.Cost.WindowEnd, &appliedTarget, &backlog, &st.Backlog.WindowEnd,
+		&costSeconds, &costWeight, &st.Cost.WindowEnd, &appliedTarget, &backlog, &st.Backlog.WindowEnd, &backlogPrior,
 		&claimOwner, &claimCycle, &claimRequested, &claimLive, &leaseLeft, &settled,
 		&hist, &ka.BurstEnd, &ka.FoldedTo, &coldSeconds, &coldWeight, &ka.ColdStartAt, &ka.ColdFrom, &ka.PrewarmAt, &ka.PrewarmFor)
 	if !ok {
@@ -164,6 +168,9 @@ func scanState(scan func(dest ...interface{}) bool) (ScalingState, bool) {
 	}
 	if backlog != nil {
 		st.Backlog.Requests = *backlog
+	}
+	if backlogPrior != nil {
+		st.Backlog.Prior = *backlogPrior
 	}
 	st.Exists = true
 	if lastRequested != nil {
@@ -372,6 +379,7 @@ func (u *StateUpdate) Cost(c Cost) {
 func (u *StateUpdate) Backlog(b Backlog) {
 	u.set("backlog_requests", b.Requests)
 	u.set("backlog_window_end", b.WindowEnd.UTC())
+	u.set("backlog_prior", b.Prior)
 }
 
 // Idle sets a version's idle histogram with the burst bounds it was

@@ -235,6 +235,9 @@ func SchemaStatements(keyspace, replication string) []string {
 		// served) and the end of the last window folded into it.
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS backlog_requests double`, q(tableState)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS backlog_window_end timestamp`, q(tableState)),
+		// The estimate the last window was folded onto: whether that
+		// window served a queue (policy.Backlog.Prior).
+		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS backlog_prior double`, q(tableState)),
 		// The write claim: one Paxos round per NVCF write (claims.go).
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS claim_owner text`, q(tableState)),
 		fmt.Sprintf(`ALTER TABLE %s ADD IF NOT EXISTS claim_cycle bigint`, q(tableState)),
