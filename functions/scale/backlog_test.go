@@ -115,3 +115,55 @@ func TestTheWindowThatDrainsTheQueueIsTheDrain(t *testing.T) {
 	d = outcomeOf(t, replay, keys["drain"])
 	require.Equal(t, string(policy.ReasonHoldDraining), d.Reason, "the replay decides the same: %+v", d)
 }
+
+// The window that empties a queue can read steady, its requests within
+// steadyRequests of its neighbours' and its workers under saturation, and
+// ends with no queue left; but its busy seconds served requests from
+// before it, so it must teach no cost. The estimate through it says so:
+// it began with a queue (policy.Backlog.Serving).
+func TestCostIsNotLearnedFromTheWindowThatEmptiesAQueue(t *testing.T) {
+	f := setup(t, 1)
+	minuteSettings(f)
+	f.settings.Scale.PolicyMode = "target"
+	f.settings.Scale.MaxInstances = 2 // see TestBacklogTellsADrainFromAStaleCost
+	t0 := time.Now().Truncate(time.Minute).Add(-9 * time.Minute)
+	start := t0.Add(-15 * time.Minute)
+	// 2 instances of 1 thread, 1 busy second per request. 1 request/s
+	// (50 %) until t0; 3/s for a minute (a queue of 60 builds), 1.4/s for
+	// one more (still saturated: 24 left), then 1/s: the window (t0+2m,
+	// t0+3m] serves the 24 and its own 60 at 70 %, requests 60 against
+	// 84 before and 60 after; 50 % from t0+3m on.
+	keys := f.addVersions(t, time.Now(),
+		load{id: "drained", instances: 2, threads: 1,
+			steps:    []time.Time{start, t0, t0.Add(time.Minute), t0.Add(2 * time.Minute), t0.Add(3 * time.Minute)},
+			busy:     []float64{0.5, 1, 1, 0.7, 0.5},
+			requests: []float64{1, 3, 1.4, 1, 1}},
+	)
+	ctx := context.Background()
+	state := func() store.ScalingState {
+		st, err := f.store.ReadState(ctx, keys["drained"])
+		require.NoError(t, err)
+		return st
+	}
+	// Cycles from t0-3m, whose cost windows are the steady minutes before
+	// t0, to t0+4m, whose settled window is the one that empties the queue.
+	for i := -3; i <= 4; i++ {
+		f.decideAt(t, t0.Add(time.Duration(i)*time.Minute))
+	}
+	st := state()
+	require.True(t, t0.Add(3*time.Minute).Equal(st.Backlog.WindowEnd), "%+v", st.Backlog)
+	require.Less(t, st.Backlog.Requests, policy.BacklogMinRequests, "the window emptied the queue: %+v", st.Backlog)
+	require.InDelta(t, 24, st.Backlog.Prior, 2, "it began with the climb's last 24: %+v", st.Backlog)
+	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "learned before t0: %+v", st.Cost)
+
+	// The cycle at t0+5m learns from (t0+2m, t0+3m]: 84 busy seconds over
+	// 60 requests, were it taught. It is not; the next steady window is.
+	f.decideAt(t, t0.Add(5*time.Minute))
+	st = state()
+	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "the window that emptied the queue taught the cost: %+v", st.Cost)
+	r := f.decideAt(t, t0.Add(6*time.Minute))
+	st = state()
+	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "%+v", st.Cost)
+	d := outcomeOf(t, r, keys["drained"])
+	require.NotEqual(t, string(policy.ReasonScaleUpSaturated), d.Reason, "%+v", d)
+}
