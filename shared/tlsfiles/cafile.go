@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"sync"
 )
 
 // caFile is the CA file's certificates, read again when the file changes.
@@ -27,50 +25,53 @@ import (
 // slog's default logger once per change of the file; a CA is public, so
 // the log may name the file, but it never quotes the contents.
 type caFile struct {
-	f Files
+	*watched[caPool]
+}
 
-	mu    sync.Mutex
-	stamp fileStamp // zero while the file cannot be stat'ed
-	pool  *x509.CertPool
+// caPool is the CA file's certificates and how many there are, for the log.
+type caPool struct {
+	pool *x509.CertPool
+	n    int
 }
 
 // newCAFile reads the file once, so that a wrong setting fails at start
 // with the setting named.
 func newCAFile(f Files) (*caFile, error) {
-	c := &caFile{f: f}
-	stamp, pool, _, err := c.load()
-	if err != nil {
+	w := &watched[caPool]{
+		files: []watchedFile{{path: f.CAFile, setting: f.CASetting, what: "CA file"}},
+		parse: func(contents [][]byte) (caPool, error) {
+			cas, err := parseCAs(contents[0])
+			if err != nil {
+				return caPool{}, fmt.Errorf("%s=%q: %w", f.CASetting, f.CAFile, err)
+			}
+			return cas, nil
+		},
+		failed: func(_ caPool, err error) {
+			slog.Warn("CA file did not load; servers are still verified against the CAs read before",
+				"ca_setting", f.CASetting, "ca_file", f.CAFile, "error", err.Error())
+		},
+		reloaded: func(now caPool) {
+			slog.Info("CA file read again", "ca_setting", f.CASetting, "ca_file", f.CAFile, "certificates", now.n)
+		},
+	}
+	if err := w.loadFirst(); err != nil {
 		return nil, err
 	}
-	c.stamp, c.pool = stamp, pool
-	return c, nil
+	return &caFile{w}, nil
 }
 
-// load reads the file and the stamp it had before it was read: a file
-// rewritten while it is read is read again at the next handshake.
-func (c *caFile) load() (fileStamp, *x509.CertPool, int, error) {
-	f := c.f
-	stamp, err := stampOf(f.CAFile)
-	if err != nil {
-		return fileStamp{}, nil, 0, fmt.Errorf("%s=%q: cannot read the CA file: %w", f.CASetting, f.CAFile, unwrapPath(err))
-	}
-	data, err := os.ReadFile(f.CAFile)
-	if err != nil {
-		return stamp, nil, 0, fmt.Errorf("%s=%q: cannot read the CA file: %w", f.CASetting, f.CAFile, unwrapPath(err))
-	}
-	pool, n, err := parseCAs(data)
-	if err != nil {
-		return stamp, nil, 0, fmt.Errorf("%s=%q: %w", f.CASetting, f.CAFile, err)
-	}
-	return stamp, pool, n, nil
-}
+// roots is the pool to verify against: the file's when it changed and
+// loads, the last good one otherwise. A file out of reach (gone for a
+// moment during a swap) is a change: said once, and the last good pool
+// stays until it is back.
+func (c *caFile) roots() *x509.CertPool { return c.current().pool }
 
 // parseCAs is x509.CertPool.AppendCertsFromPEM (other blocks and
 // certificates Go cannot parse are skipped, as before) that also refuses
 // a file ending in a block that was begun and not finished: a bundle
 // caught half-written would otherwise load with the certificates before
 // the cut and drop the rest.
-func parseCAs(data []byte) (*x509.CertPool, int, error) {
+func parseCAs(data []byte) (caPool, error) {
 	pool := x509.NewCertPool()
 	n := 0
 	rest := data
@@ -91,41 +92,12 @@ func parseCAs(data []byte) (*x509.CertPool, int, error) {
 		n++
 	}
 	if bytes.Contains(rest, []byte("-----BEGIN")) {
-		return nil, 0, errors.New("the CA file ends in an unfinished PEM block (written only in part?)")
+		return caPool{}, errors.New("the CA file ends in an unfinished PEM block (written only in part?)")
 	}
 	if n == 0 {
-		return nil, 0, errors.New("no PEM certificate in the CA file")
+		return caPool{}, errors.New("no PEM certificate in the CA file")
 	}
-	return pool, n, nil
-}
-
-// current is the pool to verify against: the file's when it changed and
-// loads, the last good one otherwise.
-func (c *caFile) current() *x509.CertPool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	stamp, err := stampOf(c.f.CAFile)
-	if err == nil && stamp.same(c.stamp) {
-		return c.pool
-	}
-	if err != nil && c.stamp.file == nil {
-		// Already said while the file stays out of reach.
-		return c.pool
-	}
-	stamp, pool, n, err := c.load()
-	// Remember the stamp all the same: a broken rewrite is read again
-	// when it changes, not at every handshake.
-	c.stamp = stamp
-	if err != nil {
-		// Once per change: the next line about this file is the one
-		// that says the rewrite loaded.
-		slog.Warn("CA file did not load; servers are still verified against the CAs read before",
-			"ca_setting", c.f.CASetting, "ca_file", c.f.CAFile, "error", err.Error())
-		return c.pool
-	}
-	c.pool = pool
-	slog.Info("CA file read again", "ca_setting", c.f.CASetting, "ca_file", c.f.CAFile, "certificates", n)
-	return c.pool
+	return caPool{pool, n}, nil
 }
 
 // verifyServer is what crypto/tls's own client verification does (the

@@ -91,7 +91,7 @@ func (f Files) Config() (*tls.Config, error) {
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			var roots *x509.CertPool // the system's
 			if cas != nil {
-				roots = cas.current()
+				roots = cas.roots()
 			}
 			return verifyServer(cs, roots, checkName)
 		}

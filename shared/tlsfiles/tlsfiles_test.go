@@ -128,7 +128,7 @@ func TestRenewalIsLoggedOncePerChange(t *testing.T) {
 
 	// Half a renewal: the new certificate, its key not yet written.
 	put("expired-client", cert)
-	require.Same(t, c.pair, c.current())
+	require.Same(t, c.last, c.current())
 	c.current()
 	got := lines()
 	require.Len(t, got, 1, "one line per change, not per handshake: %v", got)
