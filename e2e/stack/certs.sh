@@ -7,6 +7,8 @@
 # Writes, each as NAME.pem (certificate) and NAME-key.pem (PKCS#8 key):
 #   ca, other-ca        two unrelated CAs: "other" plays the wrong CA
 #   server              signed by ca, for 127.0.0.1 and localhost
+#   other-server        the same, signed by other-ca: the server after a CA
+#                       rotation
 #   expired-server      the same, valid only in 2020
 #   client              signed by ca, for client authentication
 #   expired-client      the same, valid only in 2020
@@ -74,6 +76,7 @@ end=$(date -u -d "@$((now + 86400))" +%Y%m%d%H%M%SZ)
 ca ca
 ca other-ca
 sign server ca serverAuth "$start" "$end"
+sign other-server other-ca serverAuth "$start" "$end"
 sign expired-server ca serverAuth 20200101000000Z 20200102000000Z
 sign client ca clientAuth "$start" "$end"
 sign expired-client ca clientAuth 20200101000000Z 20200102000000Z

@@ -2,17 +2,10 @@ package tlsfiles
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,50 +15,30 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"function/shared/testenv"
 )
 
-// testCA is a CA made by the test, and a server certificate it signed
-// for localhost and 127.0.0.1.
+// testCA is a CA of certs.sh and the server certificate it signed, for
+// localhost and 127.0.0.1.
 type testCA struct {
 	pem    []byte
 	server tls.Certificate
 }
 
-func newTestCA(t *testing.T, name string) testCA {
+// testCAs are two unrelated CAs from a fresh certs.sh directory: ca and
+// other-ca, each with the server certificate it signed.
+func testCAs(t *testing.T) (a, b testCA) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "careload test " + name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
+	certs := testenv.Certs(t)
+	load := func(ca, server string) testCA {
+		data, err := os.ReadFile(certs.PEM(ca))
+		require.NoError(t, err)
+		pair, err := tls.LoadX509KeyPair(certs.PEM(server), certs.PEM(server+"-key"))
+		require.NoError(t, err)
+		return testCA{pem: data, server: pair}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	ca, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	srvDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "server of " + name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}, ca, &srvKey.PublicKey, key)
-	require.NoError(t, err)
-	return testCA{
-		pem:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		server: tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey},
-	}
+	return load("ca", "server"), load("other-ca", "other-server")
 }
 
 // switchServer is a TLS echo server on 127.0.0.1 whose certificate the
@@ -158,7 +131,8 @@ type caRotation struct {
 
 func newCARotation(t *testing.T) *caRotation {
 	t.Helper()
-	r := &caRotation{a: newTestCA(t, "a"), b: newTestCA(t, "b"), srv: startSwitchServer(t)}
+	r := &caRotation{srv: startSwitchServer(t)}
+	r.a, r.b = testCAs(t)
 	r.path = filepath.Join(t.TempDir(), "ca.pem")
 	r.at = time.Now().Add(-time.Hour)
 	writeCA(t, r.path, r.a.pem, r.at)
@@ -209,7 +183,7 @@ func TestCAFileRewrittenInPlaceIsReadAgain(t *testing.T) {
 // at a new directory. The new file is seen even with the old one's size
 // and modification time.
 func TestCAFileSymlinkSwapIsReadAgain(t *testing.T) {
-	a, b := newTestCA(t, "a"), newTestCA(t, "b")
+	a, b := testCAs(t)
 	// Same size, to leave only the file's identity to tell them apart.
 	for len(a.pem) < len(b.pem) {
 		a.pem = append(a.pem, '\n')
@@ -349,7 +323,7 @@ func TestSystemRootsAreLeftToCryptoTLS(t *testing.T) {
 	require.False(t, cfg.InsecureSkipVerify)
 	require.Nil(t, cfg.VerifyConnection)
 	require.Nil(t, cfg.RootCAs)
-	a := newTestCA(t, "a")
+	a, _ := testCAs(t)
 	srv := startSwitchServer(t)
 	cfg.ServerName = "localhost"
 	require.ErrorContains(t, srv.check(t, Files{CASetting: "X_CA_FILE"}, cfg, a.server), "X_CA_FILE (system roots)")
