@@ -122,34 +122,12 @@ func TestTheWindowThatDrainsTheQueueIsTheDrain(t *testing.T) {
 // before it, so it must teach no cost. The estimate through it says so:
 // it began with a queue (policy.Backlog.Serving).
 func TestCostIsNotLearnedFromTheWindowThatEmptiesAQueue(t *testing.T) {
-	f := setup(t, 1)
-	minuteSettings(f)
-	f.settings.Scale.PolicyMode = "target"
-	f.settings.Scale.MaxInstances = 2 // see TestBacklogTellsADrainFromAStaleCost
-	t0 := time.Now().Truncate(time.Minute).Add(-9 * time.Minute)
-	start := t0.Add(-15 * time.Minute)
-	// 2 instances of 1 thread, 1 busy second per request. 1 request/s
-	// (50 %) until t0; 3/s for a minute (a queue of 60 builds), 1.4/s for
-	// one more (still saturated: 24 left), then 1/s: the window (t0+2m,
-	// t0+3m] serves the 24 and its own 60 at 70 %, requests 60 against
-	// 84 before and 60 after; 50 % from t0+3m on.
-	keys := f.addVersions(t, time.Now(),
-		load{id: "drained", instances: 2, threads: 1,
-			steps:    []time.Time{start, t0, t0.Add(time.Minute), t0.Add(2 * time.Minute), t0.Add(3 * time.Minute)},
-			busy:     []float64{0.5, 1, 1, 0.7, 0.5},
-			requests: []float64{1, 3, 1.4, 1, 1}},
-	)
-	ctx := context.Background()
-	state := func() store.ScalingState {
-		st, err := f.store.ReadState(ctx, keys["drained"])
-		require.NoError(t, err)
-		return st
-	}
-	// Cycles from t0-3m, whose cost windows are the steady minutes before
-	// t0, to t0+4m, whose settled window is the one that empties the queue.
-	for i := -3; i <= 4; i++ {
-		f.decideAt(t, t0.Add(time.Duration(i)*time.Minute))
-	}
+	// 3 requests/s for a minute from t0 (a queue of 60 builds), 1.4/s
+	// for one more (still saturated: 24 left), then 1/s: the window
+	// (t0+2m, t0+3m] serves the 24 and its own 60 at 70 %, requests 60
+	// against 84 before and 60 after; 50 % from t0+3m on. The cycle at
+	// t0+4m settles the window that empties the queue.
+	f, t0, key, state := drainFixture(t, []float64{1, 1, 0.7, 0.5}, []float64{3, 1.4, 1, 1})
 	st := state()
 	require.True(t, t0.Add(3*time.Minute).Equal(st.Backlog.WindowEnd), "%+v", st.Backlog)
 	require.Less(t, st.Backlog.Requests, policy.BacklogMinRequests, "the window emptied the queue: %+v", st.Backlog)
@@ -164,6 +142,95 @@ func TestCostIsNotLearnedFromTheWindowThatEmptiesAQueue(t *testing.T) {
 	r := f.decideAt(t, t0.Add(6*time.Minute))
 	st = state()
 	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "%+v", st.Cost)
-	d := outcomeOf(t, r, keys["drained"])
+	d := outcomeOf(t, r, key)
 	require.NotEqual(t, string(policy.ReasonScaleUpSaturated), d.Reason, "%+v", d)
+}
+
+// The window after the one a queue's estimate ran out in still serves the
+// queue's tail: the estimate runs out up to a window early (a closed loop
+// read 6.9 busy on 8 instances for a demand of 5 in such a window). That
+// window begins with no queue estimated and can read steady, so neither
+// the backlog nor Serving keeps it from teaching the cost; the saturated
+// window before it does.
+func TestCostIsNotLearnedFromTheWindowAfterASaturatedOne(t *testing.T) {
+	// 3 requests/s for a minute from t0 (a queue of 60 builds); 1/s for
+	// one more, saturated, which the estimate reads as serving the 60 and
+	// its own 60 (empty at its end); then 1/s at 60 %: 72 busy seconds
+	// over 60 requests, the 12 of the tail; from t0+3m on the requests
+	// got heavier, 1.1 s each (55 %), which steady windows must teach.
+	f, t0, _, state := drainFixture(t, []float64{1, 1, 0.6, 0.55}, []float64{3, 1, 1, 1})
+	st := state()
+	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "learned before t0: %+v", st.Cost)
+	// The cycles at t0+5m and t0+6m learn from (t0+2m, t0+3m], 1.2 s a
+	// request were it taught, and from the steady window after it.
+	f.decideAt(t, t0.Add(5*time.Minute))
+	st = state()
+	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "the window after the saturated one taught the cost: %+v (backlog %+v)", st.Cost, st.Backlog)
+	require.Zero(t, st.Backlog.Prior, "the tail window began with no queue estimated, so only the saturated window before it tells: %+v", st.Backlog)
+	// The steady windows after it are learned: the drain's stored
+	// estimate must not go on saying that they served a queue.
+	f.decideAt(t, t0.Add(6*time.Minute))
+	f.decideAt(t, t0.Add(7*time.Minute))
+	st = state()
+	require.Greater(t, st.Cost.SecondsPerRequest, 1.02, "1.1 s requests in the steady windows after the drain were not learned: %+v (backlog %+v)", st.Cost, st.Backlog)
+}
+
+// drainFixture is one version of 2 instances of 1 thread, 1 busy second
+// per request at 1 request/s (50 %) until t0, and busy and requests per
+// minute from t0 on (one value per minute, the last one holding), with
+// the minute settings of the tests above: the shape of a queue built and
+// drained. It runs the cycles from t0-3m, whose cost windows are the
+// steady minutes before t0, to t0+4m, and returns t0, the version and a
+// reader of its stored state.
+func drainFixture(t *testing.T, busy, requests []float64, settings ...func(*fixture)) (*fixture, time.Time, store.VersionKey, func() store.ScalingState) {
+	t.Helper()
+	f := setup(t, 1)
+	minuteSettings(f)
+	for _, set := range settings {
+		set(f)
+	}
+	f.settings.Scale.PolicyMode = "target"
+	f.settings.Scale.MaxInstances = 2 // see TestBacklogTellsADrainFromAStaleCost
+	t0 := time.Now().Truncate(time.Minute).Add(-9 * time.Minute)
+	steps := []time.Time{t0.Add(-15 * time.Minute)}
+	for i := range busy {
+		steps = append(steps, t0.Add(time.Duration(i)*time.Minute))
+	}
+	keys := f.addVersions(t, time.Now(),
+		load{id: "drain", instances: 2, threads: 1, steps: steps,
+			busy: append([]float64{0.5}, busy...), requests: append([]float64{1}, requests...)},
+	)
+	state := func() store.ScalingState {
+		st, err := f.store.ReadState(context.Background(), keys["drain"])
+		require.NoError(t, err)
+		return st
+	}
+	for i := -3; i <= 4; i++ {
+		f.decideAt(t, t0.Add(time.Duration(i)*time.Minute))
+	}
+	return f, t0, keys["drain"], state
+}
+
+// With windows longer than the step (70 s windows every 60 s in
+// production, 8 s every 4 s in the closed loop) a window also spans part
+// of the one before it, so the window two steps after a saturated one can
+// still reach back to the tail. Here 2-minute windows every minute. The
+// saturated minute (t0+1m, t0+2m] is busy beyond its arrivals and the
+// queue before it, as a real estimate undercounts the queue by the
+// requests in flight, so the estimate reads empty through the tail minute
+// (t0+2m, t0+3m] at 60 %; the window ending at t0+4m spans it. From t0+3m
+// on the requests take 1.1 s (55 %): steady windows must teach that.
+func TestCostIsNotLearnedFromAWindowThatSpansTheTail(t *testing.T) {
+	twoMinuteWindows := func(f *fixture) { f.settings.Scale.Window = 2 * time.Minute }
+	f, t0, _, state := drainFixture(t, []float64{1, 1, 0.6, 0.55, 0.55, 0.55}, []float64{3, 0.5, 1, 1, 1, 1}, twoMinuteWindows)
+	for i := 5; i <= 6; i++ {
+		f.decideAt(t, t0.Add(time.Duration(i)*time.Minute))
+		st := state()
+		require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "cycle at t0+%dm: a window spanning the tail taught the cost: %+v (backlog %+v)", i, st.Cost, st.Backlog)
+		require.Zero(t, st.Backlog.Requests, "the estimate must read empty here, or Serving, not the window's span, keeps the cost: %+v", st.Backlog)
+	}
+	f.decideAt(t, t0.Add(7*time.Minute))
+	f.decideAt(t, t0.Add(8*time.Minute))
+	st := state()
+	require.Greater(t, st.Cost.SecondsPerRequest, 1.02, "the steady windows after the tail were not learned: %+v", st.Cost)
 }

@@ -119,12 +119,18 @@ func (h *Handler) unfolded(end, last time.Time) float64 {
 // saveBacklog makes next the version's backlog and stores it when it says
 // something the stored one does not: a version that stays without a queue
 // writes nothing, so the estimate costs a write per cycle only while a
-// queue is being built or served. A failed write loses the fold: the next
-// cycle folds its own window into the older stored estimate.
+// queue is being built or served, and one more after it. That one clears
+// the queue the stored window began with (Prior): left stored, it said
+// "served a queue" of every later window, and the cost, which is not
+// learned from such a window, was never learned again after a drain (a
+// closed loop kept 1.000 s to its end whatever its windows measured). A
+// failed write loses the fold: the next cycle folds its own window into
+// the older stored estimate.
 func (h *Handler) saveBacklog(ctx context.Context, log *slog.Logger, v store.ActiveVersion, o *observation, next policy.Backlog) {
 	prev := o.backlog
 	o.backlog = next
-	if !next.Known() || !next.UpdatedAt.After(prev.UpdatedAt) || (prev.Known() && prev.Requests == 0 && next.Requests == 0) {
+	unchanged := prev.Known() && prev.Requests == 0 && next.Requests == 0 && prev.Prior == next.Prior
+	if !next.Known() || !next.UpdatedAt.After(prev.UpdatedAt) || unchanged {
 		return
 	}
 	b := store.Backlog{Requests: next.Requests, WindowEnd: next.UpdatedAt, Prior: next.Prior}
@@ -189,11 +195,21 @@ func costWindow(m tsdb.VersionMetrics, window, step time.Duration) (learnWindow,
 // request rate must be steady, within steadyRequests, from the step
 // before the window to the step after it: a window in which the load
 // stepped up counts requests that queued for the next one even while its
-// average utilization reads low.
+// average utilization reads low. Nor may a window that ended inside it,
+// or where it begins, have saturated: the window after a saturated one
+// still serves the tail of its queue (policy.Backlog's estimate runs out
+// up to a window early), so its busy seconds belong partly to older
+// requests. With windows longer than the step that reaches back more
+// than one step: a closed loop's 8 s windows every 4 s learned 1.116 s
+// for 1 s requests from the window two steps after the last saturated
+// one, which still read 5.85 busy for a demand of 5.
 func steadyWindow(m tsdb.VersionMetrics, end time.Time, window, step time.Duration) bool {
 	settled := false
 	for _, u := range m.Utilization {
 		if u.At.Before(end) {
+			if !u.At.Before(end.Add(-window)) && !(u.Value < policy.SaturatedUtilization) {
+				return false
+			}
 			continue
 		}
 		if !(u.Value < policy.SaturatedUtilization) {

@@ -248,11 +248,14 @@ func Decide(p Policy, in Input) Decision {
 	var detail string
 	switch p.Mode {
 	case ModeTarget:
-		rec, reason, detail = p.target(cur, latest, in.Demand, in.Backlog)
+		// The settled window before the latest one, and the latest one
+		// before the fresh one: see target's afterSaturated.
+		before := n >= 2 && finite(in.Utilization[n-2].Value) && in.Utilization[n-2].Value >= SaturatedUtilization
+		rec, reason, detail = p.target(cur, latest, before, in.Demand, in.Backlog)
 		if freshOK {
 			// Fresh only raises: max of the two, never the fresh one alone
 			// when it is lower.
-			if frec, freason, fdetail := p.target(freshCount(in, cur), fresh, in.Demand, in.Backlog); frec > rec {
+			if frec, freason, fdetail := p.target(freshCount(in, cur), fresh, latest >= SaturatedUtilization, in.Demand, in.Backlog); frec > rec {
 				rec, reason = frec, freason
 				detail += fmt.Sprintf("; fresh=%.1f raises to %d: %s", fresh, frec, fdetail)
 			}
@@ -271,7 +274,7 @@ func Decide(p Policy, in Input) Decision {
 // the running count would otherwise turn it into a scale-down on no
 // settled data.
 func (p Policy) freshOnly(in Input, cur int, fresh float64, source string) (Decision, bool) {
-	rec, reason, detail := p.target(freshCount(in, cur), fresh, in.Demand, in.Backlog)
+	rec, reason, detail := p.target(freshCount(in, cur), fresh, false, in.Demand, in.Backlog)
 	detail = fmt.Sprintf("%scur=%d no settled sample, fresh=%.1f %s", source, cur, fresh, detail)
 	d := p.finish(in, cur, rec, reason, detail)
 	return d, d.Desired > max(cur, lastRequested(in))
@@ -482,7 +485,20 @@ func breaches(s Stickiness, samples []Sample, breach func(float64) bool) breachC
 // (Backlog.Serving) it is the queue draining, and the version is held at
 // its demand size; once a window began with the estimate run out and the
 // version is still saturated, it is a stale cost, and the version doubles.
-func (p Policy) target(cur int, latest float64, demand Demand, backlog Backlog) (int, Reason, string) {
+//
+// afterSaturated says the window before this one read saturated. A queue
+// outlasts its estimate by up to a window: the fold counts the requests
+// in flight at a window's edge as served sooner than they are, so the
+// estimate runs out while the workers still serve the queue's tail. In
+// the closed loop the window after the one the estimate ran out in read
+// 86-89 % busy on 8 instances, 6.9-7.1 busy for a demand of 5 (7.6-8.4
+// requests served beyond the arrivals), and utilization took the version
+// sized for its demand from 8 to 10 and 11. So an unsaturated window right
+// after a saturated one that is busier than the demand is the tail, and
+// holds at the demand size too. It cannot hide a stale cost for more than
+// that window: the next one is not after a saturated one, and a saturated
+// one is judged on the estimate alone.
+func (p Policy) target(cur int, latest float64, afterSaturated bool, demand Demand, backlog Backlog) (int, Reason, string) {
 	ratio := math.Max(latest, 0) / p.TargetUtilization
 	busy := math.Max(latest, 0) * float64(cur) / 100
 	detail := fmt.Sprintf("target=%g busy=%.2f ratio=%.2f", p.TargetUtilization, busy, ratio)
@@ -496,13 +512,18 @@ func (p Policy) target(cur int, latest float64, demand Demand, backlog Backlog) 
 	// serves the arrivals at the target and drains the queue with the
 	// rest; more instances would come up as the queue empties and then sit
 	// idle, which is how a 10x step used to end at twice its demand size.
-	draining := demand.Known() && demand.Instances < busy && backlog.Serving()
+	tail := afterSaturated && latest < SaturatedUtilization && backlog.Known()
+	draining := demand.Known() && demand.Instances < busy && (backlog.Serving() || tail)
 	drain := func() (int, Reason, string) {
 		rec, reason := max(cur, need), ReasonHoldDraining
 		if rec > cur {
 			reason = ReasonScaleUpDemand
 		}
-		return rec, reason, fmt.Sprintf("%s draining: busy above %s is the %s; demand needs %d at target", detail, demand, backlog, need)
+		queue := backlog.String()
+		if !backlog.Serving() {
+			queue = "tail of the queue of the saturated window before (" + queue + ")"
+		}
+		return rec, reason, fmt.Sprintf("%s draining: busy above %s is the %s; demand needs %d at target", detail, demand, queue, need)
 	}
 	if latest >= SaturatedUtilization {
 		floor := max(proportional, ceilCount(float64(cur)*p.UpFactor))
