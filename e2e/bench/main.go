@@ -143,7 +143,14 @@ type Report struct {
 	// LoadAtStart is /proc/loadavg when the bench started: other work on
 	// the machine changes every absolute figure.
 	LoadAtStart string `json:"loadAtStart"`
-	Options     struct {
+	// Calibration and CalibrationAtEnd time a fixed piece of work before
+	// the servers are loaded and after the last run: the figure that
+	// compares machines the CPU model names alike (see
+	// harness.Calibration), and a change between the two says the
+	// machine's speed changed during the bench.
+	Calibration      harness.Calibration `json:"calibration"`
+	CalibrationAtEnd harness.Calibration `json:"calibrationAtEnd"`
+	Options          struct {
 		Cycles, PerBucket, BrokerParallelism int
 		ScaleProcesses                       []int
 		ChangeAll                            bool
@@ -243,11 +250,11 @@ func run(ctx context.Context, o options) error {
 	}
 	defer sim.Close(context.Background())
 
-	rep := Report{Date: time.Now().UTC(), Machine: machine(), LoadAtStart: loadavg()}
+	rep := Report{Date: time.Now().UTC(), Machine: machine(), LoadAtStart: loadavg(), Calibration: harness.Calibrate(5)}
 	rep.Options.Cycles, rep.Options.PerBucket = o.cycles, o.perBucket
 	rep.Options.BrokerParallelism, rep.Options.ScaleProcesses = o.parallelism, o.scaleProcs
 	rep.Options.ChangeAll = o.changeAll
-	fmt.Printf("machine: %s; load average at start: %s\n", rep.Machine, rep.LoadAtStart)
+	fmt.Printf("machine: %s; load average at start: %s; %s\n", rep.Machine, rep.LoadAtStart, calibrationLine(rep.Calibration))
 	runID := strconv.FormatInt(time.Now().Unix(), 36)
 
 	for i, n := range o.sizes {
@@ -352,6 +359,8 @@ func run(ctx context.Context, o options) error {
 			vm.stop()
 		}
 	}
+	rep.CalibrationAtEnd = harness.Calibrate(5)
+	fmt.Printf("machine at the end: %s (at the start: %s)\n", calibrationLine(rep.CalibrationAtEnd), rep.Calibration.Median.Round(time.Millisecond))
 	printTable(rep)
 	b, _ := json.MarshalIndent(rep, "", "  ")
 	jsonPath := filepath.Join(o.out, "bench.json")
@@ -372,6 +381,12 @@ func machine() string {
 	host, _ := os.Hostname()
 	model, cpus := harness.CPU()
 	return fmt.Sprintf("%s, %d x %s, servers on the same machine", host, cpus, model)
+}
+
+// calibrationLine reports a calibration for the bench's output.
+func calibrationLine(c harness.Calibration) string {
+	return fmt.Sprintf("calibration %s (fixed work, median of %d, slowest/fastest %.2f; lower is faster)",
+		c.Median.Round(time.Millisecond), c.Runs, c.Spread)
 }
 
 // loadavg is the machine's load averages (1, 5, 15 minutes).
