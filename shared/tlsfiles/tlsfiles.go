@@ -138,16 +138,41 @@ func unwrapPath(err error) error {
 	return err
 }
 
+// ErrRefused is carried (errors.Is) by every error Explain recognises: a
+// handshake refused over certificates (ours or the server's), or a server
+// that does not speak TLS. The same files and the same server give the same
+// refusal at once, so another attempt within the call only delays the
+// answer. A later call is another matter: the CA file and the client
+// certificate are read again when they change, so a call made after the
+// files (or the server's certificate) are fixed can succeed.
+var ErrRefused = errors.New("tls: handshake refused")
+
+// refused is an explained handshake failure: its message and what it wraps
+// are the explanation's, and it matches ErrRefused besides.
+type refused struct{ explained error }
+
+func (r *refused) Error() string   { return r.explained.Error() }
+func (r *refused) Unwrap() []error { return []error{r.explained, ErrRefused} }
+
 // Explain returns err with the setting to check in front when it is a TLS
 // failure, and err unchanged otherwise (nil stays nil). It works on the
 // text as well as on typed errors: the Cassandra and gRPC drivers flatten
 // the handshake error into their own message, so the types are gone by
 // the time it reaches the caller. The strings matched are crypto/tls's and
-// crypto/x509's own.
+// crypto/x509's own. An explained error still wraps err (errors.As finds
+// what it did) and matches ErrRefused.
 func (f Files) Explain(err error) error {
 	if err == nil {
 		return nil
 	}
+	if explained := f.explain(err); explained != err {
+		return &refused{explained}
+	}
+	return err
+}
+
+// explain is Explain without the ErrRefused mark.
+func (f Files) explain(err error) error {
 	msg := err.Error()
 	ca := f.CASetting + " (system roots)"
 	if f.CAFile != "" {

@@ -2,6 +2,8 @@ package tlsfiles
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -148,4 +150,37 @@ func TestRenewalIsLoggedOncePerChange(t *testing.T) {
 	require.Equal(t, "client certificate renewed", got[0]["msg"])
 	require.Equal(t, renewed.Leaf.NotAfter.Format(time.RFC3339), got[0]["not_after"])
 	require.True(t, renewed.Leaf.NotAfter.Before(first), "the expired pair is the one presented now")
+}
+
+// Every failure Explain recognises matches ErrRefused, so that callers end
+// a call on it instead of backing off for the same refusal; its message is
+// the explanation alone and errors.As still finds what the driver
+// returned. Typed errors and the text the drivers flatten them into alike.
+func TestExplainedFailuresMatchErrRefused(t *testing.T) {
+	f := Files{CAFile: "/ca.pem", CASetting: "X_CA_FILE", CertFile: "/client.pem", CertSetting: "X_CERT_FILE", KeySetting: "X_KEY_FILE"}
+	unknown := &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"unknown authority", fmt.Errorf("Post %q: %w", "https://tsdb", unknown),
+			`the server's certificate is not signed by the CA of X_CA_FILE="/ca.pem": Post "https://tsdb": tls: failed to verify certificate: x509: certificate signed by unknown authority`},
+		{"client certificate refused, flattened by gRPC", errors.New(`connection error: desc = "transport: authentication handshake failed: remote error: tls: bad certificate"`),
+			`the server refused the client certificate of X_CERT_FILE="/client.pem" (expired, or not signed by a CA the server trusts): connection error: desc = "transport: authentication handshake failed: remote error: tls: bad certificate"`},
+		{"no TLS on the port", errors.New("tls: first record does not look like a TLS handshake"),
+			"the server does not speak TLS on this port (TLS is on through X_CA_FILE): tls: first record does not look like a TLS handshake"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := f.Explain(tc.err)
+			require.ErrorIs(t, err, ErrRefused)
+			require.ErrorIs(t, err, tc.err)
+			require.EqualError(t, err, tc.want)
+		})
+	}
+	var cve *tls.CertificateVerificationError
+	require.ErrorAs(t, f.Explain(unknown), &cve)
+
+	_, err := net.Dial("tcp", "127.0.0.1:1")
+	require.NotErrorIs(t, f.Explain(err), ErrRefused, "a connection refused is not a handshake refused")
 }
