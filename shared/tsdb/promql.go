@@ -4,7 +4,8 @@
 //
 // Every query is a POST form body, so a bucket's long selector never hits
 // URL length limits; failures are retried only where a retry can help
-// (5xx, 429, connection errors), with bounded, jittered back-off.
+// (5xx, 429, connection errors, but not a TLS handshake refused over
+// certificates), with bounded, jittered back-off.
 package tsdb
 
 import (
@@ -284,6 +285,9 @@ func (e *QueryError) Error() string {
 func (e *QueryError) Unwrap() error { return e.Err }
 
 // Retryable reports whether a later attempt at the same query may succeed.
+// A refused TLS handshake (tlsfiles.ErrRefused) is retryable though the
+// query did not try it again: the CA and client certificate files are read
+// again when they change, so a later query, after the fix, can succeed.
 func Retryable(err error) bool {
 	var qe *QueryError
 	if errors.As(err, &qe) {
@@ -329,6 +333,11 @@ func (c *Client) do(ctx context.Context, endpoint, query string, form url.Values
 		qe.Attempts = attempt
 		last = qe
 		if !qe.retryable || attempt == c.cfg.MaxAttempts || (delivered > 0 && to.begin == nil) {
+			break
+		}
+		if errors.Is(qe.Err, tlsfiles.ErrRefused) {
+			// The same files and the same server refuse the handshake
+			// again at once: backing off only delays the answer.
 			break
 		}
 		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
