@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"function/shared/tlsfiles"
 )
 
 // Error classes. Errors returned by Client wrap at most a few of them;
@@ -52,6 +54,10 @@ type APIError struct {
 
 	class     error
 	transient bool
+	// cause is what the client saw behind the answer when that is more
+	// than the code: a handshake refused over certificates, which gRPC
+	// reports as Unavailable (see grpcTransport.explain).
+	cause error
 }
 
 // Error names the endpoint, the code and the server's message.
@@ -62,8 +68,18 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("nvcf %s answered %s: %s", e.Endpoint, e.Code, e.Message)
 }
 
-// Unwrap returns the error class, so errors.Is(err, ErrNotFound) works.
-func (e *APIError) Unwrap() error { return e.class }
+// Unwrap returns the error class, so errors.Is(err, ErrNotFound) works,
+// and the cause the client saw, if any (tlsfiles.ErrRefused for a refused
+// handshake).
+func (e *APIError) Unwrap() []error {
+	var out []error
+	for _, err := range []error{e.class, e.cause} {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
 
 // ExhaustedError is returned when every allowed attempt failed with a
 // transient error. It matches ErrUnavailable and whatever the last attempt's
@@ -86,7 +102,10 @@ func (e *ExhaustedError) Unwrap() []error { return []error{ErrUnavailable, e.Las
 // Retryable tells whether trying the same call again later can succeed.
 // The caller uses it to choose between acknowledging an event (false) and
 // asking Knative to redeliver it (true). Unknown errors count as retryable
-// because most unclassified failures here are network trouble.
+// because most unclassified failures here are network trouble. A refused
+// TLS handshake (tlsfiles.ErrRefused) is retryable here though transient
+// says it is not: the CA and client certificate files are read again when
+// they change, so a redelivery after the fix can write.
 func Retryable(err error) bool {
 	if err == nil {
 		return false
@@ -107,8 +126,13 @@ func Retryable(err error) bool {
 }
 
 // transient tells whether another attempt within the same call may help.
-// Unlike Retryable, a cancelled or expired caller context ends the call.
+// Unlike Retryable, a cancelled or expired caller context ends the call,
+// and so does a TLS handshake refused over certificates: the same files
+// and the same server refuse it again at once, whatever the back-off.
 func transient(err error) bool {
+	if errors.Is(err, tlsfiles.ErrRefused) {
+		return false
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return ae.transient

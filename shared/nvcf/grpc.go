@@ -54,11 +54,17 @@ func newGRPCTransport(cfg Config) (*grpcTransport, error) {
 
 // explain puts the TLS setting to check in front of a failed handshake's
 // message: gRPC reports it as Unavailable with the handshake error as
-// text only (see tlsfiles.Files.Diagnose).
+// text only (see tlsfiles.Files.Diagnose). A refused handshake becomes the
+// answer's cause, so that it matches tlsfiles.ErrRefused and is not tried
+// again within the call.
 func (g *grpcTransport) explain(ctx context.Context, err error) error {
 	var ae *APIError
 	if g.tls != nil && errors.As(err, &ae) && ae.Code == codes.Unavailable.String() {
-		ae.Message = g.tls.Diagnose(ctx, g.addr, g.tlsCfg, errors.New(ae.Message)).Error()
+		diagnosed := g.tls.Diagnose(ctx, g.addr, g.tlsCfg, errors.New(ae.Message))
+		ae.Message = diagnosed.Error()
+		if errors.Is(diagnosed, tlsfiles.ErrRefused) {
+			ae.cause = tlsfiles.ErrRefused
+		}
 	}
 	return err
 }

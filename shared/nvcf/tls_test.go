@@ -3,6 +3,7 @@ package nvcf
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -213,6 +214,82 @@ func TestHTTPSAndOAuthTLSToTheSimulator(t *testing.T) {
 			require.True(t, Retryable(err), "a deployment fixed meanwhile makes the retry write: %v", err)
 			require.Len(t, tc.sim.Writes(), before, "nothing reached the API")
 			require.Equal(t, fetched, auth.TokenFetches(), "no token was issued")
+			t.Log(err)
+		})
+	}
+}
+
+// A handshake refused over certificates ends the call at its first
+// attempt, over either transport and at the token endpoint: the same files
+// and the same server refuse it again at once. A connection refused is
+// still tried MaxAttempts times. Every one stays Retryable, so the event
+// is redelivered: the files are read again when they change, and a
+// redelivery after the fix writes.
+func TestRefusedHandshakeIsNotRetriedWithinACall(t *testing.T) {
+	certs := testenv.Certs(t)
+	pem := certs.PEM
+	httpSim := startTLSSim(t, certs, "server", "ca", false)
+	grpcSim := startTLSSim(t, certs, "server", "ca", true)
+	// No client is registered at the token endpoint: the handshake fails
+	// before the secret is sent.
+	secret := filepath.Join(t.TempDir(), "client-secret")
+	require.NoError(t, os.WriteFile(secret, []byte("client-secret-4c1\n"), 0o600))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closed := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	api := func(ca, cert string) tlsfiles.Files { return tlsFiles(certs, "NVCF_API", ca, cert, cert+"-key") }
+	grpcFiles := func(ca, cert string) tlsfiles.Files { return tlsFiles(certs, "NVCF_GRPC", ca, cert, cert+"-key") }
+	overHTTP := func(url string, f tlsfiles.Files) Config {
+		return Config{Transport: TransportHTTP, BaseURL: url, APITLS: f}
+	}
+	overGRPC := func(addr string, f tlsfiles.Files) Config {
+		return Config{Transport: TransportGRPC, GRPCAddr: addr, GRPCTLS: f}
+	}
+	tokenFrom := func(f tlsfiles.Files) Config {
+		cfg := overHTTP(httpSim.HTTPURL(), api("ca", "client"))
+		cfg.OAuthTokenURL, cfg.OAuthClientID, cfg.OAuthClientSecretFile = httpSim.HTTPURL()+nvcfsim.OAuthTokenPath, "autoscaler", secret
+		cfg.OAuthTLS = f
+		return cfg
+	}
+	for _, tc := range []struct {
+		name     string
+		cfg      Config
+		attempts int
+		want     string
+	}{
+		{"HTTP API behind an unknown CA", overHTTP(httpSim.HTTPURL(), api("other-ca", "client")), 1,
+			`the server's certificate is not signed by the CA of NVCF_API_CA_FILE="` + pem("other-ca") + `"`},
+		{"HTTP API refuses the client certificate", overHTTP(httpSim.HTTPURL(), api("ca", "other-client")), 1,
+			`the server refused the client certificate of NVCF_API_CERT_FILE="` + pem("other-client") + `"`},
+		{"HTTP API not listening", overHTTP("https://"+closed, api("ca", "client")), 3, "connection refused"},
+		{"token endpoint behind an unknown CA", tokenFrom(tlsFiles(certs, "NVCF_OAUTH", "other-ca", "client", "client-key")), 1,
+			`the server's certificate is not signed by the CA of NVCF_OAUTH_CA_FILE="` + pem("other-ca") + `"`},
+		{"gRPC behind an unknown CA", overGRPC(grpcSim.GRPCAddr(), grpcFiles("other-ca", "client")), 1,
+			`the server's certificate is not signed by the CA of NVCF_GRPC_CA_FILE="` + pem("other-ca") + `"`},
+		{"gRPC refuses the client certificate", overGRPC(grpcSim.GRPCAddr(), grpcFiles("ca", "other-client")), 1,
+			`the server refused the client certificate of NVCF_GRPC_CERT_FILE="` + pem("other-client") + `"`},
+		{"gRPC not listening", overGRPC(closed, grpcFiles("ca", "client")), 3, "connection refused"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := &recorder{}
+			cfg := tc.cfg
+			cfg.Timeout, cfg.MaxAttempts, cfg.BackoffBase, cfg.Logger, cfg.Observer = 5*time.Second, 3, time.Millisecond, slog.New(slog.DiscardHandler), rec.observe
+			c, err := New(cfg)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = c.Close() })
+			before := len(httpSim.Writes()) + len(grpcSim.Writes())
+			err = writeThree(c)
+			require.ErrorContains(t, err, tc.want)
+			require.Len(t, rec.codes(), tc.attempts, "attempts made: %v", err)
+			require.True(t, Retryable(err), "a redelivery after the fix can write: %v", err)
+			if cfg.Transport == TransportGRPC {
+				var ae *APIError
+				require.ErrorAs(t, err, &ae, "the gRPC answer stays reachable")
+				require.Equal(t, "Unavailable", ae.Code)
+			}
+			require.Equal(t, before, len(httpSim.Writes())+len(grpcSim.Writes()), "nothing reached the API")
 			t.Log(err)
 		})
 	}
