@@ -146,27 +146,28 @@ func TestCostIsNotLearnedFromTheWindowThatEmptiesAQueue(t *testing.T) {
 	require.NotEqual(t, string(policy.ReasonScaleUpSaturated), d.Reason, "%+v", d)
 }
 
-// The window after the one a queue's estimate ran out in still serves the
-// queue's tail: the estimate runs out up to a window early (a closed loop
-// read 6.9 busy on 8 instances for a demand of 5 in such a window). That
-// window begins with no queue estimated and can read steady, so neither
-// the backlog nor Serving keeps it from teaching the cost; the saturated
-// window before it does.
+// The window after a saturated one reads its end: the requests in flight
+// at the saturated window's end, counted before it, finish in it, and a
+// window longer than the step averages in part of the saturated one (a
+// closed loop read 6.9 busy on 8 instances for a demand of 5 in such a
+// window, after the simulator's queue had emptied). It can begin with no
+// queue estimated and read steady, so neither the backlog nor Serving
+// keeps it from teaching the cost; the saturated window before it does.
 func TestCostIsNotLearnedFromTheWindowAfterASaturatedOne(t *testing.T) {
 	// 3 requests/s for a minute from t0 (a queue of 60 builds); 1/s for
 	// one more, saturated, which the estimate reads as serving the 60 and
 	// its own 60 (empty at its end); then 1/s at 60 %: 72 busy seconds
-	// over 60 requests, the 12 of the tail; from t0+3m on the requests
+	// over 60 requests, 12 of them the saturated minute's; from t0+3m on the requests
 	// got heavier, 1.1 s each (55 %), which steady windows must teach.
 	f, t0, _, state := drainFixture(t, []float64{1, 1, 0.6, 0.55}, []float64{3, 1, 1, 1})
 	st := state()
 	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "learned before t0: %+v", st.Cost)
-	// The cycles at t0+5m and t0+6m learn from (t0+2m, t0+3m], 1.2 s a
-	// request were it taught, and from the steady window after it.
+	// The cycle at t0+5m learns from (t0+2m, t0+3m], 1.2 s a request
+	// were it taught; the cycles after it from the steady windows.
 	f.decideAt(t, t0.Add(5*time.Minute))
 	st = state()
 	require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "the window after the saturated one taught the cost: %+v (backlog %+v)", st.Cost, st.Backlog)
-	require.Zero(t, st.Backlog.Prior, "the tail window began with no queue estimated, so only the saturated window before it tells: %+v", st.Backlog)
+	require.Zero(t, st.Backlog.Prior, "the window after the saturated one began with no queue estimated, so only the saturated window tells: %+v", st.Backlog)
 	// The steady windows after it are learned: the drain's stored
 	// estimate must not go on saying that they served a queue.
 	f.decideAt(t, t0.Add(6*time.Minute))
@@ -214,23 +215,23 @@ func drainFixture(t *testing.T, busy, requests []float64, settings ...func(*fixt
 // With windows longer than the step (70 s windows every 60 s in
 // production, 8 s every 4 s in the closed loop) a window also spans part
 // of the one before it, so the window two steps after a saturated one can
-// still reach back to the tail. Here 2-minute windows every minute. The
-// saturated minute (t0+1m, t0+2m] is busy beyond its arrivals and the
-// queue before it, as a real estimate undercounts the queue by the
-// requests in flight, so the estimate reads empty through the tail minute
-// (t0+2m, t0+3m] at 60 %; the window ending at t0+4m spans it. From t0+3m
-// on the requests take 1.1 s (55 %): steady windows must teach that.
+// still reach back to the saturated one's end. Here 2-minute windows every
+// minute. The saturated minute (t0+1m, t0+2m] is busy beyond its arrivals
+// and the queue before it, so the estimate reads empty through the minute
+// after it (t0+2m, t0+3m] at 60 %, which the window ending at t0+4m
+// spans. From t0+3m on the requests take 1.1 s (55 %): steady windows
+// must teach that.
 func TestCostIsNotLearnedFromAWindowThatSpansTheTail(t *testing.T) {
 	twoMinuteWindows := func(f *fixture) { f.settings.Scale.Window = 2 * time.Minute }
 	f, t0, _, state := drainFixture(t, []float64{1, 1, 0.6, 0.55, 0.55, 0.55}, []float64{3, 0.5, 1, 1, 1, 1}, twoMinuteWindows)
 	for i := 5; i <= 6; i++ {
 		f.decideAt(t, t0.Add(time.Duration(i)*time.Minute))
 		st := state()
-		require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "cycle at t0+%dm: a window spanning the tail taught the cost: %+v (backlog %+v)", i, st.Cost, st.Backlog)
+		require.InDelta(t, 1.0, st.Cost.SecondsPerRequest, 0.005, "cycle at t0+%dm: a window spanning the saturated one's end taught the cost: %+v (backlog %+v)", i, st.Cost, st.Backlog)
 		require.Zero(t, st.Backlog.Requests, "the estimate must read empty here, or Serving, not the window's span, keeps the cost: %+v", st.Backlog)
 	}
 	f.decideAt(t, t0.Add(7*time.Minute))
 	f.decideAt(t, t0.Add(8*time.Minute))
 	st := state()
-	require.Greater(t, st.Cost.SecondsPerRequest, 1.02, "the steady windows after the tail were not learned: %+v", st.Cost)
+	require.Greater(t, st.Cost.SecondsPerRequest, 1.02, "the steady windows after the drain were not learned: %+v", st.Cost)
 }

@@ -196,13 +196,13 @@ func costWindow(m tsdb.VersionMetrics, window, step time.Duration) (learnWindow,
 // before the window to the step after it: a window in which the load
 // stepped up counts requests that queued for the next one even while its
 // average utilization reads low. Nor may a window that ended inside it,
-// or where it begins, have saturated: the window after a saturated one
-// still serves the tail of its queue (policy.Backlog's estimate runs out
-// up to a window early), so its busy seconds belong partly to older
-// requests. With windows longer than the step that reaches back more
-// than one step: a closed loop's 8 s windows every 4 s learned 1.116 s
-// for 1 s requests from the window two steps after the last saturated
-// one, which still read 5.85 busy for a demand of 5.
+// or where it begins, have saturated: at a saturated window's end every
+// worker thread is in the middle of a request counted before, whose
+// remaining busy seconds fall into the next window, and a window longer
+// than the step (70 s every 60 s by default, 8 s every 4 s in the closed
+// loop) also averages in the end of the saturated one itself. The closed
+// loop learned 1.286 s and 1.116 s for 1 s requests from such windows,
+// the second one two steps after the last saturated window.
 func steadyWindow(m tsdb.VersionMetrics, end time.Time, window, step time.Duration) bool {
 	settled := false
 	for _, u := range m.Utilization {

@@ -54,25 +54,17 @@ func (b Backlog) Queued() bool {
 }
 
 // Serving reports whether the newest window served a queue: one is left
-// (Queued), or the window began with one, however small the estimate.
-// It is what explains a window whose workers are busier than the demand:
-// the window in which a queue drains is busy with it to its end, while
-// the estimate at its end already reads (nearly) empty. Reading that
-// window as "queue gone, still busier than the demand", the proof of a
-// stale cost, doubled a version that had just been sized for its demand
-// (a closed loop's 10x step ended at 16 instances for a demand of 8
-// whenever the drain ended just before a window's end).
-//
-// Any queue estimated at the window's start counts, not only one of
-// BacklogMinRequests: the estimate there can be short of the real queue
-// by about the requests then in flight, up to one per busy worker thread.
-// A closed loop's estimate read 2.4 requests as a window began while the
-// window served 8.4 more than arrived in it (7.1 of 8 instances busy for
-// a demand of 5); read as no queue, utilization took 8 instances to 11.
-// A stale cost is still proved, one window later: by a window that began
-// with no queue at all and is still busier than the demand.
+// (Queued), or the window began with one. It is what explains a window
+// whose workers are busier than the demand: the window in which a queue
+// drains is saturated by it to its end, while the estimate at its end
+// already reads (nearly) empty. Reading that window as "queue gone, still
+// saturated", the proof of a stale cost, doubled a version that had just
+// been sized for its demand (a closed loop's 10x step ended at 16
+// instances for a demand of 8 whenever the drain ended just before a
+// window's end). A stale cost is still proved, one window later: by a
+// saturated window that began with no queue.
 func (b Backlog) Serving() bool {
-	return b.Queued() || (b.Known() && finite(b.Prior) && b.Prior > 0)
+	return b.Queued() || (b.Known() && finite(b.Prior) && b.Prior >= BacklogMinRequests)
 }
 
 // BacklogMinRequests is the smallest estimated queue that counts as one.

@@ -486,18 +486,21 @@ func breaches(s Stickiness, samples []Sample, breach func(float64) bool) breachC
 // its demand size; once a window began with the estimate run out and the
 // version is still saturated, it is a stale cost, and the version doubles.
 //
-// afterSaturated says the window before this one read saturated. A queue
-// outlasts its estimate by up to a window: the fold counts the requests
-// in flight at a window's edge as served sooner than they are, so the
-// estimate runs out while the workers still serve the queue's tail. In
-// the closed loop the window after the one the estimate ran out in read
-// 86-89 % busy on 8 instances, 6.9-7.1 busy for a demand of 5 (7.6-8.4
-// requests served beyond the arrivals), and utilization took the version
-// sized for its demand from 8 to 10 and 11. So an unsaturated window right
-// after a saturated one that is busier than the demand is the tail, and
-// holds at the demand size too. It cannot hide a stale cost for more than
-// that window: the next one is not after a saturated one, and a saturated
-// one is judged on the estimate alone.
+// afterSaturated says the window before this one read saturated. The
+// utilization window is longer than the step (70 s every 60 s by
+// default, 8 s every 4 s in the closed loop), so the window after the one
+// a queue drained in still averages in the end of that drain, and at a
+// saturated window's end every worker thread is in the middle of a
+// request whose remaining busy seconds fall into the next window. Such a
+// window reads busier than its demand with no queue left: in the closed
+// loop 86-89 % of 8 instances, 6.9-7.1 busy for a demand of 5, while the
+// simulator's queue had emptied at the end of the window before, and
+// utilization took the version sized for its demand from 8 to 10 and 11.
+// So an unsaturated window right after a saturated one that is busier
+// than the demand is the drain's end and holds at the demand size too.
+// It cannot hide a stale cost for more than that window: the next one is
+// not after a saturated one, and a saturated one is judged on the
+// estimate alone.
 func (p Policy) target(cur int, latest float64, afterSaturated bool, demand Demand, backlog Backlog) (int, Reason, string) {
 	ratio := math.Max(latest, 0) / p.TargetUtilization
 	busy := math.Max(latest, 0) * float64(cur) / 100
@@ -512,8 +515,8 @@ func (p Policy) target(cur int, latest float64, afterSaturated bool, demand Dema
 	// serves the arrivals at the target and drains the queue with the
 	// rest; more instances would come up as the queue empties and then sit
 	// idle, which is how a 10x step used to end at twice its demand size.
-	tail := afterSaturated && latest < SaturatedUtilization && backlog.Known()
-	draining := demand.Known() && demand.Instances < busy && (backlog.Serving() || tail)
+	drainEnd := afterSaturated && latest < SaturatedUtilization && backlog.Known()
+	draining := demand.Known() && demand.Instances < busy && (backlog.Serving() || drainEnd)
 	drain := func() (int, Reason, string) {
 		rec, reason := max(cur, need), ReasonHoldDraining
 		if rec > cur {
@@ -521,7 +524,7 @@ func (p Policy) target(cur int, latest float64, afterSaturated bool, demand Dema
 		}
 		queue := backlog.String()
 		if !backlog.Serving() {
-			queue = "tail of the queue of the saturated window before (" + queue + ")"
+			queue = "end of the drain in the saturated window before (" + queue + ")"
 		}
 		return rec, reason, fmt.Sprintf("%s draining: busy above %s is the %s; demand needs %d at target", detail, demand, queue, need)
 	}
