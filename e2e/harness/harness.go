@@ -130,7 +130,7 @@ func StartFunction(ctx context.Context, bin, name, logDir string, env map[string
 }
 
 // Launch starts bin with env plus LISTEN_ADDRESS=addr, in a process group
-// of its own, its output appended to logDir/name.log, and returns without
+// of its own that dies with this process (childOfThisProcess), its output appended to logDir/name.log, and returns without
 // waiting for readiness. prefix, when given, is the command that runs bin
 // (nsenter into a namespace, say); it must exec bin, so that the PID
 // signalled by Stop and Kill is bin's own.
@@ -155,7 +155,7 @@ func Launch(bin, name, logDir, addr string, env map[string]string, prefix ...str
 		cmd.Env = append(cmd.Env, k+"="+env[k])
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = childOfThisProcess()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -329,4 +329,16 @@ func Send(ctx context.Context, target string, e event.Event) (int, *event.Event,
 		return 0, nil, res
 	}
 	return http.StatusOK, reply, nil
+}
+
+// childOfThisProcess is the process attributes of every server a test or
+// bench starts: a process group of its own (signals to the test's group,
+// a terminal's ^C, do not reach it first), and SIGKILL when this process
+// dies. Without the latter a test binary killed by go test's -timeout
+// left its function processes running, reparented to init, holding their
+// ports and the lock file `flock` had handed them (a closed loop cut at
+// 10 minutes left three that blocked every later test run for 15
+// minutes). Stop and Kill still end them gracefully when the test does.
+func childOfThisProcess() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
