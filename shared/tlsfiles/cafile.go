@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+
+	"function/shared/watchfile"
 )
 
 // caFile is the CA file's certificates, read again when the file changes.
@@ -25,7 +27,7 @@ import (
 // slog's default logger once per change of the file; a CA is public, so
 // the log may name the file, but it never quotes the contents.
 type caFile struct {
-	*watched[caPool]
+	*watchfile.Value[caPool]
 }
 
 // caPool is the CA file's certificates and how many there are, for the log.
@@ -37,24 +39,24 @@ type caPool struct {
 // newCAFile reads the file once, so that a wrong setting fails at start
 // with the setting named.
 func newCAFile(f Files) (*caFile, error) {
-	w := &watched[caPool]{
-		files: []watchedFile{{path: f.CAFile, setting: f.CASetting, what: "CA file"}},
-		parse: func(contents [][]byte) (caPool, error) {
+	w, err := watchfile.New(watchfile.Spec[caPool]{
+		Files: []watchfile.File{{Path: f.CAFile, Setting: f.CASetting, What: "CA file"}},
+		Parse: func(contents [][]byte) (caPool, error) {
 			cas, err := parseCAs(contents[0])
 			if err != nil {
 				return caPool{}, fmt.Errorf("%s=%q: %w", f.CASetting, f.CAFile, err)
 			}
 			return cas, nil
 		},
-		failed: func(_ caPool, err error) {
+		Failed: func(_ caPool, err error) {
 			slog.Warn("CA file did not load; servers are still verified against the CAs read before",
 				"ca_setting", f.CASetting, "ca_file", f.CAFile, "error", err.Error())
 		},
-		reloaded: func(now caPool) {
+		Reloaded: func(now caPool) {
 			slog.Info("CA file read again", "ca_setting", f.CASetting, "ca_file", f.CAFile, "certificates", now.n)
 		},
-	}
-	if err := w.loadFirst(); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &caFile{w}, nil
@@ -64,7 +66,7 @@ func newCAFile(f Files) (*caFile, error) {
 // loads, the last good one otherwise. A file out of reach (gone for a
 // moment during a swap) is a change: said once, and the last good pool
 // stays until it is back.
-func (c *caFile) roots() *x509.CertPool { return c.current().pool }
+func (c *caFile) roots() *x509.CertPool { return c.Current().pool }
 
 // parseCAs is x509.CertPool.AppendCertsFromPEM (other blocks and
 // certificates Go cannot parse are skipped, as before) that also refuses

@@ -1,15 +1,11 @@
 package tlsfiles
 
 import (
-	"bytes"
 	"crypto/tls"
-	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,28 +89,6 @@ func writeCA(t *testing.T, path string, data []byte, at time.Time) {
 	t.Helper()
 	require.NoError(t, os.WriteFile(path, data, 0o644))
 	require.NoError(t, os.Chtimes(path, at, at))
-}
-
-// captureLogs makes slog's default logger write JSON the test reads:
-// each call returns the lines logged since the last.
-func captureLogs(t *testing.T) func() []map[string]any {
-	var logged bytes.Buffer
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewJSONHandler(&logged, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
-	return func() []map[string]any {
-		var out []map[string]any
-		for _, l := range strings.Split(strings.TrimSpace(logged.String()), "\n") {
-			if l == "" {
-				continue
-			}
-			var m map[string]any
-			require.NoError(t, json.Unmarshal([]byte(l), &m))
-			out = append(out, m)
-		}
-		logged.Reset()
-		return out
-	}
 }
 
 // caRotation is the set-up of the rotation tests: CAs a and b, a server
@@ -219,7 +193,7 @@ func TestCAFileSymlinkSwapIsReadAgain(t *testing.T) {
 // the file; a rewrite that loads is said once, with its number of
 // certificates.
 func TestBrokenCAFileKeepsTheLastGoodPool(t *testing.T) {
-	logs := captureLogs(t)
+	logs := testenv.CaptureLogs(t)
 	r := newCARotation(t)
 	f, cfg, srv, a, b, path := r.f, r.cfg, r.srv, r.a, r.b, r.path
 	cfg.ServerName = "localhost"

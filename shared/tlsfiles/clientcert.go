@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"function/shared/watchfile"
 )
 
 // clientCert is a client certificate and key that are read again when
@@ -26,18 +28,18 @@ import (
 // between the two halves of a swap) leaves the last good pair in use and
 // is not reported: the files are looked at again once both are there.
 type clientCert struct {
-	*watched[*tls.Certificate]
+	*watchfile.Value[*tls.Certificate]
 }
 
 // newClientCert reads the pair once, so that a wrong setting fails at
 // start with the setting named.
 func newClientCert(f Files) (*clientCert, error) {
-	w := &watched[*tls.Certificate]{
-		files: []watchedFile{
-			{path: f.CertFile, setting: f.CertSetting, what: "client certificate"},
-			{path: f.KeyFile, setting: f.KeySetting, what: "client key"},
+	w, err := watchfile.New(watchfile.Spec[*tls.Certificate]{
+		Files: []watchfile.File{
+			{Path: f.CertFile, Setting: f.CertSetting, What: "client certificate"},
+			{Path: f.KeyFile, Setting: f.KeySetting, What: "client key"},
 		},
-		parse: func(contents [][]byte) (*tls.Certificate, error) {
+		Parse: func(contents [][]byte) (*tls.Certificate, error) {
 			pair, err := tls.X509KeyPair(contents[0], contents[1])
 			if err != nil {
 				// tls's messages name PEM blocks and key types, never key bytes.
@@ -48,8 +50,8 @@ func newClientCert(f Files) (*clientCert, error) {
 		// A file out of reach is taken as a renewal under way, not as
 		// one that failed (caFile reports it; the two have always
 		// differed there, and this keeps both as they were).
-		waitWhileUnreachable: true,
-		failed: func(last *tls.Certificate, err error) {
+		WaitWhileUnreachable: true,
+		Failed: func(last *tls.Certificate, err error) {
 			// A renewal that never loads ends in handshakes refused
 			// for an expired certificate, and this line is the early
 			// warning. The error names settings and files, never key
@@ -57,11 +59,11 @@ func newClientCert(f Files) (*clientCert, error) {
 			slog.Warn("client certificate renewal did not load; the previous certificate is still presented",
 				"certificate_setting", f.CertSetting, "previous_not_after", notAfter(last), "error", err.Error())
 		},
-		reloaded: func(now *tls.Certificate) {
+		Reloaded: func(now *tls.Certificate) {
 			slog.Info("client certificate renewed", "certificate_setting", f.CertSetting, "not_after", notAfter(now))
 		},
-	}
-	if err := w.loadFirst(); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &clientCert{w}, nil
@@ -81,7 +83,7 @@ func notAfter(pair *tls.Certificate) time.Time {
 // (an issuer the server does not list): the server then says it got no
 // certificate, which is the clearer of the two refusals.
 func (c *clientCert) get(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-	pair := c.current()
+	pair := c.Current()
 	if err := cri.SupportsCertificate(pair); err != nil {
 		return &tls.Certificate{}, nil
 	}

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 )
@@ -126,16 +125,6 @@ func ForURLHost(cfg *tls.Config, host string) *tls.Config {
 		return cfg
 	}
 	return ForHost(cfg, strings.Trim(host, "[]"))
-}
-
-// unwrapPath drops the *PathError's repetition of the path the message
-// already quotes.
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // ErrRefused is carried (errors.Is) by every error Explain recognises: a

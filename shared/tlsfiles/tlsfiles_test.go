@@ -107,7 +107,7 @@ func TestExplainLeavesOtherErrorsAlone(t *testing.T) {
 func TestRenewalIsLoggedOncePerChange(t *testing.T) {
 	certs := testenv.Certs(t)
 	pem := certs.PEM
-	lines := captureLogs(t)
+	lines := testenv.CaptureLogs(t)
 	dir := t.TempDir()
 	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
 	writes := 0
@@ -125,13 +125,14 @@ func TestRenewalIsLoggedOncePerChange(t *testing.T) {
 	put("client-key", key)
 	c, err := newClientCert(Files{CertFile: cert, KeyFile: key, CertSetting: "A_CERT", KeySetting: "A_KEY"})
 	require.NoError(t, err)
-	first := c.current().Leaf.NotAfter
+	before := c.Current()
+	first := before.Leaf.NotAfter
 	require.Empty(t, lines(), "reading the pair at start is not a renewal")
 
 	// Half a renewal: the new certificate, its key not yet written.
 	put("expired-client", cert)
-	require.Same(t, c.last, c.current())
-	c.current()
+	require.Same(t, before, c.Current())
+	c.Current()
 	got := lines()
 	require.Len(t, got, 1, "one line per change, not per handshake: %v", got)
 	require.Equal(t, "WARN", got[0]["level"])
@@ -142,8 +143,8 @@ func TestRenewalIsLoggedOncePerChange(t *testing.T) {
 
 	// The key follows: renewed, and said once.
 	put("expired-client-key", key)
-	renewed := c.current()
-	c.current()
+	renewed := c.Current()
+	c.Current()
 	got = lines()
 	require.Len(t, got, 1, "%v", got)
 	require.Equal(t, "INFO", got[0]["level"])
