@@ -15,18 +15,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"function/shared/tlsfiles"
+	"function/shared/watchfile"
 )
 
 // Config says how to reach the TSDB.
@@ -88,7 +88,7 @@ type Client struct {
 	cfg     Config
 	base    *url.URL
 	http    *http.Client
-	token   *tokenFile
+	token   *watchfile.Value[string] // nil without auth=token
 	queries atomic.Int64
 	// tlsConfig is the transport's, kept to probe a failed connection.
 	tlsConfig *tls.Config
@@ -138,9 +138,8 @@ func New(cfg Config) (*Client, error) {
 		if cfg.TokenFile == "" {
 			return nil, errors.New("tsdb auth token needs a token file")
 		}
-		c.token = &tokenFile{path: cfg.TokenFile}
-		if _, err := c.token.get(); err != nil {
-			return nil, err
+		if c.token, err = newTokenFile(cfg.TokenFile); err != nil {
+			return nil, fmt.Errorf("tsdb auth token: %w", err)
 		}
 	case "mtls":
 		if !cfg.TLS.HasClientCert() {
@@ -376,11 +375,7 @@ func (c *Client) attempt(ctx context.Context, endpoint, u, query, body string, e
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	if c.token != nil {
-		tok, err := c.token.get()
-		if err != nil {
-			return nil, &QueryError{Query: query, Err: err}
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Authorization", "Bearer "+c.token.Current())
 	}
 	resp, err := c.http.Do(req)
 	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
@@ -478,34 +473,36 @@ func scrubURL(err error) error {
 	return err
 }
 
-// tokenFile reads a bearer token and re-reads it when the file changes, so
-// a rotated Kubernetes secret takes effect without a restart.
-type tokenFile struct {
-	path string
-	mu   sync.Mutex
-	mod  time.Time
-	size int64
-	tok  string
-}
+// tokenSetting is the variable that names the token file, for messages.
+const tokenSetting = "TSDB_TOKEN_FILE"
 
-func (t *tokenFile) get() (string, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	fi, err := os.Stat(t.path)
-	if err != nil {
-		return "", fmt.Errorf("tsdb token file: %w", err)
-	}
-	if t.tok != "" && fi.ModTime().Equal(t.mod) && fi.Size() == t.size {
-		return t.tok, nil
-	}
-	b, err := os.ReadFile(t.path)
-	if err != nil {
-		return "", fmt.Errorf("tsdb token file: %w", err)
-	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" {
-		return "", fmt.Errorf("tsdb token file %s is empty", t.path)
-	}
-	t.tok, t.mod, t.size = tok, fi.ModTime(), fi.Size()
-	return tok, nil
+// newTokenFile reads the bearer token once, so that a wrong setting fails
+// at start with the setting named, and again whenever the file changes, so
+// a rotated Kubernetes secret takes effect at the next query without a
+// restart. A swapped symlink is a change even when the new token has the
+// old one's length and modification time.
+//
+// A rewrite caught empty, or the file gone for a moment during a swap,
+// leaves the last good token in use: the TSDB may still accept it, and a
+// query that fails for want of a token would fail for nothing. Each
+// outcome is logged once per change of the file, never once per query;
+// the lines and errors name the setting and the path, never the token.
+func newTokenFile(path string) (*watchfile.Value[string], error) {
+	return watchfile.New(watchfile.Spec[string]{
+		Files: []watchfile.File{{Path: path, Setting: tokenSetting, What: "token file"}},
+		Parse: func(contents [][]byte) (string, error) {
+			tok := strings.TrimSpace(string(contents[0]))
+			if tok == "" {
+				return "", fmt.Errorf("%s=%q: the token file is empty", tokenSetting, path)
+			}
+			return tok, nil
+		},
+		Failed: func(_ string, err error) {
+			slog.Warn("TSDB token file did not load; the token read before is still sent",
+				"token_setting", tokenSetting, "token_file", path, "error", err.Error())
+		},
+		Reloaded: func(string) {
+			slog.Info("TSDB token file read again", "token_setting", tokenSetting, "token_file", path)
+		},
+	})
 }
