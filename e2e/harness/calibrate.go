@@ -11,8 +11,8 @@ import (
 // so that benchmark figures from different machines can be compared. The
 // CPU model does not tell them apart: two machines of this workplace that
 // both report "Intel(R) Xeon(R) Processor" ran the same 100k-version cycle
-// 1.6x apart, with no CPU stolen on either, and hardware counters
-// (perf stat's instructions) are not offered to these virtual machines.
+// 1.6x apart, and hardware counters (perf stat's instructions and cycles)
+// are not offered to these virtual machines.
 type Calibration struct {
 	// Median is the median time of Runs runs of the work, each on one
 	// goroutine; lower is a faster machine.
@@ -59,7 +59,7 @@ func calibrationWork(xs []uint64, m map[uint64]uint64) uint64 {
 }
 
 // Calibrate runs the fixed work runs times (at least 3) and reports the
-// median: about a second a run on the 2-core development machines.
+// median: about 0.4 s a run on the 2-core development machines.
 func Calibrate(runs int) Calibration {
 	runs = max(runs, 3)
 	xs := make([]uint64, 2_000_000)

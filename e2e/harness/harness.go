@@ -130,10 +130,11 @@ func StartFunction(ctx context.Context, bin, name, logDir string, env map[string
 }
 
 // Launch starts bin with env plus LISTEN_ADDRESS=addr, in a process group
-// of its own that dies with this process (childOfThisProcess), its output appended to logDir/name.log, and returns without
-// waiting for readiness. prefix, when given, is the command that runs bin
-// (nsenter into a namespace, say); it must exec bin, so that the PID
-// signalled by Stop and Kill is bin's own.
+// of its own that dies with this process (childOfThisProcess), its output
+// appended to logDir/name.log, and returns without waiting for readiness.
+// prefix, when given, is the command that runs bin (nsenter into a
+// namespace, say); it must exec bin, so that the PID signalled by Stop
+// and Kill is bin's own.
 func Launch(bin, name, logDir, addr string, env map[string]string, prefix ...string) (*Process, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err

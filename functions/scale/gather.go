@@ -204,18 +204,18 @@ func costWindow(m tsdb.VersionMetrics, window, step time.Duration) (learnWindow,
 // loop learned 1.286 s and 1.116 s for 1 s requests from such windows,
 // the second one two steps after the last saturated window.
 func steadyWindow(m tsdb.VersionMetrics, end time.Time, window, step time.Duration) bool {
+	// From the window's start on (a window ending there ended where this
+	// one begins), none saturated; and one settled at or after its end.
+	from := end.Add(-window)
 	settled := false
 	for _, u := range m.Utilization {
-		if u.At.Before(end) {
-			if !u.At.Before(end.Add(-window)) && !(u.Value < policy.SaturatedUtilization) {
-				return false
-			}
+		if u.At.Before(from) {
 			continue
 		}
 		if !(u.Value < policy.SaturatedUtilization) {
 			return false
 		}
-		settled = true
+		settled = settled || !u.At.Before(end)
 	}
 	if !settled {
 		return false
@@ -234,7 +234,6 @@ func steadyWindow(m tsdb.VersionMetrics, end time.Time, window, step time.Durati
 	if finite(m.FreshUtilization) && m.FreshUtilization >= policy.SaturatedUtilization {
 		return false
 	}
-	from := end.Add(-window)
 	count, seen := 0.0, false
 	for _, c := range m.InstanceCounts {
 		if c.At.Before(from) {
