@@ -152,6 +152,7 @@ func TestDecideDrainOrStaleCost(t *testing.T) {
 		{"the same window after an unsaturated one: the up move stands", target(func(p *Policy) { p.TargetUtilization = 70 }), withDrained(withDemand(running(8, 88.8), 5), 0, 2.4), 11, true, ReasonScaleUp, 11},
 		{"one window only: after an unsaturated one the up move stands", target(func(p *Policy) { p.TargetUtilization = 70 }), withDrained(withDemand(running(8, 100, 86.3, 86.3), 5), 0, 0), 10, true, ReasonScaleUp, 10},
 		{"saturated after saturated with no queue: stale cost doubles", target(), withDrained(withDemand(running(9, 100, 100), 5), 0, 0), 18, true, ReasonScaleUpSaturated, 18},
+		{"the fresh sample after the drain's end holds too", target(func(p *Policy) { p.TargetUtilization = 70 }), withFresh(withDrained(withDemand(running(8, 100, 86.2), 5), 0, 0), 86.2), 8, true, ReasonHoldDraining, 8},
 		{"no drain's end without a backlog estimate", target(func(p *Policy) { p.TargetUtilization = 70 }), withDemand(running(8, 100, 86.3), 5), 10, true, ReasonScaleUp, 10},
 		{"unknown backlog doubles as before", target(), withDemand(running(9, 100), 5), 18, true, ReasonScaleUpSaturated, 18},
 		{"demand at busy sizes from it whatever the queue", target(), drain(4, 100, 4, 40), 7, true, ReasonScaleUpDemand, 7},

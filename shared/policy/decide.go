@@ -255,7 +255,13 @@ func Decide(p Policy, in Input) Decision {
 		if freshOK {
 			// Fresh only raises: max of the two, never the fresh one alone
 			// when it is lower.
-			if frec, freason, fdetail := p.target(freshCount(in, cur), fresh, latest >= SaturatedUtilization, in.Demand, in.Backlog); frec > rec {
+			// The fresh window overlaps the latest settled one, so it is
+			// after a saturated window when that one was or followed one
+			// (a fresh-clone CI run: the settled window held at the
+			// demand size of 8, the fresh one, the same 86.2 %, raised
+			// it to 10).
+			afterSaturated := before || latest >= SaturatedUtilization
+			if frec, freason, fdetail := p.target(freshCount(in, cur), fresh, afterSaturated, in.Demand, in.Backlog); frec > rec {
 				rec, reason = frec, freason
 				detail += fmt.Sprintf("; fresh=%.1f raises to %d: %s", fresh, frec, fdetail)
 			}
