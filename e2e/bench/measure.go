@@ -216,19 +216,25 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 		cycles = min(cycles, 2) // thousands of queries a cycle: two are enough for the ratio
 	}
 	fmt.Printf("   %s, %d scale process(es)\n", mode, procs)
+	// profileTargets are the pprof bases of the processes profiled: the
+	// bench's TSDB too, which in a warm 100k cycle spends about twice the
+	// CPU of both functions.
+	profileTargets := func() map[string]string {
+		targets := map[string]string{}
+		if vmPID != 0 {
+			targets["victoriametrics"] = o.vm
+		}
+		for _, p := range all {
+			targets[p.p.Name] = "http://" + p.metricsAddr
+		}
+		return targets
+	}
 	if cold {
 		var firstProf sync.WaitGroup
 		if profile {
 			// Where the TSDB and the functions spend the cold cycle: its
 			// first 50 s, discovery and the buckets.
-			targets := map[string]string{}
-			if vmPID != 0 {
-				targets["victoriametrics"] = o.vm
-			}
-			for _, p := range all {
-				targets[p.p.Name] = "http://" + p.metricsAddr
-			}
-			for name, base := range targets {
+			for name, base := range profileTargets() {
 				firstProf.Add(1)
 				go func() {
 					defer firstProf.Done()
@@ -274,13 +280,13 @@ func measure(ctx context.Context, o options, root, bin string, sim *nvcfsim.Serv
 	var profWG sync.WaitGroup
 	if profile {
 		secs := int(math.Ceil(r.First.WallS*float64(cycles))) + 5
-		for _, p := range all {
+		for name, base := range profileTargets() {
 			profWG.Add(1)
 			go func() {
 				defer profWG.Done()
-				path := filepath.Join(o.out, fmt.Sprintf("cpu-%s-%d.pprof", p.p.Name, n))
-				if err := fetch(ctx, "http://"+p.metricsAddr+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path); err != nil {
-					fmt.Printf("   profile %s: %v\n", p.p.Name, err)
+				path := filepath.Join(o.out, fmt.Sprintf("cpu-%s-%d.pprof", name, n))
+				if err := fetch(ctx, base+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path); err != nil {
+					fmt.Printf("   profile %s: %v\n", name, err)
 				}
 			}()
 		}
