@@ -1,18 +1,20 @@
 package nvcf
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"function/shared/watchfile"
 )
 
 // endpointOAuthToken labels errors from the token endpoint.
@@ -32,60 +34,57 @@ type noCredentials struct{}
 func (noCredentials) token(context.Context) (string, error) { return "", nil }
 func (noCredentials) invalidate()                           {}
 
-// secretFile caches a file's trimmed content and re-reads it when the
-// file's modification time or size changes. Kubernetes rotates mounted
-// secrets by swapping a symlink, which os.Stat follows, so a rotation is
-// seen on the next call without a restart.
-type secretFile struct {
-	path string
-	what string // "token file" or "client secret file", for errors
+// The variables that name the credential files: what messages name.
+const (
+	tokenFileSetting    = "NVCF_TOKEN_FILE"
+	clientSecretSetting = "NVCF_OAUTH_CLIENT_SECRET_FILE"
+)
 
-	mu    sync.Mutex
-	value string
-	mod   time.Time
-	size  int64
-	valid bool
-}
-
-// read returns the current content and whether it differs from the last read.
-func (f *secretFile) read() (value string, changed bool, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fi, err := os.Stat(f.path)
-	if err != nil {
-		return "", false, fmt.Errorf("stat %s %s: %w: %w", f.what, f.path, ErrUnauthorized, err)
-	}
-	if f.valid && fi.ModTime().Equal(f.mod) && fi.Size() == f.size {
-		return f.value, false, nil
-	}
-	raw, err := os.ReadFile(f.path)
-	if err != nil {
-		return "", false, fmt.Errorf("read %s %s: %w: %w", f.what, f.path, ErrUnauthorized, err)
-	}
-	v := string(bytes.TrimSpace(raw))
-	if v == "" {
-		return "", false, fmt.Errorf("%s %s is empty: %w", f.what, f.path, ErrUnauthorized)
-	}
-	changed = !f.valid || v != f.value
-	f.value, f.mod, f.size, f.valid = v, fi.ModTime(), fi.Size(), true
-	return v, changed, nil
-}
-
-func (f *secretFile) forget() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.valid = false
+// newSecretFile reads a credential (the static bearer token, or the OAuth
+// client secret) from its file once, so that a missing or empty file fails
+// New with its setting named rather than every call later, and again
+// whenever the file changes, so that a rotated Kubernetes secret is used at
+// the next call without a restart. A swapped symlink is a change even when
+// the new file has the old one's length and modification time.
+//
+// A rewrite caught empty, or the file gone for a moment during a swap,
+// keeps the value read before: the API or the token endpoint may still
+// accept it, and a call failed for want of a credential would fail for
+// nothing. Each outcome is logged once per change of the file, never once
+// per call; lines and errors name the setting and the path, never the
+// credential.
+func newSecretFile(log *slog.Logger, path, setting, credential string) (*watchfile.Value[string], error) {
+	what := credential + " file"
+	return watchfile.New(watchfile.Spec[string]{
+		Files: []watchfile.File{{Path: path, Setting: setting, What: what}},
+		Parse: func(contents [][]byte) (string, error) {
+			v := strings.TrimSpace(string(contents[0]))
+			if v == "" {
+				return "", fmt.Errorf("%s=%q: the %s is empty", setting, path, what)
+			}
+			return v, nil
+		},
+		Failed: func(_ string, err error) {
+			log.Warn(fmt.Sprintf("NVCF %s did not load; the %s read before is still used", what, credential),
+				"credential_setting", setting, "credential_file", path, "error", err.Error())
+		},
+		Reloaded: func(string) {
+			log.Info(fmt.Sprintf("NVCF %s read again", what), "credential_setting", setting, "credential_file", path)
+		},
+	})
 }
 
 // staticToken is a bearer token from a file.
-type staticToken struct{ file *secretFile }
+type staticToken struct{ file *watchfile.Value[string] }
 
-func (s *staticToken) token(context.Context) (string, error) {
-	v, _, err := s.file.read()
-	return v, err
-}
+func (s staticToken) token(context.Context) (string, error) { return s.file.Current(), nil }
 
-func (s *staticToken) invalidate() { s.file.forget() }
+// invalidate has nothing to drop: the file is looked at (which file the
+// name leads to, its size and modification time) at every call, so a token
+// rotated in the file is sent at the retry right after the refusal. An
+// unchanged file holds the very token just refused; reading it again would
+// send it again.
+func (staticToken) invalidate() {}
 
 // clientCredentials fetches and caches an OAuth2 client-credentials token.
 // The cache is ours rather than oauth2.ReuseTokenSource so that a fetch
@@ -93,23 +92,32 @@ func (s *staticToken) invalidate() { s.file.forget() }
 // rotated client secret or a refused token drops the cached token.
 type clientCredentials struct {
 	base   clientcredentials.Config // without the secret
-	secret *secretFile
+	secret *watchfile.Value[string]
 	client *httpsClient
 
 	mu     sync.Mutex
 	cached *oauth2.Token
+	// fetchedWith is the client secret cached was fetched with. A token
+	// fetched with a secret since rotated is dropped rather than kept
+	// until it expires: the rotation may have revoked it, and a wrong new
+	// secret should show at the rotation, not an hour later.
+	fetchedWith string
 }
 
-func newClientCredentials(cfg Config, client *httpsClient) *clientCredentials {
+func newClientCredentials(cfg Config, client *httpsClient) (*clientCredentials, error) {
+	secret, err := newSecretFile(cfg.Logger, cfg.OAuthClientSecretFile, clientSecretSetting, "client secret")
+	if err != nil {
+		return nil, err
+	}
 	return &clientCredentials{
 		base: clientcredentials.Config{
 			ClientID: cfg.OAuthClientID,
 			TokenURL: cfg.OAuthTokenURL,
 			Scopes:   []string{OAuthScope},
 		},
-		secret: &secretFile{path: cfg.OAuthClientSecretFile, what: "client secret file"},
+		secret: secret,
 		client: client,
-	}
+	}, nil
 }
 
 func (c *clientCredentials) token(ctx context.Context) (string, error) {
@@ -117,11 +125,8 @@ func (c *clientCredentials) token(ctx context.Context) (string, error) {
 	// token request instead of stampeding the token endpoint.
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	secret, changed, err := c.secret.read()
-	if err != nil {
-		return "", err
-	}
-	if changed {
+	secret := c.secret.Current()
+	if secret != c.fetchedWith {
 		c.cached = nil
 	}
 	if c.cached.Valid() { // Valid is nil-safe and renews 10 s before expiry
@@ -139,15 +144,17 @@ func (c *clientCredentials) token(ctx context.Context) (string, error) {
 		}
 		return "", classifyTokenError(c.base.TokenURL, err)
 	}
-	c.cached = tok
+	c.cached, c.fetchedWith = tok, secret
 	return tok.AccessToken, nil
 }
 
+// invalidate drops the cached token, which the API refused: the next
+// attempt fetches a new one. The secret file needs no forcing: it is looked
+// at on every call, and a rotated secret is used for that fetch.
 func (c *clientCredentials) invalidate() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cached = nil
-	c.secret.forget()
 }
 
 // classifyTokenError keeps the status and the OAuth2 error code but drops

@@ -115,8 +115,10 @@ type Client struct {
 	sleep func(ctx context.Context, d time.Duration) error
 }
 
-// New validates cfg, applies defaults and builds a Client. It does not dial:
-// the first call does.
+// New validates cfg, applies defaults and builds a Client. It reads the
+// credential file (TokenFile or OAuthClientSecretFile), so that a missing
+// or empty one fails here with its setting named. It does not dial: the
+// first call does.
 func New(cfg Config) (*Client, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
@@ -129,9 +131,17 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, log: cfg.Logger, creds: noCredentials{}, now: time.Now, sleep: sleepCtx}
 	switch {
 	case cfg.TokenFile != "":
-		c.creds = &staticToken{file: &secretFile{path: cfg.TokenFile, what: "token file"}}
+		f, err := newSecretFile(cfg.Logger, cfg.TokenFile, tokenFileSetting, "token")
+		if err != nil {
+			return nil, fmt.Errorf("nvcf credentials: %w", err)
+		}
+		c.creds = staticToken{file: f}
 	case cfg.OAuthTokenURL != "":
-		c.creds = newClientCredentials(cfg, tokenClient)
+		cc, err := newClientCredentials(cfg, tokenClient)
+		if err != nil {
+			return nil, fmt.Errorf("nvcf credentials: %w", err)
+		}
+		c.creds = cc
 	}
 	if cfg.Rate > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.Rate), cfg.Burst)

@@ -72,12 +72,16 @@ type Config struct {
 	// the deployment id (HTTP only); requests then need an NcaID.
 	AccountScoped bool
 
-	// TokenFile holds a static bearer token, re-read whenever the file's
-	// modification time or size changes (rotated Kubernetes secrets).
+	// TokenFile holds a static bearer token. It is read by New and again
+	// at the first call after the file changes (a rotated Kubernetes
+	// secret, a swapped symlink included); a rewrite caught empty, or the
+	// file gone for a moment, keeps the token read before.
 	TokenFile string
 	// OAuthTokenURL, OAuthClientID and OAuthClientSecretFile enable OAuth2
 	// client credentials with scope autoscaler:auth; the token is cached
-	// until shortly before it expires. Mutually exclusive with TokenFile.
+	// until shortly before it expires, or until the secret file changes.
+	// The secret file is read like TokenFile. Mutually exclusive with
+	// TokenFile.
 	OAuthTokenURL         string
 	OAuthClientID         string
 	OAuthClientSecretFile string
