@@ -70,7 +70,7 @@ type Scale struct {
 	NVCFTokenFile          string        `envconfig:"NVCF_TOKEN_FILE" desc:"static bearer token file, re-read when it changes"`
 	NVCFOAuthTokenURL      string        `envconfig:"NVCF_OAUTH_TOKEN_URL" desc:"OAuth2 client-credentials token endpoint"`
 	NVCFOAuthClientID      string        `envconfig:"NVCF_OAUTH_CLIENT_ID" desc:"OAuth2 client id"`
-	NVCFOAuthClientSecretF string        `envconfig:"NVCF_OAUTH_CLIENT_SECRET_FILE" desc:"file holding the OAuth2 client secret"`
+	NVCFOAuthClientSecretF string        `envconfig:"NVCF_OAUTH_CLIENT_SECRET_FILE" desc:"file holding the OAuth2 client secret, re-read when it changes"`
 	NVCFOAuthCAFile        string        `envconfig:"NVCF_OAUTH_CA_FILE" desc:"CA bundle for an https NVCF_OAUTH_TOKEN_URL's certificate (default: the system roots)"`
 	NVCFOAuthCertFile      string        `envconfig:"NVCF_OAUTH_CERT_FILE" desc:"client certificate for the token endpoint, where it requires one (with NVCF_OAUTH_KEY_FILE)"`
 	NVCFOAuthKeyFile       string        `envconfig:"NVCF_OAUTH_KEY_FILE" desc:"client key for the token endpoint (with NVCF_OAUTH_CERT_FILE)"`
