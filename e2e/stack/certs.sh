@@ -10,6 +10,9 @@
 #   other-server        the same, signed by other-ca: the server after a CA
 #                       rotation
 #   expired-server      the same, valid only in 2020
+#   cn-only-server      signed by ca, naming localhost in its Common Name
+#                       alone (no subjectAltName): an old server's
+#                       certificate, which Go matches to no host name
 #   client              signed by ca, for client authentication
 #   expired-client      the same, valid only in 2020
 #   other-client        a client certificate signed by other-ca
@@ -35,13 +38,15 @@ ca() {
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
 }
 
-# sign NAME CA USAGE START END: NAME's key and certificate, signed by CA,
-# valid from START to END (openssl ca's YYYYMMDDHHMMSSZ), for USAGE
-# serverAuth or clientAuth.
+# sign NAME CA USAGE START END [CN]: NAME's key and certificate, signed by
+# CA, valid from START to END (openssl ca's YYYYMMDDHHMMSSZ), for USAGE
+# serverAuth or clientAuth. With CN, the certificate's Common Name is CN
+# and it has no subjectAltName; without, it is for 127.0.0.1 and localhost.
 sign() {
-  local name=$1 ca=$2 usage=$3 start=$4 end=$5 db
+  local name=$1 ca=$2 usage=$3 start=$4 end=$5 cn=${6:-} db san="subjectAltName = IP:127.0.0.1,DNS:localhost"
+  if [[ -n $cn ]]; then san=""; fi
   key "$name"
-  openssl req -new -key "$name-key.pem" -out "$name.csr" -subj "/CN=$name" 2>/dev/null
+  openssl req -new -key "$name-key.pem" -out "$name.csr" -subj "/CN=${cn:-$name}" 2>/dev/null
   db=$(mktemp -d "$DIR/.ca.XXXXXX")
   : > "$db/index.txt"
   cat > "$db/ca.cnf" <<CNF
@@ -62,7 +67,7 @@ commonName = supplied
 basicConstraints = critical,CA:FALSE
 keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = $usage
-subjectAltName = IP:127.0.0.1,DNS:localhost
+$san
 CNF
   openssl ca -batch -notext -config "$db/ca.cnf" -extensions ext -cert "$ca.pem" -keyfile "$ca-key.pem" \
     -in "$name.csr" -out "$name.pem" -startdate "$start" -enddate "$end" 2>/dev/null
@@ -78,6 +83,7 @@ ca other-ca
 sign server ca serverAuth "$start" "$end"
 sign other-server other-ca serverAuth "$start" "$end"
 sign expired-server ca serverAuth 20200101000000Z 20200102000000Z
+sign cn-only-server ca serverAuth "$start" "$end" localhost
 sign client ca clientAuth "$start" "$end"
 sign expired-client ca clientAuth 20200101000000Z 20200102000000Z
 sign other-client other-ca clientAuth "$start" "$end"
