@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,6 +231,10 @@ func TestRefusedHandshakeIsNotRetriedWithinACall(t *testing.T) {
 	pem := certs.PEM
 	httpSim := startTLSSim(t, certs, "server", "ca", false)
 	grpcSim := startTLSSim(t, certs, "server", "ca", true)
+	// A server whose certificate names localhost in its Common Name alone,
+	// dialled by that name: gRPC flattens the handshake error into text.
+	cnOnlySim := startTLSSim(t, certs, "cn-only-server", "ca", true)
+	cnOnlyByName := strings.Replace(cnOnlySim.GRPCAddr(), "127.0.0.1", "localhost", 1)
 	// No client is registered at the token endpoint: the handshake fails
 	// before the secret is sent.
 	secret := filepath.Join(t.TempDir(), "client-secret")
@@ -270,6 +275,8 @@ func TestRefusedHandshakeIsNotRetriedWithinACall(t *testing.T) {
 			`the server's certificate is not signed by the CA of NVCF_GRPC_CA_FILE="` + pem("other-ca") + `"`},
 		{"gRPC refuses the client certificate", overGRPC(grpcSim.GRPCAddr(), grpcFiles("ca", "other-client")), 1,
 			`the server refused the client certificate of NVCF_GRPC_CERT_FILE="` + pem("other-client") + `"`},
+		{"gRPC server certificate naming its host in the Common Name alone", overGRPC(cnOnlyByName, grpcFiles("ca", "client")), 1,
+			"the server's certificate names its host in the Common Name alone"},
 		{"gRPC not listening", overGRPC(closed, grpcFiles("ca", "client")), 3, "connection refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -279,7 +286,7 @@ func TestRefusedHandshakeIsNotRetriedWithinACall(t *testing.T) {
 			c, err := New(cfg)
 			require.NoError(t, err)
 			t.Cleanup(func() { _ = c.Close() })
-			before := len(httpSim.Writes()) + len(grpcSim.Writes())
+			before := len(httpSim.Writes()) + len(grpcSim.Writes()) + len(cnOnlySim.Writes())
 			err = writeThree(c)
 			require.ErrorContains(t, err, tc.want)
 			require.Len(t, rec.codes(), tc.attempts, "attempts made: %v", err)
@@ -289,7 +296,7 @@ func TestRefusedHandshakeIsNotRetriedWithinACall(t *testing.T) {
 				require.ErrorAs(t, err, &ae, "the gRPC answer stays reachable")
 				require.Equal(t, "Unavailable", ae.Code)
 			}
-			require.Equal(t, before, len(httpSim.Writes())+len(grpcSim.Writes()), "nothing reached the API")
+			require.Equal(t, before, len(httpSim.Writes())+len(grpcSim.Writes())+len(cnOnlySim.Writes()), "nothing reached the API")
 			t.Log(err)
 		})
 	}

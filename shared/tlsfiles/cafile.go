@@ -102,6 +102,11 @@ func parseCAs(data []byte) (caPool, error) {
 	return caPool{pool, n}, nil
 }
 
+// errNoHostName refuses a handshake that carries no name to check the
+// server's certificate against. Explain matches its text, as the drivers
+// pass it on flattened.
+var errNoHostName = errors.New("tls: no host name to check the server's certificate against (an IP address travels in no server name; see tlsfiles.ForHost)")
+
 // verifyServer is what crypto/tls's own client verification does (the
 // chain with the peer's intermediates, for server authentication, and the
 // host name unless checkName is false), against roots as they are at this
@@ -117,7 +122,7 @@ func verifyServer(cs tls.ConnectionState, roots *x509.CertPool, checkName bool) 
 	opts := x509.VerifyOptions{Roots: roots, Intermediates: x509.NewCertPool()}
 	if checkName {
 		if cs.ServerName == "" {
-			return errors.New("tls: no host name to check the server's certificate against (an IP address travels in no server name; see tlsfiles.ForHost)")
+			return errNoHostName
 		}
 		opts.DNSName = cs.ServerName
 	}

@@ -302,3 +302,46 @@ func TestSystemRootsAreLeftToCryptoTLS(t *testing.T) {
 	cfg.ServerName = "localhost"
 	require.ErrorContains(t, srv.check(t, Files{CASetting: "X_CA_FILE"}, cfg, a.server), "X_CA_FILE (system roots)")
 }
+
+// A handshake refused over the host name is explained, in every form
+// x509.HostnameError and verifyServer give it, with what to change: a
+// name the certificate carries, or the setting that turns the check off
+// where the connection has one. Each matches ErrRefused, so the clients
+// end the call on it instead of trying the same refusal again.
+func TestRefusedHandshakeOverTheHostNameIsExplained(t *testing.T) {
+	certs := testenv.Certs(t)
+	pair := func(name string) tls.Certificate {
+		c, err := tls.LoadX509KeyPair(certs.PEM(name), certs.PEM(name+"-key"))
+		require.NoError(t, err)
+		return c
+	}
+	server, cnOnly := pair("server"), pair("cn-only-server")
+	srv := startSwitchServer(t)
+	withSetting := Files{CAFile: certs.PEM("ca"), CASetting: "X_CA_FILE", HostSetting: "X_VERIFY_HOST"}
+	withoutSetting := Files{CAFile: certs.PEM("ca"), CASetting: "X_CA_FILE"}
+	for _, tc := range []struct {
+		name   string
+		f      Files
+		cert   tls.Certificate
+		dialAs string // the server name; empty: 127.0.0.1 with nothing bound
+		want   string
+	}{
+		{"address dialled, no host bound", withSetting, server, "",
+			"the handshake came with no host name to check the server's certificate against (the server reached at an IP address, by a redirect or a proxy?): reach it by a name its certificate carries, or set X_VERIFY_HOST=false: " + errNoHostName.Error()},
+		{"address dialled, no host bound, no setting to skip the check", withoutSetting, server, "",
+			"the handshake came with no host name to check the server's certificate against (the server reached at an IP address, by a redirect or a proxy?): reach it by a name its certificate carries: " + errNoHostName.Error()},
+		{"host in the Common Name alone", withSetting, cnOnly, "localhost",
+			"the server's certificate names its host in the Common Name alone, which Go does not check (the server needs a certificate with the host in its subjectAltName, or set X_VERIFY_HOST=false): tls: failed to verify certificate: x509: certificate relies on legacy Common Name field, use SANs instead"},
+		{"no name at all, another host dialled", withoutSetting, cnOnly, "db.example",
+			"the server's certificate does not name the host dialled (connect by a name it carries): tls: failed to verify certificate: x509: certificate is not valid for any names, but wanted to match db.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := tc.f.Config()
+			require.NoError(t, err)
+			cfg.ServerName = tc.dialAs
+			err = srv.check(t, tc.f, cfg, tc.cert)
+			require.ErrorIs(t, err, ErrRefused)
+			require.EqualError(t, err, tc.want)
+		})
+	}
+}

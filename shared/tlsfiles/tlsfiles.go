@@ -147,9 +147,9 @@ func (r *refused) Unwrap() []error { return []error{r.explained, ErrRefused} }
 // failure, and err unchanged otherwise (nil stays nil). It works on the
 // text as well as on typed errors: the Cassandra and gRPC drivers flatten
 // the handshake error into their own message, so the types are gone by
-// the time it reaches the caller. The strings matched are crypto/tls's and
-// crypto/x509's own. An explained error still wraps err (errors.As finds
-// what it did) and matches ErrRefused.
+// the time it reaches the caller. The strings matched are crypto/tls's,
+// crypto/x509's and verifyServer's own. An explained error still wraps err
+// (errors.As finds what it did) and matches ErrRefused.
 func (f Files) Explain(err error) error {
 	if err == nil {
 		return nil
@@ -172,12 +172,15 @@ func (f Files) explain(err error) error {
 		return fmt.Errorf("the server's certificate is not signed by the CA of %s: %w", ca, err)
 	case strings.Contains(msg, "x509: certificate has expired or is not yet valid"):
 		return fmt.Errorf("the server's certificate has expired or is not yet valid (checked against %s; the server needs a new certificate): %w", ca, err)
-	case strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: cannot validate certificate for"):
-		hint := "the server's certificate does not name the host dialled"
-		if f.HostSetting != "" {
-			hint += fmt.Sprintf(" (connect by a name it carries, or set %s=false)", f.HostSetting)
-		}
-		return fmt.Errorf("%s: %w", hint, err)
+	// The host-name failures, in every form x509.HostnameError and
+	// verifyServer give them.
+	case strings.Contains(msg, "x509: certificate is valid for"), strings.Contains(msg, "x509: cannot validate certificate for"),
+		strings.Contains(msg, "x509: certificate is not valid for any names"):
+		return fmt.Errorf("the server's certificate does not name the host dialled (connect by a name it carries%s): %w", f.orSkipHost(), err)
+	case strings.Contains(msg, "x509: certificate relies on legacy Common Name field"):
+		return fmt.Errorf("the server's certificate names its host in the Common Name alone, which Go does not check (the server needs a certificate with the host in its subjectAltName%s): %w", f.orSkipHost(), err)
+	case strings.Contains(msg, errNoHostName.Error()):
+		return fmt.Errorf("the handshake came with no host name to check the server's certificate against (the server reached at an IP address, by a redirect or a proxy?): reach it by a name its certificate carries%s: %w", f.orSkipHost(), err)
 	case strings.Contains(msg, "remote error: tls:") && alertAboutClientCert(msg):
 		if !f.HasClientCert() {
 			return fmt.Errorf("the server requires a client certificate: set %s and %s: %w", f.CertSetting, f.KeySetting, err)
@@ -187,6 +190,15 @@ func (f Files) explain(err error) error {
 		return fmt.Errorf("the server does not speak TLS on this port (TLS is on through %s): %w", f.CASetting, err)
 	}
 	return err
+}
+
+// orSkipHost is the alternative to a certificate that names the host: the
+// setting that turns host verification off, where the connection has one.
+func (f Files) orSkipHost() string {
+	if f.HostSetting == "" {
+		return ""
+	}
+	return fmt.Sprintf(", or set %s=false", f.HostSetting)
 }
 
 // alertAboutClientCert tells the alerts a server sends about the client's

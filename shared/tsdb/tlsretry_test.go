@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +46,26 @@ func TestRefusedHandshakeIsNotRetriedWithinAQuery(t *testing.T) {
 	mutual.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCAs}
 	mutual.StartTLS()
 	t.Cleanup(mutual.Close)
+	// certs.sh's certificate of that name, and no client authentication.
+	serveTLS := func(cert string, h http.Handler) *httptest.Server {
+		s := httptest.NewUnstartedServer(h)
+		pair, err := tls.LoadX509KeyPair(pem(cert), pem(cert+"-key"))
+		require.NoError(t, err)
+		s.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+		s.StartTLS()
+		t.Cleanup(s.Close)
+		return s
+	}
+	byName := func(s *httptest.Server) string { return strings.Replace(s.URL, "127.0.0.1", "localhost", 1) }
+	cnOnly := serveTLS("cn-only-server", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte(okBody))
+	}))
+	// Sends every query on to its own IP address: the same server, reached
+	// with no host name in the handshake to check its certificate against.
+	var toAddress *httptest.Server
+	toAddress = serveTLS("server", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, toAddress.URL+r.URL.Path, http.StatusFound)
+	}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	closed := "https://" + ln.Addr().String()
@@ -64,6 +85,10 @@ func TestRefusedHandshakeIsNotRetriedWithinAQuery(t *testing.T) {
 			`the server's certificate is not signed by the CA of TSDB_CA_FILE="` + pem("ca") + `"`},
 		{"client certificate refused", mutual.URL, foreignClient, 1,
 			`the server refused the client certificate of TSDB_CERT_FILE="` + pem("other-client") + `"`},
+		{"server certificate naming its host in the Common Name alone", byName(cnOnly), files, 1,
+			"the server's certificate names its host in the Common Name alone"},
+		{"redirected to an IP address", byName(toAddress), files, 1,
+			"the handshake came with no host name to check the server's certificate against"},
 		{"nothing listening", closed, files, 3, "connection refused"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
