@@ -130,7 +130,7 @@ func StartFunction(ctx context.Context, bin, name, logDir string, env map[string
 }
 
 // Launch starts bin with env plus LISTEN_ADDRESS=addr, in a process group
-// of its own that dies with this process (childOfThisProcess), its output
+// of its own that dies with this process (ChildOfThisProcess), its output
 // appended to logDir/name.log, and returns without waiting for readiness.
 // prefix, when given, is the command that runs bin (nsenter into a
 // namespace, say); it must exec bin, so that the PID signalled by Stop
@@ -156,7 +156,7 @@ func Launch(bin, name, logDir, addr string, env map[string]string, prefix ...str
 		cmd.Env = append(cmd.Env, k+"="+env[k])
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = childOfThisProcess()
+	cmd.SysProcAttr = ChildOfThisProcess()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -332,7 +332,7 @@ func Send(ctx context.Context, target string, e event.Event) (int, *event.Event,
 	return http.StatusOK, reply, nil
 }
 
-// childOfThisProcess is the process attributes of every server a test or
+// ChildOfThisProcess is the process attributes of every server a test or
 // bench starts: a process group of its own (signals to the test's group,
 // a terminal's ^C, do not reach it first), and SIGKILL when this process
 // dies. Without the latter a test binary killed by go test's -timeout
@@ -340,6 +340,10 @@ func Send(ctx context.Context, target string, e event.Event) (int, *event.Event,
 // ports and the lock file `flock` had handed them (a closed loop cut at
 // 10 minutes left three that blocked every later test run for 15
 // minutes). Stop and Kill still end them gracefully when the test does.
-func childOfThisProcess() *syscall.SysProcAttr {
+// Every long-lived process e2e test code starts gets these. Each call
+// returns a new value the caller may adjust: a process whose own children
+// outlive a SIGKILL (kn func's `func run`) is better told with a signal it
+// can act on.
+func ChildOfThisProcess() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }

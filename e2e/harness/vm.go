@@ -51,7 +51,7 @@ func StartVM(ctx context.Context, dir string, scrapeTargets ...string) (*VM, err
 	}
 	cmd := exec.Command("victoria-metrics", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = childOfThisProcess()
+	cmd.SysProcAttr = ChildOfThisProcess()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start victoria-metrics (Debian package victoria-metrics; make stack-up installs it): %w", err)

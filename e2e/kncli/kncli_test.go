@@ -361,6 +361,11 @@ type funcRun struct {
 
 // startFuncRun starts `func run` in its own process group: func starts the
 // function binary as its child, and the group lets us stop both by PID.
+// func dies with this process, as the harness's servers do, but by
+// SIGTERM: func v0.44.0 stops the function it runs on SIGTERM (pkg/app
+// cancels its context, and the runner's exec.CommandContext kills the
+// function), where a SIGKILL would leave the function, out of reach of our
+// death signal, holding the port the next run's `func run` wants.
 func startFuncRun(t *testing.T, dir string, env []string, logPath, funcBin string) *funcRun {
 	t.Helper()
 	logf, err := os.Create(logPath)
@@ -368,7 +373,8 @@ func startFuncRun(t *testing.T, dir string, env []string, logPath, funcBin strin
 	cmd := exec.Command(funcBin, "run", "--builder=host", "--container=false")
 	cmd.Dir, cmd.Env = dir, env
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = harness.ChildOfThisProcess()
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
 	r := &funcRun{cmd: cmd, logPath: logPath, started: time.Now(), done: make(chan struct{})}
 	require.NoError(t, cmd.Start())
 	go func() {
@@ -510,4 +516,55 @@ func tailOf(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// A test that dies without stopping `func run` (go test's -timeout panics
+// it) must leave neither func nor the function func runs: they hold the
+// port the next run's `func run` wants. The child below starts, through
+// startFuncRun, a stand-in for func that behaves as func v0.44.0 does on
+// SIGTERM (it ends the function it started, then exits) and exits without
+// stopping it; both must be gone soon after, where before they ran on
+// under init. The stand-in leaves the real CLI out: this is about the
+// process attributes, and the CLI is not installed everywhere the test
+// runs.
+func TestFuncRunDiesWithTheTest(t *testing.T) {
+	if dir := os.Getenv("KNCLI_RUN_AND_EXIT"); dir != "" {
+		r := startFuncRun(t, dir, os.Environ(), filepath.Join(dir, "run.log"), filepath.Join(dir, "func"))
+		var function []byte
+		require.Eventually(t, func() bool {
+			function, _ = os.ReadFile(filepath.Join(dir, "function.pid"))
+			return strings.HasSuffix(string(function), "\n")
+		}, 10*time.Second, 20*time.Millisecond, "the stand-in started no function")
+		fmt.Printf("PIDS %d %s", r.cmd.Process.Pid, function)
+		os.Exit(0) // no stop: as a test killed by its timeout
+	}
+	dir := t.TempDir()
+	// The trap is set before the function starts, so that the function
+	// is known only once a SIGTERM would end it.
+	standIn := "#!/bin/sh\ntrap 'kill -KILL $fn; exit 143' TERM\nsleep 600 &\nfn=$!\necho $fn > function.pid\nwait\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "func"), []byte(standIn), 0o755))
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFuncRunDiesWithTheTest$")
+	cmd.Env = append(os.Environ(), "KNCLI_RUN_AND_EXIT="+dir)
+	out, err := cmd.Output()
+	require.NoError(t, err, "%s", out)
+	var funcPID, functionPID int
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "PIDS "); ok {
+			_, err := fmt.Sscan(rest, &funcPID, &functionPID)
+			require.NoError(t, err)
+		}
+	}
+	require.Positive(t, functionPID, "the child started nothing: %s", out)
+	for _, pid := range []int{funcPID, functionPID} {
+		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	}
+	require.Eventually(t, func() bool { return gone(funcPID) && gone(functionPID) }, 5*time.Second, 50*time.Millisecond,
+		"func (%d) or its function (%d) outlived the test that ran them", funcPID, functionPID)
+}
+
+// gone reports whether pid has exited: no such process, or a zombie no
+// one has reaped yet (an exited process whose parent is gone too).
+func gone(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err != nil || strings.Contains(string(st), ") Z ")
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"function/e2e/harness"
 )
 
 // netns starts a process in a fresh network namespace with only lo up and
@@ -22,6 +24,7 @@ func netns(t *testing.T) namespace {
 		t.Skip("needs root: creates a network namespace (run `make test` as root)")
 	}
 	cmd := exec.Command("unshare", "--net", "--", "sh", "-c", "ip link set lo up && echo up && exec sleep 300")
+	cmd.SysProcAttr = harness.ChildOfThisProcess() // not five minutes more after a killed test
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
