@@ -110,8 +110,10 @@ type Result struct {
 	BySource    map[string]int `json:"bySource,omitempty"`
 	BucketsSent []int          `json:"bucketsSent,omitempty"`
 	BucketsFail []int          `json:"bucketsFailed,omitempty"`
-	QueryMS     int64          `json:"queryMs"`
-	ReadMS      int64          `json:"readMs"`
+	// QueryMS is the TSDB's answer time and ReadMS the stored rows'; the
+	// two run at once, both from the cycle's start.
+	QueryMS int64 `json:"queryMs"`
+	ReadMS  int64 `json:"readMs"`
 	// UpsertMS is the time spent writing rows; SendMS is the whole fan-out,
 	// those writes included, since each bucket's rows are written just
 	// before its event is sent.
@@ -175,11 +177,28 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 		return nil, err
 	}
 
+	// The stored rows are read while the TSDB answers: the two wait on
+	// different servers, and both are on the critical path of every
+	// cycle (a 100k warm cycle: 5.1 s of query, then 1.3 s of read).
 	t0 := time.Now()
+	type storedRows struct {
+		rows store.StoredRows
+		took time.Duration
+		err  error
+	}
+	readDone := make(chan storedRows, 1)
+	readCtx, stopRead := context.WithCancel(ctx)
+	defer stopRead()
+	go func() {
+		rows, err := h.d.Store.ReadStoredRows(readCtx)
+		readDone <- storedRows{rows, time.Since(t0), err}
+	}()
 	found, skipped, err := h.d.TSDB.ActiveVersions(tsdb.WithCaller(ctx, "discovery"), now, s.Discovery.Lookback, Filters(s))
 	res.QueryMS = time.Since(t0).Milliseconds()
 	h.d.Metrics.CycleDuration.WithLabelValues("query").Observe(time.Since(t0).Seconds())
 	if err != nil {
+		stopRead()
+		<-readDone
 		log.Error("discovery query failed; nothing upserted", "error", err.Error())
 		return fail(events.Unavailable("discovery cycle %d: query active versions: %v", cycle, err))
 	}
@@ -203,12 +222,12 @@ func (h *Handler) handle(ctx context.Context, e event.Event, span trace.Span) (*
 	h.d.Metrics.Discovered.WithLabelValues("invoked").Set(float64(res.Invoked))
 	h.d.Metrics.Discovered.WithLabelValues("running").Set(float64(res.Found - res.Invoked))
 
-	t1 := time.Now()
-	stored, err := h.d.Store.ReadStoredRows(ctx)
-	res.ReadMS = time.Since(t1).Milliseconds()
-	h.d.Metrics.CycleDuration.WithLabelValues("read").Observe(time.Since(t1).Seconds())
-	if err != nil {
-		return fail(events.Unavailable("discovery cycle %d: %v", cycle, err))
+	read := <-readDone
+	stored := read.rows
+	res.ReadMS = read.took.Milliseconds()
+	h.d.Metrics.CycleDuration.WithLabelValues("read").Observe(read.took.Seconds())
+	if read.err != nil {
+		return fail(events.Unavailable("discovery cycle %d: %v", cycle, read.err))
 	}
 	rows, why := rowWrites(found, stored, now, s.Discovery.RowTTL)
 	res.Writes, res.Unchanged = why, len(found)-len(rows)

@@ -184,3 +184,49 @@ func TestQueryErrorsAgainstRealTSDBs(t *testing.T) {
 		})
 	}
 }
+
+// TestActiveVersionsTakesTheNcaIDOfTheFirstSourceInOrder: a version whose
+// request counters and worker series disagree on nca_id is found with the
+// request counters' id, the first query's, whichever answer streams in
+// first (the five queries run at once). A version's row is rewritten when
+// its nca_id changes, so an id that followed arrival order would flip the
+// row from cycle to cycle.
+func TestActiveVersionsTakesTheNcaIDOfTheFirstSourceInOrder(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			now := time.Now().Truncate(time.Second)
+			url := b.url(t)
+			run := fmt.Sprintf("run%d", time.Now().UnixNano())
+			extra := map[string]string{"test_run": run}
+			var ws []tsdbtest.Worker
+			const n = 50
+			for i := 0; i < n; i++ {
+				fid, vid := fmt.Sprintf("fn-%03d", i), fmt.Sprintf("vn-%03d", i)
+				ws = append(ws,
+					tsdbtest.Worker{FunctionID: fid, FunctionVersionID: vid, NcaID: "nca-requests", RequestsPerSecond: 2, Extra: extra},
+					tsdbtest.Worker{FunctionID: fid, FunctionVersionID: vid, NcaID: "nca-workers", Instances: 2, Utilization: 0.5, Extra: extra})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			require.NoError(t, b.ingest(ctx, url, tsdbtest.Generate(ws, now.Add(-20*time.Minute), now)))
+			c, err := New(Config{URL: url})
+			require.NoError(t, err)
+			f := Filters{Extra: LabelFilter{Name: "test_run", Value: run}}
+			var got []ActiveVersion
+			require.Eventually(t, func() bool {
+				got, _, err = c.ActiveVersions(ctx, now, 10*time.Minute, f)
+				return err == nil && len(got) == n
+			}, 30*time.Second, 500*time.Millisecond, "found %d of %d (err %v)", len(got), n, err)
+			for round := 0; round < 5; round++ {
+				got, _, err = c.ActiveVersions(ctx, now, 10*time.Minute, f)
+				require.NoError(t, err)
+				require.Len(t, got, n)
+				for _, v := range got {
+					require.Equal(t, "nca-requests", v.NcaID, "round %d: %s", round, v.FunctionVersionID)
+					require.True(t, v.Invoked, "%s", v.FunctionVersionID)
+					require.Equal(t, SourceWorker, v.Evidence, "%s", v.FunctionVersionID)
+				}
+			}
+		})
+	}
+}
