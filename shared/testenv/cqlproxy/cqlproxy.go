@@ -71,6 +71,10 @@ type Fault struct {
 	// ("RESULT", "ERROR"), empty for a dropped request. A RESULT proves
 	// the statement reached and ran on Cassandra.
 	Reply string
+
+	// withdrawn marks a fault whose request did not run (see unprepared):
+	// the rule waits for the driver's next attempt, and Faults omits it.
+	withdrawn bool
 }
 
 // Proxy forwards 127.0.0.1:<random port> to a Cassandra native port.
@@ -123,7 +127,13 @@ func (p *Proxy) Clear() {
 func (p *Proxy) Faults() []Fault {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]Fault(nil), p.faults...)
+	var out []Fault
+	for _, f := range p.faults {
+		if !f.withdrawn {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func (p *Proxy) close() {
@@ -187,6 +197,7 @@ const (
 
 	resultPrepared = 0x0004
 	codeWriteTO    = 0x1100
+	codeUnprepared = 0x2500
 )
 
 type frame struct {
@@ -273,6 +284,15 @@ func (c *conn) downstream() {
 				c.p.mu.Unlock()
 			}
 		}
+		if lost && unprepared(f) {
+			// The statement did not run: Cassandra no longer had it
+			// prepared, and the driver prepares it again and re-sends
+			// it only once it has this answer. The fault is for that
+			// request, so the rule takes it back before passing the
+			// answer on.
+			c.p.withdraw(lose)
+			lost = false
+		}
 		if lost {
 			c.p.replied(lose.fault, f)
 			switch lose.rule.Action {
@@ -305,6 +325,41 @@ func (p *Proxy) record(f Fault) int {
 	defer p.mu.Unlock()
 	p.faults = append(p.faults, f)
 	return len(p.faults) - 1
+}
+
+// withdraw gives a faulted request's rule its turn back and drops the
+// fault from Faults.
+func (p *Proxy) withdraw(lose pending) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lose.rule.Times++
+	p.faults[lose.fault].withdrawn = true
+}
+
+// unprepared says whether f is Cassandra's Unprepared error: the EXECUTE's
+// statement id is not in its prepared-statement cache (10 MiB by default),
+// so nothing ran. A Cassandra that has served many test keyspaces since it
+// started evicts statements between their PREPARE and their EXECUTE: the
+// fault tests failed that way, with every lost answer read back as not
+// applied, once the shared one had run the suites a few times.
+func unprepared(f frame) bool {
+	if f.opcode() != opError {
+		return false
+	}
+	b := f.body
+	if f.flags()&flagTracing != 0 {
+		if len(b) < 16 {
+			return false
+		}
+		b = b[16:]
+	}
+	if f.flags()&flagWarning != 0 {
+		b = skipStringList(b)
+	}
+	if f.flags()&flagCustomPayload != 0 {
+		b = skipBytesMap(b)
+	}
+	return len(b) >= 4 && binary.BigEndian.Uint32(b) == codeUnprepared
 }
 
 // replied notes on fault i the answer Cassandra gave and the driver lost.
