@@ -164,6 +164,14 @@ func decode(t testing.TB, reply *event.Event) BucketResult {
 func TestBucketOf500DecidedWithConstantQueries(t *testing.T) {
 	f := setup(t, 500)
 	h := f.handler(t, "node-a", nil)
+	// A client's first query that joins groups of ids asks the TSDB
+	// whether it has union, once: asked here, so the count is the bucket's.
+	var ids []tsdb.FunctionVersion
+	for i := 0; i < 25; i++ {
+		ids = append(ids, tsdb.FunctionVersion{FunctionID: "warm", FunctionVersionID: fmt.Sprintf("warm-%02d", i)})
+	}
+	_, err := f.tsdb.BucketMetrics(context.Background(), ids, time.Now(), tsdb.MetricsOptions{Window: 70 * time.Second, Step: time.Minute, Lookback: 10 * time.Minute})
+	require.NoError(t, err)
 	q0 := f.tsdb.Queries()
 	reply, err := h.HandleBucket(context.Background(), bucketEvent(time.Now()))
 	require.NoError(t, err)

@@ -92,6 +92,9 @@ type Client struct {
 	queries atomic.Int64
 	// tlsConfig is the transport's, kept to probe a failed connection.
 	tlsConfig *tls.Config
+	// union is what the server said about union(...): unionUnknown
+	// until a probe got an answer (see groupJoin).
+	union atomic.Int32
 }
 
 // New validates cfg and builds a client; it does not contact the server.

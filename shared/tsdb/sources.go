@@ -216,8 +216,9 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 		}
 		return p
 	}
+	join := c.joiner(ctx)
 	for _, chunk := range chunkIDs(versions, c.cfg.MaxSelectorBytes) {
-		of := func(expr func(sel string) string) string { return chunk.union(labelFunctionVersion, expr) }
+		of := func(expr func(sel string) string) string { return chunk.union(labelFunctionVersion, join, expr) }
 		queries := []struct {
 			what, q string
 			put     func(p *perVersion) map[int64]float64
@@ -248,7 +249,7 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 				}
 			}
 		}
-		reqs, err := c.invocations(ctx, by, chunk, wm, g)
+		reqs, err := c.invocations(ctx, by, chunk, join, wm, g)
 		if err != nil {
 			return nil, fmt.Errorf("control-plane requests: %w", err)
 		}
@@ -305,8 +306,8 @@ func (c *Client) ControlPlaneMetrics(ctx context.Context, versions []FunctionVer
 // function_request_total, or function_request where only the invocation
 // service exports it, as rates over the window (rate, not increase, for
 // the reason BucketMetrics gives).
-func (c *Client) invocations(ctx context.Context, by string, chunk idChunk, wm []string, g window) ([]Series, error) {
-	q := chunk.union(labelFunctionVersion, func(sel string) string {
+func (c *Client) invocations(ctx context.Context, by string, chunk idChunk, join func([]string) string, wm []string, g window) ([]Series, error) {
+	q := chunk.union(labelFunctionVersion, join, func(sel string) string {
 		return fmt.Sprintf(`sum %s (rate(%s[%s])) or sum %s (rate(%s[%s]))`,
 			by, selector(MetricRequestsTotal, append(wm, sel)...), g.rate, by, selector(MetricRequests, append(wm, sel)...), g.rate)
 	})
@@ -470,9 +471,10 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 	}
 	byFn := "by (function_id)"
 	byVersion := "by (function_id, function_version_id)"
+	join := c.joiner(ctx)
 	for _, chunk := range chunkValues(functionIDs, c.cfg.MaxSelectorBytes) {
 		run := func(what string, expr func(sel string) string, each func(p *perFunction, s Series)) error {
-			q := chunk.union(labelFunctionID, expr)
+			q := chunk.union(labelFunctionID, join, expr)
 			series, _, err := c.QueryRange(ctx, q, g.start, g.end, g.step)
 			if err != nil {
 				return fmt.Errorf("gateway %s: %w", what, err)

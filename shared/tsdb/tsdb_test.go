@@ -205,7 +205,7 @@ func TestSelectorsEscapeIDsAndChunk(t *testing.T) {
 	require.Greater(t, len(chunks), 1)
 	total := 0
 	for _, c := range chunks {
-		alternation := c.union("l", func(m string) string { return m })
+		alternation := c.union("l", balancedOr, func(m string) string { return m })
 		require.LessOrEqual(t, len(alternation), 400+len(`l=~""`), "the id list stays within the limit")
 		total += len(strings.Split(alternation, "|"))
 	}
@@ -235,7 +235,8 @@ func TestSelectorsGroupIDsIntoUnion(t *testing.T) {
 	chunks := chunkIDs(vs, 1<<20)
 	require.Len(t, chunks, 1)
 	require.Equal(t, []int{lookupGroup, lookupGroup, 5}, []int{len(chunks[0][0]), len(chunks[0][1]), len(chunks[0][2])})
-	q := chunks[0].union("function_version_id", func(m string) string { return "count(x{" + m + "})" })
+	count := func(m string) string { return "count(x{" + m + "})" }
+	q := chunks[0].union("function_version_id", balancedOr, count)
 	group := func(from, to int) string {
 		var ids []string
 		for i := from; i < to; i++ {
@@ -244,6 +245,10 @@ func TestSelectorsGroupIDsIntoUnion(t *testing.T) {
 		return `count(x{function_version_id=~"` + strings.Join(ids, "|") + `"})`
 	}
 	require.Equal(t, "("+group(0, 20)+") or (("+group(20, 40)+") or ("+group(40, 45)+"))", q, "a balanced tree of or")
-	require.Equal(t, `count(x{function_version_id=~"v000"})`, idChunk{{"v000"}}.union("function_version_id", func(m string) string { return "count(x{" + m + "})" }),
-		"one group renders the expression alone")
+	require.Equal(t, "union("+group(0, 20)+", "+group(20, 40)+", "+group(40, 45)+")", chunks[0].union("function_version_id", unionOf, count),
+		"or MetricsQL's union, one call")
+	for _, join := range []func([]string) string{balancedOr, unionOf} {
+		require.Equal(t, `count(x{function_version_id=~"v000"})`, idChunk{{"v000"}}.union("function_version_id", join, count),
+			"one group renders the expression alone")
+	}
 }
