@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -55,15 +54,10 @@ const (
 // credential.
 func newSecretFile(log *slog.Logger, path, setting, credential string) (*watchfile.Value[string], error) {
 	what := credential + " file"
+	f := watchfile.File{Path: path, Setting: setting, What: what}
 	return watchfile.New(watchfile.Spec[string]{
-		Files: []watchfile.File{{Path: path, Setting: setting, What: what}},
-		Parse: func(contents [][]byte) (string, error) {
-			v := strings.TrimSpace(string(contents[0]))
-			if v == "" {
-				return "", fmt.Errorf("%s=%q: the %s is empty", setting, path, what)
-			}
-			return v, nil
-		},
+		Files: []watchfile.File{f},
+		Parse: watchfile.NonEmptyText(f),
 		Failed: func(_ string, err error) {
 			log.Warn(fmt.Sprintf("NVCF %s did not load; the %s read before is still used", what, credential),
 				"credential_setting", setting, "credential_file", path, "error", err.Error())

@@ -491,15 +491,10 @@ const tokenSetting = "TSDB_TOKEN_FILE"
 // outcome is logged once per change of the file, never once per query;
 // the lines and errors name the setting and the path, never the token.
 func newTokenFile(path string) (*watchfile.Value[string], error) {
+	f := watchfile.File{Path: path, Setting: tokenSetting, What: "token file"}
 	return watchfile.New(watchfile.Spec[string]{
-		Files: []watchfile.File{{Path: path, Setting: tokenSetting, What: "token file"}},
-		Parse: func(contents [][]byte) (string, error) {
-			tok := strings.TrimSpace(string(contents[0]))
-			if tok == "" {
-				return "", fmt.Errorf("%s=%q: the token file is empty", tokenSetting, path)
-			}
-			return tok, nil
-		},
+		Files: []watchfile.File{f},
+		Parse: watchfile.NonEmptyText(f),
 		Failed: func(_ string, err error) {
 			slog.Warn("TSDB token file did not load; the token read before is still sent",
 				"token_setting", tokenSetting, "token_file", path, "error", err.Error())

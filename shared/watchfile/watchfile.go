@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -45,6 +46,20 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// NonEmptyText is the Parse of a value that is one file's text, a token or
+// a secret: the content without surrounding white space. A file with
+// nothing else is an error naming it (an operator's empty secret, or a
+// rewrite caught half done), never the empty value.
+func NonEmptyText(f File) func(contents [][]byte) (string, error) {
+	return func(contents [][]byte) (string, error) {
+		v := strings.TrimSpace(string(contents[0]))
+		if v == "" {
+			return "", fmt.Errorf("%s=%q: the %s is empty", f.Setting, f.Path, f.What)
+		}
+		return v, nil
+	}
 }
 
 // Spec says which files a value comes from, how to make it from them,
