@@ -558,13 +558,6 @@ func TestFuncRunDiesWithTheTest(t *testing.T) {
 	for _, pid := range []int{funcPID, functionPID} {
 		t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	}
-	require.Eventually(t, func() bool { return gone(funcPID) && gone(functionPID) }, 5*time.Second, 50*time.Millisecond,
+	require.Eventually(t, func() bool { return testenv.Exited(funcPID) && testenv.Exited(functionPID) }, 5*time.Second, 50*time.Millisecond,
 		"func (%d) or its function (%d) outlived the test that ran them", funcPID, functionPID)
-}
-
-// gone reports whether pid has exited: no such process, or a zombie no
-// one has reaped yet (an exited process whose parent is gone too).
-func gone(pid int) bool {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	return err != nil || strings.Contains(string(st), ") Z ")
 }

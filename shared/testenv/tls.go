@@ -119,12 +119,19 @@ func stopByPIDFile(t testing.TB, pidFile string) {
 		return // already gone
 	}
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil || strings.Contains(string(st), ") Z ") {
+		if Exited(pid) {
 			return
 		}
 	}
 	t.Errorf("process %d (%s) still alive 15 s after KILL", pid, pidFile)
+}
+
+// Exited reports whether process pid has ended: no such process, or a
+// zombie not reaped yet (its parent, a test that was not its waiter, or
+// one that is gone, has not collected it), which no signal reaches.
+func Exited(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err != nil || strings.Contains(string(st), ") Z ")
 }
 
 // freePort is a port nothing listens on now. Another process may take it
