@@ -28,6 +28,7 @@ import (
 	"function/e2e/sim"
 	"function/e2e/world"
 	"function/shared/buckets"
+	"function/shared/policy"
 	"function/shared/testenv"
 )
 
@@ -161,10 +162,27 @@ func TestClosedLoop(t *testing.T) {
 	require.Less(t, p99, period, "activation must take a function from zero to one without waiting for a cycle")
 
 	// 10x step: both modes must reach adequate capacity, active instances
-	// that serve the load under the 70 % up threshold (1 thread, 1 s per
-	// request: an instance serves 1 request/s). The backlog queued before
-	// that drains afterwards; it is capacity, not the drain, that the
-	// decisions control.
+	// that serve the load under the bar their policy aims at (1 thread, 1 s
+	// per request: an instance serves 1 request/s). The backlog queued
+	// before that drains afterwards; it is capacity, not the drain, that
+	// the decisions control.
+	//
+	// nvcf mode adds instances while over its 70 % up threshold, so that is
+	// its bar. Target mode aims at 70 % and, like HPA, leaves a count alone
+	// within its tolerance of it: 7 instances for 5 requests/s (71.4 %) is
+	// a size it holds, not one it has yet to correct. Holding it to 70 %
+	// exactly made the count depend on a 2 % reading error: the step is 5
+	// requests/s, whose size at 70 % is ceil(7.14) = 8, and a rate window
+	// that still held 0.4 s from before the step read 4.8 requests/s and
+	// sized 7 (a fresh-clone CI run; 8 came only at the drain's next
+	// saturated window, 5 cycles after the step). Where the demand read
+	// falls among the scrapes and cycles is not the policy's doing; what
+	// it did with the reading is asserted below (the cost it sized from,
+	// no doubling after the demand sizing, never above the demand size).
+	bar := map[string]float64{
+		"fn-nvcf":   adequateUtilization,
+		"fn-target": adequateUtilization * (1 + policy.Defaults().Tolerance),
+	}
 	recovered := map[string]time.Time{}
 	require.NoError(t, world.WaitFor(warmup+high, func() bool {
 		for _, id := range []string{"fn-nvcf", "fn-target"} {
@@ -172,7 +190,7 @@ func TestClosedLoop(t *testing.T) {
 				continue
 			}
 			s, _ := w.Latest(id, id+"-v1")
-			if s.At.After(stepAt) && s.Load > 4 && float64(s.Active)*adequateUtilization/100 >= s.Load {
+			if s.At.After(stepAt) && s.Load > 4 && float64(s.Active)*bar[id]/100 >= s.Load {
 				recovered[id] = s.At
 			}
 		}
@@ -196,7 +214,8 @@ func TestClosedLoop(t *testing.T) {
 	// learned in the warm-up) in one decision: the first cycle over 70 %
 	// already sees the request rate above what the workers are busy with
 	// and steps to the demand size, and a saturated one after it to the
-	// whole demand (measured 2 cycles: 1 -> 6 at 75 %, -> 8 saturated).
+	// whole demand (measured 2 cycles: 1 -> 6 at 75 %, -> 8 saturated;
+	// 1 -> 5 at 77.5 %, -> 7 saturated from a 4.8 requests/s reading).
 	require.LessOrEqual(t, cycles["fn-target"], 3, "fn-target recovery: %s", describeDecisions(ds, "fn-target-v1"))
 	// That size is only as right as the cost it multiplies: the simulator's
 	// requests take 1 s, and a step sized from a cost 2 % low asks for 7
