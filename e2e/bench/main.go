@@ -64,6 +64,9 @@ type options struct {
 	// readShapes compares what reading the worker series costs the
 	// bench's VictoriaMetrics in three shapes, over this many rounds.
 	readShapes int
+	// warmCassandra is how many versions a scratch keyspace gets to warm
+	// the Cassandra JVM's compilers before the first N (0: not warmed).
+	warmCassandra int
 }
 
 func main() {
@@ -86,6 +89,7 @@ func main() {
 	flag.BoolVar(&o.probeSelectors, "probe-selectors", false, "after seeding, time the first query over 1,000 ids in token order against sorted (N >= 4,000)")
 	flag.BoolVar(&o.queryCosts, "query-costs", false, "after the cycles of each N, replay each kind of query once per chunk on the warm bench VictoriaMetrics and rank the kinds by its CPU")
 	flag.IntVar(&o.readShapes, "read-shapes", 0, "after the cycles of each N, replay the worker queries this many rounds as grid + instant, as one range ending at now, and as the grid alone, and print the VictoriaMetrics CPU per bucket of each")
+	flag.IntVar(&o.warmCassandra, "warm-cassandra", 20000, "before the first cycle, send a cycle's statement mix for this many versions (3 rounds) to a scratch keyspace so Cassandra's JIT has compiled it, as a long-running Cassandra has; 0 measures a JVM that may be minutes old")
 	flag.Parse()
 	o.sizes = positiveInts("-sizes", sizes)
 	sort.Ints(o.sizes)
@@ -154,9 +158,14 @@ type Report struct {
 		Cycles, PerBucket, BrokerParallelism int
 		ScaleProcesses                       []int
 		ChangeAll                            bool
+		// WarmCassandra is the versions of the JIT warm-up (0: none).
+		WarmCassandra int
 	} `json:"options"`
-	Runs   []Run           `json:"runs"`
-	Probes []SelectorProbe `json:"selectorProbes,omitempty"`
+	// CassandraWarmup is what the Cassandra JVM's threads spent in that
+	// warm-up.
+	CassandraWarmup *JVMThreads     `json:"cassandraWarmup,omitempty"`
+	Runs            []Run           `json:"runs"`
+	Probes          []SelectorProbe `json:"selectorProbes,omitempty"`
 	// QueryCosts, by N: the kinds of query ranked by the bench
 	// VictoriaMetrics' CPU (see QueryCost).
 	QueryCosts map[int][]QueryCost `json:"queryCosts,omitempty"`
@@ -254,6 +263,7 @@ func run(ctx context.Context, o options) error {
 	rep.Options.Cycles, rep.Options.PerBucket = o.cycles, o.perBucket
 	rep.Options.BrokerParallelism, rep.Options.ScaleProcesses = o.parallelism, o.scaleProcs
 	rep.Options.ChangeAll = o.changeAll
+	rep.Options.WarmCassandra = o.warmCassandra
 	fmt.Printf("machine: %s; load average at start: %s; %s\n", rep.Machine, rep.LoadAtStart, calibrationLine(rep.Calibration))
 	runID := strconv.FormatInt(time.Now().Unix(), 36)
 
@@ -295,6 +305,19 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		fmt.Printf("   seeded in %.1fs; VictoriaMetrics merged the import in another %.1fs\n", seedS, waited.Seconds())
+		if i == 0 && o.warmCassandra > 0 {
+			pid := cassandraPID(root)
+			before := sampleThreads(fmt.Sprintf("/proc/%d", pid))
+			t0 := time.Now()
+			if err := warmCassandra(ctx, o.cassandra, keyspaceOf(runID+"-warm"), o.warmCassandra, 3); err != nil {
+				return fmt.Errorf("warm Cassandra: %w", err)
+			}
+			if pid != 0 {
+				rep.CassandraWarmup = threadsBetween(before, sampleThreads(fmt.Sprintf("/proc/%d", pid)))
+			}
+			fmt.Printf("   Cassandra's JIT warmed in %.1fs by a scratch keyspace of %d versions, 3 rounds; its threads, CPU-s: %s\n",
+				time.Since(t0).Seconds(), o.warmCassandra, rep.CassandraWarmup)
+		}
 		if o.probeSelectors {
 			p, err := probeSelectors(ctx, o.vm, label, n)
 			if err != nil {

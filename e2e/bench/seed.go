@@ -165,15 +165,40 @@ func seed(ctx context.Context, vm string, sim *nvcfsim.Server, n int, label stri
 // the steady state instead of a first install (that is the cold cycle of
 // a run without seeded state; see the README).
 func seedState(ctx context.Context, cassandra, keyspace, label string, n int) error {
-	cfg := store.DefaultConfig()
-	cfg.Hosts = []string{cassandra}
-	cfg.Keyspace = keyspace
-	st, err := store.Open(ctx, cfg)
+	st, err := openStore(ctx, cassandra, keyspace)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	cycle := time.Now().Add(-10 * time.Minute).UnixMilli()
+	return inParallel(n, func(i int) error {
+		fid, vid := versionIDs(label, i)
+		key := store.VersionKey{FunctionID: fid, FunctionVersionID: vid}
+		// Settle the version's last write claim as its own record
+		// would: a record under no claim leaves that claim looking
+		// unsettled, and the version held, until its lease ends
+		// (FUNCTION_LOCK_TTL), so a reset between -change-all
+		// cycles would skip the versions written last cycle.
+		prev, err := st.ReadState(ctx, key)
+		if err == nil {
+			err = st.RecordWriteTarget(ctx, key, prev.Claim.Owner, workersOf(i), -1, cycle, "ok", 24*time.Hour)
+		}
+		return err
+	})
+}
+
+// openStore opens keyspace on the Cassandra at cassandra, creating it
+// and its tables when missing, with the functions' default settings.
+func openStore(ctx context.Context, cassandra, keyspace string) (*store.Store, error) {
+	cfg := store.DefaultConfig()
+	cfg.Hosts = []string{cassandra}
+	cfg.Keyspace = keyspace
+	return store.Open(ctx, cfg)
+}
+
+// inParallel calls do for 0 to n-1, 32 at a time (enough requests in
+// flight to keep one Cassandra busy), and returns one of the errors.
+func inParallel(n int, do func(i int) error) error {
 	work := make(chan int)
 	errs := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -182,18 +207,7 @@ func seedState(ctx context.Context, cassandra, keyspace, label string, n int) er
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				fid, vid := versionIDs(label, i)
-				key := store.VersionKey{FunctionID: fid, FunctionVersionID: vid}
-				// Settle the version's last write claim as its own record
-				// would: a record under no claim leaves that claim looking
-				// unsettled, and the version held, until its lease ends
-				// (FUNCTION_LOCK_TTL), so a reset between -change-all
-				// cycles would skip the versions written last cycle.
-				prev, err := st.ReadState(ctx, key)
-				if err == nil {
-					err = st.RecordWriteTarget(ctx, key, prev.Claim.Owner, workersOf(i), -1, cycle, "ok", 24*time.Hour)
-				}
-				if err != nil {
+				if err := do(i); err != nil {
 					select {
 					case errs <- err:
 					default:
