@@ -89,7 +89,7 @@ func main() {
 	flag.BoolVar(&o.probeSelectors, "probe-selectors", false, "after seeding, time the first query over 1,000 ids in token order against sorted (N >= 4,000)")
 	flag.BoolVar(&o.queryCosts, "query-costs", false, "after the cycles of each N, replay each kind of query once per chunk on the warm bench VictoriaMetrics and rank the kinds by its CPU")
 	flag.IntVar(&o.readShapes, "read-shapes", 0, "after the cycles of each N, replay the worker queries this many rounds as grid + instant, as one range ending at now, and as the grid alone, and print the VictoriaMetrics CPU per bucket of each")
-	flag.IntVar(&o.warmCassandra, "warm-cassandra", 20000, "before the first cycle, send a cycle's statement mix for this many versions (3 rounds) to a scratch keyspace so Cassandra's JIT has compiled it, as a long-running Cassandra has; 0 measures a JVM that may be minutes old")
+	flag.IntVar(&o.warmCassandra, "warm-cassandra", 60000, "before the first cycle, send a cycle's statement mix for this many versions (3 rounds) to a scratch keyspace so Cassandra's JIT has compiled it, as a long-running Cassandra has; 0 measures a JVM that may be minutes old")
 	flag.Parse()
 	o.sizes = positiveInts("-sizes", sizes)
 	sort.Ints(o.sizes)
