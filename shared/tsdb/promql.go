@@ -95,6 +95,10 @@ type Client struct {
 	// union is what the server said about union(...): unionUnknown
 	// until a probe got an answer (see groupJoin).
 	union atomic.Int32
+	// unionRetryAt (Unix nanoseconds) is when a probe that got no answer
+	// may be asked again, unionRetry after it.
+	unionRetryAt atomic.Int64
+	unionRetry   time.Duration
 }
 
 // New validates cfg and builds a client; it does not contact the server.
@@ -130,7 +134,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	c := &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}
+	c := &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}, unionRetry: unionProbeRetry}
 	tlsCfg, err := cfg.TLS.Config()
 	if err != nil {
 		return nil, fmt.Errorf("tsdb tls: %w", err)

@@ -676,20 +676,30 @@ const (
 // series with the same (empty) label set, of which union keeps the first.
 const unionProbe = "union(vector(1), vector(2))"
 
+// unionProbeRetry is how long after a probe that got no answer the
+// server is asked again. Asking at every bucket would add a query to each
+// while a server fails only that one (a proxy that refuses instant
+// queries with a 5xx, say); or costs VictoriaMetrics a few percent more
+// CPU meanwhile, and answers the same.
+const unionProbeRetry = time.Minute
+
 // groupJoin returns how this server's queries join their groups:
 // union(...) where it evaluates it (VictoriaMetrics), a balanced tree of
 // or where it does not (Prometheus, Thanos, Mimir: PromQL has no union).
 // The first call asks the server with an instant query, once per client
 // unless it could not answer: a refusal of the query (400 or 422: an
 // unknown function) means no union, and a server that could not be
-// reached, or failed, is asked again next time, the chunk meanwhile
-// joined by or, which every server evaluates. The probe is counted under
-// the caller "probe", not the context's.
+// reached, or failed, is asked again once unionProbeRetry has passed, the
+// chunks meanwhile joined by or, which every server evaluates. The probe
+// is counted under the caller "probe", not the context's.
 func (c *Client) groupJoin(ctx context.Context) func(parts []string) string {
 	switch c.union.Load() {
 	case unionYes:
 		return unionOf
 	case unionNo:
+		return balancedOr
+	}
+	if time.Now().UnixNano() < c.unionRetryAt.Load() {
 		return balancedOr
 	}
 	series, _, err := c.Query(WithCaller(ctx, "probe"), unionProbe, time.Now())
@@ -701,6 +711,8 @@ func (c *Client) groupJoin(ctx context.Context) func(parts []string) string {
 	case err == nil, errors.As(err, &qe) && (qe.Status == http.StatusBadRequest || qe.Status == http.StatusUnprocessableEntity):
 		// An answer that is not union's is no union either.
 		c.union.Store(unionNo)
+	default:
+		c.unionRetryAt.Store(time.Now().Add(c.unionRetry).UnixNano())
 	}
 	return balancedOr
 }
