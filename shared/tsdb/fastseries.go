@@ -4,22 +4,23 @@ import (
 	"unicode/utf8"
 )
 
-// fastSeries parses one matrix or vector element, b, already validated as
-// JSON by the decoder, when it has exactly the shape Prometheus and
-// VictoriaMetrics send: {"metric":{"name":"value",...},"values":[[t,"v"],...]}
-// (or "value":[t,"v"]), each member at most once, no spaces, no escapes,
-// valid UTF-8, every point as fastPoint takes it. It declines (ok false)
-// everything else, which then goes through encoding/json with the same
-// result. Decoding the elements through encoding/json's reflection was two
-// thirds of the scale function's CPU at 100,000 versions (15 of 23 CPU-s
-// in the profile of a 100k run): a map, a slice and an Unmarshaler call
-// per point, for answers that never vary in shape.
+// fastSeries parses one matrix or vector element, b, when it has exactly
+// the shape Prometheus and VictoriaMetrics send:
+// {"metric":{"name":"value",...},"values":[[t,"v"],...]} (or
+// "value":[t,"v"]), each member at most once, no spaces, no escapes, no
+// control characters, valid UTF-8, every timestamp a JSON number. It
+// declines (ok false) everything else, which then goes through
+// encoding/json with the same result. Decoding the elements through
+// encoding/json's reflection was two thirds of the scale function's CPU at
+// 100,000 versions (15 of 23 CPU-s in the profile of a 100k run): a map, a
+// slice and an Unmarshaler call per point, for answers that never vary in
+// shape.
+//
+// b is an element as the splitter cut it, whose syntax nothing has checked
+// (checking it first would read it twice again): fastSeries must take only
+// valid JSON, so that a malformed element still reaches encoding/json and
+// fails there.
 func fastSeries(b []byte) (s apiSeries, ok bool) {
-	// encoding/json replaces invalid UTF-8 in strings; a valid document
-	// cut at its ASCII quotes leaves valid strings, kept byte for byte.
-	if !utf8.Valid(b) {
-		return apiSeries{}, false
-	}
 	p := seriesParser{b: b}
 	if !p.take('{') {
 		return apiSeries{}, false
@@ -90,19 +91,25 @@ func (p *seriesParser) take(c byte) bool {
 }
 
 // str reads a string without escapes and returns its contents (a part of
-// b: the caller copies what it keeps).
+// b: the caller copies what it keeps). JSON allows no control character
+// in a string; an escape is left to encoding/json, and so is invalid
+// UTF-8, which it replaces (valid UTF-8 it keeps byte for byte). Strings
+// are the only place fastSeries takes a byte outside ASCII.
 func (p *seriesParser) str() ([]byte, bool) {
 	if !p.take('"') {
 		return nil, false
 	}
-	start := p.i
+	start, ascii := p.i, true
 	for ; p.i < len(p.b); p.i++ {
-		switch p.b[p.i] {
-		case '\\':
-			return nil, false
-		case '"':
+		switch c := p.b[p.i]; {
+		case c == '"':
 			p.i++
-			return p.b[start : p.i-1], true
+			s := p.b[start : p.i-1]
+			return s, ascii || utf8.Valid(s)
+		case c == '\\' || c < 0x20:
+			return nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
 	}
 	return nil, false
@@ -171,22 +178,52 @@ func (p *seriesParser) points() ([]point, bool) {
 	}
 }
 
-// point reads [t,"v"] as fastPoint takes it: the number runs to the comma
-// (a valid JSON number holds none), the value to its closing quote.
+// point reads [t,"v"], t a JSON number: strconv.ParseFloat also takes
+// "Inf", "0x1p3", "+1", ".5" or "01", which JSON does not, and which must
+// fail in encoding/json as they did when the decoder checked the syntax.
 func (p *seriesParser) point() (point, bool) {
-	start := p.i
 	if !p.take('[') {
 		return point{}, false
 	}
-	for p.i < len(p.b) && p.b[p.i] != ',' && p.b[p.i] != ']' {
-		p.i++
+	start := p.i
+	if !p.number() {
+		return point{}, false
 	}
+	ts := p.b[start:p.i]
 	if !p.take(',') {
 		return point{}, false
 	}
-	if _, ok := p.str(); !ok || !p.take(']') {
+	v, ok := p.str()
+	if !ok || !p.take(']') {
 		return point{}, false
 	}
-	smp, ok := fastPoint(p.b[start:p.i])
+	smp, ok := parseSample(ts, v)
 	return point{s: smp}, ok
+}
+
+// number reads a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (p *seriesParser) number() bool {
+	p.take('-')
+	if !p.take('0') && !p.digits() {
+		return false
+	}
+	if p.take('.') && !p.digits() {
+		return false
+	}
+	if p.take('e') || p.take('E') {
+		if !p.take('+') {
+			p.take('-')
+		}
+		return p.digits()
+	}
+	return true
+}
+
+// digits reads one or more decimal digits.
+func (p *seriesParser) digits() bool {
+	start := p.i
+	for p.i < len(p.b) && '0' <= p.b[p.i] && p.b[p.i] <= '9' {
+		p.i++
+	}
+	return p.i > start
 }

@@ -57,6 +57,46 @@ func TestFastSeriesTakesWhatServersSendAndDeclinesTheRest(t *testing.T) {
 	}
 }
 
+// TestFastSeriesTakesOnlyJSON checks fastSeries declines every element that
+// is not valid JSON, now that nothing checks an element's syntax before it:
+// what it declines goes to encoding/json, which refuses it. strconv takes
+// timestamps JSON does not, and a string may not hold a control character.
+func TestFastSeriesTakesOnlyJSON(t *testing.T) {
+	for _, ts := range []string{"Inf", "+Inf", "0x1p3", "+1", ".5", "1.", "01", "-01", "1e", "1e+", "1_0", "-", "1.5.5", "1ee3", "infinity", "NaN"} {
+		b := `{"metric":{"a":"b"},"values":[[` + ts + `,"2"]]}`
+		require.False(t, json.Valid([]byte(b)), b)
+		_, ok := fastSeries([]byte(b))
+		require.False(t, ok, "%s taken", b)
+	}
+	for _, b := range []string{
+		"{\"metric\":{\"a\x01\":\"b\"},\"values\":[[1,\"2\"]]}",
+		"{\"metric\":{\"a\":\"b\tc\"},\"values\":[[1,\"2\"]]}",
+		"{\"metric\":{\"a\":\"b\"},\"values\":[[1,\"2\n\"]]}",
+		"{\"metric\":{\"a\":\"b\"},\"value\":[1,\"\x00\"]}",
+		`{"metric":{"a":"b"},"values":[[1,"2"]]}}`,
+		`{"metric":{"a":"b"},"values":[[1,"2"]],}`,
+		`{"metric":{"a":"b",},"values":[]}`,
+		`{"metric":{"a":"b"},"values":[[1,"2"],]}`,
+		`{"metric":{"a":"b"},"values":[[1,"2"]}`,
+		`{"metric":{"a":"b"}"values":[]}`,
+		`{"metric":{"a""b"}}`,
+	} {
+		require.False(t, json.Valid([]byte(b)), b)
+		_, ok := fastSeries([]byte(b))
+		require.False(t, ok, "%q taken", b)
+	}
+	// The numbers JSON does allow are still taken, with encoding/json's values.
+	b := []byte(`{"metric":{},"values":[[-0,"1"],[0.5,"2"],[1E+3,"3"],[1.5e-3,"4"],[17e2,"5"],[10,"6"]]}`)
+	got, ok := fastSeries(b)
+	require.True(t, ok)
+	var want apiSeries
+	require.NoError(t, json.Unmarshal(b, &want))
+	ws, _ := seriesFrom("matrix", 0, want)
+	gs, _ := seriesFrom("matrix", 0, got)
+	sameSeries(t, []Series{ws}, []Series{gs})
+	require.True(t, bytes.Contains(b, []byte("1E+3")))
+}
+
 // BenchmarkDecodeBucketAnswer decodes one of the scale function's range
 // answers for a bucket of 1,000 versions (1,000 series of 11 points), and
 // its elements alone through fastSeries and through encoding/json in the

@@ -80,15 +80,22 @@ func fastPoint(b []byte) (Sample, bool) {
 	if bytes.IndexByte(vs, '"') >= 0 || bytes.IndexByte(vs, '\\') >= 0 {
 		return Sample{}, false
 	}
-	ts, err := strconv.ParseFloat(string(b[1:i]), 64)
-	if err != nil || math.IsNaN(ts) || math.IsInf(ts, 0) {
+	return parseSample(b[1:i], vs)
+}
+
+// parseSample reads a point's timestamp, already known to be a JSON
+// number, and its value string; it declines what parsePoint would refuse,
+// so that the general way reports it.
+func parseSample(ts, v []byte) (Sample, bool) {
+	t, err := strconv.ParseFloat(string(ts), 64)
+	if err != nil || math.IsNaN(t) || math.IsInf(t, 0) {
 		return Sample{}, false
 	}
-	v, err := strconv.ParseFloat(string(vs), 64)
+	x, err := strconv.ParseFloat(string(v), 64)
 	if err != nil {
 		return Sample{}, false
 	}
-	return sampleAt(ts, v), true
+	return sampleAt(t, x), true
 }
 
 // seriesFrom converts decoded matrix or vector element i, naming the
