@@ -28,8 +28,8 @@ var errDuplicateMember = errors.New("member appears twice")
 // as it does for any error. Errors in the data are reported only once the
 // status is known to be success, as the whole-answer decoding does.
 func decodeStream(r io.Reader, each func(Series) error) (Warnings, *apiResponse, error) {
-	dec := json.NewDecoder(r)
-	tok, err := dec.Token()
+	a := &answerReader{dec: json.NewDecoder(r), src: r, each: each}
+	tok, err := a.dec.Token()
 	if err != nil {
 		return nil, nil, fmt.Errorf("decode response: %w", err)
 	}
@@ -44,8 +44,8 @@ func decodeStream(r io.Reader, each func(Series) error) (Warnings, *apiResponse,
 		sawData bool
 		dataErr error
 	)
-	for dec.More() {
-		key, err := memberName(dec)
+	for a.dec.More() {
+		key, err := memberName(a.dec)
 		if err != nil {
 			return nil, nil, fmt.Errorf("decode response: %w", err)
 		}
@@ -66,21 +66,21 @@ func decodeStream(r io.Reader, each func(Series) error) (Warnings, *apiResponse,
 			sawData = true
 			// Decoded even after an error status: a later "status" member
 			// would override it, as encoding/json keeps the last one.
-			if dataErr, err = decodeData(dec, each); err != nil {
+			if dataErr, err = a.data(); err != nil {
 				return nil, nil, err
 			}
 			continue
 		default:
-			if err := skipValue(dec); err != nil {
+			if err := skipValue(a.dec); err != nil {
 				return nil, nil, fmt.Errorf("decode response: %w", err)
 			}
 			continue
 		}
-		if err := dec.Decode(field); err != nil {
+		if err := a.dec.Decode(field); err != nil {
 			return nil, nil, fmt.Errorf("decode response: %w", err)
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing brace
+	if _, err := a.dec.Token(); err != nil { // the closing brace
 		return nil, nil, fmt.Errorf("decode response: %w", err)
 	}
 	switch {
@@ -92,13 +92,22 @@ func decodeStream(r io.Reader, each func(Series) error) (Warnings, *apiResponse,
 	return env.Warnings, nil, dataErr
 }
 
-// decodeData reads the data member's value. It returns a syntax, read or
+// answerReader reads one answer for decodeStream. Its decoder reads the
+// envelope; the result array's elements are cut by an elementSplitter
+// instead, after which dec is a new decoder that reads the rest.
+type answerReader struct {
+	dec  *json.Decoder
+	src  io.Reader // what dec reads from
+	each func(Series) error
+}
+
+// data reads the data member's value. It returns a syntax, read or
 // consumer error as err, which ends the decoding; a well-formed but wrong
 // value (a type mismatch, a bad point, an unsupported result type) comes
 // back as dataErr once the whole value has been read, so the caller can
 // still learn the status.
-func decodeData(dec *json.Decoder, each func(Series) error) (dataErr, err error) {
-	tok, err := dec.Token()
+func (a *answerReader) data() (dataErr, err error) {
+	tok, err := a.dec.Token()
 	if err != nil {
 		return nil, fmt.Errorf("decode data: %w", err)
 	}
@@ -106,7 +115,7 @@ func decodeData(dec *json.Decoder, each func(Series) error) (dataErr, err error)
 		return errors.New(`unsupported resultType ""`), nil
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		if err := skipRest(dec, tok); err != nil {
+		if err := skipRest(a.dec, tok); err != nil {
 			return nil, fmt.Errorf("decode data: %w", err)
 		}
 		return fmt.Errorf("decode data: data is %s, not an object", jsonKind(tok)), nil
@@ -118,8 +127,8 @@ func decodeData(dec *json.Decoder, each func(Series) error) (dataErr, err error)
 		early       json.RawMessage // a result that came before its resultType
 		streamedErr error
 	)
-	for dec.More() {
-		key, err := memberName(dec)
+	for a.dec.More() {
+		key, err := memberName(a.dec)
 		if err != nil {
 			return nil, fmt.Errorf("decode data: %w", err)
 		}
@@ -129,7 +138,7 @@ func decodeData(dec *json.Decoder, each func(Series) error) (dataErr, err error)
 				return nil, fmt.Errorf("decode data: resultType %w", errDuplicateMember)
 			}
 			sawType = true
-			if err := dec.Decode(&resultType); err != nil {
+			if err := a.dec.Decode(&resultType); err != nil {
 				if !isMismatch(err) {
 					return nil, fmt.Errorf("decode data: %w", err)
 				}
@@ -141,23 +150,23 @@ func decodeData(dec *json.Decoder, each func(Series) error) (dataErr, err error)
 			}
 			sawResult = true
 			if sawType && (resultType == "matrix" || resultType == "vector") {
-				if streamedErr, err = streamResult(dec, resultType, each); err != nil {
+				if streamedErr, err = a.result(resultType); err != nil {
 					return nil, err
 				}
 				continue
 			}
 			// Rare shapes (a scalar, or a result ahead of its type) are
 			// small or never sent: they are read whole.
-			if err := dec.Decode(&early); err != nil {
+			if err := a.dec.Decode(&early); err != nil {
 				return nil, fmt.Errorf("decode data: %w", err)
 			}
 		default:
-			if err := skipValue(dec); err != nil {
+			if err := skipValue(a.dec); err != nil {
 				return nil, fmt.Errorf("decode data: %w", err)
 			}
 		}
 	}
-	if _, err := dec.Token(); err != nil {
+	if _, err := a.dec.Token(); err != nil {
 		return nil, fmt.Errorf("decode data: %w", err)
 	}
 	if dataErr != nil {
@@ -180,7 +189,7 @@ func decodeData(dec *json.Decoder, each func(Series) error) (dataErr, err error)
 			if err != nil {
 				return err, nil
 			}
-			if err := each(ser); err != nil {
+			if err := a.each(ser); err != nil {
 				return nil, err
 			}
 		}
@@ -197,7 +206,7 @@ func decodeData(dec *json.Decoder, each func(Series) error) (dataErr, err error)
 		if err != nil {
 			return fmt.Errorf("scalar: %w", err), nil
 		}
-		if err := each(Series{Labels: map[string]string{}, Samples: []Sample{smp}}); err != nil {
+		if err := a.each(Series{Labels: map[string]string{}, Samples: []Sample{smp}}); err != nil {
 			return nil, err
 		}
 		return nil, nil
@@ -205,56 +214,103 @@ func decodeData(dec *json.Decoder, each func(Series) error) (dataErr, err error)
 	return fmt.Errorf("unsupported resultType %q", resultType), nil
 }
 
-// streamResult decodes a matrix or vector result one element at a time.
+// result decodes a matrix or vector result one element at a time.
 // After the first bad element it keeps reading (to reach the status and
 // check the syntax) but hands nothing more on.
-func streamResult(dec *json.Decoder, resultType string, each func(Series) error) (dataErr, err error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("decode %s: %w", resultType, err)
+func (a *answerReader) result(resultType string) (dataErr, err error) {
+	if open, dataErr, err := openArray(a.dec, resultType); !open {
+		return dataErr, err
 	}
-	if tok == nil { // null: no series, as an empty array
-		return nil, nil
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		if err := skipRest(dec, tok); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", resultType, err)
-		}
-		return fmt.Errorf("decode %s: the result is %s, not an array", resultType, jsonKind(tok)), nil
-	}
-	// One element's bytes at a time, in one buffer: the decoder checks the
-	// syntax, fastSeries reads the usual shape, encoding/json the rest.
-	var raw json.RawMessage
-	for i := 0; dec.More(); i++ {
-		if err := dec.Decode(&raw); err != nil {
+	// Each element's bytes are read once, by the splitter, which checks
+	// no syntax but the commas between them: fastSeries takes the usual
+	// shape, and only valid JSON; encoding/json checks and reads the rest.
+	split := newElementSplitter(io.MultiReader(a.dec.Buffered(), a.src))
+	for i := 0; ; i++ {
+		raw, ok, err := split.next()
+		if err != nil {
 			return nil, fmt.Errorf("decode %s element %d: %w", resultType, i, err)
 		}
-		if dataErr != nil {
-			continue
-		}
-		s, ok := fastSeries(raw)
 		if !ok {
-			if err := json.Unmarshal(raw, &s); err != nil {
-				if !isMismatch(err) {
-					return nil, fmt.Errorf("decode %s element %d: %w", resultType, i, err)
-				}
-				dataErr = fmt.Errorf("decode %s element %d: %w", resultType, i, err)
-				continue
-			}
+			break
 		}
-		ser, err := seriesFrom(resultType, i, s)
-		if err != nil {
-			dataErr = err
+		if dataErr != nil {
+			if !json.Valid(raw) { // the syntax error, as the decoder would report it
+				var v json.RawMessage
+				return nil, fmt.Errorf("decode %s element %d: %w", resultType, i, json.Unmarshal(raw, &v))
+			}
 			continue
 		}
-		if err := each(ser); err != nil {
+		if dataErr, err = a.element(resultType, i, raw); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := dec.Token(); err != nil {
+	a.src = split.rest()
+	if a.dec, err = resumeAfterResult(a.src); err != nil {
 		return nil, fmt.Errorf("decode %s: %w", resultType, err)
 	}
 	return dataErr, nil
+}
+
+// openArray reads the token that opens a result and reports whether it
+// opened an array. If not, it reads past the value: null is no series, as
+// an empty array; anything else is a data error.
+func openArray(dec *json.Decoder, resultType string) (open bool, dataErr, err error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return false, nil, fmt.Errorf("decode %s: %w", resultType, err)
+	}
+	if tok == nil {
+		return false, nil, nil
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '[' {
+		if err := skipRest(dec, tok); err != nil {
+			return false, nil, fmt.Errorf("decode %s: %w", resultType, err)
+		}
+		return false, fmt.Errorf("decode %s: the result is %s, not an array", resultType, jsonKind(tok)), nil
+	}
+	return true, nil, nil
+}
+
+// element decodes element i of a result, raw, and hands its series on. A
+// syntax or consumer error comes back as err; a well-formed element of the
+// wrong shape or with a bad point, as dataErr.
+func (a *answerReader) element(resultType string, i int, raw []byte) (dataErr, err error) {
+	s, ok := fastSeries(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			if !isMismatch(err) {
+				return nil, fmt.Errorf("decode %s element %d: %w", resultType, i, err)
+			}
+			return fmt.Errorf("decode %s element %d: %w", resultType, i, err), nil
+		}
+	}
+	ser, err := seriesFrom(resultType, i, s)
+	if err != nil {
+		return err, nil
+	}
+	return nil, a.each(ser)
+}
+
+// resultPath stands for what comes before the rest of the answer once the
+// result array has been read: the envelope, the data member and a result
+// (the names do not matter to the decoder, only the nesting).
+const resultPath = `{"data":{"result":[]`
+
+// resumeAfterResult returns a decoder that reads the rest of the answer
+// from rest, which starts just after the result array. encoding/json
+// cannot start a Decoder inside an object, and the rest (the data
+// object's other members, then the envelope's, "status" among them) must
+// still be read and its syntax checked as before: so the new decoder is
+// first walked through resultPath, after which it stands where the
+// decoder the splitter took over from would stand.
+func resumeAfterResult(rest io.Reader) (*json.Decoder, error) {
+	dec := json.NewDecoder(io.MultiReader(strings.NewReader(resultPath), rest))
+	for range 6 { // {, "data", {, "result", [, ]
+		if _, err := dec.Token(); err != nil {
+			return nil, err
+		}
+	}
+	return dec, nil
 }
 
 // memberName reads an object member's name.
