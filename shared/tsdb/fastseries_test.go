@@ -102,28 +102,7 @@ func TestFastSeriesTakesOnlyJSON(t *testing.T) {
 // its elements alone through fastSeries and through encoding/json in the
 // same run: what the fast path saves per answer.
 func BenchmarkDecodeBucketAnswer(b *testing.B) {
-	var body bytes.Buffer
-	var elems [][]byte
-	body.WriteString(`{"status":"success","data":{"resultType":"matrix","result":[`)
-	start := time.Unix(1795600000, 0)
-	for i := 0; i < 1000; i++ {
-		if i > 0 {
-			body.WriteByte(',')
-		}
-		var e bytes.Buffer
-		fmt.Fprintf(&e, `{"metric":{"function_id":"3f6c2b1e-%08d","function_version_id":"9a1d4e7c-%08d"},"values":[`, i, i)
-		for j := 0; j < 11; j++ {
-			if j > 0 {
-				e.WriteByte(',')
-			}
-			fmt.Fprintf(&e, `[%d,"%g"]`, start.Add(time.Duration(j)*time.Minute).Unix(), float64(i%7)*1.25)
-		}
-		e.WriteString(`]}`)
-		elems = append(elems, e.Bytes())
-		body.Write(e.Bytes())
-	}
-	body.WriteString(`]}}`)
-	data := body.Bytes()
+	data, elems := bucketAnswer()
 	b.Run("answer", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -155,4 +134,44 @@ func BenchmarkDecodeBucketAnswer(b *testing.B) {
 			}
 		}
 	})
+}
+
+// matrixHead is how the benchmarks' answers start, up to their result.
+const matrixHead = `{"status":"success","data":{"resultType":"matrix","result":`
+
+// bucketAnswer is one of the scale function's range answers for a bucket
+// of 1,000 versions (1,000 series of 11 points), and its elements.
+func bucketAnswer() (body []byte, elems [][]byte) {
+	return matrixAnswer(1000, 11, time.Minute, func(e *bytes.Buffer, i int) {
+		fmt.Fprintf(e, `"function_id":"3f6c2b1e-%08d","function_version_id":"9a1d4e7c-%08d"`, i, i)
+	}, func(i int) float64 { return float64(i%7) * 1.25 })
+}
+
+// matrixAnswer is a matrix answer of n series of points points step apart,
+// series i with the labels labels writes and the value value gives, and
+// its elements.
+func matrixAnswer(n, points int, step time.Duration, labels func(e *bytes.Buffer, i int), value func(i int) float64) (body []byte, elems [][]byte) {
+	var buf bytes.Buffer
+	buf.WriteString(matrixHead + `[`)
+	start := time.Unix(1795600000, 0)
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		var e bytes.Buffer
+		e.WriteString(`{"metric":{`)
+		labels(&e, i)
+		e.WriteString(`},"values":[`)
+		for j := 0; j < points; j++ {
+			if j > 0 {
+				e.WriteByte(',')
+			}
+			fmt.Fprintf(&e, `[%d,"%g"]`, start.Add(time.Duration(j)*step).Unix(), value(i))
+		}
+		e.WriteString(`]}`)
+		elems = append(elems, e.Bytes())
+		buf.Write(e.Bytes())
+	}
+	buf.WriteString(`]}}`)
+	return buf.Bytes(), elems
 }

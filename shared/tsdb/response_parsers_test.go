@@ -197,6 +197,7 @@ func TestStreamAgreesWithTheReferenceOnEveryPointShape(t *testing.T) {
 func FuzzFastParserMatchesReference(f *testing.F) {
 	f.Add([]byte(`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"b"},"values":[[1,"NaN"],[2.5,"3"]]}]}}`))
 	f.Add([]byte(`{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1.5,"+Inf"]}]}}`))
+	f.Add([]byte(`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"\\\"]"},"values":[[-0.5e-3,"1"]]},{"metric":{},"values":[]}]}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want, werr := parseReference(b)
 		got, _, apiErr, gerr := parseStream(b)
@@ -224,6 +225,9 @@ func FuzzStreamMatchesBuffered(f *testing.F) {
 	f.Add([]byte(`{"status":"success","data":{"resultType":"scalar","result":[1,"2"]}}`))
 	f.Add([]byte(`{"status":"error","errorType":"timeout","error":"x","data":{"resultType":"matrix","result":5}}`))
 	f.Add([]byte(`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":1}},{"values":[[1,"x"]]}]}}`))
+	// The splitter's cases: escapes and brackets in strings, white space
+	// between elements, the envelope going on after the result.
+	f.Add([]byte(`{"data":{"resultType":"matrix","result":[ {"metric":{"a":"x\"]}\\"},"values":[[1,"2"]]} , {"metric":{"b":"é"},"values":[[1e3,"NaN"]]} ],"x":[{"y":"]"}]} ,"warnings":["w"],"status":"success"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		want, wwarn, wapi, werr := parseBuffered(b)
 		got, gwarn, gapi, gerr := parseStream(b)
@@ -288,24 +292,7 @@ func hasDuplicateMember(t *testing.T, b []byte) bool {
 // live when the set is complete and the answer not yet dropped: the
 // buffered parser holds the body and every series there.
 func BenchmarkDecodeDiscoveryAnswer(b *testing.B) {
-	var body bytes.Buffer
-	body.WriteString(`{"status":"success","data":{"resultType":"matrix","result":[`)
-	start := time.Unix(1795600000, 0)
-	for i := 0; i < 10000; i++ {
-		if i > 0 {
-			body.WriteByte(',')
-		}
-		fmt.Fprintf(&body, `{"metric":{"function_id":"3f6c2b1e-%08d","function_version_id":"9a1d4e7c-%08d","nca_id":"nca-%06d"},"values":[`, i, i, i%500)
-		for j := 0; j < 6; j++ {
-			if j > 0 {
-				body.WriteByte(',')
-			}
-			fmt.Fprintf(&body, `[%d,"%g"]`, start.Add(time.Duration(j)*2*time.Minute).Unix(), float64(i%3))
-		}
-		body.WriteString(`]}`)
-	}
-	body.WriteString(`]}}`)
-	data := body.Bytes()
+	data := discoveryAnswer()
 	type key struct{ f, v string }
 	retained := func(b *testing.B, keep ...any) {
 		runtime.GC()
@@ -350,4 +337,13 @@ func BenchmarkDecodeDiscoveryAnswer(b *testing.B) {
 			}
 		}
 	})
+}
+
+// discoveryAnswer is what one of discovery's range queries returns at
+// 10,000 versions: 10,000 series of 6 points.
+func discoveryAnswer() []byte {
+	body, _ := matrixAnswer(10000, 6, 2*time.Minute, func(e *bytes.Buffer, i int) {
+		fmt.Fprintf(e, `"function_id":"3f6c2b1e-%08d","function_version_id":"9a1d4e7c-%08d","nca_id":"nca-%06d"`, i, i, i%500)
+	}, func(i int) float64 { return float64(i % 3) })
+	return body
 }
