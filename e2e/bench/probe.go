@@ -49,7 +49,7 @@ func probeSelectors(ctx context.Context, vm, label string, n int) (SelectorProbe
 	util := func(ids []string) string {
 		by := "by (function_id, function_version_id)"
 		ms := `{function_version_id=~"` + strings.Join(ids, "|") + `"}`
-		return fmt.Sprintf(`100 * sum %s (increase(%s%s[70s])) / 70 / sum %s (%s%s)`, by, tsdb.MetricBusySeconds, ms, by, tsdb.MetricThreadCount, ms)
+		return fmt.Sprintf(`100 * sum %s (rate(%s%s[70s])) / sum %s (%s%s)`, by, tsdb.MetricBusySeconds, ms, by, tsdb.MetricThreadCount, ms)
 	}
 	const group = 20
 	shapes := []func(ids []string) string{

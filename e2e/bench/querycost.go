@@ -159,8 +159,10 @@ func queryKind(q string, timeRange float64) string {
 }
 
 // firstLeaf is the first operand of a balanced tree of or-ed expressions
-// (see the tsdb package's union): past the leading parentheses, up to
-// the parenthesis that closes the one before it.
+// (see the tsdb package's groupJoin): past the leading parentheses, up to
+// the parenthesis that closes the one before it. A union(...) of groups
+// comes back whole; its groups are all of one kind, which is what
+// queryKind reads.
 func firstLeaf(q string) string {
 	q = strings.TrimLeft(q, "(")
 	depth := 0
