@@ -67,8 +67,10 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	h.apply(ctx, log, &o, v, st, d, cycle, running)
 	h.recordKeepAlive(ctx, log, o, v, st, in, d, obs)
 	o.watch = watchAtZero(p, in, d)
-	extra := append([]slog.Attr{slog.Any("source", in.Source)}, keepAliveFields(p, in)...)
-	logDecision(log, o, in, d, append(extra, learnedFields(obs)...)...)
+	// The source is on log already (the bucket's loop names it for every
+	// line of the version): naming it again wrote "source" twice into
+	// each decision line, a JSON object some log pipelines refuse.
+	logDecision(log, o, in, d, append(keepAliveFields(p, in), learnedFields(obs)...)...)
 	return o
 }
 

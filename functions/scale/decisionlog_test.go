@@ -2,8 +2,10 @@ package scale
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,8 +29,8 @@ func TestDecisionLineCarriesEveryField(t *testing.T) {
 		Detail: "d", Error: "e", ClampedTo: &clamp}
 	p := policy.Policy{KeepAlive: policy.KeepAliveLearned, KeepAlivePercentile: 99, PrewarmPercentile: 5}
 	obs := observation{cost: policy.Cost{}.Learn(now, 93, 100, 50), backlog: policy.Backlog{Requests: 12, UpdatedAt: now}}
-	extra := append([]slog.Attr{slog.Any("source", in.Source)}, keepAliveFields(p, in)...)
-	logDecision(log, o, in, policy.Decision{Recommendation: 5}, append(extra, learnedFields(obs)...)...)
+	// The bucket's loop puts the source on the logger.
+	logDecision(log.With("source", in.Source), o, in, policy.Decision{Recommendation: 5}, append(keepAliveFields(p, in), learnedFields(obs)...)...)
 
 	var line map[string]any
 	require.NoError(t, json.Unmarshal(buf.Bytes(), &line))
@@ -64,4 +66,51 @@ func TestDecisionLineSaysWhenNothingIsLearned(t *testing.T) {
 		}
 		require.Equal(t, map[string]float64{"cost_s": -1, "cost_requests": -1, "backlog_requests": -1}, got, name)
 	}
+}
+
+// TestDecisionLinesNameEachFieldOnce: every decision line of a bucket is a
+// JSON object whose names are unique. encoding/json keeps the last of a
+// repeated name, but log pipelines differ (some refuse the line, some keep
+// the first), and the decision line is what operators and the closed-loop
+// tests read. The source was written twice.
+func TestDecisionLinesNameEachFieldOnce(t *testing.T) {
+	f := setup(t, 3)
+	var logs bytes.Buffer
+	h, err := New(Deps{Settings: f.settings, Store: f.store, TSDB: f.tsdb, NVCF: f.nvcf, Log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	require.NoError(t, err)
+	_, err = h.HandleBucket(context.Background(), bucketEvent(time.Now()))
+	require.NoError(t, err)
+	decisions := 0
+	for _, line := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
+		names := topLevelNames(t, line)
+		if !slices.Contains(names, "msg") || !bytes.Contains(line, []byte(`"msg":"decision"`)) {
+			continue
+		}
+		decisions++
+		seen := map[string]bool{}
+		for _, n := range names {
+			require.False(t, seen[n], "%q twice in %s", n, line)
+			seen[n] = true
+		}
+		require.True(t, seen["source"], "no source in %s", line)
+	}
+	require.Equal(t, len(f.versions), decisions, "one decision line per version:\n%s", logs.String())
+}
+
+// topLevelNames lists a JSON object's member names in order, repeats kept.
+func topLevelNames(t *testing.T, line []byte) []string {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(line))
+	tok, err := dec.Token()
+	require.NoError(t, err)
+	require.Equal(t, json.Delim('{'), tok, "%s", line)
+	var names []string
+	for dec.More() {
+		tok, err := dec.Token()
+		require.NoError(t, err)
+		names = append(names, tok.(string))
+		var skip json.RawMessage
+		require.NoError(t, dec.Decode(&skip))
+	}
+	return names
 }

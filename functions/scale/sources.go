@@ -85,7 +85,7 @@ func (h *Handler) holdUnknownSource(log *slog.Logger, now time.Time, v store.Act
 	h.d.Metrics.VersionStatus(key.FunctionID, key.FunctionVersionID, telemetry.StatusHeld)
 	d := policy.Decision{Desired: o.Desired, Recommendation: o.Desired, Reason: policy.Reason(o.Reason), Detail: o.Detail}
 	logDecision(log.With("function_id", key.FunctionID, "function_version_id", key.FunctionVersionID), o, policy.Input{Now: now}, d,
-		slog.Any("source", sourceUnknown))
+		slog.String("source", string(sourceUnknown)))
 	return o
 }
 
