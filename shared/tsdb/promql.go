@@ -96,9 +96,8 @@ type Client struct {
 	// until a probe got an answer (see groupJoin).
 	union atomic.Int32
 	// unionRetryAt (Unix nanoseconds) is when a probe that got no answer
-	// may be asked again, unionRetry after it.
+	// may be asked again, unionProbeRetry after it.
 	unionRetryAt atomic.Int64
-	unionRetry   time.Duration
 }
 
 // New validates cfg and builds a client; it does not contact the server.
@@ -134,7 +133,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	c := &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}, unionRetry: unionProbeRetry}
+	c := &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}
 	tlsCfg, err := cfg.TLS.Config()
 	if err != nil {
 		return nil, fmt.Errorf("tsdb tls: %w", err)

@@ -712,7 +712,7 @@ func (c *Client) groupJoin(ctx context.Context) func(parts []string) string {
 		// An answer that is not union's is no union either.
 		c.union.Store(unionNo)
 	default:
-		c.unionRetryAt.Store(time.Now().Add(c.unionRetry).UnixNano())
+		c.unionRetryAt.Store(time.Now().Add(unionProbeRetry).UnixNano())
 	}
 	return balancedOr
 }
