@@ -89,7 +89,7 @@ func main() {
 	flag.BoolVar(&o.probeSelectors, "probe-selectors", false, "after seeding, time the first query over 1,000 ids in token order against sorted (N >= 4,000)")
 	flag.BoolVar(&o.queryCosts, "query-costs", false, "after the cycles of each N, replay each kind of query once per chunk on the warm bench VictoriaMetrics and rank the kinds by its CPU")
 	flag.IntVar(&o.readShapes, "read-shapes", 0, "after the cycles of each N, replay the worker queries this many rounds as grid + instant, as one range ending at now, and as the grid alone, and print the VictoriaMetrics CPU per bucket of each")
-	flag.IntVar(&o.warmCassandra, "warm-cassandra", 60000, "before the first cycle, send a cycle's statement mix for this many versions (3 rounds) to a scratch keyspace so Cassandra's JIT has compiled it, as a long-running Cassandra has; 0 measures a JVM that may be minutes old")
+	flag.IntVar(&o.warmCassandra, "warm-cassandra", 60000, fmt.Sprintf("before the first cycle, send a cycle's statement mix for this many versions (%d rounds) to a scratch keyspace so Cassandra's JIT has compiled it, as a long-running Cassandra has; 0 measures a JVM that may be minutes old", warmRounds))
 	flag.Parse()
 	o.sizes = positiveInts("-sizes", sizes)
 	sort.Ints(o.sizes)
@@ -306,17 +306,22 @@ func run(ctx context.Context, o options) error {
 		}
 		fmt.Printf("   seeded in %.1fs; VictoriaMetrics merged the import in another %.1fs\n", seedS, waited.Seconds())
 		if i == 0 && o.warmCassandra > 0 {
+			// The JVM's threads are sampled only when the Cassandra is
+			// this machine's stack's (its pid known), as for the cycles.
 			pid := cassandraPID(root)
-			before := sampleThreads(fmt.Sprintf("/proc/%d", pid))
+			var before threadSample
+			if pid != 0 {
+				before = sampleThreads(fmt.Sprintf("/proc/%d", pid))
+			}
 			t0 := time.Now()
-			if err := warmCassandra(ctx, o.cassandra, keyspaceOf(runID+"-warm"), o.warmCassandra, 3); err != nil {
+			if err := warmCassandra(ctx, o.cassandra, keyspaceOf(runID+"-warm"), o.warmCassandra); err != nil {
 				return fmt.Errorf("warm Cassandra: %w", err)
 			}
 			if pid != 0 {
 				rep.CassandraWarmup = threadsBetween(before, sampleThreads(fmt.Sprintf("/proc/%d", pid)))
 			}
-			fmt.Printf("   Cassandra's JIT warmed in %.1fs by a scratch keyspace of %d versions, 3 rounds; its threads, CPU-s: %s\n",
-				time.Since(t0).Seconds(), o.warmCassandra, rep.CassandraWarmup)
+			fmt.Printf("   Cassandra's JIT warmed in %.1fs by a scratch keyspace of %d versions, %d rounds; its threads, CPU-s: %s\n",
+				time.Since(t0).Seconds(), o.warmCassandra, warmRounds, rep.CassandraWarmup)
 		}
 		if o.probeSelectors {
 			p, err := probeSelectors(ctx, o.vm, label, n)
