@@ -26,7 +26,7 @@ const warmRounds = 3
 //
 // Warming takes volume: 20,000 versions (17.5 s) left the first 100k
 // cycle's C2 at 18.4 CPU-s, about what a fresh JVM spends; 60,000 (27 s)
-// halved it (9.6 CPU-s, Cassandra 24.9 CPU-s in the cycle where the fresh
+// halved it (9.5 CPU-s, Cassandra 24.9 CPU-s in the cycle where the fresh
 // JVM spent 40-58). A JVM that had served the test suite for 18 minutes
 // spent 1.5 (README): this warm-up leaves the first cycle still partly
 // paying for compilation.
