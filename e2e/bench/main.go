@@ -162,10 +162,13 @@ type Report struct {
 		WarmCassandra int
 	} `json:"options"`
 	// CassandraWarmup is what the Cassandra JVM's threads spent in that
-	// warm-up.
-	CassandraWarmup *JVMThreads     `json:"cassandraWarmup,omitempty"`
-	Runs            []Run           `json:"runs"`
-	Probes          []SelectorProbe `json:"selectorProbes,omitempty"`
+	// warm-up, the wait for its compilers included.
+	CassandraWarmup *JVMThreads `json:"cassandraWarmup,omitempty"`
+	// CompilersSettle is the wait after the warm-up until the JVM's
+	// compilers went quiet, and their CPU in it.
+	CompilersSettle *CompilersSettle `json:"compilersSettle,omitempty"`
+	Runs            []Run            `json:"runs"`
+	Probes          []SelectorProbe  `json:"selectorProbes,omitempty"`
 	// QueryCosts, by N: the kinds of query ranked by the bench
 	// VictoriaMetrics' CPU (see QueryCost).
 	QueryCosts map[int][]QueryCost `json:"queryCosts,omitempty"`
@@ -317,11 +320,18 @@ func run(ctx context.Context, o options) error {
 			if err := warmCassandra(ctx, o.cassandra, keyspaceOf(runID+"-warm"), o.warmCassandra); err != nil {
 				return fmt.Errorf("warm Cassandra: %w", err)
 			}
+			sent := time.Since(t0)
 			if pid != 0 {
-				rep.CassandraWarmup = threadsBetween(before, sampleThreads(fmt.Sprintf("/proc/%d", pid)))
+				dir := fmt.Sprintf("/proc/%d", pid)
+				waited, cpu, quiet := settleCompilers(ctx, func() (float64, bool) {
+					s := sampleThreads(dir)
+					return compilerCPU(s), len(s.threads) > 0
+				}, time.Second, compilersSettleLimit)
+				rep.CompilersSettle = &CompilersSettle{WaitedS: waited.Seconds(), CPUS: cpu, Quiet: quiet}
+				rep.CassandraWarmup = threadsBetween(before, sampleThreads(dir))
 			}
-			fmt.Printf("   Cassandra's JIT warmed in %.1fs by a scratch keyspace of %d versions, %d rounds; its threads, CPU-s: %s\n",
-				time.Since(t0).Seconds(), o.warmCassandra, warmRounds, rep.CassandraWarmup)
+			fmt.Printf("   Cassandra's JIT warmed in %.1fs by a scratch keyspace of %d versions, %d rounds%s; its threads, CPU-s: %s\n",
+				sent.Seconds(), o.warmCassandra, warmRounds, rep.CompilersSettle, rep.CassandraWarmup)
 		}
 		if o.probeSelectors {
 			p, err := probeSelectors(ctx, o.vm, label, n)

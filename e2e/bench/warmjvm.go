@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"function/shared/buckets"
@@ -111,4 +112,85 @@ func warmClaim(ctx context.Context, st *store.Store, key store.VersionKey, cycle
 		return err
 	}
 	return st.SettleClaim(ctx, key, owner, ttl)
+}
+
+// compilerGroups are the thread groups whose CPU is the JIT's.
+var compilerGroups = []string{"JIT C2", "JIT C1"}
+
+// compilerCPU is a sample's CPU seconds in the JIT's threads.
+func compilerCPU(s threadSample) float64 {
+	total := 0.0
+	for _, t := range s.threads {
+		if slices.Contains(compilerGroups, t.group) {
+			total += t.cpu
+		}
+	}
+	return total
+}
+
+// compilersQuiet is the JIT's CPU, in seconds a second, under which its
+// queue is taken as drained; idle compiler threads of an otherwise quiet
+// JVM measure 0.00-0.01.
+const compilersQuiet = 0.05
+
+// settleCompilers waits, polling every interval for at most limit, until
+// the JIT's threads of a JVM spend less than compilersQuiet a second over
+// two intervals running: what the warm-up made hot is queued for
+// compilation, and a machine of two cores has one C2 thread to compile
+// it, so the queue outlives the load that filled it. Left to the first
+// cycle, it would be compiling there (the reason for the warm-up). It
+// returns how long it waited, the JIT's CPU meanwhile, and whether it
+// went quiet (false: limit reached, or the process is gone).
+func settleCompilers(ctx context.Context, sample func() (float64, bool), interval, limit time.Duration) (waited time.Duration, cpu float64, quiet bool) {
+	start := time.Now()
+	first, ok := sample()
+	if !ok {
+		return 0, 0, false
+	}
+	prev, calm := first, 0
+	for time.Since(start) < limit {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), prev - first, false
+		case <-time.After(interval):
+		}
+		now, ok := sample()
+		if !ok {
+			return time.Since(start), prev - first, false
+		}
+		if (now-prev)/interval.Seconds() < compilersQuiet {
+			calm++
+		} else {
+			calm = 0
+		}
+		prev = now
+		if calm >= 2 {
+			return time.Since(start), prev - first, true
+		}
+	}
+	return time.Since(start), prev - first, false
+}
+
+// compilersSettleLimit bounds the wait for the JIT after the warm-up; a
+// JVM still compiling then is measured as it is (and the report says so).
+const compilersSettleLimit = 90 * time.Second
+
+// CompilersSettle is the wait after the warm-up for the JVM's compilers.
+type CompilersSettle struct {
+	WaitedS float64 `json:"waitedSeconds"`
+	// CPUS is the compiler threads' CPU seconds during the wait.
+	CPUS float64 `json:"compilerCpuSeconds"`
+	// Quiet is false when the wait ended at its limit.
+	Quiet bool `json:"quiet"`
+}
+
+// String is the wait as the bench prints it after the warm-up's time.
+func (c *CompilersSettle) String() string {
+	if c == nil {
+		return ""
+	}
+	if !c.Quiet {
+		return fmt.Sprintf(", compilers still busy after %.0fs more (%.1f CPU-s in them meanwhile)", c.WaitedS, c.CPUS)
+	}
+	return fmt.Sprintf(", then %.0fs until its compilers went quiet (%.1f CPU-s in them meanwhile)", c.WaitedS, c.CPUS)
 }
