@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +19,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"function/shared/buckets"
+	"function/shared/ids"
 )
 
 // Event types. Triggers filter on these, so they are part of the install
@@ -72,14 +72,6 @@ type Activate struct {
 	FunctionVersionID string `json:"functionVersionId"`
 	NcaID             string `json:"ncaId,omitempty"`
 }
-
-// idRE is what the autoscaler accepts as a function or version id: NVCF
-// uses UUIDs; the looser form admits test ids while keeping out anything
-// that could break a PromQL selector or a lock name.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-
-// ValidID reports whether s is an acceptable function, version or NCA id.
-func ValidID(s string) bool { return idRE.MatchString(s) }
 
 // BadRequest marks an event no retry can fix: Knative gets a 400 and moves
 // on (to the dead-letter sink, if any). The message goes back to the sender
@@ -233,13 +225,13 @@ func ParseActivate(e event.Event) (Activate, error) {
 	if err := decodeStrict(e, &a); err != nil {
 		return a, BadRequest("activate event %s: %v", Clip(e.ID(), MaxQuoted), err)
 	}
-	if !ValidID(a.FunctionID) {
+	if !ids.Valid(a.FunctionID) {
 		return a, BadRequest("activate event %s: functionId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.FunctionID))
 	}
-	if !ValidID(a.FunctionVersionID) {
+	if !ids.Valid(a.FunctionVersionID) {
 		return a, BadRequest("activate event %s: functionVersionId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.FunctionVersionID))
 	}
-	if a.NcaID != "" && !ValidID(a.NcaID) {
+	if a.NcaID != "" && !ids.Valid(a.NcaID) {
 		return a, BadRequest("activate event %s: ncaId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.NcaID))
 	}
 	return a, nil

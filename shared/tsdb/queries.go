@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"function/shared/ids"
 )
 
 // Metric names are a contract with NVCF's workers and invocation service.
@@ -74,10 +76,6 @@ func quote(s string) string {
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 	return `"` + r.Replace(s) + `"`
 }
-
-// idRE is what a function, version or NCA id may look like: NVCF uses
-// UUIDs; anything else here could break a selector or a lock name.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // Skipped counts series discovery ignored, by reason.
 type Skipped map[string]int
@@ -145,7 +143,7 @@ func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback tim
 	var newestInvoked, newestGateway newest
 	gatewayFunctions := func(s Series) error {
 		fid := s.Labels[labelFunctionID]
-		if !idRE.MatchString(fid) {
+		if !ids.Valid(fid) {
 			skipped["invalid function_id"]++
 			return nil
 		}
@@ -160,13 +158,13 @@ func (c *Client) ActiveVersions(ctx context.Context, now time.Time, lookback tim
 		return func(s Series) error {
 			fid, vid, nca := s.Labels[labelFunctionID], s.Labels[labelFunctionVersion], s.Labels[labelNcaID]
 			switch {
-			case !idRE.MatchString(fid):
+			case !ids.Valid(fid):
 				skipped["invalid function_id"]++
 				return nil
-			case !idRE.MatchString(vid):
+			case !ids.Valid(vid):
 				skipped["invalid function_version_id"]++
 				return nil
-			case nca != "" && !idRE.MatchString(nca):
+			case nca != "" && !ids.Valid(nca):
 				skipped["invalid nca_id"]++
 				return nil
 			}

@@ -6,6 +6,8 @@ import (
 	"math"
 	"sort"
 	"time"
+
+	"function/shared/ids"
 )
 
 // Source names where a version's scaling inputs come from. NVCF exports
@@ -491,7 +493,7 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 		perVersion := func(m func(p *perFunction) map[string]map[int64]float64) func(p *perFunction, s Series) {
 			return func(p *perFunction, s Series) {
 				vid := s.Labels[labelFunctionVersion]
-				if !idRE.MatchString(vid) {
+				if !ids.Valid(vid) {
 					return
 				}
 				version(p, vid)
@@ -533,7 +535,7 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 				},
 					func(p *perFunction, s Series) {
 						vid, nca := s.Labels[labelFunctionVersion], s.Labels[labelNcaID]
-						if !idRE.MatchString(vid) || (nca != "" && !idRE.MatchString(nca)) {
+						if !ids.Valid(vid) || (nca != "" && !ids.Valid(nca)) {
 							return
 						}
 						v := version(p, vid)
