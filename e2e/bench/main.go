@@ -77,7 +77,7 @@ func main() {
 	flag.IntVar(&o.perBucket, "per-bucket", 1000, "versions per bucket: BUCKETS = N / per-bucket")
 	flag.IntVar(&o.baselineMax, "baseline-max", 10000, "largest N also run one-query-per-function (that mode issues 3 queries per version)")
 	flag.IntVar(&o.parallelism, "broker-parallelism", 4, "bucket events the stand-in broker delivers at once")
-	flag.IntVar(&o.perVersionMax, "per-version-metrics-max", 10000, "above this N the functions run with METRICS_PER_VERSION=false")
+	flag.IntVar(&o.perVersionMax, "per-version-metrics-max", 10000, "above this N the functions run with METRICS_PER_VERSION=false and DECISION_LOG_UNCHANGED=false")
 	flag.IntVar(&o.maxWarmup, "max-warmup", 10, "at most this many unmeasured cycles while the TSDB's caches fill")
 	flag.StringVar(&procs, "scale-processes", "1", "scale function processes behind the broker; a list (1,2,4) repeats the measured cycles with each")
 	flag.BoolVar(&o.profile, "profile", true, "save CPU profiles of the function processes during the largest N")

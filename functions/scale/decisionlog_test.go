@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/require"
 
+	"function/shared/events"
 	"function/shared/policy"
 )
 
@@ -113,4 +115,96 @@ func topLevelNames(t *testing.T, line []byte) []string {
 		require.NoError(t, dec.Decode(&skip))
 	}
 	return names
+}
+
+// TestDecisionLevelQuietsOnlyUnchanged: with DECISION_LOG_UNCHANGED=false
+// only a decision asking the count already asked goes to debug; holds,
+// writes, clamps, replays and errors stay at info, where operators look.
+func TestDecisionLevelQuietsOnlyUnchanged(t *testing.T) {
+	for _, action := range []string{"unchanged", "held", "written", "clamped", "already_applied", "locked", "error", "not_found", "beyond_limits"} {
+		o := Outcome{Action: action}
+		require.Equal(t, slog.LevelInfo, decisionLevel(o, true), "%s with unchanged lines on", action)
+		want := slog.LevelInfo
+		if action == "unchanged" {
+			want = slog.LevelDebug
+		}
+		require.Equal(t, want, decisionLevel(o, false), "%s with unchanged lines off", action)
+	}
+}
+
+// TestUnchangedDecisionsLoggedAtDebugWhenAsked runs a real bucket over
+// four cycles a minute apart with DECISION_LOG_UNCHANGED=false, the load
+// the same throughout, so that the later cycles ask counts already asked.
+// With the log at debug, every version has one decision line, at debug
+// when its action is unchanged, at info otherwise; at info, the unchanged
+// have none. Each line names its version and its source once (the two
+// now come from one With).
+func TestUnchangedDecisionsLoggedAtDebugWhenAsked(t *testing.T) {
+	f := setup(t, 3)
+	f.settings.Scale.LogUnchanged = false
+	type line struct{ level, action string }
+	run := func(now time.Time, level slog.Level) (BucketResult, map[string][]line) {
+		var logs bytes.Buffer
+		s := f.settings
+		s.Discovery.BucketDeadline = time.Since(now) + time.Minute
+		h, err := New(Deps{Settings: s, Store: f.store, TSDB: f.tsdb, NVCF: f.nvcf,
+			Log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level})), Now: func() time.Time { return now }})
+		require.NoError(t, err)
+		e := bucketEvent(now)
+		require.NoError(t, e.SetData(event.ApplicationJSON, events.Bucket{Bucket: 0, Buckets: 1, Cycle: now.UnixMilli(), Deadline: time.Now().Add(time.Minute)}))
+		reply, err := h.HandleBucket(context.Background(), e)
+		require.NoError(t, err)
+		lines := map[string][]line{}
+		for _, raw := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
+			var m map[string]any
+			require.NoError(t, json.Unmarshal(raw, &m), "%s", raw)
+			if m["msg"] != "decision" {
+				continue
+			}
+			names := topLevelNames(t, raw)
+			require.Equal(t, 1, countOf(names, "function_version_id"), "%s", raw)
+			require.Equal(t, 1, countOf(names, "source"), "%s", raw)
+			v, _ := m["function_version_id"].(string)
+			lvl, _ := m["level"].(string)
+			act, _ := m["action"].(string)
+			lines[v] = append(lines[v], line{lvl, act})
+		}
+		return decode(t, reply), lines
+	}
+	now := time.Now()
+	run(now.Add(-3*time.Minute), slog.LevelInfo)
+	run(now.Add(-2*time.Minute), slog.LevelInfo)
+	for _, c := range []struct {
+		at    time.Time
+		level slog.Level
+	}{{now.Add(-time.Minute), slog.LevelDebug}, {now, slog.LevelInfo}} {
+		res, lines := run(c.at, c.level)
+		require.Len(t, res.Outcomes, len(f.versions))
+		unchanged := 0
+		for _, o := range res.Outcomes {
+			got := lines[o.FunctionVersionID]
+			switch {
+			case o.Action != "unchanged":
+				require.Equal(t, []line{{"INFO", o.Action}}, got, "%s, log at %s", o.FunctionVersionID, c.level)
+			case c.level == slog.LevelDebug:
+				unchanged++
+				require.Equal(t, []line{{"DEBUG", "unchanged"}}, got, "%s, log at %s", o.FunctionVersionID, c.level)
+			default:
+				unchanged++
+				require.Empty(t, got, "%s is unchanged: no line at %s", o.FunctionVersionID, c.level)
+			}
+		}
+		// Without an unchanged version the test would prove nothing.
+		require.Positive(t, unchanged, "no unchanged decision in the cycle at %s: %+v", c.at, res.Outcomes)
+	}
+}
+
+func countOf(names []string, name string) int {
+	n := 0
+	for _, x := range names {
+		if x == name {
+			n++
+		}
+	}
+	return n
 }

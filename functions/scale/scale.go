@@ -309,7 +309,8 @@ func (h *Handler) handleBucket(ctx context.Context, e event.Event, span trace.Sp
 			}
 			obs.keepAlive = h.learnKeepAlive(ctx, log, v.VersionKey, st, obs.metrics, obs.known)
 			h.rememberSource(ctx, log, v.VersionKey, st, sources[i])
-			outcomes[i] = h.decideAndApply(ctx, log.With("source", sources[i]), b.Cycle, start, v, st, obs)
+			outcomes[i] = h.decideAndApply(ctx, log.With("source", sources[i], "function_id", v.FunctionID, "function_version_id", v.FunctionVersionID),
+				b.Cycle, start, v, st, obs)
 			outcomes[i].Source = string(sources[i])
 		}
 	}

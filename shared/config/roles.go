@@ -32,6 +32,10 @@ type Scale struct {
 	RowTTL          time.Duration `envconfig:"ACTIVE_ROW_TTL" default:"1800s" desc:"TTL refreshed on rows of functions still above zero"`
 	NotFoundRetry   time.Duration `envconfig:"NOT_FOUND_RETRY" default:"10m" desc:"how long a version the NVCF API called NotFound is left alone"`
 
+	// A line per version per cycle is 100,000 lines a minute at 100,000
+	// versions, nearly all of them saying the count stays what it is.
+	LogUnchanged bool `envconfig:"DECISION_LOG_UNCHANGED" default:"true" desc:"a decision line at info for every version each cycle; false logs those whose requested count stays unchanged at debug (LOG_LEVEL=debug shows them), for fleets above ~10,000 versions per process"`
+
 	Window   time.Duration `envconfig:"UTILIZATION_WINDOW" default:"70s" desc:"rate window of the utilization query"`
 	Step     time.Duration `envconfig:"UTILIZATION_STEP" default:"60s" desc:"step of the utilization samples"`
 	Lookback time.Duration `envconfig:"UTILIZATION_LOOKBACK" default:"600s" desc:"how many samples the policy sees"`
