@@ -35,5 +35,19 @@ procs_launch() {
     done
     exec setsid nohup "$@" >> "$log" 2>&1 < /dev/null
   ) &
-  echo $! > "$pidfile"
+  local pid=$! i
+  echo "$pid" > "$pidfile"
+  # Until the subshell has closed its descriptors and exec'd, its command
+  # line is this script's, which procs_pid does not recognise: a caller
+  # that looked at once took a server still starting for one that had
+  # exited (CI on 2026-12-01: kube.sh's wait_for found the forwarder's
+  # ready file missing and the forwarder "not running", and stopped it
+  # running). So return once the command line is the server's (it names
+  # CMD: setsid, nohup and CMD exec in turn in one process) or the
+  # process is gone, after 5 s at the most.
+  for i in $(seq 1 250); do
+    [ -r "/proc/$pid/cmdline" ] || break
+    tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1" && break
+    sleep 0.02
+  done
 }
