@@ -28,7 +28,7 @@ if [ "$(built_version "$bin")" != "$GREMLINS_VERSION" ]; then
 fi
 
 pkgs=("$@")
-[ ${#pkgs[@]} -gt 0 ] || pkgs=(./shared/policy ./shared/events ./shared/buckets ./shared/config ./shared/receiver)
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(./shared/policy ./shared/events ./shared/buckets ./shared/config ./shared/receiver ./shared/ids)
 failed=()
 for p in "${pkgs[@]}"; do
   echo "== gremlins $p"
