@@ -9,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/require"
 
-	"function/shared/events"
 	"function/shared/policy"
 )
 
@@ -145,15 +143,7 @@ func TestUnchangedDecisionsLoggedAtDebugWhenAsked(t *testing.T) {
 	type line struct{ level, action string }
 	run := func(now time.Time, level slog.Level) (BucketResult, map[string][]line) {
 		var logs bytes.Buffer
-		s := f.settings
-		s.Discovery.BucketDeadline = time.Since(now) + time.Minute
-		h, err := New(Deps{Settings: s, Store: f.store, TSDB: f.tsdb, NVCF: f.nvcf,
-			Log: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level})), Now: func() time.Time { return now }})
-		require.NoError(t, err)
-		e := bucketEvent(now)
-		require.NoError(t, e.SetData(event.ApplicationJSON, events.Bucket{Bucket: 0, Buckets: 1, Cycle: now.UnixMilli(), Deadline: time.Now().Add(time.Minute)}))
-		reply, err := h.HandleBucket(context.Background(), e)
-		require.NoError(t, err)
+		res := f.decideLogged(t, now, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level})))
 		lines := map[string][]line{}
 		for _, raw := range bytes.Split(bytes.TrimSpace(logs.Bytes()), []byte("\n")) {
 			var m map[string]any
@@ -169,7 +159,7 @@ func TestUnchangedDecisionsLoggedAtDebugWhenAsked(t *testing.T) {
 			act, _ := m["action"].(string)
 			lines[v] = append(lines[v], line{lvl, act})
 		}
-		return decode(t, reply), lines
+		return res, lines
 	}
 	now := time.Now()
 	run(now.Add(-3*time.Minute), slog.LevelInfo)

@@ -85,9 +85,15 @@ func (f *fixture) addVersions(t *testing.T, end time.Time, loads ...load) map[st
 // is a minute of real time, which the handler's context runs against.
 func (f *fixture) decideAt(t *testing.T, now time.Time) BucketResult {
 	t.Helper()
+	return f.decideLogged(t, now, slog.New(slog.DiscardHandler))
+}
+
+// decideLogged is decideAt with the handler logging to log.
+func (f *fixture) decideLogged(t *testing.T, now time.Time, log *slog.Logger) BucketResult {
+	t.Helper()
 	s := f.settings
 	s.Discovery.BucketDeadline = time.Since(now) + time.Minute
-	h, err := New(Deps{Settings: s, Store: f.store, TSDB: f.tsdb, NVCF: f.nvcf, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
+	h, err := New(Deps{Settings: s, Store: f.store, TSDB: f.tsdb, NVCF: f.nvcf, Log: log, Now: func() time.Time { return now }})
 	require.NoError(t, err)
 	e := bucketEvent(now)
 	require.NoError(t, e.SetData(event.ApplicationJSON, events.Bucket{Bucket: 0, Buckets: 1, Cycle: now.UnixMilli(), Deadline: time.Now().Add(time.Minute)}))
