@@ -38,14 +38,15 @@ stack-status:
 # network namespace of its own (root needed); then
 #   eval "$$(e2e/kube/kube.sh env)"; kubectl get crd
 # The first run builds the binaries (minutes; see the README).
-# Then Knative Eventing's own processes on it (e2e/kube/eventing.sh:
-# controller, webhook, PingSource adapter, MT broker, in-memory channel).
+# Then Knative's own processes on it (e2e/kube/knative.sh: Eventing's
+# controller, webhook, PingSource adapter, MT broker, in-memory channel;
+# Serving's controller and webhook).
 knative-up:
 	e2e/kube/kube.sh start
-	e2e/kube/eventing.sh start
+	e2e/kube/knative.sh start
 
 knative-down:
-	e2e/kube/eventing.sh stop
+	e2e/kube/knative.sh stop
 	e2e/kube/kube.sh stop
 
 # Whole cycles at 1k, 10k and 100k versions against the local stack, with the

@@ -38,7 +38,7 @@ cleanup() {
   [ $rc -eq 0 ] || [ -z "$phase_name" ] || phase_name="$phase_name (failed)"
   phase_end
   # Eventing's processes hang off the control plane's namespace: first.
-  [ -z "${eventing_started:-}" ] || e2e/kube/eventing.sh stop || true
+  [ -z "${knative_started:-}" ] || e2e/kube/knative.sh stop || true
   [ -z "${kube_started:-}" ] || e2e/kube/kube.sh stop || true
   for s in "${started[@]}"; do "$STACK" stop "$s" || true; done
   # KILL: the TLS node's data is thrown away with its directory.
@@ -122,15 +122,17 @@ if ! e2e/kube/kube.sh status >/dev/null 2>&1; then
   e2e/kube/kube.sh start
 fi
 go test -count=1 -timeout 20m ./e2e/kubeinstall 2>&1 | tee .cache/kubeinstall.log
-# Knative Eventing's own processes on that control plane (e2e/kube/eventing.sh;
-# stopped at exit when started here), and the autoscaler's event path through
-# them: PingSource adapter, Broker, Trigger filter, functions, NVCF simulator
-phase "knative eventing"
-if ! e2e/kube/eventing.sh status >/dev/null 2>&1; then
-  eventing_started=1
-  e2e/kube/eventing.sh start
+# Knative's own processes on that control plane (e2e/kube/knative.sh;
+# stopped at exit when started here), the autoscaler's event path through
+# Eventing's (PingSource adapter, Broker, Trigger filter, functions, NVCF
+# simulator), and the chart's Services through Serving's controller and
+# webhook
+phase "knative"
+if ! e2e/kube/knative.sh status >/dev/null 2>&1; then
+  knative_started=1
+  e2e/kube/knative.sh start
 fi
-verbose_test ./e2e/knativepath 20m .cache/knativepath.log "Knative event path test" "logs: .cache/knativepath/, .cache/knative/logs/" \
+verbose_test ./e2e/knativepath 20m .cache/knativepath.log "Knative tests" "logs: .cache/knativepath/, .cache/knative/logs/" \
   '^(=== RUN|--- |PASS|FAIL|ok)|RESULT|Error Trace|Error:'
 # the real func CLI builds and runs the function
 phase "kn func"

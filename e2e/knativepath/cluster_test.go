@@ -22,8 +22,8 @@ import (
 )
 
 // cluster is the local control plane (e2e/kube/kube.sh) with Knative
-// Eventing running (e2e/kube/eventing.sh), as their `env` commands describe
-// it.
+// Eventing and Serving's controller and webhook running
+// (e2e/kube/knative.sh), as their `env` commands describe it.
 type cluster struct {
 	root       string
 	kubeSh     string
@@ -31,26 +31,26 @@ type cluster struct {
 	kubeconfig string // host side
 	netnsPID   string // the node's namespaces
 	nodeIP     string // where Knative's processes reach the node
-	knativeDir string // eventing.sh's state: Knative's logs
+	knativeDir string // knative.sh's state: Knative's logs
 }
 
-// requireCluster finds the running control plane and Eventing; without
+// requireCluster finds the running control plane and Knative; without
 // them the test skips with the command that starts them, or fails under
 // CI=true / AUTOSCALER_REQUIRE_SERVERS=1.
 func requireCluster(t *testing.T) *cluster {
 	t.Helper()
 	root := testenv.RepoRoot(t)
 	c := &cluster{root: root, kubeSh: filepath.Join(root, "e2e/kube/kube.sh")}
-	eventingSh := filepath.Join(root, "e2e/kube/eventing.sh")
-	if out, err := exec.Command(eventingSh, "status").CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("Knative Eventing is not running on the local control plane (%v):\n%s\nrun `make knative-up` (or `make test`)", err, out)
+	knativeSh := filepath.Join(root, "e2e/kube/knative.sh")
+	if out, err := exec.Command(knativeSh, "status").CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("Knative (Eventing, Serving's controller and webhook) is not running on the local control plane (%v):\n%s\nrun `make knative-up` (or `make test`)", err, out)
 		if testenv.Required() {
 			t.Fatal(msg)
 		}
 		t.Skip("skipped: " + msg)
 	}
 	env := map[string]string{}
-	for _, script := range []string{c.kubeSh, eventingSh} {
+	for _, script := range []string{c.kubeSh, knativeSh} {
 		out, err := exec.Command(script, "env").Output()
 		if err != nil {
 			t.Fatalf("%s env: %v", script, err)
@@ -64,7 +64,7 @@ func requireCluster(t *testing.T) *cluster {
 	c.kubectl, c.kubeconfig, c.netnsPID = env["KUBECTL"], env["KUBECONFIG"], env["KUBE_NETNS_PID"]
 	c.nodeIP, c.knativeDir = env["KNATIVE_NODE_IP"], env["KNATIVE_DIR"]
 	if c.kubectl == "" || c.kubeconfig == "" || c.netnsPID == "" || c.nodeIP == "" || c.knativeDir == "" {
-		t.Fatalf("kube.sh/eventing.sh env lack KUBECTL, KUBECONFIG, KUBE_NETNS_PID, KNATIVE_NODE_IP or KNATIVE_DIR: %v", env)
+		t.Fatalf("kube.sh/knative.sh env lack KUBECTL, KUBECONFIG, KUBE_NETNS_PID, KNATIVE_NODE_IP or KNATIVE_DIR: %v", env)
 	}
 	return c
 }

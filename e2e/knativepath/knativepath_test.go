@@ -1,11 +1,13 @@
 // Package knativepath runs the autoscaler's event path on real Knative
-// Eventing (e2e/kube/eventing.sh on e2e/kube/kube.sh's control plane): the
+// Eventing (e2e/kube/knative.sh on e2e/kube/kube.sh's control plane): the
 // chart installed with helm, Knative's own PingSource adapter ticking into
 // its Broker, its Trigger filter delivering to discovery, discovery's
 // bucket events going back through the Broker to scale, and scale writing
 // its decision to the NVCF simulator. No stand-in is on that path: the
 // functions are the real binaries, run in the node's network namespace
 // where the Triggers (the chart's externalFunctions URLs) reach them.
+// And the chart's Knative Services as Serving's own webhook and controller
+// take them (serving_test.go).
 package knativepath
 
 import (

@@ -8,7 +8,7 @@
 #   netns     a network + mount namespace held by a sleeping process (the
 #             "node"): no interface to the machine's network, so servers
 #             binding all addresses in it (or in namespaces bridged to it,
-#             as e2e/kube/eventing.sh does for Knative's components) expose
+#             as e2e/kube/knative.sh does for Knative's components) expose
 #             nothing and collide with nothing on the host, where Prometheus
 #             holds 127.0.0.1:9090; its own /etc/hosts and /etc/resolv.conf
 #             are bind-mounted over the machine's, so cluster names (*.svc,

@@ -182,7 +182,7 @@ func TestHelmInstall(t *testing.T) {
 
 // refusedBy asserts err is the API server refusing a field of the wrong
 // type, with one of the messages it can give: the CRD schema's, or, when
-// Eventing's webhook is registered (e2e/kube/eventing.sh), the mutating
+// Eventing's webhook is registered (e2e/kube/knative.sh), the mutating
 // webhook's, which decodes the object before the schema is checked.
 func refusedBy(t *testing.T, err error, schemaMsg, webhookMsg string) {
 	t.Helper()

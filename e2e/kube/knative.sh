@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Knative Eventing, from its own sources, on the local control plane of
-# e2e/kube/kube.sh: the module's config/ (namespace, service accounts, RBAC,
-# config maps, CRDs, webhook configurations, Services, Deployments) applied
-# to the API server, and its processes run locally instead of in pods:
+# Knative Eventing and Serving's controller and webhook, from their own
+# sources, on the local control plane of e2e/kube/kube.sh: each module's
+# config/ (namespace, service accounts, RBAC, config maps, CRDs, webhook
+# configurations, Services, Deployments) applied to the API server, and
+# its processes run locally instead of in pods:
 #
 #   eventing-controller    cmd/controller        Broker, Trigger, PingSource, SinkBinding, ...
 #   eventing-webhook       cmd/webhook           defaulting, validation, SinkBinding injection
@@ -12,6 +13,17 @@
 #   mt-broker-filter       cmd/broker/filter     Trigger filters, delivery to subscribers
 #   imc-controller         cmd/in_memory/channel_controller
 #   imc-dispatcher         cmd/in_memory/channel_dispatcher  the Broker's channel
+#   serving-webhook        serving's cmd/webhook     Service defaulting and validation
+#   serving-controller     serving's cmd/controller  Service -> Configuration,
+#                          Revision, Route, Deployment, PodAutoscaler, ...
+#
+# Serving's autoscaler, activator and a networking layer are not run:
+# nothing here runs pods (no kubelet, no Deployment controller), so a
+# Revision's Deployment is made and stays without pods, and the functions
+# run as local processes addressed by URL. config-deployment is as
+# released, so Serving resolves an image tag to its digest through the
+# registry, which this machine cannot reach: an image given by digest
+# (the chart's image.digest, what kn func deploy writes) is not looked up.
 #
 # "Pods": each process gets its own network namespace (Knative binds its
 # health probes on a fixed :8080, so two cannot share one), joined to a
@@ -34,7 +46,7 @@
 # Available condition (the Broker, channel and PingSource readiness read
 # those); nothing on the event path is stood in for.
 #
-# Usage: eventing.sh COMMAND
+# Usage: knative.sh COMMAND
 #   install   build the binaries (cached; see e2e/toolcache.sh)
 #   start     kube.sh start, install, then apply config/ and start what is
 #             not running (running ones are kept); waits for the webhook
@@ -45,7 +57,8 @@
 #             processes in the node, e.g. the functions)
 #   logs NAME [LINES]
 #
-# Settings: EVENTING_VERSION (v0.42.0), KNATIVE_DIR (<repo>/.cache/knative),
+# Settings: EVENTING_VERSION (v0.42.0), SERVING_VERSION (v0.42.2, as
+# kube.sh's CRDs), KNATIVE_DIR (<repo>/.cache/knative),
 # KNATIVE_READY_TIMEOUT (seconds, 120).
 set -euo pipefail
 
@@ -53,6 +66,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 KUBE=$HERE/kube.sh
 EVENTING_VERSION=${EVENTING_VERSION:-v0.42.0}
+SERVING_VERSION=${SERVING_VERSION:-v0.42.2}
 KNATIVE_DIR=${KNATIVE_DIR:-$REPO/.cache/knative}
 mkdir -p "$KNATIVE_DIR"
 KNATIVE_DIR=$(cd "$KNATIVE_DIR" && pwd -P) # physical, as kube.sh's KUBE_DIR
@@ -61,30 +75,40 @@ KNATIVE_READY_TIMEOUT=${KNATIVE_READY_TIMEOUT:-120}
 BIN=$KNATIVE_DIR/bin
 RUN=$KNATIVE_DIR/run
 LOGS=$KNATIVE_DIR/logs
-NS=knative-eventing
 BRIDGE=knbr0
 NODE_IP=10.244.0.1
 SERVICE_CIDR=10.96.0.0/16
 
-# The processes: name, binary (cmd/ path), pod address, service account,
-# the Services it backs, extra environment (the Deployment's own values).
-# The common env (SYSTEM_NAMESPACE, POD_NAME, ...) is added by start_pod.
-PODS=(eventing-webhook eventing-controller mt-broker-controller imc-controller imc-dispatcher
-  mt-broker-ingress mt-broker-filter pingsource-mt-adapter)
+# The processes: name, module (eventing unless given), binary (cmd/
+# path), pod address, service account, the Services it backs, extra
+# environment (the Deployment's own values). The common env
+# (SYSTEM_NAMESPACE, POD_NAME, ...) is added by start_pod. Serving's
+# webhook comes first: the chart's Services, applied by the tests, need it.
+PODS=(serving-webhook eventing-webhook eventing-controller mt-broker-controller imc-controller imc-dispatcher
+  mt-broker-ingress mt-broker-filter pingsource-mt-adapter serving-controller)
+WEBHOOKS=(serving-webhook eventing-webhook)
+MODULES=(eventing serving)
+declare -A VERSION=([eventing]=$EVENTING_VERSION [serving]=$SERVING_VERSION)
+declare -A NAMESPACE=([eventing]=knative-eventing [serving]=knative-serving)
+declare -A MODULE=([serving-webhook]=serving [serving-controller]=serving)
 declare -A CMD=(
+  [serving-controller]=controller [serving-webhook]=webhook
   [eventing-controller]=controller [eventing-webhook]=webhook [pingsource-mt-adapter]=mtping
   [mt-broker-controller]=mtchannel_broker [mt-broker-ingress]=broker/ingress [mt-broker-filter]=broker/filter
   [imc-controller]=in_memory/channel_controller [imc-dispatcher]=in_memory/channel_dispatcher)
 declare -A IP=(
   [eventing-controller]=10.244.0.11 [eventing-webhook]=10.244.0.12 [pingsource-mt-adapter]=10.244.0.13
   [mt-broker-controller]=10.244.0.14 [mt-broker-ingress]=10.244.0.15 [mt-broker-filter]=10.244.0.16
-  [imc-controller]=10.244.0.17 [imc-dispatcher]=10.244.0.18)
+  [imc-controller]=10.244.0.17 [imc-dispatcher]=10.244.0.18
+  [serving-controller]=10.244.0.21 [serving-webhook]=10.244.0.22)
 declare -A SA=(
   [eventing-controller]=eventing-controller [eventing-webhook]=eventing-webhook
   [pingsource-mt-adapter]=pingsource-mt-adapter [mt-broker-controller]=eventing-controller
   [mt-broker-ingress]=mt-broker-ingress [mt-broker-filter]=mt-broker-filter
-  [imc-controller]=imc-controller [imc-dispatcher]=imc-dispatcher)
+  [imc-controller]=imc-controller [imc-dispatcher]=imc-dispatcher
+  [serving-controller]=controller [serving-webhook]=controller)
 declare -A SERVICES=(
+  [serving-webhook]=webhook
   [eventing-webhook]=eventing-webhook [mt-broker-ingress]=broker-ingress [mt-broker-filter]=broker-filter
   [imc-controller]=inmemorychannel-webhook [imc-dispatcher]=imc-dispatcher)
 declare -A ENV=(
@@ -95,13 +119,26 @@ declare -A ENV=(
   [mt-broker-ingress]="NAMESPACE=knative-eventing CONTAINER_NAME=ingress CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/internal/eventing INGRESS_PORT=8080 INGRESS_PORT_HTTPS=8443"
   [mt-broker-filter]="NAMESPACE=knative-eventing CONTAINER_NAME=filter CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/internal/eventing FILTER_PORT=8080 FILTER_PORT_HTTPS=8443"
   [imc-controller]="WEBHOOK_NAME=inmemorychannel-webhook WEBHOOK_PORT=8443 CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/inmemorychannel-controller DISPATCHER_IMAGE=ko://knative.dev/eventing/cmd/in_memory/channel_dispatcher"
-  [imc-dispatcher]="CONTAINER_NAME=dispatcher CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/inmemorychannel-dispatcher MAX_IDLE_CONNS=1000 MAX_IDLE_CONNS_PER_HOST=1000")
+  [imc-dispatcher]="CONTAINER_NAME=dispatcher CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/inmemorychannel-dispatcher MAX_IDLE_CONNS=1000 MAX_IDLE_CONNS_PER_HOST=1000"
+  [serving-controller]="CONFIG_OBSERVABILITY_NAME=config-observability METRICS_DOMAIN=knative.dev/internal/serving"
+  [serving-webhook]="CONFIG_OBSERVABILITY_NAME=config-observability WEBHOOK_NAME=webhook WEBHOOK_PORT=8443 METRICS_DOMAIN=knative.dev/internal/serving")
 # The Deployment (in config/) each process stands for.
 declare -A DEPLOYMENT=(
   [eventing-controller]=eventing-controller [eventing-webhook]=eventing-webhook
   [pingsource-mt-adapter]=pingsource-mt-adapter [mt-broker-controller]=mt-broker-controller
   [mt-broker-ingress]=mt-broker-ingress [mt-broker-filter]=mt-broker-filter
-  [imc-controller]=imc-controller [imc-dispatcher]=imc-dispatcher)
+  [imc-controller]=imc-controller [imc-dispatcher]=imc-dispatcher
+  [serving-controller]=controller [serving-webhook]=webhook)
+
+# module_of NAME, ns_of NAME, bin_of NAME: NAME's module, its namespace,
+# and its binary (Serving's in a directory of its own: both modules have
+# a cmd/controller and a cmd/webhook).
+module_of() { echo "${MODULE[$1]:-eventing}"; }
+ns_of() { echo "${NAMESPACE[$(module_of "$1")]}"; }
+bin_of() {
+  local bin=${CMD[$1]##*/}
+  if [ "$(module_of "$1")" = eventing ]; then echo "$BIN/$bin"; else echo "$BIN/$(module_of "$1")/$bin"; fi
+}
 
 say() { printf '[knative] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -133,59 +170,79 @@ in_node() { nsenter -t "$KUBE_NETNS_PID" -n -m -- "$@"; }
 
 # ------------------------------------------------------------------ install
 
-# The module's directory in the Go module cache (downloaded when missing).
-eventing_dir() {
-  (cd "$REPO/e2e/packaging" && GOFLAGS=-mod=mod go mod download -json "knative.dev/eventing@$EVENTING_VERSION") |
+# module_dir PATH VERSION: a module's directory in the Go module cache
+# (downloaded when missing).
+module_dir() {
+  (cd "$REPO/e2e/packaging" && GOFLAGS=-mod=mod go mod download -json "$1@$2") |
     sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
 }
+# knative_module MODULE: knative.dev/MODULE's directory at its version.
+knative_module() { module_dir "knative.dev/$1" "${VERSION[$1]}"; }
 
-# built BIN: BIN is a build of knative.dev/eventing at EVENTING_VERSION (the
+# built NAME: NAME's binary is a build of its module at its version (the
 # module version the Go toolchain stamped into it, not a marker file).
 # (grep -c, not -q: an early exit would be a SIGPIPE failure under pipefail)
 built() {
-  [ -x "$BIN/$1" ] && [ "$(go version -m "$BIN/$1" 2>/dev/null |
-    grep -cE "^[[:space:]]+(mod|dep)[[:space:]]+knative.dev/eventing[[:space:]]+$EVENTING_VERSION([[:space:]]|$)")" != 0 ]
+  local module
+  module=$(module_of "$1")
+  [ -x "$(bin_of "$1")" ] && [ "$(go version -m "$(bin_of "$1")" 2>/dev/null |
+    grep -cE "^[[:space:]]+(mod|dep)[[:space:]]+knative.dev/$module[[:space:]]+${VERSION[$module]}([[:space:]]|$)")" != 0 ]
+}
+
+# cache_key NAME: NAME's binary in the machine's tool cache.
+cache_key() {
+  local module
+  module=$(module_of "$1")
+  echo "knative-$module-${CMD[$1]##*/}-${VERSION[$module]}-$(go env GOOS)-$(go env GOARCH)"
 }
 
 cmd_install() {
   . "$REPO/e2e/toolcache.sh"
-  mkdir -p "$BIN"
-  local name bin key missing=()
+  local module
+  for module in "${MODULES[@]}"; do install_module "$module"; done
+}
+
+# install_module MODULE: its commands, from the tool cache or built.
+install_module() {
+  local module=$1 name missing=() version=${VERSION[$1]}
+  local out=$BIN mod=$KNATIVE_DIR/build
+  if [ "$module" != eventing ]; then out=$BIN/$module mod=$KNATIVE_DIR/build-$module; fi
+  mkdir -p "$out"
   for name in "${PODS[@]}"; do
-    bin=${CMD[$name]##*/}
-    key="knative-eventing-$bin-$EVENTING_VERSION-$(go env GOOS)-$(go env GOARCH)"
-    if built "$bin"; then
-      toolcache_has "$key" || toolcache_put "$key" "$BIN/$bin"
-    elif toolcache_get "$key" "$BIN/$bin" && built "$bin"; then
-      say "$bin $EVENTING_VERSION copied from the machine's tool cache"
+    [ "$(module_of "$name")" = "$module" ] || continue
+    if built "$name"; then
+      toolcache_has "$(cache_key "$name")" || toolcache_put "$(cache_key "$name")" "$(bin_of "$name")"
+    elif toolcache_get "$(cache_key "$name")" "$(bin_of "$name")" && built "$name"; then
+      say "$module's ${CMD[$name]} $version copied from the machine's tool cache"
     else
-      missing+=("knative.dev/eventing/cmd/${CMD[$name]}")
+      missing+=("knative.dev/$module/cmd/${CMD[$name]}")
     fi
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  local start=$SECONDS mod=$KNATIVE_DIR/build p
+  local start=$SECONDS p
   mkdir -p "$mod"
-  # One scratch module requiring Eventing, one `go build` of every missing
-  # command: packages shared between them are compiled once.
+  # One scratch module per Knative module (each built with the versions
+  # of its own release), one `go build` of every missing command:
+  # packages shared between them are compiled once.
   printf 'module knativebuild\n\ngo 1.24.0\n' > "$mod/go.mod"
   {
-    printf '//go:build tools\n\n// Package knativebuild pins the Eventing commands eventing.sh builds.\npackage knativebuild\n\nimport (\n'
+    printf '//go:build tools\n\n// Package knativebuild pins the Knative commands knative.sh builds.\npackage knativebuild\n\nimport (\n'
     for p in "${missing[@]}"; do printf '\t_ "%s"\n' "$p"; done
     printf ')\n'
   } > "$mod/tools.go"
-  say "building ${#missing[@]} Eventing $EVENTING_VERSION commands from the module proxy (minutes on 2 cores)"
+  say "building ${#missing[@]} $module $version commands from the module proxy (minutes on 2 cores)"
   (
     cd "$mod"
-    GOFLAGS=-mod=mod go get "knative.dev/eventing@$EVENTING_VERSION" >&2
+    GOFLAGS=-mod=mod go get "knative.dev/$module@$version" >&2
     GOFLAGS=-mod=mod go mod tidy >&2
-    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/" "${missing[@]}" >&2
+    GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/" "${missing[@]}" >&2
   )
   for name in "${PODS[@]}"; do
-    bin=${CMD[$name]##*/}
-    built "$bin" || die "built $bin does not carry knative.dev/eventing $EVENTING_VERSION"
-    toolcache_put "knative-eventing-$bin-$EVENTING_VERSION-$(go env GOOS)-$(go env GOARCH)" "$BIN/$bin"
+    [ "$(module_of "$name")" = "$module" ] || continue
+    built "$name" || die "built $(bin_of "$name") does not carry knative.dev/$module $version"
+    toolcache_put "$(cache_key "$name")" "$(bin_of "$name")"
   done
-  say "built ${#missing[@]} commands in $((SECONDS - start))s"
+  say "built ${#missing[@]} $module commands in $((SECONDS - start))s"
 }
 
 # ------------------------------------------------------------------ start
@@ -223,33 +280,59 @@ start_network() {
     in_node ip route add local "$SERVICE_CIDR" dev lo
 }
 
-# apply_config: config/ of the module, as released. Webhook configurations
-# left by an earlier run are deleted first: with the webhook not yet
-# running they would refuse these very writes (failurePolicy: Fail); the
-# webhook fills the new ones in when it starts. So are the leader leases of
-# an earlier run's processes: a new process would wait each one out.
+# apply_config: config/ of each module, as released. Webhook
+# configurations left by an earlier run are deleted first: with the
+# webhook not yet running they would refuse these very writes
+# (failurePolicy: Fail); the webhook fills the new ones in when it starts.
+# So are the leader leases of an earlier run's processes: a new process
+# would wait each one out.
 apply_config() {
-  local dir
-  dir=$(eventing_dir)
-  [ -d "$dir/config/core" ] || die "Eventing's config/ not found in the module cache"
-  "${KC[@]}" delete mutatingwebhookconfigurations,validatingwebhookconfigurations \
-    -l app.kubernetes.io/name=knative-eventing --ignore-not-found >/dev/null
-  # Server-side apply: idempotent, and no last-applied annotation on the
-  # large CRDs. The namespace first: everything else lives in it.
-  "${KC[@]}" apply --server-side --force-conflicts -f "$dir/config/core/100-namespace.yaml" >/dev/null
-  "${KC[@]}" -n "$NS" delete leases --all --ignore-not-found >/dev/null
+  local dir module
+  for module in "${MODULES[@]}"; do
+    dir=$(knative_module "$module")
+    [ -d "$dir/config/core" ] || die "$module's config/ not found in the module cache"
+    "${KC[@]}" delete mutatingwebhookconfigurations,validatingwebhookconfigurations \
+      -l "app.kubernetes.io/name=knative-$module" --ignore-not-found >/dev/null
+    # Server-side apply: idempotent, and no last-applied annotation on the
+    # large CRDs. The namespace first: everything else lives in it.
+    "${KC[@]}" apply --server-side --force-conflicts -f "$dir/config/core/100-namespace.yaml" >/dev/null
+    "${KC[@]}" -n "${NAMESPACE[$module]}" delete leases --all --ignore-not-found >/dev/null
+  done
+  dir=$(knative_module eventing)
   "${KC[@]}" apply --server-side --force-conflicts -R -f "$dir/config/core" \
     -f "$dir/config/brokers/mt-channel-broker" -f "$dir/config/channels/in-memory-channel" > "$LOGS/apply.log"
   "${KC[@]}" wait --for condition=Established --timeout 60s crd/inmemorychannels.messaging.knative.dev \
     crd/brokers.eventing.knative.dev crd/triggers.eventing.knative.dev crd/pingsources.sources.knative.dev \
     crd/sinkbindings.sources.knative.dev crd/subscriptions.messaging.knative.dev >/dev/null
+  apply_serving_config
+}
+
+# apply_serving_config: what Serving's release (serving-core.yaml) holds:
+# its config/core, with the networking and caching CRDs and config-network
+# that its repository links in from knative.dev/networking and
+# knative.dev/caching (a module keeps no symlinks), at the versions
+# Serving's go.mod requires. The CRDs go first: config/core holds objects
+# of their kinds (the queue-proxy Image, the cluster certificate).
+apply_serving_config() {
+  local dir net cache
+  dir=$(knative_module serving)
+  net=$(module_dir knative.dev/networking "$(awk '$1 == "knative.dev/networking" { print $2 }' "$dir/go.mod")")
+  cache=$(module_dir knative.dev/caching "$(awk '$1 == "knative.dev/caching" { print $2 }' "$dir/go.mod")")
+  [ -f "$net/config/ingress.yaml" ] && [ -f "$cache/config/image.yaml" ] ||
+    die "knative.dev/networking's or knative.dev/caching's config/ not found in the module cache"
+  "${KC[@]}" apply --server-side --force-conflicts -f "$net/config/certificate.yaml" -f "$net/config/domain-claim.yaml" \
+    -f "$net/config/ingress.yaml" -f "$net/config/serverlessservice.yaml" -f "$cache/config/image.yaml" > "$LOGS/apply-serving.log"
+  "${KC[@]}" wait --for condition=Established --timeout 60s crd/certificates.networking.internal.knative.dev \
+    crd/clusterdomainclaims.networking.internal.knative.dev crd/ingresses.networking.internal.knative.dev \
+    crd/serverlessservices.networking.internal.knative.dev crd/images.caching.internal.knative.dev >/dev/null
+  "${KC[@]}" apply --server-side --force-conflicts -R -f "$dir/config/core" -f "$net/config/config-network.yaml" >> "$LOGS/apply-serving.log"
 }
 
 # pod_kubeconfig NAME: a kubeconfig for NAME's service account (a one-day
 # TokenRequest token) at the API server's ClusterIP, the address pods use.
 pod_kubeconfig() {
   local name=$1 token
-  token=$("${KC[@]}" -n "$NS" create token "${SA[$name]}" --duration 24h)
+  token=$("${KC[@]}" -n "$(ns_of "$name")" create token "${SA[$name]}" --duration 24h)
   (
     umask 077
     cat > "$RUN/$name.kubeconfig" <<EOF
@@ -280,11 +363,11 @@ start_pod() {
   gate=$RUN/$name.gate
   rm -f "$gate"
   pod_kubeconfig "$name"
-  env=(KNATIVE_DIR="$KNATIVE_DIR" KUBECONFIG="$RUN/$name.kubeconfig" SYSTEM_NAMESPACE=$NS POD_NAME="$name"
+  env=(KNATIVE_DIR="$KNATIVE_DIR" KUBECONFIG="$RUN/$name.kubeconfig" SYSTEM_NAMESPACE="$(ns_of "$name")" POD_NAME="$name"
     CONFIG_LOGGING_NAME=config-logging ${ENV[$name]})
   launch "$name" nsenter -t "$KUBE_NETNS_PID" -m -- unshare --net -- \
     bash -c 'while [ ! -e "$1" ]; do sleep 0.05; done; shift; exec env -i PATH=/usr/bin:/bin "$@"' _ \
-    "$gate" "${env[@]}" "$BIN/${CMD[$name]##*/}"
+    "$gate" "${env[@]}" "$(bin_of "$name")"
   pid=$(cat "$(pidfile "$name")")
   # wait until unshare has made the new namespace
   local node_net
@@ -308,38 +391,47 @@ start_pod() {
 # mark_running NAME: what a kubelet would report for NAME's process: its
 # Services' Endpoints and its Deployment's Available condition.
 mark_running() {
-  local name=$1 svc ports now gen
+  local name=$1 svc ports now gen ns
+  ns=$(ns_of "$name")
   for svc in ${SERVICES[$name]:-}; do
-    ports=$("${KC[@]}" -n "$NS" get svc "$svc" -o jsonpath='{range .spec.ports[*]}{.name}{" "}{.targetPort}{"\n"}{end}' |
+    ports=$("${KC[@]}" -n "$ns" get svc "$svc" -o jsonpath='{range .spec.ports[*]}{.name}{" "}{.targetPort}{"\n"}{end}' |
       awk 'NF == 2 { printf "%s{\"name\":\"%s\",\"port\":%s}", sep, $1, $2; sep = "," }')
     # (kubectl warns that v1 Endpoints is deprecated: Knative 0.42 reads them)
-    "${KC[@]}" apply --server-side --force-conflicts --field-manager eventing.sh -f - > /dev/null 2> >(grep -v "v1 Endpoints is deprecated" >&2) <<EOF
+    "${KC[@]}" apply --server-side --force-conflicts --field-manager knative.sh -f - > /dev/null 2> >(grep -v "v1 Endpoints is deprecated" >&2) <<EOF
 {"apiVersion": "v1", "kind": "Endpoints",
- "metadata": {"name": "$svc", "namespace": "$NS"},
+ "metadata": {"name": "$svc", "namespace": "$ns"},
  "subsets": [{"addresses": [{"ip": "${IP[$name]}"}], "ports": [$ports]}]}
 EOF
   done
   now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  gen=$("${KC[@]}" -n "$NS" get deployment "${DEPLOYMENT[$name]}" -o jsonpath='{.metadata.generation}')
-  "${KC[@]}" -n "$NS" patch deployment "${DEPLOYMENT[$name]}" --subresource status --type merge -p \
-    "{\"status\":{\"observedGeneration\":$gen,\"replicas\":1,\"updatedReplicas\":1,\"readyReplicas\":1,\"availableReplicas\":1,\"conditions\":[{\"type\":\"Available\",\"status\":\"True\",\"reason\":\"LocalProcess\",\"message\":\"run by e2e/kube/eventing.sh\",\"lastUpdateTime\":\"$now\",\"lastTransitionTime\":\"$now\"}]}}" >/dev/null
+  gen=$("${KC[@]}" -n "$ns" get deployment "${DEPLOYMENT[$name]}" -o jsonpath='{.metadata.generation}')
+  "${KC[@]}" -n "$ns" patch deployment "${DEPLOYMENT[$name]}" --subresource status --type merge -p \
+    "{\"status\":{\"observedGeneration\":$gen,\"replicas\":1,\"updatedReplicas\":1,\"readyReplicas\":1,\"availableReplicas\":1,\"conditions\":[{\"type\":\"Available\",\"status\":\"True\",\"reason\":\"LocalProcess\",\"message\":\"run by e2e/kube/knative.sh\",\"lastUpdateTime\":\"$now\",\"lastTransitionTime\":\"$now\"}]}}" >/dev/null
 }
 
-# The Services' ClusterIP:port -> the backing process, one forwarder in the node.
+# The Services' ClusterIP:port -> the backing process, one forwarder in
+# the node. A forwarder already running is kept when it carries the same
+# Services (an earlier start's, with fewer processes, is replaced).
 start_services() {
-  running services && return 0
-  local specs=("in:10.96.0.1:443=127.0.0.1:6443") name svc cip port target
+  local specs=("in:10.96.0.1:443=127.0.0.1:6443") name svc cip port target ns
   for name in "${PODS[@]}"; do
+    ns=$(ns_of "$name")
     for svc in ${SERVICES[$name]:-}; do
-      cip=$("${KC[@]}" -n "$NS" get svc "$svc" -o jsonpath='{.spec.clusterIP}')
+      cip=$("${KC[@]}" -n "$ns" get svc "$svc" -o jsonpath='{.spec.clusterIP}')
       while read -r port target; do
         # Knative addresses its Services on 80 and 443 only; the metrics
         # ports would collide with the node's own listeners (kube.sh
         # forwards Prometheus on *:9090 there).
         case $port in 80 | 443) specs+=("in:$cip:$port=${IP[$name]}:$target") ;; esac
-      done < <("${KC[@]}" -n "$NS" get svc "$svc" -o jsonpath='{range .spec.ports[*]}{.port}{" "}{.targetPort}{"\n"}{end}')
+      done < <("${KC[@]}" -n "$ns" get svc "$svc" -o jsonpath='{range .spec.ports[*]}{.port}{" "}{.targetPort}{"\n"}{end}')
     done
   done
+  if running services; then
+    [ "$(cat "$RUN/services.specs" 2>/dev/null)" != "${specs[*]}" ] || return 0
+    say "the Service forwarder carries other Services; restarting it"
+    stop_all services
+  fi
+  echo "${specs[*]}" > "$RUN/services.specs"
   rm -f "$RUN/services.ready"
   launch services nsenter -t "$KUBE_NETNS_PID" -n -m -- "$KUBE_BIN/nsforward" \
     -netns "/proc/$KUBE_NETNS_PID/ns/net" -ready "$RUN/services.ready" "${specs[@]}"
@@ -351,7 +443,7 @@ start_services() {
 # hostsync: every 2 s, the node's /etc/hosts block of Service names, as
 # cluster DNS would answer them (ExternalName: the target's address).
 hostsync_loop() {
-  local hosts=$KUBE_DIR/run/hosts begin="# eventing.sh: Services" end="# eventing.sh: end" block old
+  local hosts=$KUBE_DIR/run/hosts begin="# knative.sh: Services" end="# knative.sh: end" block old
   while :; do
     block=$("${KC[@]}" get svc -A -o jsonpath='{range .items[*]}{.metadata.name}{"|"}{.metadata.namespace}{"|"}{.spec.type}{"|"}{.spec.clusterIP}{"|"}{.spec.externalName}{"\n"}{end}' 2>/dev/null |
       awk -F'|' '$3 != "ExternalName" && $4 != "None" && $4 != "" {
@@ -373,18 +465,27 @@ start_hostsync() {
   launch hostsync "$0" hostsync-loop "$KNATIVE_DIR"
 }
 
-# ready_webhook: Knative's webhook has filled its configurations in (the
-# CA bundle) and answers the API server: a dry-run PingSource with a bad
-# schedule is refused by its validation.
+# webhook_ready NAME: the webhook has filled its configurations in (the
+# CA bundle) and answers the API server: a dry-run object it must refuse
+# is refused by its validation (Eventing: a PingSource with a bad
+# schedule; Serving: a Service asking a longer timeout than
+# config-defaults allows, which the CRD schema does not check).
 webhook_ready() {
-  local out
-  [ -n "$("${KC[@]}" get validatingwebhookconfiguration validation.webhook.eventing.knative.dev -o jsonpath='{.webhooks[0].clientConfig.caBundle}' 2>/dev/null)" ] || return 1
-  out=$("${KC[@]}" -n default create --dry-run=server -f - 2>&1 <<EOF || true
-{"apiVersion": "sources.knative.dev/v1", "kind": "PingSource", "metadata": {"name": "probe"},
- "spec": {"schedule": "not a cron", "sink": {"uri": "http://example.invalid"}}}
-EOF
-)
-  grep -q 'admission webhook "validation.webhook.eventing.knative.dev" denied' <<< "$out"
+  local out config object
+  case $1 in
+    eventing-webhook)
+      config=validation.webhook.eventing.knative.dev
+      object='{"apiVersion": "sources.knative.dev/v1", "kind": "PingSource", "metadata": {"name": "probe"},
+        "spec": {"schedule": "not a cron", "sink": {"uri": "http://example.invalid"}}}' ;;
+    serving-webhook)
+      config=validation.webhook.serving.knative.dev
+      object='{"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "probe"},
+        "spec": {"template": {"spec": {"timeoutSeconds": 100000, "containers": [{"image": "example.invalid/probe@sha256:0000000000000000000000000000000000000000000000000000000000000000"}]}}}}' ;;
+    *) die "webhook_ready: no probe for $1" ;;
+  esac
+  [ -n "$("${KC[@]}" get validatingwebhookconfiguration "$config" -o jsonpath='{.webhooks[0].clientConfig.caBundle}' 2>/dev/null)" ] || return 1
+  out=$("${KC[@]}" -n default create --dry-run=server -f - 2>&1 <<< "$object" || true)
+  grep -q "admission webhook \"$config\" denied" <<< "$out"
 }
 
 wait_until() {
@@ -415,15 +516,15 @@ cmd_start() {
   start_hostsync
   for name in "${PODS[@]}"; do
     running "$name" || start_pod "$name"
-    if [ "$name" = eventing-webhook ]; then
-      wait_until "the webhook" "$KNATIVE_READY_TIMEOUT" webhook_ready || { check_alive "$name"; die "Knative's webhook did not come up"; }
+    if [[ " ${WEBHOOKS[*]} " == *" $name "* ]]; then
+      wait_until "$name" "$KNATIVE_READY_TIMEOUT" webhook_ready "$name" || { check_alive "$name"; die "$name did not come up"; }
     fi
   done
   sleep 2
   for name in "${PODS[@]}"; do check_alive "$name" || die "$name did not start"; done
   for name in "${PODS[@]}"; do mark_running "$name"; done
   [ "$(bridge_mac)" = "$BRIDGE_MAC" ] || die "the bridge's MAC address changed as pods joined"
-  say "Eventing $EVENTING_VERSION up in $((SECONDS - t0))s (logs: $LOGS)"
+  say "Eventing $EVENTING_VERSION, Serving $SERVING_VERSION's controller and webhook up in $((SECONDS - t0))s (logs: $LOGS)"
 }
 
 # stop_all NAME...: TERM to every one at once, KILL to what still runs 5 s
@@ -456,7 +557,7 @@ cmd_stop() {
   # once nothing answers them; gone, the API server stays usable.
   if eval "$("$KUBE" env)" 2>/dev/null && [ -n "${KUBECTL:-}" ] && [ -x "$KUBECTL" ]; then
     "$KUBECTL" --kubeconfig "$KUBECONFIG" --request-timeout 5s delete mutatingwebhookconfigurations,validatingwebhookconfigurations \
-      -l app.kubernetes.io/name=knative-eventing --ignore-not-found >/dev/null 2>&1 || true
+      -l 'app.kubernetes.io/name in (knative-eventing, knative-serving)' --ignore-not-found >/dev/null 2>&1 || true
   fi
   stop_all hostsync "${PODS[@]}"
   stop_all services
@@ -486,6 +587,6 @@ case $cmd in
   status) cmd_status ;;
   env) cmd_env ;;
   hostsync-loop) kube_env; hostsync_loop ;;
-  logs) tail -n "${2:-50}" "$(logfile "${1:?usage: eventing.sh logs NAME [LINES]}")" ;;
+  logs) tail -n "${2:-50}" "$(logfile "${1:?usage: knative.sh logs NAME [LINES]}")" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -1,0 +1,277 @@
+package knativepath
+
+import (
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// The objects of Serving's that the test reads, as far as it reads them.
+type (
+	deployment struct {
+		Metadata struct {
+			OwnerReferences []struct{ Kind, Name string } `json:"ownerReferences"`
+		} `json:"metadata"`
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []container `json:"containers"`
+					Volumes    []struct {
+						Name   string `json:"name"`
+						Secret *struct {
+							SecretName string `json:"secretName"`
+						} `json:"secret"`
+					} `json:"volumes"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	container struct {
+		Name  string `json:"name"`
+		Image string `json:"image"`
+		Env   []struct {
+			Name      string          `json:"name"`
+			Value     string          `json:"value"`
+			ValueFrom json.RawMessage `json:"valueFrom"`
+		} `json:"env"`
+		EnvFrom []struct {
+			ConfigMapRef *struct {
+				Name string `json:"name"`
+			} `json:"configMapRef"`
+		} `json:"envFrom"`
+		VolumeMounts []struct {
+			Name      string `json:"name"`
+			MountPath string `json:"mountPath"`
+			ReadOnly  bool   `json:"readOnly"`
+		} `json:"volumeMounts"`
+		LivenessProbe *struct {
+			HTTPGet struct {
+				Path string `json:"path"`
+			} `json:"httpGet"`
+		} `json:"livenessProbe"`
+	}
+	podAutoscaler struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+		Spec struct {
+			ContainerConcurrency int `json:"containerConcurrency"`
+			ScaleTargetRef       struct {
+				Name string `json:"name"`
+			} `json:"scaleTargetRef"`
+		} `json:"spec"`
+	}
+)
+
+// env is the container's variables with a literal value (valueFrom ones
+// as "<from>").
+func (c container) env() map[string]string {
+	out := map[string]string{}
+	for _, e := range c.Env {
+		out[e.Name] = e.Value
+		if len(e.ValueFrom) > 0 {
+			out[e.Name] = "<from>"
+		}
+	}
+	return out
+}
+
+// containerNamed is the Deployment's container of that name.
+func (d deployment) containerNamed(t *testing.T, name string) container {
+	t.Helper()
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no container %q in the Revision's Deployment", name)
+	return container{}
+}
+
+// getJSON reads one object into v.
+func (c *cluster) getJSON(t *testing.T, v any, args ...string) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal([]byte(c.kube(t, append(args, "-o", "json")...)), v))
+}
+
+// latestDeployment waits until the Service's newest Revision has its
+// Deployment and ok accepts it, and returns it with the Revision's name:
+// the Revision changes while Eventing's SinkBinding patches the Service.
+func (c *cluster) latestDeployment(t *testing.T, ns, svc string, ok func(deployment) bool) (deployment, string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	var last string
+	for {
+		rev, err := c.run("-n", ns, "get", "ksvc", svc, "-o", "jsonpath={.status.latestCreatedRevisionName}")
+		if err == nil && rev != "" {
+			out, err := c.run("-n", ns, "get", "deployment", rev+"-deployment", "-o", "json")
+			if err == nil {
+				var d deployment
+				require.NoError(t, json.Unmarshal([]byte(out), &d))
+				if ok(d) {
+					return d, rev
+				}
+				last = "revision " + rev + ": its Deployment is not yet what the test waits for"
+			} else {
+				last = "revision " + rev + ": " + strings.TrimSpace(out) + " " + err.Error()
+			}
+		} else {
+			last = fmt.Sprintf("no revision yet (%v)", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Service %s/%s: %s after 2 minutes; Serving's logs: %s", ns, svc, last,
+				filepath.Join(c.knativeDir, "logs", "serving-controller.log"))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// The chart's Knative Services, as Knative Serving's own webhook and
+// controller (e2e/kube/knative.sh) take them: admitted and defaulted by
+// the webhook, reconciled into Configurations, Revisions, PodAutoscalers
+// and the Deployments a cluster would run, with what the chart asked for
+// reaching them (image by digest, role, config map, secrets as files,
+// concurrency, scale bounds, probes); Eventing's SinkBinding giving
+// discovery the Broker's address through a new Revision; an upgrade
+// rolling a new Revision; a value only Serving's validation refuses,
+// refused. Nothing here runs pods, so the Revisions never become Ready:
+// the Deployments are what is checked.
+func TestServingReconcilesTheChart(t *testing.T) {
+	c := requireCluster(t)
+	helm := helmPath(t, c.root)
+	chart := filepath.Join(c.root, "charts/nvcf-autoscaler")
+	ns := fmt.Sprintf("sv-%d", time.Now().UnixNano()%1_000_000)
+	t.Cleanup(func() {
+		if out, err := c.run("delete", "namespace", ns, "--wait=false"); err != nil {
+			t.Logf("deleting namespace %s: %v\n%s", ns, err, out)
+		}
+	})
+	const digest = "sha256:5e1f1c0d3c8d2f5a0b6e7a9c4d3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b"
+	helmRun := func(args ...string) (string, error) {
+		out, err := exec.Command(helm, append(args, "--kubeconfig", c.kubeconfig, "-n", ns)...).CombinedOutput()
+		return string(out), err
+	}
+	// The dead-letter sink is off: the event display is a Knative Service,
+	// which only a networking layer (not run here) makes addressable, and
+	// the Broker is not Ready before its dead-letter sink is.
+	out, err := helmRun("install", "sv", chart, "--create-namespace", "--wait=false",
+		"--set", "image.digest="+digest, "--set", "delivery.deadLetter.enabled=false",
+		"--set", "scale.containerConcurrency=6", "--set", "scale.minScale=2", "--set", "scale.maxScale=9")
+	require.NoError(t, err, out)
+	const image = "ghcr.io/example/nvcf-autoscaler@" + digest
+
+	// Admitted through Serving's webhook: it records who created the
+	// Service and defaults the container's name, which the CRD schema
+	// does not do.
+	for _, svc := range []string{"sv-nvcf-autoscaler-discovery", "sv-nvcf-autoscaler-scale"} {
+		var ksvc struct {
+			Metadata struct {
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []struct{ Name string } `json:"containers"`
+					} `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		c.getJSON(t, &ksvc, "-n", ns, "get", "ksvc", svc)
+		require.NotEmpty(t, ksvc.Metadata.Annotations["serving.knative.dev/creator"], "%s not defaulted by Serving's webhook", svc)
+		require.Equal(t, "user-container", ksvc.Spec.Template.Spec.Containers[0].Name, svc)
+	}
+
+	// Discovery gets the Broker's address from the SinkBinding: Eventing
+	// patches the Service once the Broker is Ready, Serving rolls a new
+	// Revision whose Deployment carries it.
+	broker := strings.TrimSpace(c.kube(t, "-n", ns, "wait", "broker/sv-nvcf-autoscaler", "--for=condition=Ready", "--timeout=120s",
+		"-o", "jsonpath={.status.address.url}"))
+	require.NotEmpty(t, broker)
+	disc, discRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-discovery", func(d deployment) bool {
+		for _, ct := range d.Spec.Template.Spec.Containers {
+			if ct.Name == "user-container" && ct.env()["K_SINK"] != "" {
+				return true
+			}
+		}
+		return false
+	})
+	user := disc.containerNamed(t, "user-container")
+	require.Equal(t, broker, user.env()["K_SINK"], "discovery's K_SINK is the Broker's address")
+	require.Equal(t, "discovery", user.env()["AUTOSCALER_ROLE"])
+	require.Equal(t, image, user.Image)
+	require.NotEqual(t, "sv-nvcf-autoscaler-discovery-00001", discRev, "the SinkBinding's patch rolls a Revision after the first")
+
+	// Scale: what the chart asked for, in the Deployment and the
+	// PodAutoscaler Serving made of it.
+	scale, scaleRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-scale", func(deployment) bool { return true })
+	require.Equal(t, "Revision", scale.Metadata.OwnerReferences[0].Kind)
+	require.Equal(t, scaleRev, scale.Metadata.OwnerReferences[0].Name)
+	for _, d := range []deployment{disc, scale} {
+		user := d.containerNamed(t, "user-container")
+		require.Equal(t, image, user.Image, "the image by digest: Serving resolves no tag for it")
+		// Every variable the chart or Knative sets: no secret among them
+		// (they are files from the Secret's volume).
+		for name := range user.env() {
+			require.Contains(t, []string{"AUTOSCALER_ROLE", "GOMEMLIMIT", "PORT", "K_REVISION", "K_CONFIGURATION", "K_SERVICE",
+				"K_SINK", "K_CE_OVERRIDES"}, name, "an environment variable the chart did not mean to set")
+		}
+		require.Len(t, user.EnvFrom, 1)
+		require.Equal(t, "sv-nvcf-autoscaler-config", user.EnvFrom[0].ConfigMapRef.Name)
+		require.Len(t, user.VolumeMounts, 1)
+		require.True(t, user.VolumeMounts[0].ReadOnly)
+		require.Equal(t, "/var/run/secrets/nvcf-autoscaler", user.VolumeMounts[0].MountPath)
+		var secret string
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == user.VolumeMounts[0].Name && v.Secret != nil {
+				secret = v.Secret.SecretName
+			}
+		}
+		require.Equal(t, "nvcf-autoscaler-secrets", secret)
+		require.NotNil(t, user.LivenessProbe)
+		require.Equal(t, "/health/liveness", user.LivenessProbe.HTTPGet.Path)
+		// The readiness probe moves to the queue proxy, which probes the
+		// function for Knative.
+		require.Contains(t, d.containerNamed(t, "queue-proxy").env()["SERVING_READINESS_PROBE"], `"path":"/health/readiness"`)
+	}
+	require.Equal(t, "scale", scale.containerNamed(t, "user-container").env()["AUTOSCALER_ROLE"])
+	queue := scale.containerNamed(t, "queue-proxy").env()
+	require.Equal(t, "6", queue["CONTAINER_CONCURRENCY"])
+	require.Equal(t, "60", queue["REVISION_TIMEOUT_SECONDS"])
+	var pa podAutoscaler
+	c.getJSON(t, &pa, "-n", ns, "get", "podautoscaler", scaleRev)
+	require.Equal(t, 6, pa.Spec.ContainerConcurrency)
+	require.Equal(t, scaleRev+"-deployment", pa.Spec.ScaleTargetRef.Name)
+	require.Equal(t, "2", pa.Metadata.Annotations["autoscaling.knative.dev/min-scale"])
+	require.Equal(t, "9", pa.Metadata.Annotations["autoscaling.knative.dev/max-scale"])
+
+	// An upgrade rolls a new Revision of scale with the new value.
+	out, err = helmRun("upgrade", "sv", chart, "--reuse-values", "--wait=false", "--set", "scale.containerConcurrency=4")
+	require.NoError(t, err, out)
+	upgraded, upgradedRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-scale", func(d deployment) bool {
+		for _, ct := range d.Spec.Template.Spec.Containers {
+			if ct.Name == "queue-proxy" {
+				return ct.env()["CONTAINER_CONCURRENCY"] == "4"
+			}
+		}
+		return false
+	})
+	require.NotEqual(t, scaleRev, upgradedRev)
+	require.Equal(t, image, upgraded.containerNamed(t, "user-container").Image)
+
+	// A concurrency past Serving's bound passes the CRD schema (and, with
+	// the values schema skipped, helm): Serving's validation refuses it,
+	// naming the field, and the stored Service keeps the last good value.
+	out, err = helmRun("upgrade", "sv", chart, "--reuse-values", "--wait=false", "--skip-schema-validation",
+		"--set", "scale.containerConcurrency=5000")
+	require.Error(t, err)
+	require.Contains(t, out, `admission webhook "validation.webhook.serving.knative.dev" denied the request`)
+	require.Contains(t, out, "expected 0 <= 5000 <= 1000: spec.template.spec.containerConcurrency")
+	require.Equal(t, "4", strings.TrimSpace(c.kube(t, "-n", ns, "get", "ksvc", "sv-nvcf-autoscaler-scale", "-o",
+		"jsonpath={.spec.template.spec.containerConcurrency}")))
+}
