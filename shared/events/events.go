@@ -225,14 +225,13 @@ func ParseActivate(e event.Event) (Activate, error) {
 	if err := decodeStrict(e, &a); err != nil {
 		return a, BadRequest("activate event %s: %v", Clip(e.ID(), MaxQuoted), err)
 	}
-	if !ids.Valid(a.FunctionID) {
-		return a, BadRequest("activate event %s: functionId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.FunctionID))
-	}
-	if !ids.Valid(a.FunctionVersionID) {
-		return a, BadRequest("activate event %s: functionVersionId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.FunctionVersionID))
-	}
-	if a.NcaID != "" && !ids.Valid(a.NcaID) {
-		return a, BadRequest("activate event %s: ncaId %s: want 1-128 characters of [A-Za-z0-9._:-]", Clip(e.ID(), MaxQuoted), q(a.NcaID))
+	for _, id := range []struct {
+		field, value string
+		optional     bool
+	}{{"functionId", a.FunctionID, false}, {"functionVersionId", a.FunctionVersionID, false}, {"ncaId", a.NcaID, true}} {
+		if (id.value != "" || !id.optional) && !ids.Valid(id.value) {
+			return a, BadRequest("activate event %s: %s %s: want %s", Clip(e.ID(), MaxQuoted), id.field, q(id.value), ids.Rule)
+		}
 	}
 	return a, nil
 }

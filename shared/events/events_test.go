@@ -10,6 +10,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/stretchr/testify/require"
+
+	"function/shared/ids"
 )
 
 func ev(typ, data string) event.Event {
@@ -75,6 +77,17 @@ func TestParseActivate(t *testing.T) {
 		_, err := ParseActivate(ev(TypeActivate, data))
 		require.Error(t, err, name)
 		require.Equal(t, http.StatusBadRequest, status(t, err), name)
+	}
+	// An id refused for its first character is told the whole rule, and
+	// each field is named.
+	for field, data := range map[string]string{
+		"functionId":        `{"functionId":"-f","functionVersionId":"v"}`,
+		"functionVersionId": `{"functionId":"f","functionVersionId":".v"}`,
+		"ncaId":             `{"functionId":"f","functionVersionId":"v","ncaId":"_n"}`,
+	} {
+		_, err := ParseActivate(ev(TypeActivate, data))
+		require.ErrorContains(t, err, field+" ")
+		require.ErrorContains(t, err, "want "+ids.Rule)
 	}
 }
 

@@ -9,6 +9,10 @@ package ids
 // ASCII, so also in characters).
 const MaxLen = 128
 
+// Rule is what Valid accepts, in words, for the errors that refuse an id:
+// what the sender must change it to.
+const Rule = "1-128 characters of [A-Za-z0-9._:-], the first a letter or digit"
+
 // Valid reports whether s is an acceptable function, version or NCA id:
 // an ASCII letter or digit, then up to MaxLen-1 more of letters, digits,
 // '.', '_', ':' and '-'. NVCF uses UUIDs; the looser form admits test ids

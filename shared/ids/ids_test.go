@@ -3,6 +3,7 @@ package ids
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -147,4 +148,9 @@ func BenchmarkValidVsRegexp(b *testing.B) {
 	b.ReportMetric(float64(old.Nanoseconds())/ids, "old-ns/id")
 	b.ReportMetric(float64(hand)/float64(old), "new/old")
 	b.ReportMetric(testing.AllocsPerRun(10, func() { count(Valid) }), "new-allocs/op")
+}
+
+// Rule names the same length Valid enforces.
+func TestRuleNamesMaxLen(t *testing.T) {
+	require.Contains(t, Rule, "1-"+strconv.Itoa(MaxLen)+" ")
 }
