@@ -10,88 +10,31 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"function/e2e/kube/kubetest"
 )
 
-// The objects of Serving's that the test reads, as far as it reads them.
-type (
-	deployment struct {
-		Metadata struct {
-			OwnerReferences []struct{ Kind, Name string } `json:"ownerReferences"`
-		} `json:"metadata"`
-		Spec struct {
-			Template struct {
-				Spec struct {
-					Containers []container `json:"containers"`
-					Volumes    []struct {
-						Name   string `json:"name"`
-						Secret *struct {
-							SecretName string `json:"secretName"`
-						} `json:"secret"`
-					} `json:"volumes"`
-				} `json:"spec"`
-			} `json:"template"`
-		} `json:"spec"`
-	}
-	container struct {
-		Name  string `json:"name"`
-		Image string `json:"image"`
-		Env   []struct {
-			Name      string          `json:"name"`
-			Value     string          `json:"value"`
-			ValueFrom json.RawMessage `json:"valueFrom"`
-		} `json:"env"`
-		EnvFrom []struct {
-			ConfigMapRef *struct {
-				Name string `json:"name"`
-			} `json:"configMapRef"`
-		} `json:"envFrom"`
-		VolumeMounts []struct {
-			Name      string `json:"name"`
-			MountPath string `json:"mountPath"`
-			ReadOnly  bool   `json:"readOnly"`
-		} `json:"volumeMounts"`
-		LivenessProbe *struct {
-			HTTPGet struct {
-				Path string `json:"path"`
-			} `json:"httpGet"`
-		} `json:"livenessProbe"`
-	}
-	podAutoscaler struct {
-		Metadata struct {
-			Annotations map[string]string `json:"annotations"`
-		} `json:"metadata"`
-		Spec struct {
-			ContainerConcurrency int `json:"containerConcurrency"`
-			ScaleTargetRef       struct {
-				Name string `json:"name"`
-			} `json:"scaleTargetRef"`
-		} `json:"spec"`
-	}
-)
-
-// env is the container's variables with a literal value (valueFrom ones
-// as "<from>").
-func (c container) env() map[string]string {
-	out := map[string]string{}
-	for _, e := range c.Env {
-		out[e.Name] = e.Value
-		if len(e.ValueFrom) > 0 {
-			out[e.Name] = "<from>"
-		}
-	}
-	return out
+// podAutoscaler is the part of a Revision's PodAutoscaler the test reads.
+type podAutoscaler struct {
+	Metadata struct {
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec struct {
+		ContainerConcurrency int `json:"containerConcurrency"`
+		ScaleTargetRef       struct {
+			Name string `json:"name"`
+		} `json:"scaleTargetRef"`
+	} `json:"spec"`
 }
 
-// containerNamed is the Deployment's container of that name.
-func (d deployment) containerNamed(t *testing.T, name string) container {
+// container is the Deployment's container of that name.
+func container(t *testing.T, d kubetest.Deployment, name string) kubetest.Container {
 	t.Helper()
-	for _, c := range d.Spec.Template.Spec.Containers {
-		if c.Name == name {
-			return c
-		}
+	c, ok := d.Container(name)
+	if !ok {
+		t.Fatalf("no container %q in the Revision's Deployment", name)
 	}
-	t.Fatalf("no container %q in the Revision's Deployment", name)
-	return container{}
+	return c
 }
 
 // getJSON reads one object into v.
@@ -103,7 +46,7 @@ func (c *cluster) getJSON(t *testing.T, v any, args ...string) {
 // latestDeployment waits until the Service's newest Revision has its
 // Deployment and ok accepts it, and returns it with the Revision's name:
 // the Revision changes while Eventing's SinkBinding patches the Service.
-func (c *cluster) latestDeployment(t *testing.T, ns, svc string, ok func(deployment) bool) (deployment, string) {
+func (c *cluster) latestDeployment(t *testing.T, ns, svc string, ok func(kubetest.Deployment) bool) (kubetest.Deployment, string) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	var last string
@@ -112,7 +55,7 @@ func (c *cluster) latestDeployment(t *testing.T, ns, svc string, ok func(deploym
 		if err == nil && rev != "" {
 			out, err := c.run("-n", ns, "get", "deployment", rev+"-deployment", "-o", "json")
 			if err == nil {
-				var d deployment
+				var d kubetest.Deployment
 				require.NoError(t, json.Unmarshal([]byte(out), &d))
 				if ok(d) {
 					return d, rev
@@ -193,54 +136,43 @@ func TestServingReconcilesTheChart(t *testing.T) {
 	broker := strings.TrimSpace(c.kube(t, "-n", ns, "wait", "broker/sv-nvcf-autoscaler", "--for=condition=Ready", "--timeout=120s",
 		"-o", "jsonpath={.status.address.url}"))
 	require.NotEmpty(t, broker)
-	disc, discRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-discovery", func(d deployment) bool {
-		for _, ct := range d.Spec.Template.Spec.Containers {
-			if ct.Name == "user-container" && ct.env()["K_SINK"] != "" {
-				return true
-			}
-		}
-		return false
+	disc, discRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-discovery", func(d kubetest.Deployment) bool {
+		user, ok := d.Container("user-container")
+		return ok && user.EnvMap()["K_SINK"] != ""
 	})
-	user := disc.containerNamed(t, "user-container")
-	require.Equal(t, broker, user.env()["K_SINK"], "discovery's K_SINK is the Broker's address")
-	require.Equal(t, "discovery", user.env()["AUTOSCALER_ROLE"])
+	user := container(t, disc, "user-container")
+	require.Equal(t, broker, user.EnvMap()["K_SINK"], "discovery's K_SINK is the Broker's address")
+	require.Equal(t, "discovery", user.EnvMap()["AUTOSCALER_ROLE"])
 	require.Equal(t, image, user.Image)
 	require.NotEqual(t, "sv-nvcf-autoscaler-discovery-00001", discRev, "the SinkBinding's patch rolls a Revision after the first")
 
 	// Scale: what the chart asked for, in the Deployment and the
 	// PodAutoscaler Serving made of it.
-	scale, scaleRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-scale", func(deployment) bool { return true })
+	scale, scaleRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-scale", func(kubetest.Deployment) bool { return true })
 	require.Equal(t, "Revision", scale.Metadata.OwnerReferences[0].Kind)
 	require.Equal(t, scaleRev, scale.Metadata.OwnerReferences[0].Name)
-	for _, d := range []deployment{disc, scale} {
-		user := d.containerNamed(t, "user-container")
+	for _, d := range []kubetest.Deployment{disc, scale} {
+		user := container(t, d, "user-container")
 		require.Equal(t, image, user.Image, "the image by digest: Serving resolves no tag for it")
 		// Every variable the chart or Knative sets: no secret among them
 		// (they are files from the Secret's volume).
-		for name := range user.env() {
+		for name := range user.EnvMap() {
 			require.Contains(t, []string{"AUTOSCALER_ROLE", "GOMEMLIMIT", "PORT", "K_REVISION", "K_CONFIGURATION", "K_SERVICE",
 				"K_SINK", "K_CE_OVERRIDES"}, name, "an environment variable the chart did not mean to set")
 		}
-		require.Len(t, user.EnvFrom, 1)
-		require.Equal(t, "sv-nvcf-autoscaler-config", user.EnvFrom[0].ConfigMapRef.Name)
+		require.Equal(t, []string{"sv-nvcf-autoscaler-config"}, user.ConfigMaps())
 		require.Len(t, user.VolumeMounts, 1)
 		require.True(t, user.VolumeMounts[0].ReadOnly)
 		require.Equal(t, "/var/run/secrets/nvcf-autoscaler", user.VolumeMounts[0].MountPath)
-		var secret string
-		for _, v := range d.Spec.Template.Spec.Volumes {
-			if v.Name == user.VolumeMounts[0].Name && v.Secret != nil {
-				secret = v.Secret.SecretName
-			}
-		}
-		require.Equal(t, "nvcf-autoscaler-secrets", secret)
+		require.Equal(t, "nvcf-autoscaler-secrets", d.SecretVolume(user.VolumeMounts[0].Name))
 		require.NotNil(t, user.LivenessProbe)
 		require.Equal(t, "/health/liveness", user.LivenessProbe.HTTPGet.Path)
 		// The readiness probe moves to the queue proxy, which probes the
 		// function for Knative.
-		require.Contains(t, d.containerNamed(t, "queue-proxy").env()["SERVING_READINESS_PROBE"], `"path":"/health/readiness"`)
+		require.Contains(t, container(t, d, "queue-proxy").EnvMap()["SERVING_READINESS_PROBE"], `"path":"/health/readiness"`)
 	}
-	require.Equal(t, "scale", scale.containerNamed(t, "user-container").env()["AUTOSCALER_ROLE"])
-	queue := scale.containerNamed(t, "queue-proxy").env()
+	require.Equal(t, "scale", container(t, scale, "user-container").EnvMap()["AUTOSCALER_ROLE"])
+	queue := container(t, scale, "queue-proxy").EnvMap()
 	require.Equal(t, "6", queue["CONTAINER_CONCURRENCY"])
 	require.Equal(t, "60", queue["REVISION_TIMEOUT_SECONDS"])
 	var pa podAutoscaler
@@ -253,16 +185,12 @@ func TestServingReconcilesTheChart(t *testing.T) {
 	// An upgrade rolls a new Revision of scale with the new value.
 	out, err = helmRun("upgrade", "sv", chart, "--reuse-values", "--wait=false", "--set", "scale.containerConcurrency=4")
 	require.NoError(t, err, out)
-	upgraded, upgradedRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-scale", func(d deployment) bool {
-		for _, ct := range d.Spec.Template.Spec.Containers {
-			if ct.Name == "queue-proxy" {
-				return ct.env()["CONTAINER_CONCURRENCY"] == "4"
-			}
-		}
-		return false
+	upgraded, upgradedRev := c.latestDeployment(t, ns, "sv-nvcf-autoscaler-scale", func(d kubetest.Deployment) bool {
+		queue, ok := d.Container("queue-proxy")
+		return ok && queue.EnvMap()["CONTAINER_CONCURRENCY"] == "4"
 	})
 	require.NotEqual(t, scaleRev, upgradedRev)
-	require.Equal(t, image, upgraded.containerNamed(t, "user-container").Image)
+	require.Equal(t, image, container(t, upgraded, "user-container").Image)
 
 	// A concurrency past Serving's bound passes the CRD schema (and, with
 	// the values schema skipped, helm): Serving's validation refuses it,
