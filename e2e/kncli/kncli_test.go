@@ -2,7 +2,10 @@
 // (knative.dev/func v0.44.0, built by install-func.sh): `func build` with the
 // host builder accepts the root func.yaml and produces an OCI image, and
 // `func run --container=false` serves the function so that CloudEvents
-// posted to it get the answers an operator would expect.
+// posted to it get the answers an operator would expect, and `func
+// deploy` makes a Service that Knative Serving's own webhook and
+// controller take (deploy_test.go; the local control plane and Knative
+// must run: e2e/kube/knative.sh).
 //
 // Run with `make test`. A bare `go test ./...` runs it only when the func
 // CLI is already installed and the local stack is up; otherwise it skips
