@@ -3,6 +3,7 @@ package knativepath
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -202,4 +203,67 @@ func TestServingReconcilesTheChart(t *testing.T) {
 	require.Contains(t, out, "expected 0 <= 5000 <= 1000: spec.template.spec.containerConcurrency")
 	require.Equal(t, "4", strings.TrimSpace(c.kube(t, "-n", ns, "get", "ksvc", "sv-nvcf-autoscaler-scale", "-o",
 		"jsonpath={.spec.template.spec.containerConcurrency}")))
+}
+
+// knative/'s plain manifests, applied as the README has operators apply
+// them, through Serving's own webhook and controller: a copy in a
+// namespace of the test's own (the files name nvcf-autoscaler, which
+// e2e/kubeinstall uses) with the image given by digest (no registry is
+// reachable to resolve the files' tag). Both Services are admitted, and
+// each Deployment Serving makes runs its role with the config map, the
+// Secret as read-only files and nothing else in its environment, with
+// min-scale 1 and the files' max-scale and concurrency on its
+// PodAutoscaler.
+func TestServingReconcilesTheManifests(t *testing.T) {
+	c := requireCluster(t)
+	ns := fmt.Sprintf("mf-%d", time.Now().UnixNano()%1_000_000)
+	c.kube(t, "create", "namespace", ns)
+	t.Cleanup(func() {
+		if out, err := c.run("delete", "namespace", ns, "--wait=false"); err != nil {
+			t.Logf("deleting namespace %s: %v\n%s", ns, err, out)
+		}
+	})
+	const image = "ghcr.io/example/nvcf-autoscaler@sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	files, err := filepath.Glob(filepath.Join(c.root, "knative", "*.yaml"))
+	require.NoError(t, err)
+	var docs []string
+	for _, f := range files {
+		if filepath.Base(f) == "00-namespace.yaml" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		doc := strings.ReplaceAll(string(b), "  namespace: nvcf-autoscaler\n", "  namespace: "+ns+"\n")
+		docs = append(docs, strings.ReplaceAll(doc, "ghcr.io/example/nvcf-autoscaler:latest", image))
+	}
+	apply := exec.Command(c.kubectl, "--kubeconfig", c.kubeconfig, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(strings.Join(docs, "\n---\n"))
+	out, err := apply.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	for _, tc := range []struct {
+		svc, role, maxScale string
+		concurrency         int
+	}{
+		{"nvcf-autoscaler-discovery", "discovery", "1", 1},
+		{"nvcf-autoscaler-scale", "scale", "20", 8},
+	} {
+		d, rev := c.latestDeployment(t, ns, tc.svc, func(kubetest.Deployment) bool { return true })
+		user := container(t, d, "user-container")
+		require.Equal(t, image, user.Image, tc.svc)
+		require.Equal(t, tc.role, user.EnvMap()["AUTOSCALER_ROLE"], tc.svc)
+		for name := range user.EnvMap() {
+			require.Contains(t, []string{"AUTOSCALER_ROLE", "GOMEMLIMIT", "PORT", "K_REVISION", "K_CONFIGURATION", "K_SERVICE"},
+				name, "%s: an environment variable the manifests did not mean to set", tc.svc)
+		}
+		require.Equal(t, []string{"nvcf-autoscaler-config"}, user.ConfigMaps(), tc.svc)
+		require.Len(t, user.VolumeMounts, 1, tc.svc)
+		require.True(t, user.VolumeMounts[0].ReadOnly, tc.svc)
+		require.Equal(t, "nvcf-autoscaler-secrets", d.SecretVolume(user.VolumeMounts[0].Name), tc.svc)
+		var pa podAutoscaler
+		c.getJSON(t, &pa, "-n", ns, "get", "podautoscaler", rev)
+		require.Equal(t, "1", pa.Metadata.Annotations["autoscaling.knative.dev/min-scale"], tc.svc)
+		require.Equal(t, tc.maxScale, pa.Metadata.Annotations["autoscaling.knative.dev/max-scale"], tc.svc)
+		require.Equal(t, tc.concurrency, pa.Spec.ContainerConcurrency, tc.svc)
+	}
 }
