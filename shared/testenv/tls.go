@@ -98,7 +98,42 @@ func StartCassandraTLS(t testing.TB) CassandraTLS {
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("start cassandra-tls: %v\n%s", err, out)
 	}
+	killWithThisProcess(t, filepath.Join(dir, "cassandra-tls.pid"), dir)
 	return CassandraTLS{Hosts: []string{"127.0.0.1:" + port}, Certs: CertDir(filepath.Join(dir, "certs"))}
+}
+
+// killWithThisProcess starts a watchdog that KILLs the server whose PID
+// the file holds once this test process is gone. stack.sh starts the
+// server in a session of its own, so nothing else stops it when a test
+// dies before its cleanup runs (a panic, go test's -timeout, a KILL):
+// a 1 GiB Java was left running. The watchdog is a shell in a session of
+// its own too; it ends as soon as the server is gone, and kills only a
+// process whose command line still names the server's directory (marker),
+// so a PID reused after the server ended is left alone.
+func killWithThisProcess(t testing.TB, pidFile, marker string) {
+	t.Helper()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("cassandra-tls pid file: %v", err)
+	}
+	pid := strings.TrimSpace(string(b))
+	if _, err := strconv.Atoi(pid); err != nil {
+		t.Fatalf("cassandra-tls pid file %s: %q", pidFile, pid)
+	}
+	// alive: the test process exists and is not a zombie waiting for go
+	// test to reap it.
+	const watch = `
+alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //; s/ .*//' "/proc/$1/stat")" != Z ]; }
+ours() { tr '\0' ' ' < "/proc/$2/cmdline" 2>/dev/null | grep -qF -- "$3"; }
+while alive "$1" && ours "$@"; do sleep 1; done
+if ours "$@"; then kill -KILL "$2"; fi`
+	w := exec.Command("bash", "-c", watch, "watchdog", strconv.Itoa(os.Getpid()), pid, marker)
+	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := w.Start(); err != nil {
+		t.Fatalf("cassandra-tls watchdog: %v", err)
+	}
+	// Reaped when it ends, which is when the server does (or this process).
+	go func() { _ = w.Wait() }()
 }
 
 // stopByPIDFile kills the process whose PID the file holds and waits until
@@ -262,6 +297,8 @@ func startLogged(t testing.TB, logPath, bin string, args ...string) *os.File {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
+	// KILLed with this process too, should it die before the cleanup.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", filepath.Base(bin), err)
 	}
