@@ -49,7 +49,8 @@
 # Usage: knative.sh COMMAND
 #   install   build the binaries (cached; see e2e/toolcache.sh)
 #   start     kube.sh start, install, then apply config/ and start what is
-#             not running (running ones are kept); waits for the webhook
+#             not running (running ones are kept); waits for each webhook
+#             to answer the API server
 #   stop      stop every process by PID, delete Knative's webhook
 #             configurations (they would refuse writes with no webhook)
 #   status    one line per process (exit 1 if any is down)
