@@ -203,3 +203,16 @@ func TestStatusHelpers(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status(t, BadRequest("x %d", 1)))
 	require.Equal(t, http.StatusServiceUnavailable, status(t, Unavailable("y")))
 }
+
+// Clip keeps input of n bytes whole, keeps the first n bytes of longer
+// input (fewer only to end at a character's start) and says the length.
+func TestClip(t *testing.T) {
+	require.Equal(t, "abcd", Clip("abcd", 4), "n bytes are not clipped")
+	require.Equal(t, "abc...(5 bytes)", Clip("abcde", 3))
+	// "é" is 2 bytes: a cut inside it moves back to its start.
+	require.Equal(t, "ab...(6 bytes)", Clip("abécd", 3))
+	require.Equal(t, "abé...(6 bytes)", Clip("abécd", 4))
+	// Not UTF-8 at all (an event id is any bytes): no character start
+	// before the cut, so nothing is kept, and nothing indexes before 0.
+	require.Equal(t, "...(4 bytes)", Clip("\x80\x80\x80\x80", 2))
+}
