@@ -3,7 +3,9 @@ package testenv
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -112,13 +114,9 @@ func StartCassandraTLS(t testing.TB) CassandraTLS {
 // so a PID reused after the server ended is left alone.
 func killWithThisProcess(t testing.TB, pidFile, marker string) {
 	t.Helper()
-	b, err := os.ReadFile(pidFile)
+	pid, err := readPID(pidFile)
 	if err != nil {
-		t.Fatalf("cassandra-tls pid file: %v", err)
-	}
-	pid := strings.TrimSpace(string(b))
-	if _, err := strconv.Atoi(pid); err != nil {
-		t.Fatalf("cassandra-tls pid file %s: %q", pidFile, pid)
+		t.Fatalf("cassandra-tls: %v", err)
 	}
 	// alive: the test process exists and is not a zombie waiting for go
 	// test to reap it.
@@ -127,7 +125,7 @@ alive() { [ -r "/proc/$1/stat" ] && [ "$(sed 's/.*) //; s/ .*//' "/proc/$1/stat"
 ours() { tr '\0' ' ' < "/proc/$2/cmdline" 2>/dev/null | grep -qF -- "$3"; }
 while alive "$1" && ours "$@"; do sleep 1; done
 if ours "$@"; then kill -KILL "$2"; fi`
-	w := exec.Command("bash", "-c", watch, "watchdog", strconv.Itoa(os.Getpid()), pid, marker)
+	w := exec.Command("bash", "-c", watch, "watchdog", strconv.Itoa(os.Getpid()), strconv.Itoa(pid), marker)
 	w.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := w.Start(); err != nil {
 		t.Fatalf("cassandra-tls watchdog: %v", err)
@@ -136,18 +134,31 @@ if ours "$@"; then kill -KILL "$2"; fi`
 	go func() { _ = w.Wait() }()
 }
 
+// readPID is the PID a pid file holds; an error wrapping fs.ErrNotExist
+// when there is no file.
+func readPID(pidFile string) (int, error) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return 0, fmt.Errorf("pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("pid file %s: %w", pidFile, err)
+	}
+	return pid, nil
+}
+
 // stopByPIDFile kills the process whose PID the file holds and waits until
 // it is gone. KILL, not TERM: the node's data is thrown away with the test,
 // so Cassandra's orderly drain (seconds) buys nothing.
 func stopByPIDFile(t testing.TB, pidFile string) {
 	t.Helper()
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
+	pid, err := readPID(pidFile)
+	if errors.Is(err, fs.ErrNotExist) {
 		return // never launched
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil {
-		t.Errorf("pid file %s: %v", pidFile, err)
+		t.Error(err)
 		return
 	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,11 +57,7 @@ func TestCassandraTLSDiesWithItsTest(t *testing.T) {
 	// The helper's node and data: its t.TempDir, never cleaned by a
 	// killed helper.
 	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(filepath.Dir(pidFile))) })
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	pid, err := readPID(pidFile)
 	if err != nil {
 		t.Fatal(err)
 	}
