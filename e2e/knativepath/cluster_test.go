@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"function/e2e/harness"
+	"function/e2e/kube/kubetest"
 	"function/shared/testenv"
 )
 
@@ -42,13 +43,7 @@ func requireCluster(t *testing.T) *cluster {
 	root := testenv.RepoRoot(t)
 	c := &cluster{root: root, kubeSh: filepath.Join(root, "e2e/kube/kube.sh")}
 	knativeSh := filepath.Join(root, "e2e/kube/knative.sh")
-	if out, err := exec.Command(knativeSh, "status").CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("Knative (Eventing, Serving's controller and webhook) is not running on the local control plane (%v):\n%s\nrun `make knative-up` (or `make test`)", err, out)
-		if testenv.Required() {
-			t.Fatal(msg)
-		}
-		t.Skip("skipped: " + msg)
-	}
+	kubetest.RequireKnative(t)
 	env := map[string]string{}
 	for _, script := range []string{c.kubeSh, knativeSh} {
 		out, err := exec.Command(script, "env").Output()

@@ -50,26 +50,16 @@ func (c *cluster) getJSON(t *testing.T, v any, args ...string) {
 func (c *cluster) latestDeployment(t *testing.T, ns, svc string, ok func(kubetest.Deployment) bool) (kubetest.Deployment, string) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	var last string
 	for {
-		rev, err := c.run("-n", ns, "get", "ksvc", svc, "-o", "jsonpath={.status.latestCreatedRevisionName}")
-		if err == nil && rev != "" {
-			out, err := c.run("-n", ns, "get", "deployment", rev+"-deployment", "-o", "json")
-			if err == nil {
-				var d kubetest.Deployment
-				require.NoError(t, json.Unmarshal([]byte(out), &d))
-				if ok(d) {
-					return d, rev
-				}
-				last = "revision " + rev + ": its Deployment is not yet what the test waits for"
-			} else {
-				last = "revision " + rev + ": " + strings.TrimSpace(out) + " " + err.Error()
-			}
-		} else {
-			last = fmt.Sprintf("no revision yet (%v)", err)
+		d, rev, err := kubetest.LatestDeployment(c.run, ns, svc)
+		if err == nil && ok(d) {
+			return d, rev
+		}
+		if err == nil {
+			err = fmt.Errorf("revision %s: its Deployment is not yet what the test waits for", rev)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Service %s/%s: %s after 2 minutes; Serving's logs: %s", ns, svc, last,
+			t.Fatalf("Service %s/%s: %v after 2 minutes; Serving's logs: %s", ns, svc, err,
 				filepath.Join(c.knativeDir, "logs", "serving-controller.log"))
 		}
 		time.Sleep(time.Second)

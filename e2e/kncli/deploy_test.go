@@ -2,7 +2,6 @@ package kncli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,45 +15,11 @@ import (
 
 	"function/e2e/harness"
 	"function/e2e/kube/kubetest"
-	"function/shared/testenv"
 )
 
-// knativeCluster is the local control plane with Knative running
-// (e2e/kube/kube.sh, e2e/kube/knative.sh): its kubectl and kubeconfig.
-type knativeCluster struct{ kubectlBin, kubeconfig string }
-
-// requireKnative finds the control plane and Knative; without them the
-// test skips naming `make test`, or fails where servers are required.
-func requireKnative(t *testing.T, root string) knativeCluster {
-	t.Helper()
-	if out, err := exec.Command(filepath.Join(root, "e2e/kube/knative.sh"), "status").CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("Knative is not running on the local control plane (%v):\n%s\nrun `make knative-up` (or `make test`)", err, out)
-		if testenv.Required() {
-			t.Fatal(msg)
-		}
-		t.Skip("skipped: " + msg)
-	}
-	out, err := exec.Command(filepath.Join(root, "e2e/kube/kube.sh"), "env").Output()
-	require.NoError(t, err, "kube.sh env")
-	var c knativeCluster
-	for _, line := range strings.Split(string(out), "\n") {
-		k, v, _ := strings.Cut(strings.TrimPrefix(line, "export "), "=")
-		switch k {
-		case "KUBECTL":
-			c.kubectlBin = v
-		case "KUBECONFIG":
-			c.kubeconfig = v
-		}
-	}
-	require.NotEmpty(t, c.kubectlBin, "kube.sh env: no KUBECTL")
-	require.NotEmpty(t, c.kubeconfig, "kube.sh env: no KUBECONFIG")
-	return c
-}
-
-func (c knativeCluster) kubectl(args ...string) (string, error) {
-	out, err := exec.Command(c.kubectlBin, append([]string{"--kubeconfig", c.kubeconfig}, args...)...).CombinedOutput()
-	return string(out), err
-}
+// TestMain stops a control plane kubetest.Start started (never here in
+// practice: the deploy test first requires Knative, which runs on one).
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
 // `kn func deploy` of the root func.yaml, by the real CLI onto Knative
 // Serving's own webhook and controller (e2e/kube/knative.sh): the Service
@@ -71,7 +36,8 @@ func TestFuncDeployOntoServing(t *testing.T) {
 	}
 	root, err := harness.RepoRoot()
 	require.NoError(t, err)
-	c := requireKnative(t, root)
+	kubetest.RequireKnative(t)
+	c := kubetest.Start(t)
 	funcBin := requireFuncCLI(t, root)
 
 	// A copy of the sources: func deploy writes the image and namespace
@@ -79,15 +45,15 @@ func TestFuncDeployOntoServing(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, copySources(root, dir))
 	ns := fmt.Sprintf("fd-%d", time.Now().UnixNano()%1_000_000)
-	out, err := c.kubectl("create", "namespace", ns)
+	out, err := c.Kubectl("create", "namespace", ns)
 	require.NoError(t, err, out)
 	t.Cleanup(func() {
-		if out, err := c.kubectl("delete", "namespace", ns, "--wait=false"); err != nil {
+		if out, err := c.Kubectl("delete", "namespace", ns, "--wait=false"); err != nil {
 			t.Logf("deleting namespace %s: %v\n%s", ns, err, out)
 		}
 	})
 	const image = "localhost:5000/kncli/nvcf-autoscaler@sha256:7d5a1f3c9e2b4d6a8c0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c"
-	env := append(funcEnv(t), "KUBECONFIG="+c.kubeconfig)
+	env := append(funcEnv(t), "KUBECONFIG="+c.Env["KUBECONFIG"])
 
 	// func.yaml names the namespace to deploy to. func v0.44.0 given
 	// another one with --namespace moves the function: it undeploys from
@@ -105,7 +71,7 @@ func TestFuncDeployOntoServing(t *testing.T) {
 	for _, name := range []string{"cassandra-password", "tsdb-token", "nvcf-client-secret"} {
 		require.NoError(t, os.WriteFile(filepath.Join(secretDir, name), []byte("not-a-real-"+name), 0o600))
 	}
-	out, err = c.kubectl("-n", ns, "create", "secret", "generic", "nvcf-autoscaler-secrets",
+	out, err = c.Kubectl("-n", ns, "create", "secret", "generic", "nvcf-autoscaler-secrets",
 		"--from-file=cassandra-password="+filepath.Join(secretDir, "cassandra-password"),
 		"--from-file=tsdb-token="+filepath.Join(secretDir, "tsdb-token"),
 		"--from-file=nvcf-client-secret="+filepath.Join(secretDir, "nvcf-client-secret"))
@@ -113,10 +79,8 @@ func TestFuncDeployOntoServing(t *testing.T) {
 	config, err := os.ReadFile(filepath.Join(root, "knative", "10-config.yaml"))
 	require.NoError(t, err)
 	require.Contains(t, string(config), "  namespace: nvcf-autoscaler\n")
-	cm := exec.Command(c.kubectlBin, "--kubeconfig", c.kubeconfig, "apply", "-f", "-")
-	cm.Stdin = strings.NewReader(strings.Replace(string(config), "  namespace: nvcf-autoscaler\n", "  namespace: "+ns+"\n", 1))
-	cmOut, err := cm.CombinedOutput()
-	require.NoError(t, err, "%s", cmOut)
+	out, err = c.KubectlStdin([]byte(strings.Replace(string(config), "  namespace: nvcf-autoscaler\n", "  namespace: "+ns+"\n", 1)), "apply", "-f", "-")
+	require.NoError(t, err, out)
 
 	logPath := filepath.Join(t.TempDir(), "deploy.log")
 	logFile, err := os.Create(logPath)
@@ -146,23 +110,18 @@ func TestFuncDeployOntoServing(t *testing.T) {
 			t.Fatalf("func deploy ended before Serving made the Deployment (%v); its output:\n%s", err, tailFile(t, logPath, 40))
 		default:
 		}
-		r, err := c.kubectl("-n", ns, "get", "ksvc", "nvcf-autoscaler", "-o", "jsonpath={.status.latestCreatedRevisionName}")
-		if err == nil && r != "" {
-			if out, err := c.kubectl("-n", ns, "get", "deployment", r+"-deployment", "-o", "json"); err == nil {
-				require.NoError(t, json.Unmarshal([]byte(out), &d))
-				rev = r
-				break
-			}
+		if d, rev, err = kubetest.LatestDeployment(c.Kubectl, ns, "nvcf-autoscaler"); err == nil {
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no Deployment for func deploy's Service after 2 minutes; func's output:\n%s", tailFile(t, logPath, 40))
+			t.Fatalf("no Deployment for func deploy's Service after 2 minutes (%v); func's output:\n%s", err, tailFile(t, logPath, 40))
 		}
 	}
 	t.Logf("func deploy's Service: revision %s", rev)
 
 	// What func.yaml asks, as the Knative Service func made and Serving
 	// admitted.
-	out, err = c.kubectl("-n", ns, "get", "ksvc", "nvcf-autoscaler", "-o",
+	out, err = c.Kubectl("-n", ns, "get", "ksvc", "nvcf-autoscaler", "-o",
 		`jsonpath={.metadata.labels.networking\.knative\.dev/visibility} {.spec.template.metadata.annotations.autoscaling\.knative\.dev/min-scale} {.metadata.annotations.serving\.knative\.dev/creator}`)
 	require.NoError(t, err, out)
 	fields := strings.Fields(out)

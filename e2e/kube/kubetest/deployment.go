@@ -1,6 +1,9 @@
 package kubetest
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+)
 
 // Deployment is the part of an apps/v1 Deployment the tests read: what
 // Knative Serving's controller made of a Revision (its owner, labels and
@@ -93,4 +96,23 @@ func (c Container) ConfigMaps() []string {
 		}
 	}
 	return out
+}
+
+// LatestDeployment is the Deployment Serving made for the Knative Service
+// svc's newest Revision, and that Revision's name; the error says which
+// of the two is not there yet. kubectl runs kubectl against the cluster.
+func LatestDeployment(kubectl func(args ...string) (string, error), ns, svc string) (Deployment, string, error) {
+	rev, err := kubectl("-n", ns, "get", "ksvc", svc, "-o", "jsonpath={.status.latestCreatedRevisionName}")
+	if err != nil || rev == "" {
+		return Deployment{}, "", fmt.Errorf("Service %s/%s: no revision yet (%v)", ns, svc, err)
+	}
+	out, err := kubectl("-n", ns, "get", "deployment", rev+"-deployment", "-o", "json")
+	if err != nil {
+		return Deployment{}, rev, fmt.Errorf("revision %s: no Deployment yet: %v", rev, err)
+	}
+	var d Deployment
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		return Deployment{}, rev, fmt.Errorf("revision %s's Deployment: %w", rev, err)
+	}
+	return d, rev, nil
 }

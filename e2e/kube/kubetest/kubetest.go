@@ -158,3 +158,18 @@ func (c *Cluster) KubectlStdin(stdin []byte, args ...string) (string, error) {
 func (c *Cluster) HelmCmd(args ...string) (string, error) {
 	return c.run(c.Helm, nil, args...)
 }
+
+// RequireKnative returns when Knative's processes run on the control plane
+// (e2e/kube/knative.sh status); otherwise the test skips naming the
+// command that starts them, or fails when servers are required.
+func RequireKnative(t testing.TB) {
+	t.Helper()
+	script := filepath.Join(testenv.RepoRoot(t), "e2e", "kube", "knative.sh")
+	if out, err := exec.Command(script, "status").CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("Knative (Eventing, Serving's controller and webhook) is not running on the local control plane (%v):\n%s\nrun `make knative-up` (or `make test`)", err, out)
+		if testenv.Required() {
+			t.Fatal(msg)
+		}
+		t.Skip("skipped: " + msg)
+	}
+}
