@@ -132,14 +132,13 @@ declare -A DEPLOYMENT=(
   [serving-controller]=controller [serving-webhook]=webhook)
 
 # module_of NAME, ns_of NAME, bin_of NAME: NAME's module, its namespace,
-# and its binary (Serving's in a directory of its own: both modules have
-# a cmd/controller and a cmd/webhook).
+# and its binary. bin_dir MODULE: where the module's binaries go (Serving's
+# in a directory of its own: both modules have a cmd/controller and a
+# cmd/webhook; Eventing's where they were before Serving ran).
 module_of() { echo "${MODULE[$1]:-eventing}"; }
 ns_of() { echo "${NAMESPACE[$(module_of "$1")]}"; }
-bin_of() {
-  local bin=${CMD[$1]##*/}
-  if [ "$(module_of "$1")" = eventing ]; then echo "$BIN/$bin"; else echo "$BIN/$(module_of "$1")/$bin"; fi
-}
+bin_dir() { if [ "$1" = eventing ]; then echo "$BIN"; else echo "$BIN/$1"; fi; }
+bin_of() { echo "$(bin_dir "$(module_of "$1")")/${CMD[$1]##*/}"; }
 
 say() { printf '[knative] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -206,8 +205,9 @@ cmd_install() {
 # install_module MODULE: its commands, from the tool cache or built.
 install_module() {
   local module=$1 name missing=() version=${VERSION[$1]}
-  local out=$BIN mod=$KNATIVE_DIR/build
-  if [ "$module" != eventing ]; then out=$BIN/$module mod=$KNATIVE_DIR/build-$module; fi
+  local out mod=$KNATIVE_DIR/build
+  out=$(bin_dir "$module")
+  [ "$module" = eventing ] || mod=$KNATIVE_DIR/build-$module
   mkdir -p "$out"
   for name in "${PODS[@]}"; do
     [ "$(module_of "$name")" = "$module" ] || continue
