@@ -28,6 +28,12 @@ import (
 // and pre-warmed before the next, which must find its instance up; the
 // irregular one must keep the fixed idle timeout.
 //
+// A twin of the periodic function, with the same history and bursts, runs
+// with the fixed idle timeout (the mode's other setting), so that what
+// learned keep-alive saves is measured on the real servers too: the
+// instance-seconds each kept between its two live bursts, when it served
+// nothing, and whether the second burst found an instance up.
+//
 // Everything asserted is a decision and the inputs it logged, or the
 // simulator's state at the moment a burst began; no wall-clock bound.
 func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
@@ -51,6 +57,7 @@ func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
 	)
 	run := time.Now().Unix() % 1_000_000
 	periodic, irregular := fmt.Sprintf("ka-periodic-%d", run), fmt.Sprintf("ka-irregular-%d", run)
+	twin := fmt.Sprintf("ka-fixed-%d", run)
 	bursts := func(at ...time.Duration) sim.LoadSpec {
 		var phases []sim.LoadSpec
 		var t time.Duration
@@ -61,13 +68,14 @@ func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
 		return sim.LoadSpec{Kind: "phases", Phases: append(phases, sim.LoadSpec{Kind: "idle"})}
 	}
 	overrides := filepath.Join(t.TempDir(), "overrides.json")
-	require.NoError(t, os.WriteFile(overrides, []byte(fmt.Sprintf(`{"functions": {%q: {"keepAlive": "learned"}, %q: {"keepAlive": "learned"}}}`,
-		periodic, irregular)), 0o644))
-	// The periodic function starts at zero and is invoked at firstRun and
-	// one period later; the irregular one runs one instance and is invoked
-	// once, early.
+	require.NoError(t, os.WriteFile(overrides, []byte(fmt.Sprintf(`{"functions": {%q: {"keepAlive": "learned"}, %q: {"keepAlive": "learned"}, %q: {"keepAlive": "fixed"}}}`,
+		periodic, irregular, twin)), 0o644))
+	// The periodic function and its twin start at zero and are invoked at
+	// firstRun and one period later; the irregular one runs one instance
+	// and is invoked once, early.
 	fns := []sim.ScenarioFunction{
 		fn(periodic, 0, 2, 0, bursts(firstRun, firstRun+every)),
+		fn(twin, 0, 2, 0, bursts(firstRun, firstRun+every)),
 		fn(irregular, 0, 2, 1, bursts(8*time.Second)),
 	}
 	// The utilization lookback covers the invocation history.
@@ -91,6 +99,7 @@ func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, tsdbtest.ImportVM(ctx, vm, []tsdbtest.Series{
 		invocationHistory(periodic, periodicAt, burst, rate, w.LoadStart),
+		invocationHistory(twin, periodicAt, burst, rate, w.LoadStart),
 		invocationHistory(irregular, irregularAt, burst, rate, w.LoadStart),
 	}))
 
@@ -98,9 +107,11 @@ func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
 	// invocation plane's activation brings it up, the cold start that
 	// teaches the version its cold-start time.
 	time.Sleep(time.Until(w.LoadStart.Add(firstRun)))
-	status, reply, err := w.Activate(ctx, periodic, periodic+"-v1", "nca-e2e")
-	require.NoError(t, err)
-	require.Equal(t, 200, status, "activation reply: %v", reply)
+	for _, f := range []string{periodic, twin} {
+		status, reply, err := w.Activate(ctx, f, f+"-v1", "nca-e2e")
+		require.NoError(t, err)
+		require.Equal(t, 200, status, "activation reply for %s: %v", f, reply)
+	}
 
 	secondRun := w.LoadStart.Add(firstRun + every)
 	vid := periodic + "-v1"
@@ -152,6 +163,23 @@ func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
 	require.GreaterOrEqual(t, first.Active, 1, "the second burst of %s found no instance up: %+v", periodic, *first)
 	require.Equal(t, []string{"used"}, prewarmSettled(w, vid))
 
+	// Its twin on the fixed timeout: the same history and bursts, one
+	// idle timeout (40 s) kept after the first burst, then released, so
+	// the second burst, 76 s after the first ended, found it at zero.
+	tvid := twin + "-v1"
+	learnedIdle, learnedUp := idleBetweenBursts(w.History(), vid, w.LoadStart.Add(firstRun+burst), secondRun)
+	fixedIdle, fixedUp := idleBetweenBursts(w.History(), tvid, w.LoadStart.Add(firstRun+burst), secondRun)
+	require.True(t, learnedUp, "the second burst of %s found no instance up", periodic)
+	require.False(t, fixedUp, "the second burst of %s found an instance up on the fixed timeout: %s", twin, describeDecisions(ds, tvid))
+	for _, d := range ds {
+		if d.FunctionVersionID == tvid {
+			require.NotContains(t, []string{"prewarm", "scale_to_zero_learned"}, d.Reason, "%s is on the fixed timeout: %+v", twin, d)
+		}
+	}
+	require.Less(t, learnedIdle, fixedIdle, "learned keep-alive kept more idle instance-seconds between the bursts than the fixed timeout")
+	t.Logf("RESULT learned against fixed keep-alive between two bursts %s apart: %.1f against %.1f idle instance-seconds (provisioning included); second burst found an instance up: %v against %v",
+		secondRun.Sub(w.LoadStart.Add(firstRun+burst)), learnedIdle, fixedIdle, learnedUp, fixedUp)
+
 	// The irregular function: the fixed idle timeout, exactly as today.
 	// After its live burst it went to zero by the fixed rule, no sooner
 	// than the idle timeout after its last invocation, saying why learned
@@ -175,6 +203,43 @@ func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
 	require.Regexp(t, "not representative|no better|beyond", zero.Detail, "the fixed rule applied without saying why learned did not")
 	t.Logf("RESULT %s: to zero %.1fs after its last invocation by the fixed timeout (%s): %s", irregular,
 		zero.DecidedAt.Sub(zero.LastInvokedAt).Seconds(), idleTimeout, zero.Detail)
+}
+
+// idleBetweenBursts integrates the instances a version held (active,
+// provisioning and terminating: a GPU is taken from the moment it is
+// requested until it is released) over the simulator's snapshots in
+// [from, to), a span in which it was offered no load, and reports whether an instance was active at the first snapshot
+// at or after to that offered load (the next burst's first moment).
+func idleBetweenBursts(history []sim.Snapshot, vid string, from, to time.Time) (instanceSeconds float64, upAtBurst bool) {
+	var prev *sim.Snapshot
+	for i, s := range history {
+		if s.FunctionVersionID != vid {
+			continue
+		}
+		if prev != nil && s.At.After(from) && prev.At.Before(to) {
+			a, b := maxTime(prev.At, from), minTime(s.At, to)
+			instanceSeconds += float64(prev.Active+prev.Pending+prev.Terminating) * b.Sub(a).Seconds()
+		}
+		if !s.At.Before(to) && s.Load > 0 {
+			return instanceSeconds, s.Active > 0
+		}
+		prev = &history[i]
+	}
+	return instanceSeconds, false
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // invocationHistory is the invocation service's request counter of one
