@@ -220,7 +220,7 @@ func TestFullValuesReachTheProcess(t *testing.T) {
 		"TSDB_MAX_SELECTOR_BYTES": "4194304",
 		"TSDB_ENVIRONMENT":        "staging",
 		"TSDB_IGNORE_ENV":         "false",
-		"KEEP_ALIVE":              "learned",
+		"KEEP_ALIVE":              "fixed",
 		"KEEP_ALIVE_PERCENTILE":   "98",
 		"PREWARM_PERCENTILE":      "10",
 	} {
@@ -364,6 +364,24 @@ func TestServicesAreClusterLocalUnlessMadePublic(t *testing.T) {
 	}
 }
 
+// The settings whose default depends on the policy mode (the guards the
+// reference lacks, and keep-alive: learned in target mode, the fixed
+// timeout in nvcf mode) are left out of the ConfigMap unless set, so that
+// `policy.mode: nvcf` alone replays the reference; set, they reach the
+// process as written.
+func TestModeDefaultsAreLeftToTheProcess(t *testing.T) {
+	modal := []string{"KEEP_ALIVE", "SCALE_DOWN_STABILIZATION", "MAX_SCALE_UP_RATE", "MAX_SCALE_DOWN_RATE"}
+	for _, mode := range []string{"target", "nvcf"} {
+		cfg := configData(t, decodeAll(t, render(t, "--set", "policy.mode="+mode)))
+		require.Equal(t, mode, cfg["POLICY_MODE"])
+		for _, k := range modal {
+			require.NotContains(t, cfg, k, "%s rendered in %s mode although unset", k, mode)
+		}
+	}
+	cfg := configData(t, decodeAll(t, render(t, "--set", "policy.mode=nvcf", "--set", "policy.keepAlive=learned")))
+	require.Equal(t, "learned", cfg["KEEP_ALIVE"])
+}
+
 // The schema turns bad values away before anything is rendered, with a
 // message naming the value.
 func TestSchemaRejectsBadValues(t *testing.T) {
@@ -379,6 +397,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"TSDB URL without scheme", []string{"--set", "tsdb.url=vm:8428"}, "at '/tsdb/url'"},
 		{"unknown key", []string{"--set", "tsdb.urll=http://x"}, "additional properties 'urll' not allowed"},
 		{"unknown policy mode", []string{"--set", "policy.mode=fast"}, "at '/policy/mode'"},
+		{"unknown keep-alive", []string{"--set", "policy.keepAlive=smart"}, "at '/policy/keepAlive'"},
 		{"threshold over 100", []string{"--set", "policy.scaleUpThreshold=120"}, "at '/policy/scaleUpThreshold'"},
 		{"bad duration", []string{"--set", "discovery.period=one minute"}, "at '/discovery/period'"},
 		{"bad keyspace", []string{"--set", "cassandra.keyspace=Prod-KS"}, "at '/cassandra/keyspace'"},

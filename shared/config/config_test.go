@@ -48,7 +48,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, []string{"127.0.0.1:9042"}, s.Hosts)
 	require.Equal(t, "{'class': 'SimpleStrategy', 'replication_factor': 1}", s.Replication)
 	require.Equal(t, "target", s.Scale.PolicyMode)
-	require.Equal(t, "fixed", s.Scale.KeepAlive)
+	require.Equal(t, "learned", s.Scale.KeepAlive)
 	require.Equal(t, 99.0, s.Scale.KeepAlivePercentile)
 	require.Equal(t, 5.0, s.Scale.PrewarmPercentile)
 	require.Equal(t, 70.0, s.Scale.UpThreshold)
@@ -59,7 +59,8 @@ func TestDefaults(t *testing.T) {
 }
 
 // POLICY_MODE=nvcf alone is the reference: the guards it lacks default to
-// off in that mode, and stay on where the operator set them.
+// off in that mode, its keep-alive to the fixed timeout, and each stays
+// as the operator set it.
 func TestNVCFModeAloneIsTheReference(t *testing.T) {
 	env := valid()
 	env["POLICY_MODE"] = "nvcf"
@@ -69,8 +70,10 @@ func TestNVCFModeAloneIsTheReference(t *testing.T) {
 	require.Zero(t, s.Scale.DownStabilization)
 	require.Zero(t, s.Scale.MaxScaleUpRate)
 	require.Zero(t, s.Scale.MaxScaleDownRate)
+	require.Equal(t, "fixed", s.Scale.KeepAlive)
 
 	env["SCALE_DOWN_STABILIZATION"] = "5m"
+	env["KEEP_ALIVE"] = "learned"
 	setEnv(t, env)
 	// Load copies the cfg file into the environment: restore it afterwards.
 	t.Setenv("MAX_SCALE_DOWN_RATE", "")
@@ -80,6 +83,7 @@ func TestNVCFModeAloneIsTheReference(t *testing.T) {
 	require.Equal(t, 5*time.Minute, s.Scale.DownStabilization)
 	require.Equal(t, 2.0, s.Scale.MaxScaleDownRate, "set in the cfg file")
 	require.Zero(t, s.Scale.MaxScaleUpRate)
+	require.Equal(t, "learned", s.Scale.KeepAlive)
 }
 
 func TestCfgMapIsReadButEnvWins(t *testing.T) {

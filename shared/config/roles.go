@@ -51,7 +51,7 @@ type Scale struct {
 	Decay               float64       `envconfig:"UTILIZATION_DECAY" default:"0" desc:"exponential decay of the utilization average (0 = mean)"`
 	ScaleToZero         bool          `envconfig:"SCALE_TO_ZERO" default:"true" desc:"allow idle functions to go to zero"`
 	IdleTimeout         time.Duration `envconfig:"SCALE_TO_ZERO_IDLE_TIMEOUT" default:"1800s" desc:"no invocations for this long (and low utilization) scales to zero"`
-	KeepAlive           string        `envconfig:"KEEP_ALIVE" default:"fixed" desc:"fixed (SCALE_TO_ZERO_IDLE_TIMEOUT) or learned (per version, from its idle gaps: keep-alive, early release and pre-warming; the fixed timeout where that is no better)"`
+	KeepAlive           string        `envconfig:"KEEP_ALIVE" default:"learned" desc:"fixed (SCALE_TO_ZERO_IDLE_TIMEOUT) or learned (per version, from its idle gaps: keep-alive, early release and pre-warming; the fixed timeout where that is no better; unset with POLICY_MODE=nvcf: fixed, as the reference)"`
 	KeepAlivePercentile float64       `envconfig:"KEEP_ALIVE_PERCENTILE" default:"99" desc:"learned keep-alive: keep an idle version up to this percentile of its idle gaps, plus 10 %"`
 	PrewarmPercentile   float64       `envconfig:"PREWARM_PERCENTILE" default:"5" desc:"learned keep-alive: pre-warm a released version one cold start before this percentile of its idle gaps, less 10 %"`
 	DownStabilization   time.Duration `envconfig:"SCALE_DOWN_STABILIZATION" default:"120s" desc:"scale down only to the highest recommendation inside this window (unset with POLICY_MODE=nvcf: 0s, as the reference)"`
@@ -165,6 +165,7 @@ func loadScale() (Scale, error) {
 		"SCALE_DOWN_STABILIZATION": func() { s.DownStabilization = 0 },
 		"MAX_SCALE_UP_RATE":        func() { s.MaxScaleUpRate = 0 },
 		"MAX_SCALE_DOWN_RATE":      func() { s.MaxScaleDownRate = 0 },
+		"KEEP_ALIVE":               func() { s.KeepAlive = "fixed" },
 	}
 	for key, off := range referenceLacks {
 		if _, set := os.LookupEnv(key); !set {
