@@ -5,14 +5,26 @@
 # alive, not a zombie, and its command line contains MARK (the caller's
 # state directory); otherwise nothing, so a stale file left by a crash or a
 # PID reused by another process never gets a signal.
+#
+# A process in the middle of an exec has an empty command line for a
+# moment (the new image's arguments are not set up yet), and a server
+# launched by procs_launch execs several times (setsid, nohup, the
+# server). So an empty one is read again, for up to a second, before the
+# process is judged: read once, it made kube.sh stop a forwarder that was
+# starting as one that had exited.
 procs_pid() {
-  local pid
+  local pid cmd i
   [ -f "$1" ] || return 0
   pid=$(cat "$1")
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 0
-  grep -q 'State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 0
-  tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$2" || return 0
-  echo "$pid"
+  [ -n "$pid" ] || return 0
+  for i in $(seq 1 50); do
+    [ -r "/proc/$pid/cmdline" ] || return 0
+    grep -q 'State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 0
+    cmd=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null) || return 0
+    [ -z "$cmd" ] || break
+    sleep 0.02
+  done
+  case $cmd in *"$2"*) echo "$pid" ;; esac
 }
 
 # procs_launch PIDFILE LOG NAME CMD...: starts CMD detached from this shell

@@ -33,13 +33,56 @@ for i in 1 2 3 4 5; do kill "$(cat "$DIR/p$i.pid")" 2>/dev/null || true; done
 // that had exited: CI on 2026-12-01 stopped kube.sh's forwarder, which
 // was running, as "exited during start-up".
 func TestProcsLaunchReturnsOnceTheServerRuns(t *testing.T) {
+	runProcsScript(t, procsScript)
+}
+
+// runProcsScript runs script in bash with PROCS naming e2e/procs.sh and
+// DIR a directory of the test's own, logs its output and fails the test
+// when it fails.
+func runProcsScript(t *testing.T, script string) {
+	t.Helper()
 	procs, err := filepath.Abs("../procs.sh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("bash", "-c", procsScript)
+	cmd := exec.Command("bash", "-c", script)
 	cmd.Env = append(os.Environ(), "PROCS="+procs, "DIR="+t.TempDir())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%v:\n%s", err, out)
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatal(err)
 	}
+}
+
+// execScript launches a server that replaces itself by exec 1,000 times (a
+// shell re-running its own script, the mark in its arguments throughout,
+// the last one too) and asks procs_pid for it again and again meanwhile. An exec in progress
+// shows an empty command line for a moment; procs_pid read that as "not
+// our process", and kube.sh's wait_for stopped with "forward exited during
+// start-up" while the forwarder ran (make knative-up, 2026-12-02: setsid,
+// nohup and the forwarder exec in turn in the launched process).
+const execScript = `
+set -e
+source "$PROCS"
+cat > "$DIR/reexec.sh" <<'SH'
+n=$1
+if [ "$n" -gt 0 ]; then exec /bin/sh "$0" $((n - 1)); fi
+exec /bin/sh -c 'sleep 30' "$0"
+SH
+procs_launch "$DIR/p.pid" "$DIR/p.log" p /bin/sh "$DIR/reexec.sh" 1000
+pid=$(cat "$DIR/p.pid")
+misses=0 asks=0
+until tr '\0' ' ' < /proc/$pid/cmdline 2>/dev/null | grep -q 'sleep 30' || [ $asks -ge 5000 ]; do
+  asks=$((asks + 1))
+  [ -n "$(procs_pid "$DIR/p.pid" "$DIR/reexec.sh")" ] || misses=$((misses + 1))
+done
+kill -- -"$pid" 2>/dev/null || true # its session: the sleep too
+echo "asked $asks times while it exec'd, $misses answers said it was gone"
+[ "$misses" -eq 0 ]
+`
+
+// TestProcsPidSeesAServerThroughItsExecs: a server in the middle of an
+// exec is still the server.
+func TestProcsPidSeesAServerThroughItsExecs(t *testing.T) {
+	runProcsScript(t, execScript)
 }
