@@ -140,8 +140,9 @@ func Load(cfg map[string]string) (Settings, error) {
 // exactly what a mode's defaults are.
 //
 // In nvcf mode the guards the reference autoscaler does not have default
-// to off, so that POLICY_MODE=nvcf alone replays the reference (the
-// migration path); an operator who sets one explicitly keeps it.
+// to off, and keep-alive to its fixed idle timeout, so that
+// POLICY_MODE=nvcf alone replays the reference (the migration path); an
+// operator who sets one explicitly keeps it.
 func LoadScale(cfg map[string]string) (Scale, error) {
 	var s Scale
 	err := withCfg(cfg, func() error {
@@ -161,15 +162,15 @@ func loadScale() (Scale, error) {
 	if s.PolicyMode != "nvcf" {
 		return s, nil
 	}
-	referenceLacks := map[string]func(){
+	asReference := map[string]func(){
 		"SCALE_DOWN_STABILIZATION": func() { s.DownStabilization = 0 },
 		"MAX_SCALE_UP_RATE":        func() { s.MaxScaleUpRate = 0 },
 		"MAX_SCALE_DOWN_RATE":      func() { s.MaxScaleDownRate = 0 },
 		"KEEP_ALIVE":               func() { s.KeepAlive = "fixed" },
 	}
-	for key, off := range referenceLacks {
+	for key, reset := range asReference {
 		if _, set := os.LookupEnv(key); !set {
-			off()
+			reset()
 		}
 	}
 	return s, nil
