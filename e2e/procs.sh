@@ -63,3 +63,30 @@ procs_launch() {
     sleep 0.02
   done
 }
+
+# procs_wait NAME SECONDS INTERVAL LINES CHECK...: runs CHECK every
+# INTERVAL seconds until it succeeds. When NAME has exited (the caller's
+# `running NAME`) or SECONDS have passed, it says so (the caller's `say`),
+# prints the last LINES lines of NAME's log (the caller's `logfile NAME`)
+# and fails. CHECK's output is the caller's to keep or drop (procs_quiet).
+procs_wait() {
+  local name=$1 secs=$2 interval=$3 lines=$4 deadline=$((SECONDS + $2))
+  shift 4
+  until "$@"; do
+    if ! running "$name"; then
+      say "$name exited during start-up; last lines of $(logfile "$name"):"
+      tail -n "$lines" "$(logfile "$name")" >&2 || true
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      say "$name not ready after ${secs}s; last lines of $(logfile "$name"):"
+      tail -n "$lines" "$(logfile "$name")" >&2 || true
+      return 1
+    fi
+    sleep "$interval"
+  done
+}
+
+# procs_quiet CMD...: CMD with its output dropped, for a readiness check
+# whose failures until the server is up are expected noise.
+procs_quiet() { "$@" >/dev/null 2>&1; }

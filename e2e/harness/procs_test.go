@@ -86,3 +86,35 @@ echo "asked $asks times while it exec'd, $misses answers said it was gone"
 func TestProcsPidSeesAServerThroughItsExecs(t *testing.T) {
 	runProcsScript(t, execScript)
 }
+
+// waitScript checks procs_wait, the start-up wait stack.sh and kube.sh
+// share: it returns once the check passes, and fails naming the server
+// and printing its log when the server exits first or the time runs out.
+const waitScript = `
+source "$PROCS"
+say() { echo "[test] $*"; }
+logfile() { echo "$DIR/$1.log"; }
+running() { [ -n "$(procs_pid "$DIR/$1.pid" "$DIR")" ]; }
+cp "$(command -v sleep)" "$DIR/server"
+
+procs_launch "$DIR/up.pid" "$DIR/up.log" up "$DIR/server" 30
+( sleep 0.3; touch "$DIR/up.ready" ) &
+procs_wait up 10 0.1 5 test -f "$DIR/up.ready" || { echo "FAIL: a server that became ready was not waited for"; exit 1; }
+kill "$(cat "$DIR/up.pid")"
+
+procs_launch "$DIR/gone.pid" "$DIR/gone.log" gone /bin/sh -c 'echo dying words; exit 3' "$DIR/server"
+out=$(procs_wait gone 10 0.1 5 test -f "$DIR/never" 2>&1) && { echo "FAIL: a server that exited was waited for"; exit 1; }
+case $out in *"gone exited during start-up"*"dying words"*) ;; *) echo "FAIL: exit not reported: $out"; exit 1 ;; esac
+
+procs_launch "$DIR/slow.pid" "$DIR/slow.log" slow "$DIR/server" 30
+out=$(procs_wait slow 1 0.1 5 test -f "$DIR/never" 2>&1) && { echo "FAIL: waited past the deadline"; exit 1; }
+kill "$(cat "$DIR/slow.pid")"
+case $out in *"slow not ready after 1s"*) ;; *) echo "FAIL: timeout not reported: $out"; exit 1 ;; esac
+echo ok
+`
+
+// TestProcsWaitReportsReadyExitedAndTimedOut: the one wait loop every
+// start-up script uses.
+func TestProcsWaitReportsReadyExitedAndTimedOut(t *testing.T) {
+	runProcsScript(t, waitScript)
+}

@@ -117,20 +117,9 @@ in_netns() {
 # wait_for NAME SECONDS CHECK...: polls CHECK until it succeeds; on NAME's
 # exit or a timeout prints the end of its log and fails.
 wait_for() {
-  local name=$1 secs=$2 deadline=$((SECONDS + $2)); shift 2
-  until "$@" >/dev/null 2>&1; do
-    if ! running "$name"; then
-      say "$name exited during start-up; last lines of $(logfile "$name"):"
-      tail -n 30 "$(logfile "$name")" >&2 || true
-      return 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      say "$name not ready after ${secs}s; last lines of $(logfile "$name"):"
-      tail -n 30 "$(logfile "$name")" >&2 || true
-      return 1
-    fi
-    sleep 0.5
-  done
+  local name=$1 secs=$2
+  shift 2
+  procs_wait "$name" "$secs" 0.5 30 procs_quiet "$@"
 }
 
 stop_proc() {

@@ -163,24 +163,9 @@ launch() {
   procs_launch "$(pidfile "$name")" "$(logfile "$name")" "$name" "$@"
 }
 
-# wait_ready NAME SECONDS: polls NAME_ready until it answers; on a crash or a
-# timeout prints the end of the log and fails.
-wait_ready() {
-  local name=$1 secs=$2 deadline=$((SECONDS + $2))
-  until "${name}_ready"; do
-    if ! running "$name"; then
-      say "$name exited during start-up; last lines of $(logfile "$name"):"
-      tail -n 40 "$(logfile "$name")" >&2 || true
-      return 1
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      say "$name not ready after ${secs}s; last lines of $(logfile "$name"):"
-      tail -n 40 "$(logfile "$name")" >&2 || true
-      return 1
-    fi
-    sleep 1
-  done
-}
+# wait_ready NAME SECONDS: polls NAME_ready every second until it answers;
+# on a crash or a timeout prints the end of the log and fails.
+wait_ready() { procs_wait "$1" "$2" 1 40 "${1}_ready"; }
 
 # stop_server NAME: TERM, up to 30 s for a clean exit (Cassandra drains its
 # memtables), then KILL.
