@@ -76,7 +76,7 @@ func describe(c Contender) string {
 	} else {
 		s += fmt.Sprintf(" up=%g down=%g x%g/x%g", p.UpThreshold, p.DownThreshold, p.UpFactor, p.DownFactor)
 	}
-	s += fmt.Sprintf(" stabilization=%s up-rate=%g down-rate=%g, every %s", p.ScaleDownStabilization, p.MaxScaleUpRate, p.MaxScaleDownRate, c.Loop)
+	s += fmt.Sprintf(" stabilization=%s flap-window=%s up-rate=%g down-rate=%g, every %s", p.ScaleDownStabilization, p.ScaleDownFlapWindow, p.MaxScaleUpRate, p.MaxScaleDownRate, c.Loop)
 	if c.Demand {
 		s += ", demand+fresh inputs"
 	}

@@ -48,6 +48,7 @@ func main() {
 	flag.Float64Var(&o.target, "target", 0, "replace the default's TARGET_UTILIZATION")
 	flag.Float64Var(&o.tolerance, "tolerance", -1, "replace the default's TARGET_TOLERANCE")
 	flag.DurationVar(&o.stabilization, "stabilization", -1, "replace the default's SCALE_DOWN_STABILIZATION")
+	flag.DurationVar(&o.flapWindow, "flap-window", -1, "replace the default's SCALE_DOWN_FLAP_WINDOW")
 	flag.Float64Var(&o.upRate, "up-rate", -1, "replace the default's MAX_SCALE_UP_RATE")
 	flag.Float64Var(&o.downRate, "down-rate", -1, "replace the default's MAX_SCALE_DOWN_RATE")
 	flag.Parse()
@@ -66,7 +67,7 @@ func main() {
 type overrides struct {
 	mode                                string
 	target, tolerance, upRate, downRate float64
-	stabilization                       time.Duration
+	stabilization, flapWindow           time.Duration
 }
 
 func (o overrides) apply(p policy.Policy) (policy.Policy, error) {
@@ -81,6 +82,9 @@ func (o overrides) apply(p policy.Policy) (policy.Policy, error) {
 	}
 	if o.stabilization >= 0 {
 		p.ScaleDownStabilization = o.stabilization
+	}
+	if o.flapWindow >= 0 {
+		p.ScaleDownFlapWindow = o.flapWindow
 	}
 	if o.upRate >= 0 {
 		p.MaxScaleUpRate = o.upRate

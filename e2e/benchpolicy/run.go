@@ -268,7 +268,7 @@ func (k *controller) decide(w *world, s int) {
 		// As the scale function seeds a version's history on first sight.
 		k.recent = append(k.recent, policy.Recommendation{At: now, Count: max(in.Current, w.lastRequested)})
 	}
-	k.recent = inWindow(k.recent, now, p.ScaleDownStabilization)
+	k.recent = inWindow(k.recent, now, p.RecommendationWindow())
 	in.Recent = k.recent
 	d := policy.Decide(p, in)
 	if !d.Valid {
@@ -391,7 +391,7 @@ func steady(w *world, s int, o observed, settled int) bool {
 	return true
 }
 
-// inWindow keeps the recommendations made inside the stabilization window.
+// inWindow keeps the recommendations made inside the window.
 func inWindow(rs []policy.Recommendation, now time.Time, win time.Duration) []policy.Recommendation {
 	from := now.Add(-win)
 	i := 0

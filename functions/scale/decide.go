@@ -40,7 +40,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 		// its first cycle before the stabilization window saw anything.
 		recent = history{{At: now.UnixMilli(), Count: max(m.Instances, lastTarget(st))}}
 	}
-	in := h.input(now, v, st, obs, recent.forPolicy(now, p.ScaleDownStabilization))
+	in := h.input(now, v, st, obs, recent.forPolicy(now, p.RecommendationWindow()))
 	if st.WatchSince.IsZero() {
 		if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Watched(now) }); err != nil {
 			log.Warn("mark version watched", "error", err.Error())
@@ -59,7 +59,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 	h.d.Metrics.VersionDecision(key.FunctionID, key.FunctionVersionID, o.Current, o.Desired, o.Utilization)
 
 	if d.Valid {
-		h.saveHistory(ctx, log, key, recent, now, d.Recommendation, p.ScaleDownStabilization)
+		h.saveHistory(ctx, log, key, recent, now, d.Recommendation, p.RecommendationWindow())
 	}
 
 	running := -1

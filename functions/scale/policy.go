@@ -24,8 +24,8 @@ var envOf = map[string]string{
 	"scaleToZero": "SCALE_TO_ZERO", "idleTimeout": "SCALE_TO_ZERO_IDLE_TIMEOUT",
 	"keepAlive": "KEEP_ALIVE", "keepAlivePercentile": "KEEP_ALIVE_PERCENTILE", "prewarmPercentile": "PREWARM_PERCENTILE",
 	"targetUtilization": "TARGET_UTILIZATION", "tolerance": "TARGET_TOLERANCE",
-	"scaleDownStabilization": "SCALE_DOWN_STABILIZATION",
-	"maxScaleUpRate":         "MAX_SCALE_UP_RATE", "maxScaleDownRate": "MAX_SCALE_DOWN_RATE",
+	"scaleDownStabilization": "SCALE_DOWN_STABILIZATION", "scaleDownFlapWindow": "SCALE_DOWN_FLAP_WINDOW",
+	"maxScaleUpRate": "MAX_SCALE_UP_RATE", "maxScaleDownRate": "MAX_SCALE_DOWN_RATE",
 }
 
 // DefaultPolicy builds the default policy from the settings and validates
@@ -41,7 +41,7 @@ func DefaultPolicy(s config.Scale) (policy.Policy, error) {
 	p.KeepAlive = policy.KeepAliveMode(s.KeepAlive)
 	p.KeepAlivePercentile, p.PrewarmPercentile = s.KeepAlivePercentile, s.PrewarmPercentile
 	p.TargetUtilization, p.Tolerance = s.TargetUtilization, s.Tolerance
-	p.ScaleDownStabilization = s.DownStabilization
+	p.ScaleDownStabilization, p.ScaleDownFlapWindow = s.DownStabilization, s.DownFlapWindow
 	p.MaxScaleUpRate, p.MaxScaleDownRate = s.MaxScaleUpRate, s.MaxScaleDownRate
 	if err := p.Validate(); err != nil {
 		msg := err.Error()

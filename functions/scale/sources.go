@@ -326,7 +326,7 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 		Now: now, Current: cur, CurrentKnown: totalKnown,
 		LastRequested: lastTotal, LastRequestedKnown: st.HasLastRequested,
 		Utilization: toSamples(slotUtilization(m.Utilization)), MetricsOK: true,
-		Recent: recent.forPolicy(now, p.ScaleDownStabilization),
+		Recent: recent.forPolicy(now, p.RecommendationWindow()),
 		Source: string(tsdb.SourceGateway),
 	}
 	// The function's service time lives in its target's row.
@@ -353,7 +353,7 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 	}
 	d := policy.Decide(p, in)
 	if d.Valid {
-		h.saveHistory(ctx, log, tv.VersionKey, recent, now, d.Recommendation, p.ScaleDownStabilization)
+		h.saveHistory(ctx, log, tv.VersionKey, recent, now, d.Recommendation, p.RecommendationWindow())
 	}
 	// The function's desired total becomes the target's request.
 	request := max(0, own+d.Desired-cur)

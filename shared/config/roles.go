@@ -55,6 +55,7 @@ type Scale struct {
 	KeepAlivePercentile float64       `envconfig:"KEEP_ALIVE_PERCENTILE" default:"99" desc:"learned keep-alive: keep an idle version up to this percentile of its idle gaps, plus 10 %"`
 	PrewarmPercentile   float64       `envconfig:"PREWARM_PERCENTILE" default:"5" desc:"learned keep-alive: pre-warm a released version one cold start before this percentile of its idle gaps, less 10 %"`
 	DownStabilization   time.Duration `envconfig:"SCALE_DOWN_STABILIZATION" default:"120s" desc:"scale down only to the highest recommendation inside this window (unset with POLICY_MODE=nvcf: 0s, as the reference)"`
+	DownFlapWindow      time.Duration `envconfig:"SCALE_DOWN_FLAP_WINDOW" default:"20m" desc:"widen the stabilization window to this while a version's load flips (a fall by a quarter for at least SCALE_DOWN_STABILIZATION, then back to its peak), holding it at the high phase (0 = off; unset with POLICY_MODE=nvcf: 0s, as the reference)"`
 	MaxScaleUpRate      float64       `envconfig:"MAX_SCALE_UP_RATE" default:"10" desc:"at most this many times the current instances per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
 	MaxScaleDownRate    float64       `envconfig:"MAX_SCALE_DOWN_RATE" default:"1.5" desc:"at most divide the current instances by this per decision (0 = unlimited; unset with POLICY_MODE=nvcf: 0)"`
 	MinInstances        int           `envconfig:"MIN_INSTANCES" default:"0" desc:"default lower bound (the NVCF API also clamps to its spec)"`
@@ -164,6 +165,7 @@ func loadScale() (Scale, error) {
 	}
 	asReference := map[string]func(){
 		"SCALE_DOWN_STABILIZATION": func() { s.DownStabilization = 0 },
+		"SCALE_DOWN_FLAP_WINDOW":   func() { s.DownFlapWindow = 0 },
 		"MAX_SCALE_UP_RATE":        func() { s.MaxScaleUpRate = 0 },
 		"MAX_SCALE_DOWN_RATE":      func() { s.MaxScaleDownRate = 0 },
 		"KEEP_ALIVE":               func() { s.KeepAlive = "fixed" },

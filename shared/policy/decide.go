@@ -50,8 +50,10 @@ type Input struct {
 	// TSDB restart) is not idleness.
 	InvocationsSince time.Time
 
-	// Recent are earlier raw recommendations (Decision.Recommendation);
-	// only those inside ScaleDownStabilization of Now are used.
+	// Recent are earlier raw recommendations (Decision.Recommendation),
+	// oldest first; only those inside RecommendationWindow of Now are used.
+	// Each is in force until the next, so a caller may pass every
+	// recommendation or only the changes.
 	Recent []Recommendation
 
 	// Fresh is the newest, partial-window utilization sample (a rate
@@ -603,13 +605,13 @@ func (p Policy) target(cur int, latest float64, afterSaturated bool, demand Dema
 func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Decision {
 	desired := rec
 	base := max(cur, lastRequested(in))
-	if p.ScaleDownStabilization > 0 {
+	if window := p.stabilizationWindow(in); window > 0 {
 		// HPA's rule: a downward move goes only as far as the highest
 		// recommendation in the window, and never above the current size
 		// (an old up recommendation must not cause an up move now), so
 		// this only ever changes a move below base.
 		hi := desired
-		from := in.Now.Add(-p.ScaleDownStabilization)
+		from := in.Now.Add(-window)
 		for _, r := range in.Recent {
 			if r.At.After(from) {
 				hi = max(hi, r.Count)
@@ -617,7 +619,11 @@ func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Dec
 		}
 		if hi = min(hi, base); hi > desired {
 			desired, reason = hi, ReasonStabilized
-			detail += fmt.Sprintf("; stabilized at %d (highest in %s)", hi, p.ScaleDownStabilization)
+			what := "highest in " + window.String()
+			if window != p.ScaleDownStabilization {
+				what += ", flapping"
+			}
+			detail += fmt.Sprintf("; stabilized at %d (%s)", hi, what)
 		}
 	}
 	// The rate limits are at least base (up, rate > 1) and at most base
@@ -643,4 +649,60 @@ func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Dec
 		detail += fmt.Sprintf("; max %d", p.MaxInstances)
 	}
 	return Decision{Desired: desired, Valid: true, Reason: reason, Recommendation: rec, Detail: detail}
+}
+
+// RecommendationWindow is how far back Input.Recent must reach: the wider
+// of the two scale-down windows.
+func (p Policy) RecommendationWindow() time.Duration {
+	return max(p.ScaleDownStabilization, p.ScaleDownFlapWindow)
+}
+
+// flapDrop is how far below their peak the recommendations must fall to
+// count as a low phase: the ±10 % noise of a steady load (up to a fifth
+// from top to bottom) stays above it, the bench's oscillating load (a
+// third of its high phase) falls well below it.
+const flapDrop = 0.25
+
+// stabilizationWindow is ScaleDownStabilization, or ScaleDownFlapWindow
+// while the recommendations inside it flapped (see ScaleDownFlapWindow).
+func (p Policy) stabilizationWindow(in Input) time.Duration {
+	if p.ScaleDownFlapWindow <= p.ScaleDownStabilization || !flapped(in.Recent, in.Now.Add(-p.ScaleDownFlapWindow), p.ScaleDownStabilization) {
+		return p.ScaleDownStabilization
+	}
+	return p.ScaleDownFlapWindow
+}
+
+// flapped reports whether the recommendations after from (oldest first,
+// each in force until the next) rose back to their peak after a low phase
+// of at least minLow below (1-flapDrop) of it. The low phase must last
+// minLow because a shorter one never got past the plain stabilization
+// window: a one-cycle dip (a drain misread, a lost scrape) moved nothing
+// and must not hold a spike's peak for the whole flap window.
+func flapped(recent []Recommendation, from time.Time, minLow time.Duration) bool {
+	peak := -1
+	var lowSince time.Time
+	low := false
+	for _, r := range recent {
+		if !r.At.After(from) {
+			continue
+		}
+		line := float64(peak) * (1 - flapDrop)
+		switch {
+		case peak < 0:
+			peak = r.Count
+		case !low && float64(r.Count) <= line:
+			low, lowSince = true, r.At
+		case low && float64(r.Count) > line:
+			if r.Count >= peak && r.At.Sub(lowSince) >= minLow {
+				return true
+			}
+			// A short dip or a partial return ends the low phase; the
+			// peak stays the highest seen.
+			low = false
+			peak = max(peak, r.Count)
+		case !low:
+			peak = max(peak, r.Count)
+		}
+	}
+	return false
 }

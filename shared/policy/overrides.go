@@ -81,6 +81,7 @@ type PolicyPatch struct {
 	TargetUtilization      *float64       `json:"targetUtilization,omitempty"`
 	Tolerance              *float64       `json:"tolerance,omitempty"`
 	ScaleDownStabilization *Duration      `json:"scaleDownStabilization,omitempty"`
+	ScaleDownFlapWindow    *Duration      `json:"scaleDownFlapWindow,omitempty"`
 	MaxScaleUpRate         *float64       `json:"maxScaleUpRate,omitempty"`
 	MaxScaleDownRate       *float64       `json:"maxScaleDownRate,omitempty"`
 }
@@ -128,6 +129,9 @@ func (pp PolicyPatch) Apply(p Policy) Policy {
 	set(&p.Tolerance, pp.Tolerance)
 	if pp.ScaleDownStabilization != nil {
 		p.ScaleDownStabilization = time.Duration(*pp.ScaleDownStabilization)
+	}
+	if pp.ScaleDownFlapWindow != nil {
+		p.ScaleDownFlapWindow = time.Duration(*pp.ScaleDownFlapWindow)
 	}
 	set(&p.MaxScaleUpRate, pp.MaxScaleUpRate)
 	set(&p.MaxScaleDownRate, pp.MaxScaleDownRate)

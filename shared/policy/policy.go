@@ -116,6 +116,17 @@ type Policy struct {
 	// recommendation made inside this window (0 = off); upward decisions
 	// apply at once. Scale up fast, scale down slowly.
 	ScaleDownStabilization time.Duration
+	// ScaleDownFlapWindow (0 = off) widens the stabilization window to
+	// itself while the version's recommendations inside it show a flap: a
+	// fall of at least a quarter from their peak that lasted at least
+	// ScaleDownStabilization (so the plain window let the count down), then
+	// a return to the peak. A load that keeps flipping with a period
+	// under this window is then held at its high phase instead of being
+	// scaled down for each low phase and caught short, a provisioning
+	// delay late, at each rise; a single fall, a short dip or noise keeps
+	// the plain window, and the wide one lapses a window after the last
+	// return.
+	ScaleDownFlapWindow time.Duration
 	// MaxScaleUpRate bounds one upward decision to ceil(current*rate);
 	// MaxScaleDownRate bounds one downward decision to floor(current/rate)
 	// (never below 1). Both must be > 1 when set, which guarantees a step
@@ -235,6 +246,9 @@ func (p Policy) Validate() error {
 	}
 	if p.ScaleDownStabilization < 0 {
 		bad("scaleDownStabilization", "must be >= 0, got %s", p.ScaleDownStabilization)
+	}
+	if p.ScaleDownFlapWindow < 0 {
+		bad("scaleDownFlapWindow", "must be >= 0, got %s", p.ScaleDownFlapWindow)
 	}
 	for _, r := range []struct {
 		field string
