@@ -106,9 +106,23 @@ func BaseEnv(o Options) map[string]string {
 		"UTILIZATION_LOOKBACK":       "60s",
 		"SCALE_TO_ZERO_IDLE_TIMEOUT": "40s",
 		"SCALE_DOWN_STABILIZATION":   "20s",
-		"FUNCTION_LOCK_TTL":          "5s",
-		"NVCF_TIMEOUT":               "2s",
-		"NVCF_TRANSPORT":             "http",
+		// The product's 20m is forever at this step. The wide window
+		// holds a low phase only while the flap before it (its peak, a low
+		// phase of at least the 20 s above, the return) is still inside
+		// it, so holding a whole low phase takes a window reaching from
+		// the previous fall to the next rise: a period plus a low phase.
+		// The closed loop's oscillation (40 s low, 24 s high: the 20 s
+		// window, a sample's lag and a few cycles down per low phase)
+		// needs 104 s and a couple of cycles of lag, so 2m. No other
+		// closed-loop load flaps: their steps fall once and stay down,
+		// and the keep-alive bursts flip between 0 and 1, where scale to
+		// zero and from zero skip the window. (A test that sets the plain
+		// window to 0s makes any one-cycle dip and return a flap: the
+		// faults test's steady load is then held, as it requires anyway.)
+		"SCALE_DOWN_FLAP_WINDOW": "2m",
+		"FUNCTION_LOCK_TTL":      "5s",
+		"NVCF_TIMEOUT":           "2s",
+		"NVCF_TRANSPORT":         "http",
 		// The simulator labels every family with the environment as NVCF
 		// does, so the closed loop reads through the per-family filters.
 		"TSDB_IGNORE_ENV":  "false",
