@@ -40,7 +40,7 @@ func (h *Handler) decideAndApply(ctx context.Context, log *slog.Logger, cycle in
 		// its first cycle before the stabilization window saw anything.
 		recent = history{{At: now.UnixMilli(), Count: max(m.Instances, lastTarget(st))}}
 	}
-	in := h.input(now, v, st, obs, recent.forPolicy(now, p.RecommendationWindow()))
+	in := h.input(now, v, st, obs, recent.forPolicy(now, p.RecommendationWindow(), p.ScaleDownStabilization))
 	if st.WatchSince.IsZero() {
 		if err := h.saveState(ctx, key, func(u *store.StateUpdate) { u.Watched(now) }); err != nil {
 			log.Warn("mark version watched", "error", err.Error())

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
+	"sort"
 	"time"
 
 	"function/shared/policy"
@@ -38,22 +40,44 @@ func (h history) encode() string {
 	return string(b)
 }
 
-// forPolicy returns the recommendations in force during (now-window, now],
-// the one in force at the window's start dated at the start.
-func (h history) forPolicy(now time.Time, window time.Duration) []policy.Recommendation {
+// forPolicy returns the recommendations in force during (now-window, now]
+// at their times, and the ones in force at the window's start dated at the
+// start. The policy counts only recommendations made inside its
+// stabilization window, as HPA does with one per cycle; a change-point
+// history has none there when the count has not changed for longer, so
+// the ones in force at that window's start (stabilization, shorter than
+// window when the flap window is wider) are also given, dated at that
+// start. A copy of a count already in force changes nothing else the
+// policy reads.
+func (h history) forPolicy(now time.Time, window, stabilization time.Duration) []policy.Recommendation {
 	if window <= 0 || len(h) == 0 {
 		return nil
 	}
 	from := now.Add(-window)
-	var out []policy.Recommendation
-	for i, p := range h {
-		at := time.UnixMilli(p.At)
-		switch {
-		case at.After(from):
+	out := h.inForceAt(from)
+	for _, p := range h {
+		if at := time.UnixMilli(p.At); at.After(from) {
 			out = append(out, policy.Recommendation{At: at, Count: p.Count})
-		case i == len(h)-1 || !time.UnixMilli(h[i+1].At).Before(from):
-			// Last point before the window: still in force at its start.
-			out = append(out, policy.Recommendation{At: from.Add(time.Millisecond), Count: p.Count})
+		}
+	}
+	if stabilization > 0 && stabilization < window {
+		out = append(out, h.inForceAt(now.Add(-stabilization))...)
+		slices.SortStableFunc(out, func(a, b policy.Recommendation) int { return a.At.Compare(b.At) })
+	}
+	return out
+}
+
+// inForceAt gives the points in force at t, dated just after it: the
+// last one made before t, and one made at t. Both count, as they always
+// have: with cycles on the minute a change lands exactly on a window's
+// start, and the count it replaced then holds the window one cycle more.
+func (h history) inForceAt(t time.Time) []policy.Recommendation {
+	ms := t.UnixMilli()
+	i := sort.Search(len(h), func(i int) bool { return h[i].At >= ms })
+	var out []policy.Recommendation
+	for _, j := range []int{i - 1, i} {
+		if j >= 0 && j < len(h) && h[j].At <= ms {
+			out = append(out, policy.Recommendation{At: t.Add(time.Millisecond), Count: h[j].Count})
 		}
 	}
 	return out

@@ -326,7 +326,7 @@ func (h *Handler) decideGateway(ctx context.Context, log *slog.Logger, b bucketR
 		Now: now, Current: cur, CurrentKnown: totalKnown,
 		LastRequested: lastTotal, LastRequestedKnown: st.HasLastRequested,
 		Utilization: toSamples(slotUtilization(m.Utilization)), MetricsOK: true,
-		Recent: recent.forPolicy(now, p.RecommendationWindow()),
+		Recent: recent.forPolicy(now, p.RecommendationWindow(), p.ScaleDownStabilization),
 		Source: string(tsdb.SourceGateway),
 	}
 	// The function's service time lives in its target's row.

@@ -53,6 +53,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 5.0, s.Scale.PrewarmPercentile)
 	require.Equal(t, 70.0, s.Scale.UpThreshold)
 	require.Equal(t, 2*time.Minute, s.Scale.DownStabilization)
+	require.Equal(t, 20*time.Minute, s.Scale.DownFlapWindow)
 	// the bound a stock VictoriaMetrics is tested to accept
 	require.Equal(t, tsdb.DefaultMaxSelectorBytes, s.MaxSelectorBytes)
 	require.NotEmpty(t, s.NodeID)
@@ -68,12 +69,14 @@ func TestNVCFModeAloneIsTheReference(t *testing.T) {
 	s, err := Load(nil)
 	require.NoError(t, err)
 	require.Zero(t, s.Scale.DownStabilization)
+	require.Zero(t, s.Scale.DownFlapWindow)
 	require.Zero(t, s.Scale.MaxScaleUpRate)
 	require.Zero(t, s.Scale.MaxScaleDownRate)
 	require.Equal(t, "fixed", s.Scale.KeepAlive)
 
 	env["SCALE_DOWN_STABILIZATION"] = "5m"
 	env["KEEP_ALIVE"] = "learned"
+	env["SCALE_DOWN_FLAP_WINDOW"] = "10m"
 	setEnv(t, env)
 	// Load copies the cfg file into the environment: restore it afterwards.
 	t.Setenv("MAX_SCALE_DOWN_RATE", "")
@@ -84,6 +87,7 @@ func TestNVCFModeAloneIsTheReference(t *testing.T) {
 	require.Equal(t, 2.0, s.Scale.MaxScaleDownRate, "set in the cfg file")
 	require.Zero(t, s.Scale.MaxScaleUpRate)
 	require.Equal(t, "learned", s.Scale.KeepAlive)
+	require.Equal(t, 10*time.Minute, s.Scale.DownFlapWindow)
 }
 
 func TestCfgMapIsReadButEnvWins(t *testing.T) {

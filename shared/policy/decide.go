@@ -52,8 +52,10 @@ type Input struct {
 
 	// Recent are earlier raw recommendations (Decision.Recommendation),
 	// oldest first; only those inside RecommendationWindow of Now are used.
-	// Each is in force until the next, so a caller may pass every
-	// recommendation or only the changes.
+	// The flap window reads each as in force until the next (one made at
+	// the same time replaces it), so a caller may pass every recommendation
+	// or only the changes; the plain stabilization window counts only those
+	// made inside it, as HPA does.
 	Recent []Recommendation
 
 	// Fresh is the newest, partial-window utilization sample (a rate
@@ -663,6 +665,13 @@ func (p Policy) RecommendationWindow() time.Duration {
 // third of its high phase) falls well below it.
 const flapDrop = 0.25
 
+// flapMinStep is the least fall, in instances, that counts as a low
+// phase: at one or two instances a step of one is the rounding of a
+// single worker's busy share around the target, not a load that flipped,
+// and holding it for the flap window cost the bench's bursty invocation
+// traces a fifth more idle instance-minutes for nothing.
+const flapMinStep = 2
+
 // stabilizationWindow is ScaleDownStabilization, or ScaleDownFlapWindow
 // while the recommendations inside it flapped (see ScaleDownFlapWindow).
 func (p Policy) stabilizationWindow(in Input) time.Duration {
@@ -674,20 +683,27 @@ func (p Policy) stabilizationWindow(in Input) time.Duration {
 
 // flapped reports whether the recommendations after from (oldest first,
 // each in force until the next) rose back to their peak after a low phase
-// of at least minLow below (1-flapDrop) of it. The low phase must last
-// minLow because a shorter one never got past the plain stabilization
-// window: a one-cycle dip (a drain misread, a lost scrape) moved nothing
-// and must not hold a spike's peak for the whole flap window.
+// below it by flapDrop and flapMinStep that lasted at least minLow. The
+// low phase must last minLow because a shorter one never got past the
+// plain stabilization window: a one-cycle dip (a drain misread, a lost
+// scrape) moved nothing and must not hold a spike's peak for the whole
+// flap window.
 func flapped(recent []Recommendation, from time.Time, minLow time.Duration) bool {
 	peak := -1
 	var lowSince time.Time
 	low := false
-	for _, r := range recent {
-		if !r.At.After(from) {
+	for i, r := range recent {
+		if !r.At.After(from) || (i+1 < len(recent) && recent[i+1].At.Equal(r.At)) {
+			// Before the window, or replaced at once: never in force.
 			continue
 		}
-		line := float64(peak) * (1 - flapDrop)
+		line := min(float64(peak)*(1-flapDrop), float64(peak-flapMinStep))
 		switch {
+		case r.Count == 0:
+			// Going to zero and back is keep-alive's cycle of release
+			// and cold start, which has its own rules; a flap is
+			// measured from the first recommendation after it.
+			peak, low = -1, false
 		case peak < 0:
 			peak = r.Count
 		case !low && float64(r.Count) <= line:

@@ -11,7 +11,7 @@ import (
 const overridesDoc = `{
   "functions": {
     "fn-a": {"mode": "target", "targetUtilization": 50, "minInstances": 1, "maxInstances": 8,
-             "idleTimeout": "10m", "scaleDownStabilization": 120,
+             "idleTimeout": "10m", "scaleDownStabilization": 120, "scaleDownFlapWindow": "15m",
              "upStickiness": {"size": "5m", "threshold": "3m"}},
     "fn-b": {"scaleToZero": false}
   },
@@ -33,6 +33,7 @@ func TestParseOverrides(t *testing.T) {
 	require.Equal(t, 8, p.MaxInstances)
 	require.Equal(t, 10*time.Minute, p.IdleTimeout)
 	require.Equal(t, 2*time.Minute, p.ScaleDownStabilization, "a number is seconds")
+	require.Equal(t, 15*time.Minute, p.ScaleDownFlapWindow)
 	require.Equal(t, Stickiness{Size: 5 * time.Minute, Threshold: 3 * time.Minute}, p.UpStickiness)
 	require.Equal(t, 70.0, p.UpThreshold, "unset fields are left alone")
 	require.False(t, byFunction["fn-b"].Apply(Defaults()).ScaleToZero)

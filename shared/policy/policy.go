@@ -118,9 +118,10 @@ type Policy struct {
 	ScaleDownStabilization time.Duration
 	// ScaleDownFlapWindow (0 = off) widens the stabilization window to
 	// itself while the version's recommendations inside it show a flap: a
-	// fall of at least a quarter from their peak that lasted at least
-	// ScaleDownStabilization (so the plain window let the count down), then
-	// a return to the peak. A load that keeps flipping with a period
+	// fall of at least a quarter and two instances from their peak that
+	// lasted at least ScaleDownStabilization (so the plain window let the
+	// count down), then a return to the peak; a fall to zero is
+	// keep-alive's, not a flap. A load that keeps flipping with a period
 	// under this window is then held at its high phase instead of being
 	// scaled down for each low phase and caught short, a provisioning
 	// delay late, at each rise; a single fall, a short dip or noise keeps

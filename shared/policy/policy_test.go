@@ -21,6 +21,7 @@ func TestDefaultsAreTheReference(t *testing.T) {
 	require.Zero(t, p.Decay)
 	require.False(t, p.UpStickiness.Enabled())
 	require.Zero(t, p.ScaleDownStabilization)
+	require.Zero(t, p.ScaleDownFlapWindow)
 	require.Zero(t, p.MaxScaleUpRate)
 	require.Zero(t, p.MaxScaleDownRate)
 	p.Mode = ModeTarget
@@ -71,6 +72,7 @@ func TestValidate(t *testing.T) {
 		{"target zero", func(p *Policy) { p.TargetUtilization = 0 }, "targetUtilization"},
 		{"tolerance one", func(p *Policy) { p.Tolerance = 1 }, "tolerance"},
 		{"negative stabilization", func(p *Policy) { p.ScaleDownStabilization = -time.Second }, "scaleDownStabilization"},
+		{"negative flap window", func(p *Policy) { p.ScaleDownFlapWindow = -time.Second }, "scaleDownFlapWindow"},
 		{"up rate one", func(p *Policy) { p.MaxScaleUpRate = 1 }, "maxScaleUpRate"},
 		{"down rate half", func(p *Policy) { p.MaxScaleDownRate = 0.5 }, "maxScaleDownRate"},
 	}

@@ -1,0 +1,61 @@
+package scale
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"function/shared/policy"
+)
+
+func TestHistoryForPolicy(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	ms := func(m int) int64 { return at(m).UnixMilli() }
+	h := history{{At: ms(0), Count: 10}, {At: ms(4), Count: 4}}
+	now := at(6)
+	// Points as [unix ms, count], times compared as instants.
+	type pt [2]int64
+	after := func(m int, c int) pt { return pt{ms(m) + 1, int64(c)} }
+	points := func(rs []policy.Recommendation) []pt {
+		out := []pt{}
+		for _, r := range rs {
+			out = append(out, pt{r.At.UnixMilli(), int64(r.Count)})
+		}
+		return out
+	}
+
+	// One window: what the scale function always gave, the count
+	// replaced on the window's first minute included.
+	require.Equal(t, []pt{after(4, 10), after(4, 4)}, points(h.forPolicy(now, 2*time.Minute, 2*time.Minute)))
+
+	// A wider flap window: the points at their times, and the same
+	// copies at the stabilization window's start.
+	got := h.forPolicy(now, 20*time.Minute, 2*time.Minute)
+	require.Equal(t, []pt{{ms(0), 10}, {ms(4), 4}, after(4, 10), after(4, 4)}, points(got))
+
+	// What the policy makes of it: the plain window holds at 10, and the
+	// copies do not read as a return to 10 (10 then 4 at one time: only
+	// the 4 was ever in force).
+	p := policy.Defaults()
+	p.ScaleDownStabilization, p.ScaleDownFlapWindow = 2*time.Minute, 20*time.Minute
+	in := policy.Input{Now: now, Current: 10, CurrentKnown: true, LastRequested: 10, LastRequestedKnown: true, MetricsOK: true,
+		LastInvokedAt: now, Utilization: []policy.Sample{{At: now.Add(-time.Minute), Value: 10}}, Recent: got}
+	d := policy.Decide(p, in)
+	require.Equal(t, 10, d.Desired, d.Detail)
+	require.NotContains(t, d.Detail, "flapping")
+
+	// At the flap window's start: 10 replaced by 4 exactly there. Only
+	// the 4 was in force inside the window, so the return to 10 at minute
+	// 5 is a rise, not the end of a flap; with the 10 read as in force it
+	// was, and the fall at minute 10 was held at 10 for the whole window.
+	h = history{{At: ms(0), Count: 10}, {At: ms(1), Count: 4}, {At: ms(5), Count: 10}, {At: ms(10), Count: 4}}
+	in.Now, in.Recent = at(21), h.forPolicy(at(21), 20*time.Minute, 2*time.Minute)
+	in.LastInvokedAt, in.Utilization = at(21), []policy.Sample{{At: at(20), Value: 10}}
+	d = policy.Decide(p, in)
+	require.Equal(t, 8, d.Desired, "%s from %v", d.Detail, points(in.Recent))
+
+	require.Nil(t, h.forPolicy(now, 0, 0), "no window, no history")
+	require.Nil(t, history(nil).forPolicy(now, 20*time.Minute, 2*time.Minute))
+}
