@@ -370,7 +370,7 @@ func TestServicesAreClusterLocalUnlessMadePublic(t *testing.T) {
 // `policy.mode: nvcf` alone replays the reference; set, they reach the
 // process as written.
 func TestModeDefaultsAreLeftToTheProcess(t *testing.T) {
-	modal := []string{"KEEP_ALIVE", "SCALE_DOWN_STABILIZATION", "MAX_SCALE_UP_RATE", "MAX_SCALE_DOWN_RATE"}
+	modal := []string{"KEEP_ALIVE", "SCALE_DOWN_STABILIZATION", "SCALE_DOWN_FLAP_WINDOW", "MAX_SCALE_UP_RATE", "MAX_SCALE_DOWN_RATE"}
 	for _, mode := range []string{"target", "nvcf"} {
 		cfg := configData(t, decodeAll(t, render(t, "--set", "policy.mode="+mode)))
 		require.Equal(t, mode, cfg["POLICY_MODE"])
@@ -380,6 +380,8 @@ func TestModeDefaultsAreLeftToTheProcess(t *testing.T) {
 	}
 	cfg := configData(t, decodeAll(t, render(t, "--set", "policy.mode=nvcf", "--set", "policy.keepAlive=learned")))
 	require.Equal(t, "learned", cfg["KEEP_ALIVE"])
+	cfg = configData(t, decodeAll(t, render(t, "--set", "policy.scaleDownFlapWindow=0s")))
+	require.Equal(t, "0s", cfg["SCALE_DOWN_FLAP_WINDOW"], "set, even to off, it reaches the process")
 }
 
 // The schema turns bad values away before anything is rendered, with a
@@ -398,6 +400,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{"unknown key", []string{"--set", "tsdb.urll=http://x"}, "additional properties 'urll' not allowed"},
 		{"unknown policy mode", []string{"--set", "policy.mode=fast"}, "at '/policy/mode'"},
 		{"unknown keep-alive", []string{"--set", "policy.keepAlive=smart"}, "at '/policy/keepAlive'"},
+		{"flap window not a duration", []string{"--set", "policy.scaleDownFlapWindow=20"}, "at '/policy/scaleDownFlapWindow'"},
 		{"threshold over 100", []string{"--set", "policy.scaleUpThreshold=120"}, "at '/policy/scaleUpThreshold'"},
 		{"bad duration", []string{"--set", "discovery.period=one minute"}, "at '/discovery/period'"},
 		{"bad keyspace", []string{"--set", "cassandra.keyspace=Prod-KS"}, "at '/cassandra/keyspace'"},
