@@ -45,6 +45,7 @@ func TestFlapWindow(t *testing.T) {
 		{"flapped: the hold never scales up", flapPolicy(), hist(20, 20, 4, 4, 4, 20, 20), 12, true, ReasonStabilized, 9},
 		{"flapped: a low phase as long as the plain window", flapPolicy(), hist(12, 12, 4, 4, 12, 12), 12, true, ReasonStabilized, 9},
 		{"flapped: a fall of exactly a quarter", flapPolicy(), hist(12, 12, 9, 9, 9, 12, 12), 12, true, ReasonStabilized, 9},
+		{"flapped: the peak is measured after a rise", flapPolicy(), hist(4, 4, 12, 12, 4, 4, 4, 12, 12), 12, true, ReasonStabilized, 9},
 		{"off: the same history", flapPolicy(func(p *Policy) { p.ScaleDownFlapWindow = 0 }), hist(12, 12, 12, 12, 4, 4, 4, 4, 4, 4, 12, 12, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"off: a flap window no wider than the plain one", flapPolicy(func(p *Policy) { p.ScaleDownFlapWindow = 2 * time.Minute }), hist(12, 12, 4, 4, 4, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"reference defaults have no flap window", nvcf(func(p *Policy) { p.ScaleDownStabilization = 2 * time.Minute }), hist(12, 12, 4, 4, 4, 12, 12), 9, true, ReasonScaleDown, 9},
@@ -53,10 +54,13 @@ func TestFlapWindow(t *testing.T) {
 		{"a first fall", flapPolicy(), hist(12, 12, 12, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"a dip shorter than the plain window", flapPolicy(), hist(12, 12, 12, 4, 12, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"a fall of less than a quarter", flapPolicy(), hist(12, 12, 10, 10, 10, 12, 12), 9, true, ReasonScaleDown, 9},
+		{"a fall of a fifth", flapPolicy(), withRecent(running(20, 10), minutes(10, 20, 20, 16, 16, 16, 20, 20, 4, 4, 4)...), 16, true, ReasonScaleDown, 16},
 		{"a partial return", flapPolicy(), hist(12, 12, 4, 4, 4, 8, 8), 9, true, ReasonScaleDown, 9},
 		{"through zero: keep-alive's release and cold start", flapPolicy(), hist(12, 12, 0, 0, 0, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"a fall of one instance at the bottom", flapPolicy(), withRecent(running(2, 10), minutes(10, 2, 2, 1, 1, 1, 2, 2, 1, 1, 1)...), 1, true, ReasonScaleDown, 1},
 		{"flapped: a fall of two instances at the bottom", flapPolicy(), withRecent(running(3, 10), minutes(10, 3, 3, 1, 1, 1, 3, 3, 1, 1, 1)...), 3, true, ReasonStabilized, 2},
+		{"after zero the peak is measured afresh", flapPolicy(), hist(12, 12, 0, 0, 0, 4, 4, 4, 12, 12), 9, true, ReasonScaleDown, 9},
+		{"a return short of a peak a dip set", flapPolicy(), hist(8, 8, 4, 12, 4, 4, 4, 10, 10), 9, true, ReasonScaleDown, 9},
 		{"a steady load that stepped down", flapPolicy(), hist(12, 12, 12, 12, 12, 12, 8, 8, 8, 8), 9, true, ReasonScaleDown, 9},
 	})
 }
