@@ -687,11 +687,15 @@ func (p Policy) stabilizationWindow(in Input) time.Duration {
 // low phase must last minLow because a shorter one never got past the
 // plain stabilization window: a one-cycle dip (a drain misread, a lost
 // scrape) moved nothing and must not hold a spike's peak for the whole
-// flap window.
+// flap window. With no plain window (minLow 0) every dip moved the count,
+// and every dip and return is a flap. The return may come in steps (a
+// fresh reading sees part of a rise: 2, 3, 4 on the real servers): once a
+// long enough low phase has ended, reaching the peak at any later point
+// is the return.
 func flapped(recent []Recommendation, from time.Time, minLow time.Duration) bool {
 	peak := -1
 	var lowSince time.Time
-	low := false
+	low, fell := false, false
 	for i, r := range recent {
 		if !r.At.After(from) || (i+1 < len(recent) && recent[i+1].At.Equal(r.At)) {
 			// Before the window, or replaced at once: never in force.
@@ -703,20 +707,23 @@ func flapped(recent []Recommendation, from time.Time, minLow time.Duration) bool
 			// Going to zero and back is keep-alive's cycle of release
 			// and cold start, which has its own rules; a flap is
 			// measured from the first recommendation after it.
-			peak, low = -1, false
+			peak, low, fell = -1, false, false
 		case peak < 0:
 			peak = r.Count
-		case !low && float64(r.Count) <= line:
-			low, lowSince = true, r.At
-		case low && float64(r.Count) > line:
-			if r.Count >= peak && r.At.Sub(lowSince) >= minLow {
+		case float64(r.Count) <= line:
+			if !low {
+				low, lowSince = true, r.At
+			}
+		default:
+			if low {
+				low = false
+				fell = fell || r.At.Sub(lowSince) >= minLow
+			}
+			if fell && r.Count >= peak {
 				return true
 			}
-			// A short dip or a partial return ends the low phase; the
-			// peak stays the highest seen.
-			low = false
-			peak = max(peak, r.Count)
-		case !low:
+			// A short dip's return or a new high: the peak stays the
+			// highest seen.
 			peak = max(peak, r.Count)
 		}
 	}

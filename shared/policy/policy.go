@@ -126,7 +126,8 @@ type Policy struct {
 	// scaled down for each low phase and caught short, a provisioning
 	// delay late, at each rise; a single fall, a short dip or noise keeps
 	// the plain window, and the wide one lapses a window after the last
-	// return.
+	// flap's fall, when the peak before it leaves the window (so the
+	// window must cover a period of the load plus a low phase).
 	ScaleDownFlapWindow time.Duration
 	// MaxScaleUpRate bounds one upward decision to ceil(current*rate);
 	// MaxScaleDownRate bounds one downward decision to floor(current/rate)
