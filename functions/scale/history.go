@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"slices"
 	"sort"
 	"time"
 
@@ -40,45 +39,68 @@ func (h history) encode() string {
 	return string(b)
 }
 
-// forPolicy returns the recommendations in force during (now-window, now]
-// at their times, and the ones in force at the window's start dated at the
-// start. The policy counts only recommendations made inside its
-// stabilization window, as HPA does with one per cycle; a change-point
-// history has none there when the count has not changed for longer, so
-// the ones in force at that window's start (stabilization, shorter than
-// window when the flap window is wider) are also given, dated at that
-// start. A copy of a count already in force changes nothing else the
-// policy reads.
+// forPolicy returns the recommendations that matter during (now-window,
+// now], oldest first, each in force until the next. The policy's plain
+// stabilization window counts only recommendations made inside it, as
+// HPA does with one per cycle; a change-point history has none there
+// when the count has not changed for longer, so the ones in force at
+// that window's start are given dated just after it (atStart), as they
+// always were. The flap window (window, when wider than stabilization)
+// reads the whole history in order: it gets the points at their times,
+// the one in force at its own start dated just after it, and the plain
+// window's copies in their place in time, where they repeat a count
+// already in force.
 func (h history) forPolicy(now time.Time, window, stabilization time.Duration) []policy.Recommendation {
 	if window <= 0 || len(h) == 0 {
 		return nil
 	}
 	from := now.Add(-window)
-	out := h.inForceAt(from)
+	if stabilization <= 0 || stabilization >= window {
+		return append(h.atStart(from), h.between(from, now)...)
+	}
+	var out []policy.Recommendation
+	if i := h.lastAtOrBefore(from); i >= 0 {
+		out = append(out, policy.Recommendation{At: from.Add(time.Millisecond), Count: h[i].Count})
+	}
+	plain := now.Add(-stabilization)
+	out = append(out, h.between(from, plain.Add(-time.Millisecond))...)
+	out = append(out, h.atStart(plain)...)
+	return append(out, h.between(plain, now)...)
+}
+
+// between gives the points made in (from, to] at their times.
+func (h history) between(from, to time.Time) []policy.Recommendation {
+	var out []policy.Recommendation
 	for _, p := range h {
-		if at := time.UnixMilli(p.At); at.After(from) {
+		if at := time.UnixMilli(p.At); at.After(from) && !at.After(to) {
 			out = append(out, policy.Recommendation{At: at, Count: p.Count})
 		}
-	}
-	if stabilization > 0 && stabilization < window {
-		out = append(out, h.inForceAt(now.Add(-stabilization))...)
-		slices.SortStableFunc(out, func(a, b policy.Recommendation) int { return a.At.Compare(b.At) })
 	}
 	return out
 }
 
-// inForceAt gives the points in force at t, dated just after it: the
-// last one made before t, and one made at t. Both count, as they always
-// have: with cycles on the minute a change lands exactly on a window's
-// start, and the count it replaced then holds the window one cycle more.
-func (h history) inForceAt(t time.Time) []policy.Recommendation {
+// lastAtOrBefore is the index of the last point made at or before t, -1
+// if none.
+func (h history) lastAtOrBefore(t time.Time) int {
+	ms := t.UnixMilli()
+	return sort.Search(len(h), func(i int) bool { return h[i].At > ms }) - 1
+}
+
+// atStart gives the points in force at a window's start t, dated just
+// after it: the last one made before t, and those made at t (a seed and
+// the first recommendation share a time). The one a change at t replaced
+// counts too, as it always has: with cycles on the minute a change lands
+// exactly on a window's start, and the count it replaced then holds the
+// window one cycle more.
+func (h history) atStart(t time.Time) []policy.Recommendation {
 	ms := t.UnixMilli()
 	i := sort.Search(len(h), func(i int) bool { return h[i].At >= ms })
 	var out []policy.Recommendation
-	for _, j := range []int{i - 1, i} {
-		if j >= 0 && j < len(h) && h[j].At <= ms {
-			out = append(out, policy.Recommendation{At: t.Add(time.Millisecond), Count: h[j].Count})
-		}
+	if i > 0 {
+		out = append(out, policy.Recommendation{At: t.Add(time.Millisecond), Count: h[i-1].Count})
+	}
+	for ; i < len(h) && h[i].At == ms; i++ {
+		out = append(out, policy.Recommendation{At: t.Add(time.Millisecond), Count: h[i].Count})
 	}
 	return out
 }

@@ -30,14 +30,14 @@ func TestHistoryForPolicy(t *testing.T) {
 	// replaced on the window's first minute included.
 	require.Equal(t, []pt{after(4, 10), after(4, 4)}, points(h.forPolicy(now, 2*time.Minute, 2*time.Minute)))
 
-	// A wider flap window: the points at their times, and the same
-	// copies at the stabilization window's start.
+	// A wider flap window: the points at their times, the change at the
+	// stabilization window's start moved just after it behind the count
+	// it replaced, as the plain window has always read it.
 	got := h.forPolicy(now, 20*time.Minute, 2*time.Minute)
-	require.Equal(t, []pt{{ms(0), 10}, {ms(4), 4}, after(4, 10), after(4, 4)}, points(got))
+	require.Equal(t, []pt{{ms(0), 10}, after(4, 10), after(4, 4)}, points(got))
 
 	// What the policy makes of it: the plain window holds at 10, and the
-	// copies do not read as a return to 10 (10 then 4 at one time: only
-	// the 4 was ever in force).
+	// flap window reads 10 until minute 4, then 4: no return.
 	p := policy.Defaults()
 	p.ScaleDownStabilization, p.ScaleDownFlapWindow = 2*time.Minute, 20*time.Minute
 	in := policy.Input{Now: now, Current: 10, CurrentKnown: true, LastRequested: 10, LastRequestedKnown: true, MetricsOK: true,
@@ -48,13 +48,25 @@ func TestHistoryForPolicy(t *testing.T) {
 
 	// At the flap window's start: 10 replaced by 4 exactly there. Only
 	// the 4 was in force inside the window, so the return to 10 at minute
-	// 5 is a rise, not the end of a flap; with the 10 read as in force it
-	// was, and the fall at minute 10 was held at 10 for the whole window.
+	// 5 is a rise, not the end of a flap; with the 10 read as in force
+	// there (as the plain window reads its start), the fall at minute 10
+	// was held at 10 for the whole window.
 	h = history{{At: ms(0), Count: 10}, {At: ms(1), Count: 4}, {At: ms(5), Count: 10}, {At: ms(10), Count: 4}}
 	in.Now, in.Recent = at(21), h.forPolicy(at(21), 20*time.Minute, 2*time.Minute)
 	in.LastInvokedAt, in.Utilization = at(21), []policy.Sample{{At: at(20), Value: 10}}
 	d = policy.Decide(p, in)
 	require.Equal(t, 8, d.Desired, "%s from %v", d.Detail, points(in.Recent))
+
+	// A seed shares its time with the first recommendation that differs
+	// from it; it was in force before, and is the flap's first peak.
+	sec := func(s int) int64 { return at(5).Add(time.Duration(s) * time.Second).UnixMilli() }
+	seed := history{{At: sec(-100), Count: 4}, {At: sec(-100), Count: 2}, {At: sec(-60), Count: 4}, {At: sec(-30), Count: 2}}
+	p.ScaleDownStabilization, p.ScaleDownFlapWindow = 20*time.Second, 2*time.Minute
+	in.Now, in.Recent = at(5), seed.forPolicy(at(5), 2*time.Minute, 20*time.Second)
+	in.Current, in.LastRequested, in.LastInvokedAt = 4, 4, at(5)
+	in.Utilization = []policy.Sample{{At: at(5).Add(-4 * time.Second), Value: 25}}
+	d = policy.Decide(p, in)
+	require.Contains(t, d.Detail, "flapping", "from %v", points(in.Recent))
 
 	require.Nil(t, h.forPolicy(now, 0, 0), "no window, no history")
 	require.Nil(t, history(nil).forPolicy(now, 20*time.Minute, 2*time.Minute))

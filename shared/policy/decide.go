@@ -52,10 +52,10 @@ type Input struct {
 
 	// Recent are earlier raw recommendations (Decision.Recommendation),
 	// oldest first; only those inside RecommendationWindow of Now are used.
-	// The flap window reads each as in force until the next (one made at
-	// the same time replaces it), so a caller may pass every recommendation
-	// or only the changes; the plain stabilization window counts only those
-	// made inside it, as HPA does.
+	// The flap window reads each as in force until the next, in order (a
+	// seed and the first recommendation may share a time), so a caller may
+	// pass every recommendation or only the changes; the plain
+	// stabilization window counts only those made inside it, as HPA does.
 	Recent []Recommendation
 
 	// Fresh is the newest, partial-window utilization sample (a rate
@@ -696,9 +696,8 @@ func flapped(recent []Recommendation, from time.Time, minLow time.Duration) bool
 	peak := -1
 	var lowSince time.Time
 	low, fell := false, false
-	for i, r := range recent {
-		if !r.At.After(from) || (i+1 < len(recent) && recent[i+1].At.Equal(r.At)) {
-			// Before the window, or replaced at once: never in force.
+	for _, r := range recent {
+		if !r.At.After(from) {
 			continue
 		}
 		line := min(float64(peak)*(1-flapDrop), float64(peak-flapMinStep))
