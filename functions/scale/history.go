@@ -13,8 +13,8 @@ import (
 )
 
 // history is a version's recommendation history for the scale-down
-// windows (policy.Policy.RecommendationWindow), stored as change points: the recommendation at any
-// time is the last point at or before it. Storing only changes means the
+// windows (policy.Policy.RecommendationWindow), stored as change points:
+// the recommendation at any time is the last point at or before it. Storing only changes means the
 // history costs a Cassandra write only when the recommendation moves, not
 // every cycle.
 type history []histPoint
@@ -55,13 +55,18 @@ func (h history) forPolicy(now time.Time, window, stabilization time.Duration) [
 		return nil
 	}
 	from := now.Add(-window)
-	if stabilization <= 0 || stabilization >= window {
+	if stabilization >= window {
 		return append(h.atStart(from), h.between(from, now)...)
 	}
 	var out []policy.Recommendation
 	if i := h.lastAtOrBefore(from); i >= 0 {
 		out = append(out, policy.Recommendation{At: from.Add(time.Millisecond), Count: h[i].Count})
 	}
+	if stabilization <= 0 {
+		return append(out, h.between(from, now)...)
+	}
+	// The points before the plain window's start at their times, those
+	// in force at it (atStart), then the ones after it.
 	plain := now.Add(-stabilization)
 	out = append(out, h.between(from, plain.Add(-time.Millisecond))...)
 	out = append(out, h.atStart(plain)...)

@@ -68,6 +68,11 @@ func TestHistoryForPolicy(t *testing.T) {
 	d = policy.Decide(p, in)
 	require.Contains(t, d.Detail, "flapping", "from %v", points(in.Recent))
 
+	// A flap window with no plain window: only what was in force at the
+	// flap window's start, at its start, then the points.
+	h = history{{At: ms(0), Count: 10}, {At: ms(1), Count: 4}, {At: ms(5), Count: 10}}
+	require.Equal(t, []pt{after(1, 4), {ms(5), 10}}, points(h.forPolicy(at(21), 20*time.Minute, 0)))
+
 	require.Nil(t, h.forPolicy(now, 0, 0), "no window, no history")
 	require.Nil(t, history(nil).forPolicy(now, 20*time.Minute, 2*time.Minute))
 }
