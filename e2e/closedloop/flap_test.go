@@ -258,6 +258,20 @@ func loadFiguresOf(history []sim.Snapshot, writes []nvcfsim.Write, vid string, f
 	return f
 }
 
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // since renders how long after from a decision was made, or "never".
 func since(c *cause, from time.Time) string {
 	if c == nil {

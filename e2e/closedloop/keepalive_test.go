@@ -167,8 +167,13 @@ func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
 	// idle timeout (40 s) kept after the first burst, then released, so
 	// the second burst, 76 s after the first ended, found it at zero.
 	tvid := twin + "-v1"
-	learnedIdle, learnedUp := idleBetweenBursts(w.History(), vid, w.LoadStart.Add(firstRun+burst), secondRun)
-	fixedIdle, fixedUp := idleBetweenBursts(w.History(), tvid, w.LoadStart.Add(firstRun+burst), secondRun)
+	between := func(vid string) (idle float64, upAtBurst bool) {
+		idle = loadFiguresOf(w.History(), nil, vid, w.LoadStart.Add(firstRun+burst), secondRun).instanceSeconds
+		s := firstLoaded(w.History(), vid, secondRun, rate)
+		return idle, s != nil && s.Active > 0
+	}
+	learnedIdle, learnedUp := between(vid)
+	fixedIdle, fixedUp := between(tvid)
 	require.True(t, learnedUp, "the second burst of %s found no instance up", periodic)
 	require.False(t, fixedUp, "the second burst of %s found an instance up on the fixed timeout: %s", twin, describeDecisions(ds, tvid))
 	for _, d := range ds {
@@ -203,43 +208,6 @@ func TestLearnedKeepAlivePrewarmsAPeriodicFunction(t *testing.T) {
 	require.Regexp(t, "not representative|no better|beyond", zero.Detail, "the fixed rule applied without saying why learned did not")
 	t.Logf("RESULT %s: to zero %.1fs after its last invocation by the fixed timeout (%s): %s", irregular,
 		zero.DecidedAt.Sub(zero.LastInvokedAt).Seconds(), idleTimeout, zero.Detail)
-}
-
-// idleBetweenBursts integrates the instances a version held (active,
-// provisioning and terminating: a GPU is taken from the moment it is
-// requested until it is released) over the simulator's snapshots in
-// [from, to), a span in which it was offered no load, and reports whether an instance was active at the first snapshot
-// at or after to that offered load (the next burst's first moment).
-func idleBetweenBursts(history []sim.Snapshot, vid string, from, to time.Time) (instanceSeconds float64, upAtBurst bool) {
-	var prev *sim.Snapshot
-	for i, s := range history {
-		if s.FunctionVersionID != vid {
-			continue
-		}
-		if prev != nil && s.At.After(from) && prev.At.Before(to) {
-			a, b := maxTime(prev.At, from), minTime(s.At, to)
-			instanceSeconds += float64(prev.Active+prev.Pending+prev.Terminating) * b.Sub(a).Seconds()
-		}
-		if !s.At.Before(to) && s.Load > 0 {
-			return instanceSeconds, s.Active > 0
-		}
-		prev = &history[i]
-	}
-	return instanceSeconds, false
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 // invocationHistory is the invocation service's request counter of one
