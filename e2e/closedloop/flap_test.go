@@ -106,7 +106,7 @@ func TestFlapWindowHoldsAnOscillatingFunction(t *testing.T) {
 	// heldBack is a decision kept at the high count by the wide window
 	// alone: every recommendation the plain window covered was below it.
 	heldBack := func(d world.Decision) bool {
-		if !d.Valid || d.Desired < highCount || d.Reason != "stabilized" || !strings.Contains(d.Detail, "flapping") {
+		if !d.Valid || d.Desired < highCount || d.Reason != "stabilized_flapping" || !strings.Contains(d.Detail, "flapping") {
 			return false
 		}
 		for _, r := range inForce(ds, d.FunctionVersionID, d.DecidedAt, plain) {

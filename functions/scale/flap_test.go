@@ -50,7 +50,7 @@ func TestFlapWindowHoldsThroughTheStoredHistory(t *testing.T) {
 	first, second := desired[7], desired[17]
 	require.Less(t, first.Desired, desired[3].Desired, "the first low phase is no flap yet: scaled down: %+v", first)
 	require.Equal(t, desired[13].Desired, second.Desired, "the second low phase follows a flap: held at the high phase: %+v", second)
-	require.Equal(t, string(policy.ReasonStabilized), second.Reason, second.Detail)
+	require.Equal(t, string(policy.ReasonStabilizedFlapping), second.Reason, second.Detail)
 	require.True(t, strings.Contains(second.Detail, "flapping"), second.Detail)
 
 	st, err := f.store.ReadState(ctx, key)

@@ -121,6 +121,7 @@ const (
 	ReasonScaleToZeroLearned     Reason = "scale_to_zero_learned"
 	ReasonPrewarm                Reason = "prewarm"
 	ReasonStabilized             Reason = "stabilized"
+	ReasonStabilizedFlapping     Reason = "stabilized_flapping"
 	ReasonRateLimitedUp          Reason = "rate_limited_up"
 	ReasonRateLimitedDown        Reason = "rate_limited_down"
 	ReasonClampedMin             Reason = "clamped_min"
@@ -612,20 +613,17 @@ func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Dec
 		// recommendation in the window, and never above the current size
 		// (an old up recommendation must not cause an up move now), so
 		// this only ever changes a move below base.
-		hi := desired
-		from := in.Now.Add(-window)
-		for _, r := range in.Recent {
-			if r.At.After(from) {
-				hi = max(hi, r.Count)
-			}
-		}
-		if hi = min(hi, base); hi > desired {
+		hi := min(max(desired, highestAfter(in.Recent, in.Now.Add(-window))), base)
+		plain := min(max(desired, highestAfter(in.Recent, in.Now.Add(-p.ScaleDownStabilization))), base)
+		switch {
+		case hi > plain:
+			// Held by the flap window alone: said apart, in the reason
+			// too, so that a dashboard shows what the flap window holds.
+			desired, reason = hi, ReasonStabilizedFlapping
+			detail += fmt.Sprintf("; stabilized at %d (highest in %s, flapping; %s alone: %d)", hi, window, p.ScaleDownStabilization, plain)
+		case hi > desired:
 			desired, reason = hi, ReasonStabilized
-			what := "highest in " + window.String()
-			if window != p.ScaleDownStabilization {
-				what += ", flapping"
-			}
-			detail += fmt.Sprintf("; stabilized at %d (%s)", hi, what)
+			detail += fmt.Sprintf("; stabilized at %d (highest in %s)", hi, p.ScaleDownStabilization)
 		}
 	}
 	// The rate limits are at least base (up, rate > 1) and at most base
@@ -651,6 +649,17 @@ func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Dec
 		detail += fmt.Sprintf("; max %d", p.MaxInstances)
 	}
 	return Decision{Desired: desired, Valid: true, Reason: reason, Recommendation: rec, Detail: detail}
+}
+
+// highestAfter is the highest recommendation made after from, 0 if none.
+func highestAfter(recent []Recommendation, from time.Time) int {
+	hi := 0
+	for _, r := range recent {
+		if r.At.After(from) {
+			hi = max(hi, r.Count)
+		}
+	}
+	return hi
 }
 
 // RecommendationWindow is how far back Input.Recent must reach: the wider

@@ -40,15 +40,15 @@ func TestFlapWindow(t *testing.T) {
 	checkDecisions(t, []decideCase{
 		// High, low for 6 minutes, high again, low now: a flap, held at
 		// the high phase.
-		{"flapped: held at the peak", flapPolicy(), hist(12, 12, 12, 12, 4, 4, 4, 4, 4, 4, 12, 12, 12, 12), 12, true, ReasonStabilized, 9},
-		{"flapped: the return may pass the peak", flapPolicy(), hist(10, 10, 10, 10, 4, 4, 4, 4, 12, 12), 12, true, ReasonStabilized, 9},
-		{"flapped: the hold never scales up", flapPolicy(), hist(20, 20, 4, 4, 4, 20, 20), 12, true, ReasonStabilized, 9},
-		{"flapped: a low phase as long as the plain window", flapPolicy(), hist(12, 12, 4, 4, 12, 12), 12, true, ReasonStabilized, 9},
-		{"flapped: a fall of exactly a quarter", flapPolicy(), hist(12, 12, 9, 9, 9, 12, 12), 12, true, ReasonStabilized, 9},
-		{"flapped: a return in steps", flapPolicy(), hist(12, 12, 4, 4, 4, 10, 12, 12), 12, true, ReasonStabilized, 9},
-		{"flapped: no plain window, a one-minute dip", flapPolicy(func(p *Policy) { p.ScaleDownStabilization = 0 }), hist(12, 12, 4, 12, 12), 12, true, ReasonStabilized, 9},
-		{"flapped: a return in steps with a dip between", flapPolicy(), hist(12, 12, 4, 4, 4, 10, 4, 12, 12), 12, true, ReasonStabilized, 9},
-		{"flapped: the peak is measured after a rise", flapPolicy(), hist(4, 4, 12, 12, 4, 4, 4, 12, 12), 12, true, ReasonStabilized, 9},
+		{"flapped: held at the peak", flapPolicy(), hist(12, 12, 12, 12, 4, 4, 4, 4, 4, 4, 12, 12, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped: the return may pass the peak", flapPolicy(), hist(10, 10, 10, 10, 4, 4, 4, 4, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped: the hold never scales up", flapPolicy(), hist(20, 20, 4, 4, 4, 20, 20), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped: a low phase as long as the plain window", flapPolicy(), hist(12, 12, 4, 4, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped: a fall of exactly a quarter", flapPolicy(), hist(12, 12, 9, 9, 9, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped: a return in steps", flapPolicy(), hist(12, 12, 4, 4, 4, 10, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped: no plain window, a one-minute dip", flapPolicy(func(p *Policy) { p.ScaleDownStabilization = 0 }), hist(12, 12, 4, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped: a return in steps with a dip between", flapPolicy(), hist(12, 12, 4, 4, 4, 10, 4, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped: the peak is measured after a rise", flapPolicy(), hist(4, 4, 12, 12, 4, 4, 4, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
 		{"off: the same history", flapPolicy(func(p *Policy) { p.ScaleDownFlapWindow = 0 }), hist(12, 12, 12, 12, 4, 4, 4, 4, 4, 4, 12, 12, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"off: a flap window no wider than the plain one", flapPolicy(func(p *Policy) { p.ScaleDownFlapWindow = 2 * time.Minute }), hist(12, 12, 4, 4, 4, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"reference defaults have no flap window", nvcf(func(p *Policy) { p.ScaleDownStabilization = 2 * time.Minute }), hist(12, 12, 4, 4, 4, 12, 12), 9, true, ReasonScaleDown, 9},
@@ -61,7 +61,7 @@ func TestFlapWindow(t *testing.T) {
 		{"a partial return", flapPolicy(), hist(12, 12, 4, 4, 4, 10, 10), 9, true, ReasonScaleDown, 9},
 		{"through zero: keep-alive's release and cold start", flapPolicy(), hist(12, 12, 0, 0, 0, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"a fall of one instance at the bottom", flapPolicy(), withRecent(running(2, 10), minutes(10, 2, 2, 1, 1, 1, 2, 2, 1, 1, 1)...), 1, true, ReasonScaleDown, 1},
-		{"flapped: a fall of two instances at the bottom", flapPolicy(), withRecent(running(3, 10), minutes(10, 3, 3, 1, 1, 1, 3, 3, 1, 1, 1)...), 3, true, ReasonStabilized, 2},
+		{"flapped: a fall of two instances at the bottom", flapPolicy(), withRecent(running(3, 10), minutes(10, 3, 3, 1, 1, 1, 3, 3, 1, 1, 1)...), 3, true, ReasonStabilizedFlapping, 2},
 		{"after zero the peak is measured afresh", flapPolicy(), hist(12, 12, 0, 0, 0, 4, 4, 4, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"a return short of a peak a dip set", flapPolicy(), hist(8, 8, 4, 12, 4, 4, 4, 10, 10), 9, true, ReasonScaleDown, 9},
 		{"zero forgets a fall", flapPolicy(), hist(12, 12, 4, 4, 4, 10, 0, 0, 0, 12, 12), 9, true, ReasonScaleDown, 9},
@@ -71,8 +71,8 @@ func TestFlapWindow(t *testing.T) {
 
 func TestFlapDetailNamesTheWideWindow(t *testing.T) {
 	d := Decide(flapPolicy(), withRecent(running(12, 10), minutes(9, 12, 12, 4, 4, 4, 12, 12, 4, 4)...))
-	require.Equal(t, ReasonStabilized, d.Reason, d.Detail)
-	require.True(t, strings.HasSuffix(d.Detail, "stabilized at 12 (highest in 20m0s, flapping)"), d.Detail)
+	require.Equal(t, ReasonStabilizedFlapping, d.Reason, d.Detail)
+	require.True(t, strings.HasSuffix(d.Detail, "stabilized at 12 (highest in 20m0s, flapping; 2m0s alone: 9)"), d.Detail)
 }
 
 func TestFlapWindowLapses(t *testing.T) {
