@@ -33,10 +33,9 @@ func TestFlapWindowHoldsAnOscillatingFunction(t *testing.T) {
 	// 1 s requests on 1 thread at the 75 % target: 2.6 requests/s sizes 4
 	// (at 4 instances anything from 2.25 to 3.3 reads 4, so neither a
 	// partial window nor the drain of a rise makes a higher peak), 1
-	// request/s sizes 2, under three quarters of the peak: a low phase.
-	// With a peak of 4 no count lies between the low line (3) and the
-	// peak, so a rise cannot stop at a partial return that would end the
-	// low phase without a flap.
+	// request/s sizes 2, half the peak and two instances under it: a low
+	// phase. A rise read in steps (2, 3, then 4, as a fresh reading sees
+	// part of it) is still the return.
 	const (
 		high, low = 2.6, 1.0
 		highCount = 4
