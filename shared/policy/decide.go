@@ -608,23 +608,30 @@ func (p Policy) target(cur int, latest float64, afterSaturated bool, demand Dema
 func (p Policy) finish(in Input, cur, rec int, reason Reason, detail string) Decision {
 	desired := rec
 	base := max(cur, lastRequested(in))
-	if window := p.stabilizationWindow(in); window > 0 {
-		// HPA's rule: a downward move goes only as far as the highest
-		// recommendation in the window, and never above the current size
-		// (an old up recommendation must not cause an up move now), so
-		// this only ever changes a move below base.
-		hi := min(max(desired, highestAfter(in.Recent, in.Now.Add(-window))), base)
-		plain := min(max(desired, highestAfter(in.Recent, in.Now.Add(-p.ScaleDownStabilization))), base)
-		switch {
-		case hi > plain:
-			// Held by the flap window alone: said apart, in the reason
-			// too, so that a dashboard shows what the flap window holds.
-			desired, reason = hi, ReasonStabilizedFlapping
-			detail += fmt.Sprintf("; stabilized at %d (highest in %s, flapping; %s alone: %d)", hi, window, p.ScaleDownStabilization, plain)
-		case hi > desired:
-			desired, reason = hi, ReasonStabilized
-			detail += fmt.Sprintf("; stabilized at %d (highest in %s)", hi, p.ScaleDownStabilization)
+	// HPA's rule: a downward move goes only as far as the highest
+	// recommendation in the window, and never above the current size (an
+	// old up recommendation must not cause an up move now), so this only
+	// ever changes a move below base. No window holds nothing, not even a
+	// recommendation dated after Now by a clock ahead.
+	held := func(window time.Duration) int {
+		if window <= 0 {
+			return desired
 		}
+		return min(max(desired, highestAfter(in.Recent, in.Now.Add(-window))), base)
+	}
+	plain, hi := held(p.ScaleDownStabilization), 0
+	if p.flapping(in) {
+		hi = held(p.ScaleDownFlapWindow)
+	}
+	switch {
+	case hi > plain:
+		// Held by the flap window alone: said apart, in the reason too,
+		// so that a dashboard shows what the flap window holds.
+		desired, reason = hi, ReasonStabilizedFlapping
+		detail += fmt.Sprintf("; stabilized at %d (highest in %s, flapping; %s alone: %d)", hi, p.ScaleDownFlapWindow, p.ScaleDownStabilization, plain)
+	case plain > desired:
+		desired, reason = plain, ReasonStabilized
+		detail += fmt.Sprintf("; stabilized at %d (highest in %s)", plain, p.ScaleDownStabilization)
 	}
 	// The rate limits are at least base (up, rate > 1) and at most base
 	// (down, never below 1), so each binds only on a move its way.
@@ -681,13 +688,10 @@ const flapDrop = 0.25
 // traces a fifth more idle instance-minutes for nothing.
 const flapMinStep = 2
 
-// stabilizationWindow is ScaleDownStabilization, or ScaleDownFlapWindow
-// while the recommendations inside it flapped (see ScaleDownFlapWindow).
-func (p Policy) stabilizationWindow(in Input) time.Duration {
-	if p.ScaleDownFlapWindow <= p.ScaleDownStabilization || !flapped(in.Recent, in.Now.Add(-p.ScaleDownFlapWindow), p.ScaleDownStabilization) {
-		return p.ScaleDownStabilization
-	}
-	return p.ScaleDownFlapWindow
+// flapping is whether the flap window is wider than the plain one and
+// the recommendations inside it flapped (see ScaleDownFlapWindow).
+func (p Policy) flapping(in Input) bool {
+	return p.ScaleDownFlapWindow > p.ScaleDownStabilization && flapped(in.Recent, in.Now.Add(-p.ScaleDownFlapWindow), p.ScaleDownStabilization)
 }
 
 // flapped reports whether the recommendations after from (oldest first,

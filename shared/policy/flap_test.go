@@ -49,6 +49,7 @@ func TestFlapWindow(t *testing.T) {
 		{"flapped: no plain window, a one-minute dip", flapPolicy(func(p *Policy) { p.ScaleDownStabilization = 0 }), hist(12, 12, 4, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
 		{"flapped: a return in steps with a dip between", flapPolicy(), hist(12, 12, 4, 4, 4, 10, 4, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
 		{"flapped: the peak is measured after a rise", flapPolicy(), hist(4, 4, 12, 12, 4, 4, 4, 12, 12), 12, true, ReasonStabilizedFlapping, 9},
+		{"flapped, but the plain window holds as much: a plain hold", flapPolicy(), withRecent(running(12, 10), minutes(8, 12, 12, 4, 4, 4, 12, 12, 12)...), 12, true, ReasonStabilized, 9},
 		{"off: the same history", flapPolicy(func(p *Policy) { p.ScaleDownFlapWindow = 0 }), hist(12, 12, 12, 12, 4, 4, 4, 4, 4, 4, 12, 12, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"off: a flap window no wider than the plain one", flapPolicy(func(p *Policy) { p.ScaleDownFlapWindow = 2 * time.Minute }), hist(12, 12, 4, 4, 4, 12, 12), 9, true, ReasonScaleDown, 9},
 		{"reference defaults have no flap window", nvcf(func(p *Policy) { p.ScaleDownStabilization = 2 * time.Minute }), hist(12, 12, 4, 4, 4, 12, 12), 9, true, ReasonScaleDown, 9},
