@@ -14,9 +14,9 @@ import (
 
 // history is a version's recommendation history for the scale-down
 // windows (policy.Policy.RecommendationWindow), stored as change points:
-// the recommendation at any time is the last point at or before it. Storing only changes means the
-// history costs a Cassandra write only when the recommendation moves, not
-// every cycle.
+// the recommendation at any time is the last point at or before it.
+// Storing only changes means the history costs a Cassandra write only when
+// the recommendation moves, not every cycle.
 type history []histPoint
 
 type histPoint struct {
