@@ -294,8 +294,16 @@ func tracePath(t *testing.T, discoveryLog, scaleLog, versionID string, desired i
 	p.bucketArrival = recv[0].str("knative_arrival_time")
 	require.NotEmpty(t, p.bucketArrival, "the bucket came through the Broker's ingress (knativearrivaltime)")
 
-	cyc := matching(logLines(t, discoveryLog, "discovery cycle done"), "cycle", p.cycle)
-	require.NotEmpty(t, cyc, "discovery ran no cycle %s", p.cycle)
+	// Discovery logs its cycle done only once every bucket send has
+	// returned, and over the in-memory channel a send returns when scale
+	// has answered: scale's decision line can come first (a CI run read
+	// discovery's log in between and found no cycle). Wait for it, within
+	// the bucket deadline that bounds every send.
+	var cyc []logLine
+	require.NoError(t, world.WaitFor(period, func() bool {
+		cyc = matching(logLines(t, discoveryLog, "discovery cycle done"), "cycle", p.cycle)
+		return len(cyc) > 0
+	}), "discovery ran no cycle %s", p.cycle)
 	p.tickID = cyc[0].str("event_id")
 	ticks := matching(logLines(t, discoveryLog, "event received"), "event_id", p.tickID)
 	require.NotEmpty(t, ticks, "discovery logged no receipt of tick %s", p.tickID)
