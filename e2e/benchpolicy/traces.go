@@ -37,7 +37,8 @@ func (tr Trace) demandAt(t int) float64 {
 // Traces are the load shapes the benchmark replays. Each stresses one
 // thing a policy can get wrong: reaction to a step, a short spike, a slow
 // daily swing, the first burst after scale to zero, repeated ramps, a
-// load that flips faster than a stabilization window, and a steady ramp.
+// load that flips faster than a stabilization window (regularly, for an
+// hour and then settles, and irregularly), and a steady ramp.
 func Traces() []Trace {
 	return []Trace{
 		{
@@ -71,6 +72,19 @@ func Traces() []Trace {
 				return 4
 			},
 		},
+		{
+			// The oscillating load for an hour, then settled low: what a
+			// flap hold costs once the flipping has stopped.
+			Name: "flap-settle", Description: "flips between 4 and 12 busy instances every 6 minutes for an hour, then stays at 4",
+			Minutes: 144, CostSeconds: 1.5, Threads: 1, StepAt: -1,
+			demand: func(m float64) float64 {
+				if m < 60 && int(m/6)%2 == 1 {
+					return 12
+				}
+				return 4
+			},
+		},
+		irregular(),
 		{
 			Name: "ramp", Description: "grows steadily from 2 to 30 busy instances over 120 minutes, then holds",
 			Minutes: 150, CostSeconds: 0.5, Threads: 4, StepAt: -1,
@@ -116,6 +130,33 @@ func diurnal() Trace {
 		demand: func(m float64) float64 {
 			base := 3 + 27*(1-math.Cos(2*math.Pi*m/minutes))/2
 			return base * noise[min(int(m), minutes)]
+		},
+	}
+}
+
+// irregular flips between 4 and 12 busy instances in phases of 3 to 9
+// whole minutes drawn from a fixed seed: a flapping load whose low
+// phases are not all alike, so a hold that learns their length from the
+// ones it saw can be caught out by a longer one.
+func irregular() Trace {
+	const minutes = 144
+	rng := rand.New(rand.NewPCG(17, 3))
+	high := make([]bool, minutes+1)
+	on := false
+	for m := 0; m <= minutes; {
+		for end := min(m+3+rng.IntN(7), minutes+1); m < end; m++ {
+			high[m] = on
+		}
+		on = !on
+	}
+	return Trace{
+		Name: "irregular", Description: "flips between 4 and 12 busy instances in phases of 3 to 9 minutes (fixed seed)",
+		Minutes: minutes, CostSeconds: 1.5, Threads: 1, StepAt: -1,
+		demand: func(m float64) float64 {
+			if high[min(int(m), minutes)] {
+				return 12
+			}
+			return 4
 		},
 	}
 }
