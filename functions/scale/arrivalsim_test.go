@@ -38,6 +38,18 @@ type fifoQueue struct {
 }
 
 func simulateFIFO(lambda, service, scrape, until float64, ramp []rampStep) fifoQueue {
+	var arrivals []float64
+	for k := 0; float64(k)/lambda < until; k++ {
+		arrivals = append(arrivals, float64(k)/lambda)
+	}
+	q := serveFIFO(arrivals, service, scrape, ramp)
+	q.lambda = lambda
+	return q
+}
+
+// serveFIFO serves requests arriving at the given times (sorted) in
+// arrival order, as simulateFIFO does.
+func serveFIFO(arrivals []float64, service, scrape float64, ramp []rampStep) fifoQueue {
 	var free []float64 // when each server can next start a request
 	for _, r := range ramp {
 		for len(free) < r.servers {
@@ -46,8 +58,7 @@ func simulateFIFO(lambda, service, scrape, until float64, ramp []rampStep) fifoQ
 	}
 	type request struct{ done, latency float64 }
 	var reqs []request
-	for k := 0; float64(k)/lambda < until; k++ {
-		arrived := float64(k) / lambda
+	for _, arrived := range arrivals {
 		i := 0
 		for j := range free {
 			if free[j] < free[i] {
@@ -59,7 +70,7 @@ func simulateFIFO(lambda, service, scrape, until float64, ramp []rampStep) fifoQ
 		reqs = append(reqs, request{start + service, start + service - arrived})
 	}
 	sort.Slice(reqs, func(a, b int) bool { return reqs[a].done < reqs[b].done })
-	q := fifoQueue{lambda: lambda, scrape: scrape, ramp: ramp, latencySum: []float64{0}}
+	q := fifoQueue{scrape: scrape, ramp: ramp, latencySum: []float64{0}}
 	for _, r := range reqs {
 		q.done = append(q.done, r.done)
 		q.latencySum = append(q.latencySum, q.latencySum[len(q.latencySum)-1]+r.latency)
@@ -149,6 +160,23 @@ func (q fifoQueue) centroidArrivals(t, dt, w float64) float64 {
 	return (last.meanIndex - prev.meanIndex) / ((last.centroid - prev.centroid) - (last.latency - prev.latency))
 }
 
+// intervals are the scrape intervals over (t-span, t], as the gateway's
+// two counters' raw samples give them (shared/tsdb's
+// GatewayMetrics.Completions): what completed in each, and their summed
+// latency.
+func (q fifoQueue) intervals(t, span float64) []policy.CompletionInterval {
+	var out []policy.CompletionInterval
+	at := func(s float64) time.Time {
+		return time.Unix(1_800_000_000, 0).Add(time.Duration(s * float64(time.Second)))
+	}
+	for s := math.Floor((t-span)/q.scrape+1e-9)*q.scrape + q.scrape; s <= t+1e-9; s += q.scrape {
+		c1, l1 := q.counters(s)
+		c0, l0 := q.counters(s - q.scrape)
+		out = append(out, policy.CompletionInterval{From: at(s - q.scrape), To: at(s), Completed: c1 - c0, LatencySum: l1 - l0})
+	}
+	return out
+}
+
 // extreme is the highest or lowest estimate seen, at which step and how
 // late against the step grid the instances came.
 type extreme struct {
@@ -176,7 +204,9 @@ func (e *extreme) keep(v, at, phase float64, higher bool) {
 //   - exact pairing: that, with the completion rate averaged over the
 //     step (the rate window's end sliding from one step to the next)
 //     rather than the two windows' rates averaged;
-//   - centroid: centroidArrivals, from the raw completion counter.
+//   - centroid: centroidArrivals, from the raw completion counter;
+//   - curve: policy.ArrivalsFromCurve on the scrape intervals of the
+//     newest pair's span, what gatewayDemand sizes from.
 //
 // What it shows (the numbers are logged): the estimate over-reads by up
 // to 4.2x (21 req/s) in the closed loop and 2.2x (11.2 req/s) in
@@ -193,7 +223,10 @@ func (e *extreme) keep(v, at, phase float64, higher bool) {
 // the completions fell (centroid), which the rates of the two counters
 // over windows do not say, at any window length: with windows of one step
 // (no overlap; window set to step here) the estimate still read up to
-// 10 req/s in both the closed loop and production.
+// 10 req/s in both the closed loop and production. The raw samples do:
+// the curve of the scrape intervals reads 0.86x to 1.12x in the closed
+// loop and 0.99x to 1.03x in production, and is what gatewayDemand now
+// sizes from.
 func TestGatewayArrivalsWhileInstancesComeUp(t *testing.T) {
 	const lambda = 5.0 // 5 req/s of 1 s each: 7 instances at 75 %
 	service := policy.Cost{SecondsPerRequest: 1, Weight: 30}
@@ -215,7 +248,7 @@ func TestGatewayArrivalsWhileInstancesComeUp(t *testing.T) {
 		{"production, instances a step apart", 70, 60, 10, 1, 240, 60, 2400, 2.3},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			estimates := []string{"estimated", "decided", "time-weighted", "exact pairing", "centroid"}
+			estimates := []string{"estimated", "decided", "time-weighted", "exact pairing", "centroid", "curve"}
 			high, low := map[string]*extreme{}, map[string]*extreme{}
 			for _, e := range estimates {
 				high[e], low[e] = &extreme{}, &extreme{}
@@ -254,7 +287,10 @@ func TestGatewayArrivalsWhileInstancesComeUp(t *testing.T) {
 						n0, _ := q.exact(end - c.window)
 						slid += (n1 - n0) / c.window / points
 					}
+					curve, _, cok := policy.ArrivalsFromCurve(q.intervals(at, c.window+c.step), last.inFlight, service)
+					require.True(t, cok, "t=%v", at)
 					for e, v := range map[string]float64{
+						"curve":         curve,
 						"estimated":     estimated,
 						"decided":       decided.Instances * service.SecondsPerRequest,
 						"time-weighted": (prev.rate + last.rate) / 2 / (1 - growth),
@@ -279,6 +315,65 @@ func TestGatewayArrivalsWhileInstancesComeUp(t *testing.T) {
 			require.InEpsilon(t, lambda, low["time-weighted"].value, 0.2)
 			require.InEpsilon(t, lambda, high["centroid"].value, 0.15)
 			require.InEpsilon(t, lambda, low["centroid"].value, 0.15)
+			// What gatewayDemand sizes from when the raw samples are there.
+			require.InEpsilon(t, lambda, high["curve"].value, 0.15)
+			require.InEpsilon(t, lambda, low["curve"].value, 0.15)
+		})
+	}
+}
+
+// TestGatewayArrivalsAfterARise: arrivals step from 2 to 5 req/s of 1 s
+// requests at 3 instances (a queue builds and keeps growing). The curve
+// (policy.ArrivalsFromCurve) follows the rise as fast as the pair of
+// windows does, never reads above the arrivals, and settles on them;
+// the pair, with production's 30 s scrapes in 70 s windows, settles
+// 29 % high (6.43 req/s) for as long as the queue grows.
+func TestGatewayArrivalsAfterARise(t *testing.T) {
+	service := policy.Cost{SecondsPerRequest: 1, Weight: 30}
+	for _, c := range []struct {
+		name                 string
+		window, step, scrape float64
+		riseAt, horizon      float64
+	}{
+		{"closed loop", 8, 4, 2, 40, 120},
+		{"production, 30 s scrapes", 70, 60, 30, 600, 1500},
+		{"production, 10 s scrapes", 70, 60, 10, 600, 1500},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var arrivals []float64
+			for a := 0.0; a < c.horizon+c.window; {
+				arrivals = append(arrivals, a)
+				if a < c.riseAt {
+					a += 1.0 / 2
+				} else {
+					a += 1.0 / 5
+				}
+			}
+			q := serveFIFO(arrivals, 1, c.scrape, []rampStep{{0, 3}})
+			completions := func(s slotStep) policy.Completions {
+				return policy.Completions{At: s.at, Rate: s.rate, InFlight: s.inFlight}
+			}
+			// The step at which each first reads 90 % of the new rate.
+			pairNear, curveNear := -1.0, -1.0
+			for at := c.riseAt; at <= c.riseAt+6*c.step; at += c.step {
+				prev, last := q.step(at-c.step, c.window), q.step(at, c.window)
+				pair, _, _ := policy.ArrivalsFromCompletions(completions(prev), completions(last), service)
+				curve, how, ok := policy.ArrivalsFromCurve(q.intervals(at, c.window+c.step), last.inFlight, service)
+				require.True(t, ok)
+				t.Logf("t=%+5.0f s: pair %.2f req/s, curve %.2f (%s)", at-c.riseAt, pair, curve, how)
+				require.LessOrEqual(t, curve, 5*1.01, "the curve over-read a rise")
+				if pair >= 4.5 && pairNear < 0 {
+					pairNear = at
+				}
+				if curve >= 4.5 && curveNear < 0 {
+					curveNear = at
+				}
+				if at >= c.riseAt+4*c.step {
+					require.InEpsilon(t, 5, curve, 0.01, "the curve settles on the arrivals")
+				}
+			}
+			require.Positive(t, curveNear, "the curve never read 90 %% of the arrivals")
+			require.LessOrEqual(t, curveNear, pairNear, "the curve followed the rise later than the pair")
 		})
 	}
 }

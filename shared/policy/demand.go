@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -342,4 +343,96 @@ func ArrivalsFromCompletions(prev, last Completions, service Cost) (arrivals flo
 		}
 	}
 	return bound, how + fmt.Sprintf(", bounded by %.1f in flight / service time", last.InFlight), true
+}
+
+// CompletionInterval is what one series of a source that counts requests
+// when they complete (the LLM gateway) says about one scrape interval:
+// the requests that completed in (From, To] and the sum of their
+// latencies (time in the system, waiting included).
+type CompletionInterval struct {
+	From, To   time.Time
+	Completed  float64
+	LatencySum float64
+}
+
+// curvePoints is the least number of scrape intervals with completions
+// ArrivalsFromCurve fits: two always give a line, three can disagree.
+const curvePoints = 3
+
+// ArrivalsFromCurve estimates the arrival rate of a source that counts
+// requests only when they complete, from each scrape interval's
+// completions and their latencies, bounded like ArrivalsFromCompletions by
+// the requests in flight over the service time.
+//
+// For requests served in arrival order the k-th to complete is the k-th
+// to arrive. An interval's completions finished about its middle and
+// arrived, on average, their mean latency before that; their index is the
+// completions before them plus half their own. The arrival rate is the
+// slope of index against arrival time, fitted by least squares with each
+// interval weighted by its completions.
+//
+// Windows of rates cannot do this: a window's mean latency is weighted by
+// its completions, which pile up after new instances start (they complete
+// the queue's oldest requests first), and the growth between two windows'
+// means then reads high. In a simulated FIFO queue with instances coming
+// up (functions/scale's TestGatewayArrivalsWhileInstancesComeUp) the pair
+// of windows read up to 4.2x the arrivals with the closed loop's timings
+// and 2.2x with production's; scrape intervals give every completion its
+// own time, within one interval. ok is false with fewer than curvePoints
+// intervals that completed anything, when their arrival times do not
+// spread, or when the service time is not known.
+func ArrivalsFromCurve(intervals []CompletionInterval, inFlight float64, service Cost) (arrivals float64, how string, ok bool) {
+	if !service.Known() {
+		return 0, "", false
+	}
+	type point struct{ index, arrived, weight float64 }
+	var pts []point
+	var origin time.Time
+	sorted := make([]CompletionInterval, 0, len(intervals))
+	for _, iv := range intervals {
+		if finite(iv.Completed) && iv.Completed > 0 && finite(iv.LatencySum) && iv.LatencySum >= 0 && iv.To.After(iv.From) {
+			sorted = append(sorted, iv)
+		}
+	}
+	if len(sorted) < curvePoints {
+		return 0, "", false
+	}
+	slices.SortFunc(sorted, func(a, b CompletionInterval) int {
+		if c := a.To.Compare(b.To); c != 0 {
+			return c
+		}
+		return a.From.Compare(b.From)
+	})
+	origin = sorted[0].From
+	done := 0.0
+	for _, iv := range sorted {
+		mid := iv.From.Sub(origin).Seconds() + iv.To.Sub(iv.From).Seconds()/2
+		pts = append(pts, point{index: done + iv.Completed/2, arrived: mid - iv.LatencySum/iv.Completed, weight: iv.Completed})
+		done += iv.Completed
+	}
+	var w, mx, my float64
+	for _, p := range pts {
+		w += p.weight
+		mx += p.weight * p.arrived
+		my += p.weight * p.index
+	}
+	mx, my = mx/w, my/w
+	var sxy, sxx float64
+	for _, p := range pts {
+		sxy += p.weight * (p.arrived - mx) * (p.index - my)
+		sxx += p.weight * (p.arrived - mx) * (p.arrived - mx)
+	}
+	if !(sxx > 0) {
+		return 0, "", false
+	}
+	arrivals = sxy / sxx
+	if !finite(arrivals) || arrivals <= 0 {
+		return 0, "", false
+	}
+	spread := math.Sqrt(sxx / w)
+	how = fmt.Sprintf("estimated: %.0f completions in %d scrape intervals, arrival times spread %.1f s", done, len(pts), spread)
+	if bound := inFlight / service.SecondsPerRequest; finite(bound) && arrivals > bound {
+		return bound, how + fmt.Sprintf(", bounded by %.1f in flight / service time", inFlight), true
+	}
+	return arrivals, how, true
 }
