@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"function/shared/ids"
@@ -384,6 +386,31 @@ type GatewayMetrics struct {
 	// gaps from them.
 	RequestCounts []Sample
 	SettledAt     time.Time
+	// Completions are the gateway's scrape intervals over the last
+	// CompletionSpan before the query: for each series of its request
+	// counter, what completed between two consecutive raw samples and the
+	// latencies they summed (the duration-sum series of the same labels,
+	// at the same times), ordered by end. They give the gateway's
+	// arrivals where rates over windows over-read them
+	// (policy.ArrivalsFromCurve).
+	Completions []CompletionInterval
+}
+
+// CompletionInterval is one scrape interval of one series of the
+// gateway's counters: the requests that completed in (From, To] and the
+// sum of their latencies in seconds.
+type CompletionInterval struct {
+	From, To   time.Time
+	Completed  float64
+	LatencySum float64
+}
+
+// CompletionSpan is how far back GatewayMetrics reads the raw samples of
+// the gateway's counters: the newest pair of rate windows (one window and
+// a step) and one more step, as the newest step may be a repeat that the
+// caller drops.
+func (o MetricsOptions) CompletionSpan() time.Duration {
+	return o.Window + 2*o.Step
 }
 
 // Current is the sum of the versions' instances at the last settled step,
@@ -452,6 +479,7 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 		lastInvoked            time.Time
 		rate                   float64
 		rates, counts          []Sample
+		completions            []CompletionInterval
 	}
 	acc := map[string]*perFunction{}
 	get := func(fid string) *perFunction {
@@ -558,10 +586,29 @@ func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now t
 		if err != nil {
 			return nil, err
 		}
+		// The raw samples, one group at a time: a range selector cannot
+		// be joined by union or or, and a group is at most lookupGroup
+		// ids, which VictoriaMetrics looks up one by one.
+		for _, group := range chunk {
+			q := selector("", append(gm, `__name__=~"`+MetricGatewayRequests+`|`+MetricGatewayDurationSum+`"`,
+				labelFunctionID+`=~`+quote(strings.Join(group, "|")))...) + "[" + promDuration(o.CompletionSpan()) + "]"
+			series, _, err := c.Query(ctx, q, g.end)
+			if err != nil {
+				return nil, fmt.Errorf("gateway completions: %w", err)
+			}
+			for fid, ivs := range completionIntervals(series) {
+				if want[fid] {
+					p := get(fid)
+					p.completions = append(p.completions, ivs...)
+				}
+			}
+		}
 	}
 	settled := g.settled.UnixMilli()
 	for fid, p := range acc {
-		m := GatewayMetrics{LastInvokedAt: p.lastInvoked, RequestRate: p.rate, RequestRates: p.rates, RequestCounts: p.counts, SettledAt: g.settled}
+		slices.SortFunc(p.completions, func(a, b CompletionInterval) int { return a.To.Compare(b.To) })
+		m := GatewayMetrics{LastInvokedAt: p.lastInvoked, RequestRate: p.rate, RequestRates: p.rates, RequestCounts: p.counts, SettledAt: g.settled,
+			Completions: p.completions}
 		for vid, v := range p.versions {
 			if n, ok := p.instances[vid][settled]; ok && !math.IsNaN(n) && n >= 0 {
 				v.Instances, v.InstancesKnown = n, true
@@ -613,3 +660,71 @@ func errorsFirst(fns ...func() error) error {
 	}
 	return nil
 }
+
+// completionIntervals pairs the raw samples of the gateway's request
+// counter and duration sum by their other labels and returns, per
+// function, the intervals between consecutive samples of each pair, at
+// the times both were scraped. A counter that went down was reset (the
+// gateway restarted): what it counts since is what completed in the
+// interval.
+func completionIntervals(series []Series) map[string][]CompletionInterval {
+	type pair struct{ requests, durations []Sample }
+	pairs := map[string]*pair{}
+	fids := map[string]string{}
+	for _, s := range series {
+		name := s.Labels["__name__"]
+		if name != MetricGatewayRequests && name != MetricGatewayDurationSum {
+			continue
+		}
+		keys := make([]string, 0, len(s.Labels))
+		for k, v := range s.Labels {
+			if k != "__name__" {
+				keys = append(keys, k+"\x00"+v)
+			}
+		}
+		slices.Sort(keys)
+		key := strings.Join(keys, "\x01")
+		p := pairs[key]
+		if p == nil {
+			p = &pair{}
+			pairs[key] = p
+			fids[key] = s.Labels[labelFunctionID]
+		}
+		if name == MetricGatewayRequests {
+			p.requests = s.Samples
+		} else {
+			p.durations = s.Samples
+		}
+	}
+	increase := func(from, to float64) float64 {
+		if to < from {
+			return to
+		}
+		return to - from
+	}
+	out := map[string][]CompletionInterval{}
+	for key, p := range pairs {
+		sums := make(map[int64]float64, len(p.durations))
+		for _, d := range p.durations {
+			sums[d.At.UnixMilli()] = d.Value
+		}
+		var prev *Sample
+		var prevSum float64
+		for i := range p.requests {
+			r := &p.requests[i]
+			sum, ok := sums[r.At.UnixMilli()]
+			if !ok || !finiteValue(r.Value) || !finiteValue(sum) {
+				prev = nil
+				continue
+			}
+			if prev != nil {
+				out[fids[key]] = append(out[fids[key]], CompletionInterval{From: prev.At, To: r.At,
+					Completed: increase(prev.Value, r.Value), LatencySum: increase(prevSum, sum)})
+			}
+			prev, prevSum = r, sum
+		}
+	}
+	return out
+}
+
+func finiteValue(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

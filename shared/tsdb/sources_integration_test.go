@@ -190,11 +190,12 @@ func TestControlPlaneAndGatewayMetricsAgainstRealTSDBs(t *testing.T) {
 			require.Empty(t, cp[none].Utilization)
 			require.False(t, cp[staging].InstancesKnown, "staging series under a production filter")
 
-			// Gateway: one function, three versions, five queries for all.
+			// Gateway: one function, three versions, five range queries
+			// and one of raw samples for all.
 			q0 = c.Queries()
 			gw, err := c.GatewayMetrics(ctx, []string{"g-p", "g-noinfo", "g-none"}, now, opts)
 			require.NoError(t, err)
-			require.Equal(t, int64(5), c.Queries()-q0)
+			require.Equal(t, int64(6), c.Queries()-q0)
 			g := gw["g-p"]
 			require.Equal(t, []GatewayVersion{
 				{FunctionVersionID: "g-p-1", NcaID: "nca-g", Listed: true, Instances: 1, InstancesKnown: true, Concurrency: 2},
@@ -215,6 +216,26 @@ func TestControlPlaneAndGatewayMetricsAgainstRealTSDBs(t *testing.T) {
 			requireWindowCounts(t, g.RequestCounts, g.RequestRates, 70)
 			require.InEpsilon(t, 280, valueAtStep(t, g.RequestCounts, settled), 0.01)
 			require.InDelta(t, 3, valueAtStep(t, g.InstanceCounts, settled), 1e-9, "the sum of the versions' instances")
+			// The raw samples' scrape intervals (every 15 s) over the
+			// completion span before now: 4 req/s complete 60 requests in
+			// each, with 3 in flight 45 latency-seconds. The query's time
+			// is the grid's newest step.
+			end := now.Truncate(opts.Step)
+			require.GreaterOrEqual(t, len(g.Completions), 10, "%+v", g.Completions)
+			for i, iv := range g.Completions {
+				require.Equal(t, 15*time.Second, iv.To.Sub(iv.From), "interval %d", i)
+				require.False(t, iv.From.Before(end.Add(-opts.CompletionSpan())), "interval %d from %s", i, iv.From)
+				require.False(t, iv.To.After(end), "interval %d to %s", i, iv.To)
+				require.InDelta(t, 60, iv.Completed, 1e-6, "interval %d", i)
+				require.InDelta(t, 45, iv.LatencySum, 1e-6, "interval %d", i)
+				if i > 0 {
+					require.Equal(t, g.Completions[i-1].To, iv.From, "consecutive intervals of the one series")
+				}
+			}
+			for _, iv := range gw["g-noinfo"].Completions {
+				require.InDelta(t, 15, iv.Completed, 1e-6, "each function its own series: 1 req/s")
+			}
+			require.NotEmpty(t, gw["g-noinfo"].Completions)
 
 			ni := gw["g-noinfo"]
 			require.Len(t, ni.Versions, 1)
@@ -227,8 +248,9 @@ func TestControlPlaneAndGatewayMetricsAgainstRealTSDBs(t *testing.T) {
 			require.NoError(t, err)
 			gw2, err := small.GatewayMetrics(ctx, []string{"g-p", "g-noinfo", "g-none"}, now, opts)
 			require.NoError(t, err)
-			require.Equal(t, int64(15), small.Queries())
+			require.Equal(t, int64(18), small.Queries())
 			require.Equal(t, gw["g-p"].Versions, gw2["g-p"].Versions)
+			require.Equal(t, gw["g-p"].Completions, gw2["g-p"].Completions)
 			ids := make([]string, 0, len(gw2))
 			for id := range gw2 {
 				ids = append(ids, id)
