@@ -351,12 +351,18 @@ func controlPlaneDemand(m tsdb.ControlPlaneMetrics, service policy.Cost) *policy
 // gatewayDemand is a gateway function's demand. The gateway counts a
 // request when it answers it, so while saturated its counter shows the
 // capacity, not the arrivals: those are estimated from the completions
-// and the growth of their latency over the two newest steps
-// (policy.ArrivalsFromCompletions) and sized with the learned service
-// time, or its latency bound until one is learned. Without either, or
-// without two steps of completions, Little's law.
+// and their latencies, and sized with the learned service time, or its
+// latency bound until one is learned. The estimate is the curve of the
+// scrape intervals over the newest pair's span
+// (policy.ArrivalsFromCurve: each interval's completions at their own
+// arrival time); where the raw samples give fewer than three intervals
+// that completed anything (a TSDB that keeps no raw samples that old,
+// scrapes as far apart as the span), the two newest windows' rates
+// (policy.ArrivalsFromCompletions). Without either, or without two steps
+// of completions, Little's law.
 //
-// While the instance count changes over the newest pair's windows, the
+// The windows' estimate over-reads while instances come up; while the
+// instance count changes over the newest pair's windows, the
 // newest pair may read at most steadyRequests times what the pair before
 // (the settled one) reads. New instances start completing the queue's
 // oldest requests, so the completion rate jumps and the mean latency of
@@ -377,6 +383,14 @@ func gatewayDemand(m tsdb.GatewayMetrics, steps []slotStep, service policy.Cost,
 		return policy.Completions{At: st.at, Rate: st.rate, InFlight: st.inFlight}
 	}
 	if n := len(steps); n >= 2 {
+		// The scrape intervals of the newest pair's span, when the raw
+		// samples came: each interval's completions have their own time
+		// there, which the windows' rates blur.
+		last := steps[n-1]
+		from := last.at.Add(-window - last.at.Sub(steps[n-2].at))
+		if arrivals, how, ok := policy.ArrivalsFromCurve(intervalsIn(m.Completions, from, last.at), last.inFlight, service); ok {
+			return policy.DemandFromArrivals(service, arrivals, conc, how)
+		}
 		arrivals, how, ok := policy.ArrivalsFromCompletions(completions(steps[n-2]), completions(steps[n-1]), service)
 		if n >= 3 && ok && capacityChanged(steps, window) {
 			if settled, _, sok := policy.ArrivalsFromCompletions(completions(steps[n-3]), completions(steps[n-2]), service); sok && arrivals > steadyRequests*settled {
@@ -391,6 +405,18 @@ func gatewayDemand(m tsdb.GatewayMetrics, steps []slotStep, service policy.Cost,
 		return policy.DemandFromConcurrency(m.InFlight, conc)
 	}
 	return policy.Demand{}
+}
+
+// intervalsIn returns the scrape intervals inside [from, to], as the
+// policy takes them.
+func intervalsIn(ivs []tsdb.CompletionInterval, from, to time.Time) []policy.CompletionInterval {
+	var out []policy.CompletionInterval
+	for _, iv := range ivs {
+		if !iv.From.Before(from) && !iv.To.After(to) {
+			out = append(out, policy.CompletionInterval{From: iv.From, To: iv.To, Completed: iv.Completed, LatencySum: iv.LatencySum})
+		}
+	}
+	return out
 }
 
 // capacityChanged reports whether the instance count was not the same

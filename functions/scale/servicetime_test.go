@@ -328,7 +328,9 @@ func TestRequestSlotSourcesSizedFromArrivalsAndLearnedServiceTime(t *testing.T) 
 	g := outcomeOf(t, r, gwKey)
 	require.Equal(t, string(policy.ReasonScaleUpDemand), g.Reason, "%+v", g)
 	require.Equal(t, 9, g.Desired, "own 2 + (9 - 2): %+v", g)
-	require.Contains(t, g.Detail, "demand=5.0 busy instances (arrivals x learned service time: 5.0 req/s estimated: 2.0 completed/s, latency 19.00 s -> 55.00 s in 60s")
+	// From the raw samples' scrape intervals (15 s) over the newest pair's
+	// span: 2 completed a second, arriving 5 a second.
+	require.Contains(t, g.Detail, "demand=5.0 busy instances (arrivals x learned service time: 5.0 req/s estimated: 240 completions in 8 scrape intervals")
 	got, _ := f.sim.Desired(gw, "a")
 	require.Equal(t, 9, got)
 
