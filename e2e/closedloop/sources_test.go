@@ -154,13 +154,18 @@ func TestGatewayAndBYOCFollowStep(t *testing.T) {
 		// The bound: sized from the arrivals at the target (the need), and
 		// held there while the queue of the climb drains, instead of
 		// doubling on a saturation reading that counts that queue. Twice
-		// the need leaves room for the gateway's arrivals estimate, read
-		// from the growth of the latency of requests already served,
-		// running ahead of the truth for a window while capacity arrives,
-		// and for one doubling on a saturation reading that outlasts the
-		// queue (a latency is summed when the request leaves). Little's law
-		// took both to the max of 20.
+		// the need leaves room for one doubling on a saturation reading
+		// that outlasts the queue (a latency is summed when the request
+		// leaves). Little's law took both to the max of 20.
 		require.LessOrEqual(t, peak, 2*need, "%s: peak %d over twice the need %d: %s", id, peak, need, strings.Join(sized, "; "))
+		if kind == sim.KindGateway {
+			// The gateway's arrivals read from its scrape intervals
+			// (policy.ArrivalsFromCurve): within 12 % of the truth on the
+			// simulated queue with these timings, so at most one instance
+			// over the need. From the two windows' rates it asked 8 or 9
+			// here (the simulation: up to 4.2x, capped at 1.5x).
+			require.LessOrEqual(t, peak, need+1, "%s: peak %d for a need of %d: %s", id, peak, need, strings.Join(sized, "; "))
+		}
 	}
 
 	// Down: back at 1 req/s (2 instances at the 75 % target), each comes

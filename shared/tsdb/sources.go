@@ -451,7 +451,8 @@ func (m GatewayMetrics) Concurrency() float64 {
 
 // GatewayMetrics fetches the gateway source for a bucket's functions: five
 // range queries per TSDB_MAX_SELECTOR_BYTES of function ids, however many
-// functions and versions there are. A function with no series at all is
+// functions and versions there are, and one instant query of raw samples
+// per 20 functions (Completions). A function with no series at all is
 // absent from the answer.
 func (c *Client) GatewayMetrics(ctx context.Context, functionIDs []string, now time.Time, o MetricsOptions) (map[string]GatewayMetrics, error) {
 	out := make(map[string]GatewayMetrics, len(functionIDs))
