@@ -196,7 +196,19 @@ func TestEventsTravelRealKnative(t *testing.T) {
 	refused := filterRefusals(t, c.knativeDir, scalePort, arrival, received)
 	require.NotEmpty(t, refused, "the Broker filter logged no failed delivery to scale between the bucket's arrival (%s) and its receipt (%s)",
 		arrival.Format(time.RFC3339Nano), received.Format(time.RFC3339Nano))
-	// Discovery sent it once: no resend of its own brought it through.
+	// Discovery sent it once: no resend of its own brought it through, and
+	// no copy went to the dead-letter sink. Both are settled only when
+	// discovery's send returns, which the in-memory channel's synchronous
+	// fan-out holds until scale has answered (or the dead letter was
+	// delivered): read at once, after scale's line, the logs can lack a
+	// failure on its way (a local run: scale decided at 07:52:01.401,
+	// discovery ended that cycle at .408). Discovery logs the end of a
+	// cycle after every send's outcome; wait for it, within the bucket
+	// deadline (a period after the tick, which is past) plus the 5 s its
+	// last attempt waits beyond it, a back-off of at most 2 s and a margin.
+	require.NoError(t, world.WaitFor(period+10*time.Second, func() bool {
+		return len(matching(logLines(t, discovery.LogPath, "discovery cycle done"), "cycle", cycle)) > 0
+	}), "discovery did not end cycle %s", cycle)
 	for _, l := range logLines(t, discovery.LogPath, "bucket event not delivered") {
 		require.NotEqual(t, cycle, l.str("cycle"), "discovery had to resend cycle %s's bucket: %v", cycle, l)
 	}
