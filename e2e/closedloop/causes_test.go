@@ -78,21 +78,48 @@ const settleBound = 15 * time.Second
 // decision (or settleBound passes; attribute then names the orphan). It
 // waits for the observation to catch up with what already happened, not
 // for the system to change: the writes it checks are those of the first
-// read.
+// read, and the decisions those that could have made them.
 func settledView(t *testing.T, w *world.World, vids ...string) ([]nvcfsim.Write, []world.Decision) {
 	t.Helper()
-	writes := w.NVCF.Writes()
+	return settle(t, w.NVCF.Writes, w.AllDecisions, vids...)
+}
+
+// settle is settledView over the two reads. A decision logged before the
+// writes are read made its write before that too (the simulator records a
+// write before it answers, the decision logs after the answer), so the
+// write is among them. One logged later may have written after them, and
+// belongs to a later view: left in, it would claim a write the snapshot
+// lacks, for as long as the loop waits, and fail the test (the loop keeps
+// the decisions read after the writes, and a version writes each cycle
+// while it climbs or comes down).
+func settle(t *testing.T, readWrites func() []nvcfsim.Write, readDecisions func() []world.Decision, vids ...string) ([]nvcfsim.Write, []world.Decision) {
+	t.Helper()
+	asOf := time.Now()
+	writes := readWrites()
 	deadline := time.Now().Add(settleBound)
 	for {
-		ds := w.AllDecisions()
+		ds := readDecisions()
 		complete := true
+		later := map[int]bool{}
 		for _, vid := range vids {
-			if _, err := match(t, writes, ds, vid); err != nil {
+			_, orphan, claims := pair(t, writes, ds, vid)
+			if orphan != nil {
 				complete = false
+			}
+			for _, i := range claims {
+				if loggedAt(t, ds[i]).After(asOf) {
+					later[i] = true
+				}
 			}
 		}
 		if complete || time.Now().After(deadline) {
-			return writes, ds
+			inView := make([]world.Decision, 0, len(ds))
+			for i, d := range ds {
+				if !later[i] {
+					inView = append(inView, d)
+				}
+			}
+			return writes, inView
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -102,41 +129,64 @@ func settledView(t *testing.T, w *world.World, vids ...string) ([]nvcfsim.Write,
 // one has no partner.
 func match(t *testing.T, writes []nvcfsim.Write, ds []world.Decision, vid string) ([]cause, error) {
 	t.Helper()
-	var owners []world.Decision
-	for _, d := range ds {
+	cs, orphan, claims := pair(t, writes, ds, vid)
+	if orphan != nil {
+		return nil, fmt.Errorf("NVCF write %+v of %s has no decision that made it; decisions: %s", *orphan, vid, describeDecisions(ds, vid))
+	}
+	if len(claims) > 0 {
+		return nil, fmt.Errorf("decision %+v claims a write the NVCF API never accepted", ds[claims[0]])
+	}
+	return cs, nil
+}
+
+// pair ties each accepted write of vid to the first decision that can
+// have made it, and returns the pairs, the first write none explains (nil
+// if every one is explained) and the decisions, as indices into ds, that
+// claim a write none of writes is.
+func pair(t *testing.T, writes []nvcfsim.Write, ds []world.Decision, vid string) ([]cause, *nvcfsim.Write, []int) {
+	t.Helper()
+	var owners []int
+	for i, d := range ds {
 		if d.FunctionVersionID == vid && (wrote(d) || d.Action == "error") {
 			// Without its start a decision's window reaches back to the
 			// epoch and can take an earlier write of the same count that
 			// another decision made: the pairing then fails by chance.
 			require.False(t, d.DecidedAt.IsZero(), "decision of %s logged no decided_at: %+v", vid, d)
-			owners = append(owners, d)
+			owners = append(owners, i)
 		}
 	}
 	used := make([]bool, len(owners))
 	var out []cause
+	var orphan *nvcfsim.Write
 	for _, wr := range writes {
 		if wr.VersionID != vid || !accepted(wr) {
 			continue
 		}
 		found := -1
-		for i, d := range owners {
-			if !used[i] && d.Desired == wr.Requested && !wr.Time.Before(d.DecidedAt) && !wr.Time.After(loggedAt(t, d)) {
-				found = i
+		for k, i := range owners {
+			d := ds[i]
+			if !used[k] && d.Desired == wr.Requested && !wr.Time.Before(d.DecidedAt) && !wr.Time.After(loggedAt(t, d)) {
+				found = k
 				break
 			}
 		}
 		if found < 0 {
-			return nil, fmt.Errorf("NVCF write %+v of %s has no decision that made it; decisions: %s", wr, vid, describeDecisions(ds, vid))
+			if orphan == nil {
+				o := wr
+				orphan = &o
+			}
+			continue
 		}
 		used[found] = true
-		out = append(out, cause{Write: wr, Decision: owners[found]})
+		out = append(out, cause{Write: wr, Decision: ds[owners[found]]})
 	}
-	for i, d := range owners {
-		if !used[i] && wrote(d) {
-			return nil, fmt.Errorf("decision %+v claims a write the NVCF API never accepted", d)
+	var claims []int
+	for k, i := range owners {
+		if !used[k] && wrote(ds[i]) {
+			claims = append(claims, i)
 		}
 	}
-	return out, nil
+	return out, orphan, claims
 }
 
 // assertOneWritePerCycle: however a cycle's bucket event was retried or
