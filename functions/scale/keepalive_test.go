@@ -1,6 +1,8 @@
 package scale
 
 import (
+	"context"
+	"log/slog"
 	"math"
 	"testing"
 	"time"
@@ -433,4 +435,127 @@ func histogramOrNew(t *testing.T, k store.KeepAlive) policy.IdleHistogram {
 		return policy.NewIdleHistogram(time.Minute)
 	}
 	return histogramOf(t, k)
+}
+
+// Only known request counts up to the settled step are evidence: a step
+// the TSDB could not compute (NaN), an infinite or negative count (what
+// a counter reset can make of an increase) is unknown like a missing
+// sample, so it never ends a burst; the settled step itself is in, since
+// its scrapes are, and its quiet confirms a burst's end this cycle.
+func TestSettledStepsAreTheKnownOnesUpToTheSettledStep(t *testing.T) {
+	counts := minutes(1, math.NaN(), math.Inf(1), -1, 0, 2, 3)
+	require.Equal(t, []tsdb.Sample{counts[0], counts[4], counts[5]}, settledSteps(counts, minute(5)))
+
+	next, _ := foldBursts(store.KeepAlive{}, policy.NewIdleHistogram(time.Minute),
+		settledSteps(minutes(2, math.NaN(), 2, 0), minute(3)), time.Minute)
+	require.Equal(t, minute(2), next.BurstEnd, "one burst through the unknown step, ended by the settled quiet one")
+}
+
+// A gap is measured to the last quiet step before the next burst: across
+// steps with no sample (the request may have come in any of them), and
+// to one step before the burst when no quiet step since the last end is
+// in view.
+func TestFoldBurstsMeasuresAGapToTheLastQuietStepBeforeTheBurst(t *testing.T) {
+	stored := store.KeepAlive{BurstEnd: minute(0), FoldedTo: minute(-2)}
+	gapOf := func(view []tsdb.Sample) time.Duration {
+		t.Helper()
+		next, folded := foldBursts(stored, policy.NewIdleHistogram(time.Minute), view, time.Minute)
+		require.Equal(t, 1, folded)
+		h := histogramOf(t, next)
+		require.InDelta(t, 1, h.Gaps(), 1e-9)
+		p, ok := h.Percentile(0.5)
+		require.True(t, ok)
+		return p.Truncate(time.Minute)
+	}
+	view := minutes(0, 0, 0, 0, 0, 3, 0)[1:]                           // the steps after the end at 0: quiet, then a burst at 5
+	holed := append(append([]tsdb.Sample{}, view[:2]...), view[4:]...) // steps 3 and 4 have no sample
+	require.Equal(t, 2*time.Minute, gapOf(holed), "from the end at 0 to the quiet step 2")
+	require.Equal(t, 4*time.Minute, gapOf(view[4:]), "steps 1 to 4 out of view: to the step before the burst at 5")
+}
+
+// A worker count the TSDB could not compute is no worker, and a worker
+// reporting a whole step before the write was not reporting at it.
+func TestMeasureColdStartReadsOnlyWorkersSinceTheWrite(t *testing.T) {
+	from := minute(1).Add(10 * time.Second)
+	st := store.ScalingState{HasLastRequested: true, LastRequested: 1, KeepAlive: store.KeepAlive{ColdFrom: from}}
+	cs, done := measureColdStart(st, minutes(0, 0, math.NaN(), 0, 1), time.Minute)
+	require.True(t, done)
+	require.Equal(t, minute(4).Sub(from).Seconds(), cs.Seconds)
+
+	st.KeepAlive.ColdFrom = minute(2)
+	cs, done = measureColdStart(st, minutes(0, 1, 0, 0, 1), time.Minute)
+	require.True(t, done)
+	require.Equal(t, (2 * time.Minute).Seconds(), cs.Seconds, "the worker at step 1 went before the write at 2")
+}
+
+// A pre-warm is settled only by what came after it: a burst before it
+// is not its use, and a version that went back to zero is not its waste
+// when it was invoked since (at a step not settled yet, or in a burst
+// whose end is stored) or when that write came before the pre-warm.
+func TestPrewarmOutcomeReadsOnlyWhatCameAfterThePrewarm(t *testing.T) {
+	k := keepAlive{prewarmAt: minute(2).Add(-10 * time.Second), burstEnd: minute(-10)}
+	m := tsdb.VersionMetrics{SettledAt: minute(5), RequestCounts: minutes(3, 0, 0, 0, 0, 0), InstanceCounts: minutes(1, 1, 1, 1, 1, 1)}
+	require.Equal(t, "", prewarmOutcome(k, store.ScalingState{HasLastRequested: true, LastRequested: 1}, m), "the burst at 0 came before it")
+
+	m.RequestCounts = minutes(0, 0, 0, 0, 0, 0, 4)
+	back := store.ScalingState{HasLastRequested: true, LastRequested: 0, LastWrittenAt: minute(5)}
+	m.LastInvokedAt = minute(6)
+	require.Equal(t, "", prewarmOutcome(k, back, m), "invoked at a step not settled yet")
+	m.LastInvokedAt = time.Time{}
+	ended := k
+	ended.burstEnd = minute(3)
+	require.Equal(t, "", prewarmOutcome(ended, back, m), "invoked in a burst whose end is stored")
+	back.LastWrittenAt = minute(1)
+	require.Equal(t, "", prewarmOutcome(k, back, m), "written to zero before the pre-warm")
+}
+
+// A version last written to zero tells the policy when, which is how an
+// invocation it was down for brings it up at once under learned
+// keep-alive; one above zero was not released. Known without metrics
+// (nothing read) so that nothing is stored.
+func TestLearnKeepAliveTellsThePolicyWhenTheVersionWentToZero(t *testing.T) {
+	h := &Handler{}
+	h.d.Settings.Scale.Step = time.Minute
+	key := store.VersionKey{FunctionID: "f", FunctionVersionID: "v"}
+	log := slog.New(slog.DiscardHandler)
+	st := store.ScalingState{HasLastRequested: true, LastRequested: 0, LastWrittenAt: minute(3)}
+	var in policy.Input
+	h.learnKeepAlive(context.Background(), log, key, st, tsdb.VersionMetrics{}, false).applyTo(&in)
+	require.Equal(t, minute(3), in.ReleasedAt)
+
+	st.LastRequested = 2
+	in = policy.Input{}
+	h.learnKeepAlive(context.Background(), log, key, st, tsdb.VersionMetrics{}, false).applyTo(&in)
+	require.True(t, in.ReleasedAt.IsZero(), "above zero: not released")
+}
+
+// A cold start measured ends its measurement in the store: the next
+// cycle reads no write to measure from, so it neither learns nor writes
+// the cold start again. Against the real Cassandra, through the state row.
+func TestColdStartMeasuredEndsItsMeasurement(t *testing.T) {
+	f := setup(t, 0)
+	h := f.handler(t, "node-a", nil)
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	key := store.VersionKey{FunctionID: "cold-once-f", FunctionVersionID: "cold-once-v"}
+	from := minute(1).Add(10 * time.Second)
+	require.NoError(t, f.store.SaveState(ctx, key, coldFrom(from), time.Hour))
+	m := tsdb.VersionMetrics{SettledAt: minute(5), RequestCounts: minutes(0, 0, 0, 0, 0, 0), InstanceCounts: minutes(0, 0, 0, 0, 1, 1)}
+
+	st, err := f.store.ReadState(ctx, key)
+	require.NoError(t, err)
+	require.True(t, st.KeepAlive.ColdFrom.Equal(from))
+	k := h.learnKeepAlive(ctx, log, key, st, m, true)
+	require.Equal(t, minute(4).Sub(from).Seconds(), k.coldStart.Seconds)
+
+	st, err = f.store.ReadState(ctx, key)
+	require.NoError(t, err)
+	require.True(t, st.KeepAlive.ColdFrom.IsZero(), "measured: nothing left to measure")
+	require.Equal(t, minute(4).Sub(from).Seconds(), st.KeepAlive.ColdStartSeconds)
+}
+
+func coldFrom(at time.Time) store.StateUpdate {
+	var u store.StateUpdate
+	u.ColdFrom(at)
+	return u
 }
