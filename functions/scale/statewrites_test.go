@@ -16,6 +16,7 @@ import (
 
 	"function/shared/buckets"
 	"function/shared/store"
+	"function/shared/tsdb"
 )
 
 // A version's first decision learns its watch mark and metric source at
@@ -165,4 +166,34 @@ func (s *spoiledSaves) SaveStates(ctx context.Context, writes []store.StateWrite
 		s.keys = append(s.keys, writes[i].Key)
 	}
 	return s.Store.SaveStates(ctx, writes, ttl)
+}
+
+// cancelAfterMetrics is the real TSDB client with the bucket's client
+// going away once the metrics are read, while the decisions are made.
+type cancelAfterMetrics struct {
+	*tsdb.Client
+	cancel context.CancelFunc
+}
+
+func (m cancelAfterMetrics) BucketMetrics(ctx context.Context, vs []tsdb.FunctionVersion, now time.Time, o tsdb.MetricsOptions) (map[tsdb.FunctionVersion]tsdb.VersionMetrics, error) {
+	defer m.cancel()
+	return m.Client.BucketMetrics(ctx, vs, now, o)
+}
+
+// What a bucket's decisions learned is written even when its client left
+// before they were done: it is true all the same, and otherwise a bucket
+// that always outlives its dispatcher's timeout would never learn.
+func TestLearnedStateIsWrittenWhenTheBucketsClientLeaves(t *testing.T) {
+	f := setup(t, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	h, err := New(Deps{Settings: f.settings, Store: f.store, TSDB: cancelAfterMetrics{f.tsdb, cancel}, NVCF: f.nvcf,
+		Log: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	_, _ = h.HandleBucket(ctx, bucketEvent(time.Now()))
+	require.Error(t, ctx.Err(), "the client left during the bucket")
+	for _, v := range f.versions {
+		st, err := f.store.ReadState(context.Background(), v.VersionKey)
+		require.NoError(t, err)
+		require.Equal(t, "worker", st.Source, "%s: its metric source, learned", v.VersionKey)
+	}
 }
