@@ -496,6 +496,10 @@ func TestPrewarmOutcomeReadsOnlyWhatCameAfterThePrewarm(t *testing.T) {
 	k := keepAlive{prewarmAt: minute(2).Add(-10 * time.Second), burstEnd: minute(-10)}
 	m := tsdb.VersionMetrics{SettledAt: minute(5), RequestCounts: minutes(3, 0, 0, 0, 0, 0), InstanceCounts: minutes(1, 1, 1, 1, 1, 1)}
 	require.Equal(t, "", prewarmOutcome(k, store.ScalingState{HasLastRequested: true, LastRequested: 1}, m), "the burst at 0 came before it")
+	onStep := keepAlive{prewarmAt: minute(2), burstEnd: minute(-10)}
+	m.RequestCounts = minutes(0, 0, 3, 0, 0, 0)
+	require.Equal(t, "", prewarmOutcome(onStep, store.ScalingState{HasLastRequested: true, LastRequested: 1}, m),
+		"a pre-warm on a step: that step's requests came in the window before it")
 
 	m.RequestCounts = minutes(0, 0, 0, 0, 0, 0, 4)
 	back := store.ScalingState{HasLastRequested: true, LastRequested: 0, LastWrittenAt: minute(5)}
