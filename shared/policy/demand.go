@@ -335,14 +335,25 @@ func ArrivalsFromCompletions(prev, last Completions, service Cost) (arrivals flo
 	dt := last.At.Sub(prev.At).Seconds()
 	growth := (last.latency() - prev.latency()) / dt
 	completed := (prev.Rate + last.Rate) / 2
-	bound := last.InFlight / service.SecondsPerRequest
 	how = fmt.Sprintf("estimated: %.1f completed/s, latency %.2f s -> %.2f s in %gs", completed, prev.latency(), last.latency(), dt)
+	// A growth of a second a second or more says nothing of the arrivals
+	// but that they outrun the completions: only the bound is left.
+	arrivals = math.Inf(1)
 	if growth < 1 {
-		if arrivals = completed / (1 - growth); arrivals <= bound {
-			return arrivals, how, true
-		}
+		arrivals = completed / (1 - growth)
 	}
-	return bound, how + fmt.Sprintf(", bounded by %.1f in flight / service time", last.InFlight), true
+	arrivals, how = boundedByInFlight(arrivals, last.InFlight, service, how)
+	return arrivals, how, true
+}
+
+// boundedByInFlight caps an arrival estimate at Little's law's demand,
+// the requests in flight over the service time (every request spends at
+// least that long in the system), and says so in how.
+func boundedByInFlight(arrivals, inFlight float64, service Cost, how string) (float64, string) {
+	if bound := inFlight / service.SecondsPerRequest; arrivals > bound {
+		return bound, how + fmt.Sprintf(", bounded by %.1f in flight / service time", inFlight)
+	}
+	return arrivals, how
 }
 
 // CompletionInterval is what one series of a source that counts requests
@@ -386,8 +397,6 @@ func ArrivalsFromCurve(intervals []CompletionInterval, inFlight float64, service
 		return 0, "", false
 	}
 	type point struct{ index, arrived, weight float64 }
-	var pts []point
-	var origin time.Time
 	sorted := make([]CompletionInterval, 0, len(intervals))
 	for _, iv := range intervals {
 		if finite(iv.Completed) && iv.Completed > 0 && finite(iv.LatencySum) && iv.LatencySum >= 0 && iv.To.After(iv.From) {
@@ -403,7 +412,8 @@ func ArrivalsFromCurve(intervals []CompletionInterval, inFlight float64, service
 		}
 		return a.From.Compare(b.From)
 	})
-	origin = sorted[0].From
+	origin := sorted[0].From
+	pts := make([]point, 0, len(sorted))
 	done := 0.0
 	for _, iv := range sorted {
 		mid := iv.From.Sub(origin).Seconds() + iv.To.Sub(iv.From).Seconds()/2
@@ -431,8 +441,6 @@ func ArrivalsFromCurve(intervals []CompletionInterval, inFlight float64, service
 	}
 	spread := math.Sqrt(sxx / w)
 	how = fmt.Sprintf("estimated: %.0f completions in %d scrape intervals, arrival times spread %.1f s", done, len(pts), spread)
-	if bound := inFlight / service.SecondsPerRequest; finite(bound) && arrivals > bound {
-		return bound, how + fmt.Sprintf(", bounded by %.1f in flight / service time", inFlight), true
-	}
+	arrivals, how = boundedByInFlight(arrivals, inFlight, service, how)
 	return arrivals, how, true
 }
