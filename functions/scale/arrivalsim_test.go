@@ -2,6 +2,7 @@ package scale
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -29,12 +30,14 @@ type rampStep struct {
 // fifoQueue is a simulated gateway: requests arriving every 1/lambda s,
 // served in arrival order by the servers of a ramp, each request taking
 // one service time. It keeps what a TSDB would see: the completion counter
-// and the duration-sum counter, sampled every scrape seconds.
+// and the duration-sum counter, sampled every scrape seconds (offset
+// seconds past each multiple of scrape: a TSDB spreads its targets'
+// scrapes over the interval).
 type fifoQueue struct {
-	lambda, scrape float64
-	ramp           []rampStep
-	done           []float64 // completion times, sorted
-	latencySum     []float64 // latencySum[k]: summed latency of the first k completions
+	lambda, scrape, offset float64
+	ramp                   []rampStep
+	done                   []float64 // completion times, sorted
+	latencySum             []float64 // latencySum[k]: summed latency of the first k completions
 }
 
 func simulateFIFO(lambda, service, scrape, until float64, ramp []rampStep) fifoQueue {
@@ -50,25 +53,61 @@ func simulateFIFO(lambda, service, scrape, until float64, ramp []rampStep) fifoQ
 // serveFIFO serves requests arriving at the given times (sorted) in
 // arrival order, as simulateFIFO does.
 func serveFIFO(arrivals []float64, service, scrape float64, ramp []rampStep) fifoQueue {
+	return queueOf(serveReplicas([][]float64{arrivals}, service, ramp)[0], scrape, ramp)
+}
+
+// served is one request as the gateway counts it when it completes.
+type served struct{ done, latency float64 }
+
+// serveReplicas serves the requests of several gateway replicas, each
+// with its own FIFO queue (queues[r]: the arrival times at replica r,
+// sorted), on the instances of one ramp that they share: a replica's
+// head request takes the first instance free, and of heads waiting
+// together the one that reached its head first goes first (of those that
+// reached it together, the one that arrived first), so replicas that are
+// all backlogged take turns. With one replica that is arrival order. It
+// returns what each replica served, in the order it started.
+func serveReplicas(queues [][]float64, service float64, ramp []rampStep) [][]served {
 	var free []float64 // when each server can next start a request
 	for _, r := range ramp {
 		for len(free) < r.servers {
 			free = append(free, r.at)
 		}
 	}
-	type request struct{ done, latency float64 }
-	var reqs []request
-	for _, arrived := range arrivals {
+	out := make([][]served, len(queues))
+	next := make([]int, len(queues))        // each replica's head
+	reached := make([]float64, len(queues)) // when it reached the head: its predecessor's start
+	head := func(r int) float64 { return math.Max(queues[r][next[r]], reached[r]) }
+	for {
+		h := -1
+		for r := range queues {
+			if next[r] < len(queues[r]) && (h < 0 || head(r) < head(h) ||
+				head(r) == head(h) && queues[r][next[r]] < queues[h][next[h]]) {
+				h = r
+			}
+		}
+		if h < 0 {
+			return out
+		}
 		i := 0
 		for j := range free {
 			if free[j] < free[i] {
 				i = j
 			}
 		}
-		start := math.Max(arrived, free[i])
+		arrived := queues[h][next[h]]
+		start := math.Max(head(h), free[i])
 		free[i] = start + service
-		reqs = append(reqs, request{start + service, start + service - arrived})
+		reached[h] = start
+		next[h]++
+		out[h] = append(out[h], served{start + service, start + service - arrived})
 	}
+}
+
+// queueOf is what a TSDB scraping every scrape seconds sees of the
+// requests served on a ramp.
+func queueOf(reqs []served, scrape float64, ramp []rampStep) fifoQueue {
+	reqs = slices.Clone(reqs)
 	sort.Slice(reqs, func(a, b int) bool { return reqs[a].done < reqs[b].done })
 	q := fifoQueue{scrape: scrape, ramp: ramp, latencySum: []float64{0}}
 	for _, r := range reqs {
@@ -86,7 +125,7 @@ func (q fifoQueue) exact(t float64) (completed, latency float64) {
 
 // counters are the counters as the newest scrape at or before t saw them.
 func (q fifoQueue) counters(t float64) (completed, latency float64) {
-	return q.exact(math.Floor(t/q.scrape+1e-9) * q.scrape)
+	return q.exact(math.Floor((t-q.offset)/q.scrape+1e-9)*q.scrape + q.offset)
 }
 
 func (q fifoQueue) servers(t float64) float64 {
@@ -169,7 +208,7 @@ func (q fifoQueue) intervals(t, span float64) []policy.CompletionInterval {
 	at := func(s float64) time.Time {
 		return time.Unix(1_800_000_000, 0).Add(time.Duration(s * float64(time.Second)))
 	}
-	for s := math.Floor((t-span)/q.scrape+1e-9)*q.scrape + q.scrape; s <= t+1e-9; s += q.scrape {
+	for s := math.Floor((t-span-q.offset)/q.scrape+1e-9)*q.scrape + q.offset + q.scrape; s <= t+1e-9; s += q.scrape {
 		c1, l1 := q.counters(s)
 		c0, l0 := q.counters(s - q.scrape)
 		out = append(out, policy.CompletionInterval{From: at(s - q.scrape), To: at(s), Completed: c1 - c0, LatencySum: l1 - l0})
