@@ -2,6 +2,7 @@ package policy
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,4 +63,26 @@ func TestArrivalsFromCurve(t *testing.T) {
 	same := []CompletionInterval{ivs[0], ivs[0], ivs[0]}
 	_, _, ok = ArrivalsFromCurve(same, 100, service)
 	require.False(t, ok, "one arrival time")
+}
+
+// The gateway's replicas each have their own series, usually scraped at
+// the same times, so their intervals tie on both ends; the TSDB's answer
+// gives them in no particular order (a map's), and the estimate must not
+// depend on it. (Before, a's first failed the fit and b's first read 0.69
+// req/s. Both orders now read 0.69 for the 4 req/s that arrive: pooling
+// series whose latencies differ under-reads, as
+// functions/scale's TestGatewayArrivalsThroughReplicas measures.)
+func TestArrivalsFromCurveTiedIntervals(t *testing.T) {
+	service := Cost{SecondsPerRequest: 1, Weight: 30}
+	a := queueIntervals(2, 2, 4, 4, 4)
+	// Replica b: the same scrapes, its requests 10 s longer in the system.
+	b := queueIntervals(2, 2, 3, 5, 4)
+	for i := range b {
+		b[i].LatencySum += 10 * b[i].Completed
+	}
+	ab, _, ok := ArrivalsFromCurve(append(slices.Clone(a), b...), 100, service)
+	require.True(t, ok)
+	ba, _, ok := ArrivalsFromCurve(append(slices.Clone(b), a...), 100, service)
+	require.True(t, ok)
+	require.InDelta(t, ab, ba, 1e-9, "a's intervals first or b's")
 }

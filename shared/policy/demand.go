@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -410,7 +411,15 @@ func ArrivalsFromCurve(intervals []CompletionInterval, inFlight float64, service
 		if c := a.To.Compare(b.To); c != 0 {
 			return c
 		}
-		return a.From.Compare(b.From)
+		if c := a.From.Compare(b.From); c != 0 {
+			return c
+		}
+		// Series scraped at the same times (the gateway's replicas) tie
+		// on both ends, in the order the TSDB's answer happened to give
+		// them; the one whose completions arrived first (the longer mean
+		// latency) takes the lower index, as one FIFO order would have
+		// it, and the estimate no longer depends on that order.
+		return cmp.Compare(b.LatencySum/b.Completed, a.LatencySum/a.Completed)
 	})
 	origin := sorted[0].From
 	pts := make([]point, 0, len(sorted))
