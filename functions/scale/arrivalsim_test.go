@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"sort"
@@ -108,8 +109,8 @@ func serveReplicas(queues [][]float64, service float64, ramp []rampStep) [][]ser
 // requests served on a ramp.
 func queueOf(reqs []served, scrape float64, ramp []rampStep) fifoQueue {
 	reqs = slices.Clone(reqs)
-	sort.Slice(reqs, func(a, b int) bool { return reqs[a].done < reqs[b].done })
-	q := fifoQueue{scrape: scrape, ramp: ramp, latencySum: []float64{0}}
+	slices.SortFunc(reqs, func(a, b served) int { return cmp.Compare(a.done, b.done) })
+	q := fifoQueue{scrape: scrape, ramp: ramp, done: make([]float64, 0, len(reqs)), latencySum: make([]float64, 1, len(reqs)+1)}
 	for _, r := range reqs {
 		q.done = append(q.done, r.done)
 		q.latencySum = append(q.latencySum, q.latencySum[len(q.latencySum)-1]+r.latency)
