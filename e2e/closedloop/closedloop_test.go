@@ -516,19 +516,30 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[max(i, 0)]
 }
 
+// instanceMinutes is what the function's versions held over the run, each
+// version's snapshots integrated as loadFiguresOf does (a snapshot in
+// force until the version's next one; active, provisioning and
+// terminating instances all hold a GPU), so the two figures agree.
 func instanceMinutes(h []sim.Snapshot, fid string) float64 {
-	var total float64
-	var last time.Time
+	var from, to time.Time
+	versions := map[string]bool{}
 	for _, s := range h {
 		if s.FunctionID != fid {
 			continue
 		}
-		if !last.IsZero() {
-			total += float64(s.Active+s.Pending) * s.At.Sub(last).Minutes()
+		versions[s.FunctionVersionID] = true
+		if from.IsZero() || s.At.Before(from) {
+			from = s.At
 		}
-		last = s.At
+		if s.At.After(to) {
+			to = s.At
+		}
 	}
-	return total
+	var seconds float64
+	for vid := range versions {
+		seconds += loadFiguresOf(h, nil, vid, from, to).instanceSeconds
+	}
+	return seconds / 60
 }
 
 func describe(w *world.World) string {
