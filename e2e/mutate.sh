@@ -4,7 +4,7 @@
 # everything else rests on, and runs their tests against each change. A
 # change no test notices ("LIVED") is a rule no test pins down.
 #
-#   make mutate                       # shared/policy, events, buckets, config, receiver
+#   make mutate                       # shared/policy, events, buckets, config, receiver, ids, watchfile
 #   e2e/mutate.sh ./shared/events     # one package
 #
 # Fails when a package's test efficacy (killed / (killed + lived)) is under
@@ -28,7 +28,7 @@ if [ "$(built_version "$bin")" != "$GREMLINS_VERSION" ]; then
 fi
 
 pkgs=("$@")
-[ ${#pkgs[@]} -gt 0 ] || pkgs=(./shared/policy ./shared/events ./shared/buckets ./shared/config ./shared/receiver ./shared/ids)
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(./shared/policy ./shared/events ./shared/buckets ./shared/config ./shared/receiver ./shared/ids ./shared/watchfile)
 failed=()
 for p in "${pkgs[@]}"; do
   echo "== gremlins $p"
