@@ -79,7 +79,9 @@ type Spec[T any] struct {
 	WaitWhileUnreachable bool
 	// Reloaded and Failed (both required) report each read after the
 	// first, once per change of the files, never once per use: a use is
-	// a handshake or a query. Failed gets the value still in use.
+	// a handshake or a query. Failed gets the value still in use. They
+	// run with the Value locked, so that reports come in the order of
+	// the reads: they must not call Current.
 	Reloaded func(now T)
 	Failed   func(last T, err error)
 }
