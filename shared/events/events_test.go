@@ -32,29 +32,47 @@ func status(t *testing.T, err error) int {
 	return r.StatusCode
 }
 
+// goodBucketData and goodActivateData are payloads the parsers accept, and
+// badBucketData and badActivateData ones they refuse, by what is wrong;
+// the fuzz tests start from all of them.
+const (
+	goodBucketData   = `{"bucket":3,"buckets":128,"cycle":1700000000000,"deadline":"2026-01-01T00:00:55Z"}`
+	goodActivateData = `{"functionId":"3fa85f64-5717-4562-b3fc-2c963f66afa6","functionVersionId":"v1","ncaId":"nca-1"}`
+)
+
+var badBucketData = map[string]string{
+	"empty":          ``,
+	"not json":       `{"bucket":`,
+	"unknown field":  `{"bucket":1,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z","extra":1}`,
+	"out of range":   `{"bucket":2,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+	"negative count": `{"bucket":0,"buckets":-1,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+	"no cycle":       `{"bucket":0,"buckets":2,"deadline":"2026-01-01T00:00:00Z"}`,
+	"no deadline":    `{"bucket":0,"buckets":2,"cycle":1}`,
+	"trailing":       `{"bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"} {}`,
+	"string bucket":  `{"bucket":"0","buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+	"no bucket":      `{"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+	"null bucket":    `{"bucket":null,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+	"other case":     `{"Bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+	"both cases":     `{"bucket":1,"BUCKET":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
+	"an array":       `[{"bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}]`,
+}
+
+var badActivateData = map[string]string{
+	"missing version": `{"functionId":"f"}`,
+	"bad id":          `{"functionId":"f\"}","functionVersionId":"v"}`,
+	"regex chars":     `{"functionId":"f|.*","functionVersionId":"v"}`,
+	"too long":        `{"functionId":"` + string(make([]byte, 200)) + `","functionVersionId":"v"}`,
+	"other case":      `{"FunctionID":"f","functionVersionId":"v"}`,
+	"null version":    `{"functionId":"f","functionVersionId":null}`,
+}
+
 func TestParseBucket(t *testing.T) {
-	ok := `{"bucket":3,"buckets":128,"cycle":1700000000000,"deadline":"2026-01-01T00:00:55Z"}`
-	b, err := ParseBucket(ev(TypeBucket, ok))
+	b, err := ParseBucket(ev(TypeBucket, goodBucketData))
 	require.NoError(t, err)
 	require.Equal(t, 3, b.Bucket)
 	require.Equal(t, 3, b.Range().Index)
 
-	for name, data := range map[string]string{
-		"empty":          ``,
-		"not json":       `{"bucket":`,
-		"unknown field":  `{"bucket":1,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z","extra":1}`,
-		"out of range":   `{"bucket":2,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
-		"negative count": `{"bucket":0,"buckets":-1,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
-		"no cycle":       `{"bucket":0,"buckets":2,"deadline":"2026-01-01T00:00:00Z"}`,
-		"no deadline":    `{"bucket":0,"buckets":2,"cycle":1}`,
-		"trailing":       `{"bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"} {}`,
-		"string bucket":  `{"bucket":"0","buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
-		"no bucket":      `{"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
-		"null bucket":    `{"bucket":null,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
-		"other case":     `{"Bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
-		"both cases":     `{"bucket":1,"BUCKET":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}`,
-		"an array":       `[{"bucket":0,"buckets":2,"cycle":1,"deadline":"2026-01-01T00:00:00Z"}]`,
-	} {
+	for name, data := range badBucketData {
 		_, err := ParseBucket(ev(TypeBucket, data))
 		require.Error(t, err, name)
 		require.Equal(t, http.StatusBadRequest, status(t, err), name)
@@ -63,17 +81,10 @@ func TestParseBucket(t *testing.T) {
 }
 
 func TestParseActivate(t *testing.T) {
-	a, err := ParseActivate(ev(TypeActivate, `{"functionId":"3fa85f64-5717-4562-b3fc-2c963f66afa6","functionVersionId":"v1","ncaId":"nca-1"}`))
+	a, err := ParseActivate(ev(TypeActivate, goodActivateData))
 	require.NoError(t, err)
 	require.Equal(t, "v1", a.FunctionVersionID)
-	for name, data := range map[string]string{
-		"missing version": `{"functionId":"f"}`,
-		"bad id":          `{"functionId":"f\"}","functionVersionId":"v"}`,
-		"regex chars":     `{"functionId":"f|.*","functionVersionId":"v"}`,
-		"too long":        `{"functionId":"` + string(make([]byte, 200)) + `","functionVersionId":"v"}`,
-		"other case":      `{"FunctionID":"f","functionVersionId":"v"}`,
-		"null version":    `{"functionId":"f","functionVersionId":null}`,
-	} {
+	for name, data := range badActivateData {
 		_, err := ParseActivate(ev(TypeActivate, data))
 		require.Error(t, err, name)
 		require.Equal(t, http.StatusBadRequest, status(t, err), name)
