@@ -64,12 +64,17 @@ bench-policy:
 	$(GO) run ./e2e/benchpolicy $(ARGS)
 
 # The PromQL answer decoder's fuzzers (the streaming decoder against the [2]any
-# reference and against the whole-body parser it replaced), FUZZTIME each (default 30s).
+# reference and against the whole-body parser it replaced) and the inbound
+# path's (the event parsers, the HTTP receiver, the routing by type and role:
+# bad input is a bounded 4xx, never a 5xx), FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run X -fuzz FuzzParseResponse -fuzztime $(FUZZTIME) ./shared/tsdb
 	$(GO) test -run X -fuzz FuzzFastParserMatchesReference -fuzztime $(FUZZTIME) ./shared/tsdb
 	$(GO) test -run X -fuzz FuzzStreamMatchesBuffered -fuzztime $(FUZZTIME) ./shared/tsdb
+	$(GO) test -run X -fuzz FuzzParseEvents -fuzztime $(FUZZTIME) ./shared/events
+	$(GO) test -run X -fuzz FuzzServeHTTP -fuzztime $(FUZZTIME) ./shared/receiver
+	$(GO) test -run X -fuzz FuzzRoute -fuzztime $(FUZZTIME) .
 
 # Mutation testing (gremlins) of the packages every decision rests on;
 # fails under 95 % test efficacy. PKGS narrows it, e.g. PKGS=./shared/events
