@@ -4,12 +4,10 @@ import (
 	"context"
 	"testing"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/gocql/gocql"
 	"github.com/stretchr/testify/require"
 
 	"function/e2e/nvcfsim"
-	"function/shared/events"
 )
 
 // An activation is decided outside a bucket, so its state write (the cold
@@ -23,12 +21,7 @@ func TestActivationStateWriteCarriesTheStateTTL(t *testing.T) {
 	f.sim.Register(nvcfsim.FunctionVersion{FunctionID: "ttl-f", VersionID: "ttl-v", NcaID: "nca", Status: nvcfsim.StatusActive,
 		Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 4}}})
 	h := f.handler(t, "node-a", nil)
-	e := event.New()
-	e.SetID("act-ttl")
-	e.SetType(events.TypeActivate)
-	e.SetSource("test")
-	require.NoError(t, e.SetData(event.ApplicationJSON, events.Activate{FunctionID: "ttl-f", FunctionVersionID: "ttl-v", NcaID: "nca"}))
-	_, err := h.HandleActivate(context.Background(), e)
+	_, err := h.HandleActivate(context.Background(), activateEvent("act-ttl", "ttl-f", "ttl-v"))
 	require.NoError(t, err)
 	got, _ := f.sim.Desired("ttl-f", "ttl-v")
 	require.Equal(t, 1, got, "the activation must write, or there is no cold start to mark")

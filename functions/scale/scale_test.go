@@ -154,6 +154,17 @@ func bucketEvent(cycle time.Time) event.Event {
 	return e
 }
 
+// activateEvent is an activation of fid/vid, as the invocation plane
+// sends one, under its own event id.
+func activateEvent(id, fid, vid string) event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetType(events.TypeActivate)
+	e.SetSource("test")
+	_ = e.SetData(event.ApplicationJSON, events.Activate{FunctionID: fid, FunctionVersionID: vid, NcaID: "nca"})
+	return e
+}
+
 func decode(t testing.TB, reply *event.Event) BucketResult {
 	require.NotNil(t, reply)
 	var r BucketResult
@@ -356,11 +367,7 @@ func TestActivationIsImmediateAndSingleFlight(t *testing.T) {
 	f.sim.Register(nvcfsim.FunctionVersion{FunctionID: "cold-f", VersionID: "cold-v", NcaID: "nca", Status: nvcfsim.StatusActive,
 		Specs: []nvcfsim.DeploymentSpec{{GPU: "L40S", MinInstances: 0, MaxInstances: 4}}})
 	h := f.handler(t, "node-a", nil)
-	e := event.New()
-	e.SetID("act-1")
-	e.SetType(events.TypeActivate)
-	e.SetSource("test")
-	_ = e.SetData(event.ApplicationJSON, events.Activate{FunctionID: "cold-f", FunctionVersionID: "cold-v", NcaID: "nca"})
+	e := activateEvent("act-1", "cold-f", "cold-v")
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
@@ -387,12 +394,7 @@ func TestActivationOfAnUnknownVersionAsksNVCFOnce(t *testing.T) {
 	f := setup(t, 1)
 	h := f.handler(t, "node-a", nil)
 	activate := func(i int) (ActivateResult, error) {
-		e := event.New()
-		e.SetID(fmt.Sprintf("act-ghost-%d", i))
-		e.SetType(events.TypeActivate)
-		e.SetSource("test")
-		_ = e.SetData(event.ApplicationJSON, events.Activate{FunctionID: "ghost-f", FunctionVersionID: "ghost-v", NcaID: "nca"})
-		reply, err := h.HandleActivate(context.Background(), e)
+		reply, err := h.HandleActivate(context.Background(), activateEvent(fmt.Sprintf("act-ghost-%d", i), "ghost-f", "ghost-v"))
 		if err != nil {
 			return ActivateResult{}, err
 		}

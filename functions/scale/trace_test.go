@@ -15,7 +15,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"function/shared/events"
 	"function/shared/nvcf"
 	"function/shared/store"
 	"function/shared/telemetry"
@@ -183,12 +182,7 @@ func TestBucketSpanRecordsErrors(t *testing.T) {
 
 func TestActivationSpan(t *testing.T) {
 	rec := recordSpans(t)
-	e := event.New()
-	e.SetID("act-1")
-	e.SetType(events.TypeActivate)
-	e.SetSource("test")
-	_ = e.SetData(event.ApplicationJSON, events.Activate{FunctionID: "fn-1", FunctionVersionID: "ver-1", NcaID: "nca"})
-	_, err := dryRunHandler(t).HandleActivate(context.Background(), e)
+	_, err := dryRunHandler(t).HandleActivate(context.Background(), activateEvent("act-1", "fn-1", "ver-1"))
 	require.NoError(t, err)
 	act := spanNamed(t, rec, "scale.activate")
 	a := attrs(act)
