@@ -111,14 +111,21 @@ func (f *Function) Start(ctx context.Context, cfg map[string]string) error {
 		f.log.Info("serving self-metrics", "address", addr.String())
 	}
 	go f.connect(runCtx)
-	f.receiver.Store(&receiver.Receiver{
+	f.receiver.Store(f.newReceiver(f.route))
+	return nil
+}
+
+// newReceiver is the HTTP side of the function's events, handing each
+// parsed event to handle (route, or a test's wrapper of it).
+func (f *Function) newReceiver(handle receiver.HandleFunc) *receiver.Receiver {
+	s := f.settings
+	return &receiver.Receiver{
 		MaxBodyBytes: s.MaxEventBytes, LimitSetting: "MAX_EVENT_BYTES",
 		// Handlers stop at the bucket deadline; the margin is for the
 		// reply after it.
 		AnswerWithin: s.Discovery.BucketDeadline + 10*time.Second,
-		Log:          f.log, Handle: f.route,
-	})
-	return nil
+		Log:          f.log, Handle: handle,
+	}
 }
 
 // connect opens every dependency, retrying with capped back-off until the

@@ -16,7 +16,6 @@ import (
 
 	"function/shared/config"
 	"function/shared/events"
-	"function/shared/receiver"
 )
 
 // roles are the processes FuzzRoute routes through, by the fuzzed role
@@ -35,8 +34,8 @@ var roles = []config.Role{config.RoleAll, config.RoleDiscovery, config.RoleScale
 // bound.
 //
 // Start is not called: it dials the dependencies in the background and
-// logs to stderr; the receiver is built here as Start builds it, with the
-// limit from the loaded configuration, and logs nowhere.
+// logs to stderr; the receiver comes from newReceiver, as Start's does,
+// with route wrapped to take the expectation, and logs nowhere.
 func FuzzRoute(f *testing.F) {
 	functions := make([]*Function, len(roles))
 	for i, role := range roles {
@@ -72,18 +71,15 @@ func FuzzRoute(f *testing.F) {
 		var routed bool
 		var retryable, again bool
 		var reason string
-		fn.receiver.Store(&receiver.Receiver{
-			MaxBodyBytes: fn.settings.MaxEventBytes, LimitSetting: "MAX_EVENT_BYTES", Log: fn.log,
-			Handle: func(ctx context.Context, e event.Event) (*event.Event, error) {
-				routed = true
-				// A bucket's cycle is held to the clock: at the edge of the
-				// skew, the answer may depend on when it is read, so the
-				// expectation is taken on both sides of route.
-				retryable, reason = fn.expect(e)
-				defer func() { again, _ = fn.expect(e) }()
-				return fn.route(ctx, e)
-			},
-		})
+		fn.receiver.Store(fn.newReceiver(func(ctx context.Context, e event.Event) (*event.Event, error) {
+			routed = true
+			// A bucket's cycle is held to the clock: at the edge of the
+			// skew, the answer may depend on when it is read, so the
+			// expectation is taken on both sides of route.
+			retryable, reason = fn.expect(e)
+			defer func() { again, _ = fn.expect(e) }()
+			return fn.route(ctx, e)
+		}))
 		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(string(data)))
 		req.Header = http.Header{"Ce-Specversion": {"1.0"}, "Ce-Source": {"curl"}, "Ce-Id": {id}, "Ce-Type": {typ}}
 		if contentType != "" {
